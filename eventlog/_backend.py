@@ -1,0 +1,125 @@
+"""The narrow set of storage hooks a backend fills in.
+
+The store above owns every rule (validation, the record format, the digest chain,
+``expected_seq``, folding, snapshots policy, errors); a backend only keeps bytes.
+Each record is handed over already encoded and chained, as a ``Record``; the
+backend gives lines back in order and the store checks them. Anything two
+backends would share belongs in the store, not here.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._codec import Head, Record
+
+Lines = Iterator[tuple[str, int, bytes]]
+"""``(source, line number, line)`` in log order; source and number only serve error messages."""
+
+Build = Callable[[Head], list[Record]]
+"""Called by ``append`` with the session's current head, under the backend's lock (or
+optimistically, for backends that retry); returns the records to write. It may raise,
+and then nothing is written."""
+
+
+@dataclass(slots=True)
+class Appended:
+    """What an append wrote, and where the log stands after it (a backend hint, may be None)."""
+
+    records: list[Record]
+    position: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Scan:
+    """A forward read: ``start`` is the head just before the first line of ``lines``."""
+
+    start: Head
+    lines: Lines
+    position: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+
+
+class Backend(ABC):
+    """Storage hooks. Every method takes an already validated session id."""
+
+    poll_interval = 0.05
+    """Longest sleep of the polling ``wait`` below; backends that can block override ``wait``."""
+
+    @abstractmethod
+    def create(self, session_id: str, record: Record, *, durable: bool) -> None:
+        """Store a new session whose first record is ``record``, atomically.
+
+        Raise ``SessionExistsError`` if the id exists (and change nothing)."""
+
+    @abstractmethod
+    def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
+        """Append what ``build(head)`` returns, all or nothing, exclusively with other appends."""
+
+    @abstractmethod
+    def exists(self, session_id: str) -> bool: ...
+
+    @abstractmethod
+    def session_ids(self) -> list[str]:
+        """Every session's id, sorted."""
+
+    @abstractmethod
+    def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
+        """Lines from seq ``after_seq + 1`` on (a backend may start earlier; the store skips).
+
+        ``position`` is a hint this backend returned earlier for exactly ``after_seq``."""
+
+    @abstractmethod
+    def scan_back(self, session_id: str) -> Lines:
+        """Lines from the newest to the oldest."""
+
+    @abstractmethod
+    def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        """Remove a session whole; with ``if_head``, only if its head is still that
+        (checked under the same exclusion as appends). Return whether it was removed."""
+
+    @abstractmethod
+    def snapshots(self, session_id: str) -> Iterator[bytes]:
+        """Stored snapshots, newest first."""
+
+    @abstractmethod
+    def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
+        """Store a snapshot at ``seq`` atomically (a reader sees all of it or none)."""
+
+    def check(self, session_id: str) -> list[str]:
+        """Problems with the backend's own structure (beyond the chain the store checks)."""
+        return []
+
+    def size(self, session_id: str) -> int:
+        """Bytes the session takes in storage, as near as the backend can tell."""
+        return 0
+
+    def last_seq(self, session_id: str) -> int:
+        """The session's last seq, cheaply; raise ``SessionNotFoundError`` if it is gone."""
+        for _source, _lineno, line in self.scan_back(session_id):
+            if line.startswith(b'{"seq":'):
+                return int(line[7:line.index(b",")])
+        return 0
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Block until the session's last seq passes ``after_seq`` (True) or ``timeout`` (False).
+
+        Polls with a backoff from 1 ms; backends that can be woken override this."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            if self.last_seq(session_id) > after_seq:
+                return True
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
+
+    def close(self) -> None:
+        """Release handles. The store calls it once."""

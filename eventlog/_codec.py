@@ -1,0 +1,191 @@
+"""The record format and its digest chain, shared by every backend.
+
+A record is one JSON object on one line::
+
+    {"seq":7,"type":"message","ts":1732233600.5,"data":{...},"h":"<32 hex>"}
+
+The ``"h"`` member is always last and always 32 hex digits, so the bytes it covers
+(the *body*: the line with ``,"h":"..."`` cut out) can be sliced out without
+re-encoding, and a reader checks a record with one SHA-256 and no second
+serialisation. ``h = sha256(prev_h + body)[:32 hex]``, where ``prev_h`` is the
+previous record's ``h`` and, for seq 1, a genesis value derived from the session
+id, so records can't be moved between sessions unnoticed. Editing, dropping,
+reordering or flipping a bit in any record breaks the chain at that record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._errors import CorruptLogError, EventTooLargeError, InvalidEventError
+from ._records import Event
+
+DIGEST_HEX = 32
+_SUFFIX_OPEN = b',"h":"'
+SUFFIX_LEN = len(_SUFFIX_OPEN) + DIGEST_HEX + 2  # ,"h":"<hex>"}
+_DUMPS_OPTS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_RECORD_KEYS = frozenset(("seq", "type", "ts", "data", "h"))
+_sha256 = hashlib.sha256
+_loads = orjson.loads
+new_event = tuple.__new__  # builds an Event without NamedTuple's keyword-handling __new__
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where a session's chain ends: the last seq and its digest (``seq`` 0: the genesis)."""
+
+    seq: int
+    digest: str
+
+
+def genesis(session_id: str) -> Head:
+    return Head(0, _sha256(b"eventlog/1\0" + session_id.encode()).hexdigest()[:DIGEST_HEX])
+
+
+def link(prev_digest: str, body: bytes) -> str:
+    return _sha256(prev_digest.encode() + body).hexdigest()[:DIGEST_HEX]
+
+
+def _refuse(obj: object) -> None:
+    raise InvalidEventError(f"{type(obj).__name__} is not plain JSON")
+
+
+def encode_payload(event_type: str, ts: float, data: Any) -> bytes:
+    """Encode everything but the seq, outside any lock: ``{"type":..,"ts":..,"data":..}``."""
+    try:
+        return orjson.dumps({"type": event_type, "ts": ts, "data": data}, default=_refuse,
+                            option=_DUMPS_OPTS)
+    except InvalidEventError:
+        raise
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        # Lone surrogates, integers past 64 bits, nesting past orjson's limit.
+        raise InvalidEventError(f"event data can't be stored as JSON: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An encoded record ready to store: its seq, digest and line (no newline)."""
+
+    seq: int
+    digest: str
+    line: bytes
+
+
+def seal(payloads: Iterable[bytes], head: Head, max_bytes: int) -> list[Record]:
+    """Number and chain pre-encoded payloads after ``head``. Cheap: runs under the lock."""
+    records = []
+    seq, prev = head.seq, head.digest
+    for payload in payloads:
+        seq += 1
+        body = b'{"seq":%d,' % seq + payload[1:]
+        prev = link(prev, body)
+        line = b"%s%s%s\"}" % (body[:-1], _SUFFIX_OPEN, prev.encode())
+        if len(line) + 1 > max_bytes:
+            raise EventTooLargeError(
+                f"event of {len(line) + 1} bytes is over the store's limit of {max_bytes} bytes"
+            )
+        records.append(Record(seq, prev, line))
+    return records
+
+
+class Unparseable(Exception):
+    """A line that is not a record at all (a torn write, garbage, NUL bytes)."""
+
+
+def parse(line: bytes) -> tuple[dict[str, Any], bytes, str]:
+    """Split a line into its decoded object, its body and its stated digest."""
+    if len(line) <= SUFFIX_LEN or line[-SUFFIX_LEN:-DIGEST_HEX - 2] != _SUFFIX_OPEN:
+        raise Unparseable("not a record line")
+    try:
+        obj = _loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise Unparseable(str(exc)) from None
+    if type(obj) is not dict or obj.keys() != _RECORD_KEYS:
+        raise Unparseable("not a record object")
+    return obj, line[:-SUFFIX_LEN] + b"}", line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+
+
+def to_event(obj: dict[str, Any]) -> Event:
+    return Event(obj["seq"], obj["type"], obj["ts"], obj["data"])
+
+
+class ChainReader:
+    """Checks records in order against the chain and turns them into events.
+
+    Lines come as ``(source, line number, line)``. Unreadable lines are held back:
+    if nothing readable follows them they are a torn tail and ignored; a readable
+    record after an unreadable line is corruption. ``head`` is where the chain
+    stands after the last record read.
+    """
+
+    __slots__ = ("session_id", "seq", "digest", "torn_at")
+
+    def __init__(self, session_id: str, head: Head) -> None:
+        self.session_id = session_id
+        self.seq = head.seq
+        self.digest = head.digest
+        self.torn_at: tuple[str, int] | None = None
+
+    @property
+    def head(self) -> Head:
+        """Where the chain stands: the last record read (or the start)."""
+        return Head(self.seq, self.digest)
+
+    def corrupt(self, message: str, source: str, lineno: int, seq: object) -> CorruptLogError:
+        where = f"{source} line {lineno}"
+        return CorruptLogError(f"session {self.session_id!r}, {where}, seq {seq}: {message}",
+                               session_id=self.session_id,
+                               seq=seq if isinstance(seq, int) else None, where=where)
+
+    def read(self, lines: Iterable[tuple[str, int, bytes]]) -> Iterator[Event]:
+        sha = _sha256
+        loads = _loads
+        build = new_event
+        for source, lineno, line in lines:
+            # The hot loop of every replay: parse() and link() inlined by hand.
+            obj: Any = None
+            if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+                try:
+                    obj = loads(line)
+                except orjson.JSONDecodeError:
+                    pass
+            try:
+                if type(obj) is not dict or len(obj) != 5:
+                    raise KeyError
+                seq = obj["seq"]
+                event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+            except KeyError:
+                if self.torn_at is None:
+                    self.torn_at = (source, lineno)
+                continue
+            if self.torn_at is not None:
+                raise self.corrupt("an unreadable record is followed by readable ones",
+                                   *self.torn_at, self.seq + 1)
+            digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+            if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
+                raise self.corrupt("digest does not match: the record was altered, or one "
+                                   "before it is missing or out of order", source, lineno, seq)
+            if seq != self.seq + 1:
+                raise self.corrupt(f"expected seq {self.seq + 1}", source, lineno, seq)
+            self.seq = seq
+            self.digest = digest
+            yield event
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    try:
+        obj = _loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise Unparseable(str(exc)) from None
+    if type(obj) is not dict:
+        raise Unparseable("not an object")
+    return obj
+
+
+def encode_json(value: Any) -> bytes:
+    return orjson.dumps(value)

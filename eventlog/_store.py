@@ -1,0 +1,539 @@
+"""``EventLog``: the public store. It owns every rule; a ``Backend`` only keeps bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+from ._backend import Backend
+from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._errors import (ConflictError, CorruptLogError, EventLogError, InvalidEventError,
+                      SessionExistsError, SessionNotFoundError, StoreClosedError)
+from ._records import ChatMessage, ChatSession, Event, VerifyReport
+from ._state import (CREATED, JOINED, LEFT, MESSAGE, SessionState, decode_snapshot,
+                     encode_snapshot, message_data, to_message)
+from ._validate import (check_event_type, check_json, check_session_id, check_text,
+                        check_timestamp)
+
+Durability = Literal["os", "fsync"]
+DEFAULT_MAX_EVENT_BYTES = 16 << 20
+
+
+def _check_durability(value: object) -> Durability:
+    if value not in ("os", "fsync"):
+        raise InvalidEventError(f"durability must be 'os' or 'fsync', not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _check_seq(name: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if type(value) is not int or value < 0:
+        raise InvalidEventError(f"{name} must be a non-negative int, not {value!r}")
+
+
+class EventLog:
+    """Append-only session logs on a backend. Use ``eventlog.open(...)`` to get one.
+
+    Thread-safe; survives ``fork()``; share one per process.
+    """
+
+    def __init__(self, backend: Backend, *, durability: Durability = "os",
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, snapshot_every: int = 1000) -> None:
+        self.backend = backend
+        self.durability = _check_durability(durability)
+        if type(max_event_bytes) is not int or max_event_bytes < 64:
+            raise InvalidEventError(f"max_event_bytes must be an int of at least 64, not {max_event_bytes!r}")
+        if type(snapshot_every) is not int or snapshot_every < 1:
+            raise InvalidEventError(f"snapshot_every must be a positive int, not {snapshot_every!r}")
+        self.max_event_bytes = max_event_bytes
+        self.snapshot_every = snapshot_every
+        self._closed = False
+
+    # Lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _live(self, session_id: object) -> str:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return check_session_id(session_id)
+
+    def _durable(self, durability: Durability | None) -> bool:
+        if durability is None:
+            return self.durability == "fsync"
+        return _check_durability(durability) == "fsync"
+
+    # Writing -------------------------------------------------------------------------
+
+    def create_session(self, session_id: str | None = None, participants: Iterable[str] | None = None,
+                       metadata: dict[str, Any] | None = None, *, created_at: float | None = None,
+                       exist_ok: bool = False, durability: Durability | None = None) -> ChatSession:
+        """Create a session; its creation is event seq 1. A None id gets a random one."""
+        if session_id is None:
+            import uuid
+            session_id = uuid.uuid4().hex
+        sid = self._live(session_id)
+        people = [] if participants is None else list(participants)
+        if isinstance(participants, str):
+            raise InvalidEventError("participants must be a list of names, not a str")
+        seen = set()
+        for person in people:
+            check_text("participant", person)
+            if person in seen:
+                raise InvalidEventError(f"participant {person!r} is listed twice")
+            seen.add(person)
+        if metadata is not None and type(metadata) is not dict:
+            raise InvalidEventError(f"metadata must be a dict, not {type(metadata).__name__}")
+        meta = {} if metadata is None else metadata
+        check_json(meta, "metadata")
+        ts = time.time() if created_at is None else check_timestamp("created_at", created_at)
+        payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
+        record = seal([payload], genesis(sid), self.max_event_bytes)[0]
+        try:
+            self.backend.create(sid, record, durable=self._durable(durability))
+        except SessionExistsError:
+            if exist_ok:
+                return self.get_session(sid)
+            raise
+        state = SessionState(sid, Head(1, record.digest), participants=people, metadata=dict(meta),
+                             created_at=ts, last_activity=ts)
+        return state.to_session()
+
+    def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
+                         durability: Durability | None) -> list[Record]:
+        _check_seq("expected_seq", expected_seq)
+        limit = self.max_event_bytes
+
+        def build(head: Head) -> list[Record]:
+            if expected_seq is not None and head.seq != expected_seq:
+                raise ConflictError(sid, expected_seq, head.seq)
+            return seal(payloads, head, limit)
+
+        result = self.backend.append(sid, build, durable=self._durable(durability))
+        if result.records:
+            self._maybe_snapshot(sid, result.records, result.position)
+        return result.records
+
+    def append(self, session_id: str, type: str, data: Any = None, *,
+               expected_seq: int | None = None, durability: Durability | None = None) -> Event:
+        """Append one custom event (types ``session.*`` and ``message*`` are reserved)."""
+        sid = self._live(session_id)
+        check_event_type(type)
+        check_json(data)
+        ts = time.time()
+        record = self._append_payloads(sid, [encode_payload(type, ts, data)], expected_seq,
+                                       durability)[0]
+        return Event(record.seq, type, ts, data)
+
+    def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
+                    expected_seq: int | None = None,
+                    durability: Durability | None = None) -> list[Event]:
+        """Append several custom events as one atomic batch: all are stored, or none."""
+        sid = self._live(session_id)
+        items = list(events)
+        ts = time.time()
+        payloads = []
+        for index, item in enumerate(items):
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise InvalidEventError(f"append_many item {index} must be a (type, data) tuple")
+            check_event_type(item[0])
+            check_json(item[1], f"event {index} data")
+            payloads.append(encode_payload(item[0], ts, item[1]))
+        if not payloads:
+            return []
+        records = self._append_payloads(sid, payloads, expected_seq, durability)
+        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items)]
+
+    def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
+                    durability: Durability | None = None) -> ChatMessage:
+        """Store a chat message as one event; returns it with its ``seq`` set."""
+        return self.add_messages([message], expected_seq=expected_seq, durability=durability)[0]
+
+    def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
+                     durability: Durability | None = None) -> list[ChatMessage]:
+        """Store several messages of one session as one atomic batch."""
+        if not messages:
+            return []
+        payloads = []
+        sid = None
+        for message in messages:
+            if not isinstance(message, ChatMessage):
+                raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")
+            check_session_id(message.session_id)
+            if sid is None:
+                sid = self._live(message.session_id)
+            elif message.session_id != sid:
+                raise InvalidEventError("a batch of messages must all belong to one session")
+            check_text("message id", message.id)
+            check_text("sender", message.sender)
+            check_text("recipient", message.recipient, optional=True)
+            check_text("content", message.content, empty=True)
+            check_text("message_type", message.message_type)
+            ts = check_timestamp("timestamp", message.timestamp)
+            if message.metadata is not None:
+                if type(message.metadata) is not dict:
+                    raise InvalidEventError("message metadata must be a dict")
+                check_json(message.metadata, "message metadata")
+            payloads.append(encode_payload(MESSAGE, ts, message_data(message)))
+        assert sid is not None
+        records = self._append_payloads(sid, payloads, expected_seq, durability)
+        return [_with_seq(m, r.seq) for m, r in zip(messages, records)]
+
+    def add_participant(self, session_id: str, participant: str, *,
+                        expected_seq: int | None = None) -> Event:
+        """Record that a participant joined (an event of type ``session.participant_joined``)."""
+        return self._membership(session_id, JOINED, participant, expected_seq)
+
+    def remove_participant(self, session_id: str, participant: str, *,
+                           expected_seq: int | None = None) -> Event:
+        """Record that a participant left (``session.participant_left``)."""
+        return self._membership(session_id, LEFT, participant, expected_seq)
+
+    def _membership(self, session_id: str, kind: str, participant: str,
+                    expected_seq: int | None) -> Event:
+        sid = self._live(session_id)
+        check_text("participant", participant)
+        ts = time.time()
+        data = {"participant": participant}
+        record = self._append_payloads(sid, [encode_payload(kind, ts, data)], expected_seq, None)[0]
+        return Event(record.seq, kind, ts, data)
+
+    def import_events(self, session_id: str, events: Iterable[Event], *,
+                      durability: Durability | None = None, batch_size: int = 1000) -> ChatSession:
+        """Write a whole history exactly as given (seq, type, ts, data), as a new session.
+
+        The first event must be ``session.created`` with seq 1 and the seqs gapless; every
+        event is checked like a new one. The session must not exist. If anything fails
+        part-way, the partly imported session is removed again, so an import is all or nothing.
+        """
+        sid = self._live(session_id)
+        iterator = iter(events)
+        first = next(iterator, None)
+        if first is None:
+            raise InvalidEventError("nothing to import: a history starts with session.created")
+        first = _check_imported(first, 1)
+        if first.type != CREATED or not isinstance(first.data, dict):
+            raise InvalidEventError("an imported history must start with a session.created event")
+        self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
+                            created_at=first.ts, durability=durability)
+        try:
+            seq = 1
+            batch: list[bytes] = []
+            for event in iterator:
+                seq += 1
+                event = _check_imported(event, seq)
+                batch.append(encode_payload(event.type, event.ts, event.data))
+                if len(batch) >= batch_size:
+                    self._append_payloads(sid, batch, seq - len(batch), durability)
+                    batch = []
+            if batch:
+                self._append_payloads(sid, batch, seq - len(batch), durability)
+        except BaseException:
+            try:
+                self.backend.delete(sid)
+            except EventLogError:
+                pass
+            raise
+        return self.get_session(sid)
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session whole; its id can be created again."""
+        sid = self._live(session_id)
+        self.backend.delete(sid)
+
+    # Reading -------------------------------------------------------------------------
+
+    def _scan_events(self, sid: str, after_seq: int,
+                     position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
+        scan = self.backend.scan(sid, after_seq, position)
+        chain = ChainReader(sid, scan.start)
+        return chain, chain.read(scan.lines), scan.position
+
+    def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
+        """Every event after ``after_seq``, in order, each checked against the digest chain."""
+        sid = self._live(session_id)
+        _check_seq("after_seq", after_seq, optional=False)
+        scan = self.backend.scan(sid, after_seq, None)
+        events = ChainReader(sid, scan.start).read(scan.lines)
+        return events if scan.start.seq >= after_seq else self._skip_to(events, after_seq)
+
+    @staticmethod
+    def _skip_to(events: Iterator[Event], after_seq: int) -> Iterator[Event]:
+        for event in events:
+            if event.seq > after_seq:
+                yield event
+                yield from events
+                return
+
+    def get_session(self, session_id: str) -> ChatSession:
+        """The session's state: the newest valid snapshot plus the events after it."""
+        return self._state(self._live(session_id)).to_session()
+
+    def _state(self, sid: str, upto: int | None = None) -> SessionState:
+        for blob in self.backend.snapshots(sid):
+            try:
+                state, position = decode_snapshot(sid, blob)
+            except CorruptLogError:
+                continue  # damaged: an older one, or a full replay, answers instead
+            if upto is not None and state.head.seq > upto:
+                continue
+            try:
+                return self._fold_from(sid, state, position, upto)
+            except CorruptLogError:
+                continue  # the log does not continue from this snapshot: don't trust it
+        return self._fold_from(sid, SessionState(sid, genesis(sid)), None, upto)
+
+    def _fold_from(self, sid: str, state: SessionState, position: dict[str, Any] | None,
+                   upto: int | None) -> SessionState:
+        """Apply to ``state`` the events after it (up to ``upto``), checking that the log
+        really continues from the state's head; raise ``CorruptLogError`` if not."""
+        after = state.head
+        scan = self.backend.scan(sid, after.seq, position)
+        chain = ChainReader(sid, scan.start)
+        if scan.start.seq == after.seq and scan.start.digest != after.digest:
+            raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
+        head = after if scan.start.seq >= after.seq else None
+        for event in chain.read(scan.lines):
+            if event.seq <= after.seq:
+                if event.seq == after.seq:
+                    if chain.digest != after.digest:
+                        raise chain.corrupt("snapshot does not match the log", "snapshot", 0,
+                                            after.seq)
+                    head = after
+                continue
+            if upto is not None and event.seq > upto:
+                break
+            state.apply(event)
+            head = Head(event.seq, chain.digest)
+        if head is None:
+            raise chain.corrupt("the log is shorter than a snapshot of it", "snapshot", 0,
+                                after.seq)
+        if head.seq == 0:
+            raise chain.corrupt("the log holds no events", "log", 0, 0)
+        state.head = head
+        return state
+
+    def get_messages(self, session_id: str, limit: int | None = None, before_seq: int | None = None,
+                     after_seq: int | None = None) -> list[ChatMessage]:
+        """Messages with ``after_seq < seq < before_seq``; the newest ``limit`` of them,
+        in chronological order. With a limit, it reads from the end of the log."""
+        sid = self._live(session_id)
+        _check_seq("limit", limit)
+        _check_seq("before_seq", before_seq)
+        _check_seq("after_seq", after_seq)
+        low = after_seq or 0
+        high = before_seq
+        if limit is None:
+            found = []
+            for event in self.events(sid, after_seq=low):
+                if high is not None and event.seq >= high:
+                    break
+                if event.type == MESSAGE:
+                    found.append(to_message(sid, event))
+            return found
+        if limit == 0:
+            self.backend.last_seq(sid)  # still a missing session's error
+            return []
+        newest_first = []
+        for event in self._events_backward(sid):
+            if event.seq <= low:
+                break
+            if high is not None and event.seq >= high:
+                continue
+            if event.type == MESSAGE:
+                newest_first.append(to_message(sid, event))
+                if len(newest_first) == limit:
+                    break
+        newest_first.reverse()
+        return newest_first
+
+    def _events_backward(self, sid: str) -> Iterator[Event]:
+        """Events from the newest back, each checked against the one before it.
+
+        An event is yielded only once its predecessor has vouched for it (or it is seq 1),
+        so a damaged record is never returned even on this fast path.
+        """
+        newer: tuple[dict[str, Any], bytes, str] | None = None
+        torn = True
+        for source, lineno, line in self.backend.scan_back(sid):
+            try:
+                obj, body, digest = parse(line)
+            except Unparseable:
+                if torn:
+                    continue  # a torn tail: writers will quarantine it
+                raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
+                                      "record before readable ones", session_id=sid,
+                                      where=source) from None
+            torn = False
+            if newer is not None:
+                n_obj, n_body, n_digest = newer
+                if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body) != n_digest:
+                    raise CorruptLogError(
+                        f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
+                        f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
+                        where=source)
+                yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+            newer = (obj, body, digest)
+        if newer is None:
+            return
+        n_obj, n_body, n_digest = newer
+        if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body) != n_digest:
+            raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
+                                  f"(oldest readable record is seq {n_obj['seq']})",
+                                  session_id=sid, seq=n_obj["seq"])
+        yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+
+    def list_sessions(self) -> list[ChatSession]:
+        """Every session's state, by id; sessions deleted meanwhile are left out."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        found = []
+        for sid in self.backend.session_ids():
+            try:
+                found.append(self._state(sid).to_session())
+            except SessionNotFoundError:
+                continue
+        return found
+
+    def session_exists(self, session_id: str) -> bool:
+        return self.backend.exists(self._live(session_id))
+
+    def follow(self, session_id: str, after_seq: int | None = None,
+               timeout: float | None = None) -> Iterator[Event]:
+        """Yield events as they are appended (by any process), in order, each once.
+
+        ``after_seq=None`` starts from now. ``timeout`` is an idle timeout in seconds
+        after which the iterator ends; None waits forever."""
+        sid = self._live(session_id)
+        _check_seq("after_seq", after_seq)
+        if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
+            raise InvalidEventError(f"timeout must be a non-negative number, not {timeout!r}")
+        start = self.backend.last_seq(sid) if after_seq is None else after_seq
+        return self._follow(sid, start, timeout)
+
+    def _follow(self, sid: str, seq: int, timeout: float | None) -> Iterator[Event]:
+        position: dict[str, Any] | None = None
+        while True:
+            chain, events, where = self._scan_events(sid, seq, position)
+            for event in events:
+                if event.seq > seq:
+                    yield event
+                    seq = event.seq
+            if chain.head.seq == seq:
+                found = where()
+                if found is not None:
+                    position = {**found, "seq": seq, "h": chain.head.digest}
+            if not self.backend.wait(sid, seq, timeout):
+                return
+
+    # Upkeep --------------------------------------------------------------------------
+
+    def _maybe_snapshot(self, sid: str, records: list[Record], position: dict[str, Any] | None) -> None:
+        every = self.snapshot_every
+        last = records[-1].seq
+        if last // every == (records[0].seq - 1) // every:
+            return
+        # Outside the append lock: folding to ``last`` reads only immutable records.
+        try:
+            state = self._state(sid, upto=last)
+            if state.head.seq == last:
+                self.backend.save_snapshot(sid, last, encode_snapshot(state, position),
+                                           durable=False)
+        except (EventLogError, OSError):
+            # A snapshot is a cache of the fold; the append it follows already succeeded,
+            # and readers fall back to older snapshots or a full replay.
+            pass
+
+    def verify(self, session_id: str | None = None) -> VerifyReport:
+        """Check digests, seq continuity, structure and snapshots; never raises for damage."""
+        if session_id is None:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            ids = self.backend.session_ids()
+        else:
+            ids = [self._live(session_id)]
+            if not self.backend.exists(ids[0]):
+                raise SessionNotFoundError(ids[0])
+        problems: list[str] = []
+        checked = 0
+        for sid in ids:
+            count, found = self._verify_one(sid)
+            checked += count
+            problems.extend(found)
+        return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
+
+    def _verify_one(self, sid: str) -> tuple[int, list[str]]:
+        problems = list(self.backend.check(sid))
+        state = SessionState(sid, genesis(sid))
+        folds: dict[int, SessionState] = {}
+        snaps = []
+        for blob in self.backend.snapshots(sid):
+            try:
+                snaps.append(decode_snapshot(sid, blob)[0])
+            except CorruptLogError as exc:
+                problems.append(str(exc))
+        wanted = {s.head.seq for s in snaps}
+        count = 0
+        try:
+            chain, events, _ = self._scan_events(sid, 0)
+            for event in events:
+                state.apply(event)
+                count += 1
+                if event.seq in wanted:
+                    state.head = chain.head
+                    folds[event.seq] = _copy_state(state)
+            state.head = chain.head
+        except CorruptLogError as exc:
+            problems.append(str(exc))
+            return count, problems
+        if count == 0:
+            problems.append(f"session {sid!r}: the log holds no events")
+        elif state.head.seq != count:
+            problems.append(f"session {sid!r}: {count} events but last seq {state.head.seq}")
+        for snap in snaps:
+            fold = folds.get(snap.head.seq)
+            if fold is None or not fold.same_as(snap):
+                problems.append(f"session {sid!r}, snapshot at seq {snap.head.seq}: does not "
+                                "equal the fold of the events it covers")
+        return count, problems
+
+
+def _check_imported(event: object, seq: int) -> Event:
+    if not isinstance(event, Event):
+        raise InvalidEventError(f"expected an Event to import, not {type(event).__name__}")
+    if event.seq != seq:
+        raise InvalidEventError(f"imported events must be gapless from 1: expected seq {seq}, "
+                                f"got {event.seq}")
+    check_event_type(event.type, allow_reserved=True)
+    check_timestamp(f"event {seq} ts", event.ts)
+    check_json(event.data, f"event {seq} data")
+    if event.type == MESSAGE:
+        data = event.data
+        if (type(data) is not dict or type(data.get("sender")) is not str
+                or type(data.get("content")) is not str or type(data.get("id")) is not str):
+            raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
+    return event
+
+
+def _copy_state(state: SessionState) -> SessionState:
+    return SessionState(state.session_id, state.head, list(state.participants),
+                        dict(state.metadata), state.created_at, state.last_activity,
+                        state.message_count)
+
+
+def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
+    # Not dataclasses.replace: it costs more than the rest of an append's Python work.
+    return ChatMessage(id=m.id, sender=m.sender, recipient=m.recipient, content=m.content,
+                       timestamp=m.timestamp, session_id=m.session_id,
+                       message_type=m.message_type, metadata=m.metadata, seq=seq)

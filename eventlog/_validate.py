@@ -1,0 +1,96 @@
+"""Input checks that run before anything is written.
+
+Session ids become directory names, Redis keys and SQL values, so they are held
+to a strict allow-list rather than sanitised. Event data must survive a JSON
+round trip unchanged: orjson would silently turn NaN into null and happily encode
+dataclasses, datetimes, UUIDs and enums, so the walk below admits only the plain
+JSON types, by exact type.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from ._errors import InvalidEventError, InvalidSessionIdError
+
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}")
+RESERVED_PREFIXES = ("session.", "message")
+MAX_DEPTH = 200  # orjson refuses nesting deeper than 255; fail first, with our message.
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1  # orjson's range: int64 and uint64.
+
+
+def check_session_id(session_id: object) -> str:
+    if not isinstance(session_id, str) or SESSION_ID_RE.fullmatch(session_id) is None:
+        raise InvalidSessionIdError(
+            f"invalid session id {session_id!r}: use 1 to 128 ASCII letters, digits, "
+            "'.', '_' or '-', not starting with '.'"
+        )
+    return session_id
+
+
+def check_event_type(event_type: object, *, allow_reserved: bool = False) -> str:
+    if not isinstance(event_type, str) or EVENT_TYPE_RE.fullmatch(event_type) is None:
+        raise InvalidEventError(
+            f"invalid event type {event_type!r}: use 1 to 128 ASCII letters, digits or '._:/-'"
+        )
+    if not allow_reserved and event_type.startswith(RESERVED_PREFIXES):
+        raise InvalidEventError(
+            f"event type {event_type!r} is reserved: 'session.*' and 'message*' belong to "
+            "eventlog (post messages with add_message)"
+        )
+    return event_type
+
+
+def check_text(name: str, value: object, *, optional: bool = False, empty: bool = False) -> None:
+    if value is None and optional:
+        return
+    if type(value) is not str:
+        raise InvalidEventError(f"{name} must be a str, not {type(value).__name__}")
+    if not empty and not value:
+        raise InvalidEventError(f"{name} must not be empty")
+
+
+def check_timestamp(name: str, value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise InvalidEventError(f"{name} must be a finite number of Unix seconds, not {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_json(value: Any, what: str = "event data") -> None:
+    """Refuse anything that is not plain JSON, naming the path of the first offender."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise InvalidEventError(f"{what}{path or ''}: integer {item} does not fit 64 bits")
+            continue
+        if kind is float:
+            if not math.isfinite(item):
+                raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+            continue
+        if depth >= MAX_DEPTH:
+            raise InvalidEventError(f"{what}{path}: nested deeper than {MAX_DEPTH} levels")
+        if kind is dict:
+            for key, sub in item.items():
+                if type(key) is not str:
+                    raise InvalidEventError(
+                        f"{what}{path}: key {key!r} is a {type(key).__name__}; JSON keys are strings"
+                    )
+                stack.append((sub, f"{path}[{key!r}]", depth + 1))
+            continue
+        if kind is list or kind is tuple:
+            for index, sub in enumerate(item):
+                stack.append((sub, f"{path}[{index}]", depth + 1))
+            continue
+        raise InvalidEventError(
+            f"{what}{path}: {kind.__name__} is not plain JSON "
+            "(use dict, list, str, int, float, bool or None)"
+        )
