@@ -406,6 +406,13 @@ class EventLog:
                 continue
         return found
 
+    def size(self, session_id: str) -> int:
+        """Bytes the session takes in storage (all its segments, snapshots and state)."""
+        sid = self._live(session_id)
+        if not self.backend.exists(sid):
+            raise SessionNotFoundError(sid)
+        return self.backend.size(sid)
+
     def session_exists(self, session_id: str) -> bool:
         return self.backend.exists(self._live(session_id))
 
