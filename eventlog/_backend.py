@@ -23,7 +23,8 @@ Lines = Iterator[tuple[str, int, bytes]]
 Build = Callable[[Head], list[Record]]
 """Called by ``append`` with the session's current head, under the backend's lock (or
 optimistically, for backends that retry); returns the records to write. It may raise,
-and then nothing is written."""
+and then nothing is written. It is pure: called again with the same head, it returns
+the same records, so an optimistic backend may call it more than once."""
 
 
 @dataclass(slots=True)
@@ -56,8 +57,15 @@ class Backend(ABC):
         Raise ``SessionExistsError`` if the id exists (and change nothing)."""
 
     @abstractmethod
-    def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
-        """Append what ``build(head)`` returns, all or nothing, exclusively with other appends."""
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        """Append what ``build(head)`` returns, all or nothing, exclusively with other appends.
+
+        A backend that locks calls ``build`` once, under its lock, and ignores ``rebuild``.
+        An optimistic backend calls ``build`` with the head it read and writes only if the
+        head is still that one. When the head moved meanwhile, it calls ``build`` again with
+        the new head (a bounded number of times) if ``rebuild`` is True; if False, the
+        caller pinned the head (``expected_seq``), so it raises ``ConflictError`` naming the
+        head ``build`` accepted and the one it found, without a second attempt."""
 
     @abstractmethod
     def exists(self, session_id: str) -> bool: ...

@@ -262,7 +262,8 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
-    def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        # ``build`` runs once, under the session's flock, so ``rebuild`` never matters here.
         handle = self._locked(session_id)
         sync_fd = -1
         try:

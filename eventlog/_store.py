@@ -120,7 +120,10 @@ class EventLog:
                 raise ConflictError(sid, expected_seq, head.seq)
             return seal(payloads, head, limit)
 
-        result = self.backend.append(sid, build, durable=self._durable(durability))
+        # A pinned head must not be rebuilt on by an optimistic backend: that would be a
+        # silent retry of an append the caller made conditional.
+        result = self.backend.append(sid, build, durable=self._durable(durability),
+                                     rebuild=expected_seq is None)
         if result.records:
             self._maybe_snapshot(sid, result.records, result.position)
         return result.records
