@@ -1,0 +1,168 @@
+"""The in-memory backend: ``memory://`` (private) and ``memory://NAME`` (shared in the process).
+
+Process-local by nature: other processes never see it, and a forked child gets a copy
+that goes its own way from the fork on. Nothing survives the process; a named store
+lives until the process ends (delete its sessions to free the memory), so closing and
+opening ``memory://NAME`` again finds everything where it was.
+
+Every operation holds one lock; ``wait`` sleeps on a condition that appends and
+deletes notify, so followers wake at once instead of polling.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from ._backend import Appended, Build
+from ._codec import Head, Record
+from ._errors import SessionExistsError, SessionNotFoundError
+from ._rows import RowBackend, Rows
+
+SNAPSHOTS_KEPT = 3
+
+
+class _Session:
+    """One life of a session id; the object itself is its generation."""
+
+    __slots__ = ("head", "lines", "snapshots")
+
+    def __init__(self, record: Record) -> None:
+        self.head = Head(record.seq, record.digest)
+        self.lines: list[bytes] = [record.line]  # lines[i] holds seq i + 1
+        self.snapshots: dict[int, bytes] = {}
+
+
+class _Data:
+    """The sessions of one store and the condition guarding them."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, _Session] = {}
+        self.changed = threading.Condition(threading.Lock())
+        _all_data.add(self)
+
+
+_all_data: weakref.WeakSet[_Data] = weakref.WeakSet()
+_named: dict[str, _Data] = {}
+_named_lock = threading.Lock()
+
+
+def _reset_locks_in_child() -> None:
+    # A lock held by another thread at fork() would never be released in the child.
+    global _named_lock
+    _named_lock = threading.Lock()
+    for data in list(_all_data):
+        data.changed = threading.Condition(threading.Lock())
+
+
+os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
+class MemoryBackend(RowBackend):
+    """Sessions in this process's memory; ``name`` shares them with every open of that name."""
+
+    source = "memory"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        if name is None:
+            self._data = _Data()
+        else:
+            with _named_lock:
+                self._data = _named.setdefault(name, _Data())
+
+    def _session(self, session_id: str) -> _Session:
+        session = self._data.sessions.get(session_id)
+        if session is None:
+            raise SessionNotFoundError(session_id)
+        return session
+
+    def create(self, session_id: str, record: Record, *, durable: bool) -> None:
+        data = self._data
+        with data.changed:
+            if session_id in data.sessions:
+                raise SessionExistsError(session_id)
+            data.sessions[session_id] = _Session(record)
+            data.changed.notify_all()
+
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        data = self._data
+        with data.changed:
+            session = self._session(session_id)
+            records = build(session.head)
+            if not records:
+                return Appended([])
+            session.lines.extend(r.line for r in records)
+            session.head = Head(records[-1].seq, records[-1].digest)
+            data.changed.notify_all()
+        return Appended(records)
+
+    def exists(self, session_id: str) -> bool:
+        return session_id in self._data.sessions
+
+    def session_ids(self) -> list[str]:
+        with self._data.changed:
+            return sorted(self._data.sessions)
+
+    def read_head(self, session_id: str) -> tuple[Any, Head]:
+        with self._data.changed:
+            session = self._session(session_id)
+            return session, session.head
+
+    def read_rows(self, session_id: str, generation: Any, first: int, last: int | None,
+                  limit: int, *, newest_first: bool = False) -> Rows:
+        session: _Session = generation
+        with self._data.changed:
+            if self._data.sessions.get(session_id) is not session:
+                return []  # deleted (and maybe created again) since the scan began
+            end = len(session.lines) if last is None else min(last, len(session.lines))
+            if newest_first:
+                low = max(first, end - limit + 1)
+                return [(seq, session.lines[seq - 1]) for seq in range(end, low - 1, -1)]
+            high = min(end, first + limit - 1)
+            return [(seq, session.lines[seq - 1]) for seq in range(first, high + 1)]
+
+    def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        data = self._data
+        with data.changed:
+            session = self._session(session_id)
+            if if_head is not None and session.head != if_head:
+                return False
+            del data.sessions[session_id]
+            data.changed.notify_all()  # followers of it must learn it is gone
+        return True
+
+    def snapshots(self, session_id: str) -> Iterator[bytes]:
+        with self._data.changed:
+            found = self._session(session_id).snapshots
+            blobs = [found[seq] for seq in sorted(found, reverse=True)]
+        return iter(blobs)
+
+    def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
+        with self._data.changed:
+            found = self._session(session_id).snapshots
+            found[seq] = blob
+            for old in sorted(found)[:-SNAPSHOTS_KEPT]:
+                del found[old]
+
+    def size(self, session_id: str) -> int:
+        with self._data.changed:
+            session = self._session(session_id)
+            return (sum(len(line) + 1 for line in session.lines)
+                    + sum(len(blob) for blob in session.snapshots.values()))
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        data = self._data
+        with data.changed:
+            session = self._session(session_id)
+
+            def moved() -> bool:
+                return data.sessions.get(session_id) is not session or session.head.seq > after_seq
+
+            if not data.changed.wait_for(moved, timeout):
+                return False
+            self._session(session_id)  # deleted while we waited: the not-found error
+            return True
