@@ -1,0 +1,289 @@
+"""The SQLite backend: one database file holding every session.
+
+Tables::
+
+    eventlog_meta(key, value)            format marker
+    sessions(gen, id, seq, h)            one row per session: its head; ``gen`` names this
+                                         life of the id (AUTOINCREMENT: never reused)
+    events(session, seq, line)           the same record lines as the file backend,
+                                         keyed by (sessions.gen, seq)
+    snapshots(session, seq, blob)
+
+The journal is WAL, so readers never block the writer nor each other. An append is one
+``BEGIN IMMEDIATE`` transaction that reads the head from ``sessions``, inserts the rows
+and moves the head: SQLite's write lock is the session lock, and the head and the rows
+can never disagree. ``synchronous=NORMAL`` (a commit survives a process crash; the WAL is
+fsynced at checkpoints) unless the append is durable, then ``FULL`` (fsynced at commit).
+
+Connections are pooled per process. SQLite must not carry a connection across fork():
+closing one in the child could checkpoint and delete a WAL the parent still uses, so
+idle connections are closed in the parent *before* a fork, and the child abandons
+(never closes) any it inherited and opens its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._backend import Appended, Build
+from ._codec import Head, Record
+from ._errors import LockTimeoutError, SessionExistsError, SessionNotFoundError, StorageError
+from ._rows import RowBackend, Rows
+
+FORMAT = "eventlog-sqlite"
+VERSION = "1"
+SNAPSHOTS_KEPT = 3
+_IDLE_KEPT = 4
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS eventlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    gen INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    seq INTEGER NOT NULL,
+    h TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    line BLOB NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+"""
+
+
+class _Connection(sqlite3.Connection):
+    full_sync = False  # whether this connection is at synchronous=FULL right now
+
+
+_backends: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+
+
+def _close_idle_before_fork() -> None:
+    for backend in list(_backends):
+        backend.close_idle()
+
+
+os.register_at_fork(before=_close_idle_before_fork)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
+class SQLiteBackend(RowBackend):
+    """Sessions in one SQLite database file. Safe across threads, processes and ``fork()``."""
+
+    source = "sqlite"
+    poll_interval = 0.02
+
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600,
+                 lock_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.mode = mode
+        self.lock_timeout = lock_timeout
+        self._pid = os.getpid()
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Created here so it gets our mode; SQLite gives its -wal and -shm files the same.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, mode))
+        except OSError as exc:
+            raise StorageError(f"can't open SQLite store at {self.path}: {exc}") from exc
+        self._init_schema()
+        _backends.add(self)
+
+    # Connections ----------------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        db = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
+                             check_same_thread=False, factory=_Connection)
+        assert isinstance(db, _Connection)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    @contextlib.contextmanager
+    def _db(self, what: str) -> Iterator[_Connection]:
+        """A pooled connection, with SQLite's errors translated once, here."""
+        if os.getpid() != self._pid:
+            # Abandon, don't close, what the parent's threads held: see the module notes.
+            self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
+        db = None
+        try:
+            with self._lock:
+                if self._idle:
+                    db = self._idle.pop()
+            if db is None:
+                db = self._connect()
+            yield db
+        except sqlite3.Error as exc:
+            if db is not None and db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise LockTimeoutError(
+                    f"SQLite store {self.path}: {what}: the database stayed locked by another "
+                    f"writer for {self.lock_timeout:g} s") from exc
+            raise StorageError(f"SQLite store {self.path}: {what}: {exc}") from exc
+        except BaseException:
+            if db is not None and db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+        finally:
+            if db is not None:
+                with self._lock:
+                    keep = not self._closed and len(self._idle) < _IDLE_KEPT and not db.in_transaction
+                    if keep:
+                        self._idle.append(db)
+                if not keep:
+                    db.close()
+
+    @contextlib.contextmanager
+    def _write(self, what: str, durable: bool) -> Iterator[_Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed if the block returns."""
+        with self._db(what) as db:
+            if db.full_sync != durable:
+                db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                db.full_sync = durable
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+
+    def _init_schema(self) -> None:
+        with self._db("opening") as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "eventlog_meta" not in tables:
+                if tables - {"sqlite_sequence"}:
+                    raise StorageError(f"{self.path} is an SQLite database, but not an eventlog store")
+                # Not executescript: it would commit first, outside our transaction.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany("INSERT INTO eventlog_meta VALUES (?, ?)",
+                               [("format", FORMAT), ("version", VERSION)])
+            meta = dict(db.execute("SELECT key, value FROM eventlog_meta").fetchall())
+            db.execute("COMMIT")
+        if meta.get("format") != FORMAT:
+            raise StorageError(f"{self.path} is not an eventlog SQLite store")
+        if meta.get("version") != VERSION:
+            raise StorageError(f"{self.path}: store format version {meta.get('version')} is not "
+                               f"supported (this eventlog reads {VERSION})")
+
+    def close_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.close_idle()
+
+    # Writing ---------------------------------------------------------------------------
+
+    def create(self, session_id: str, record: Record, *, durable: bool) -> None:
+        with self._write(f"creating session {session_id!r}", durable) as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                raise SessionExistsError(session_id)
+            gen = db.execute("INSERT INTO sessions (id, seq, h) VALUES (?, ?, ?)",
+                             (session_id, record.seq, record.digest)).lastrowid
+            db.execute("INSERT INTO events VALUES (?, ?, ?)", (gen, record.seq, record.line))
+
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        with self._write(f"appending to session {session_id!r}", durable) as db:
+            gen, head = self._head(db, session_id)
+            records = build(head)
+            if records:
+                db.executemany("INSERT INTO events VALUES (?, ?, ?)",
+                               [(gen, r.seq, r.line) for r in records])
+                db.execute("UPDATE sessions SET seq = ?, h = ? WHERE gen = ?",
+                           (records[-1].seq, records[-1].digest, gen))
+        return Appended(records)
+
+    def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        with self._write(f"deleting session {session_id!r}", False) as db:
+            gen, head = self._head(db, session_id)
+            if if_head is not None and head != if_head:
+                return False
+            for table, column in (("events", "session"), ("snapshots", "session"),
+                                  ("sessions", "gen")):
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (gen,))
+        return True
+
+    def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
+        with self._write(f"saving a snapshot of {session_id!r}", durable) as db:
+            gen, _head = self._head(db, session_id)
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (gen, seq, blob))
+            db.execute("DELETE FROM snapshots WHERE session = ? AND seq NOT IN (SELECT seq FROM "
+                       "snapshots WHERE session = ? ORDER BY seq DESC LIMIT ?)",
+                       (gen, gen, SNAPSHOTS_KEPT))
+
+    # Reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _head(db: sqlite3.Connection, session_id: str) -> tuple[int, Head]:
+        row = db.execute("SELECT gen, seq, h FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise SessionNotFoundError(session_id)
+        return row[0], Head(row[1], row[2])
+
+    def read_head(self, session_id: str) -> tuple[Any, Head]:
+        with self._db(f"reading session {session_id!r}") as db:
+            return self._head(db, session_id)
+
+    def read_rows(self, session_id: str, generation: Any, first: int, last: int | None,
+                  limit: int, *, newest_first: bool = False) -> Rows:
+        order = "DESC" if newest_first else "ASC"
+        with self._db(f"reading session {session_id!r}") as db:
+            rows = db.execute(
+                f"SELECT seq, line FROM events WHERE session = ? AND seq BETWEEN ? AND ? "
+                f"ORDER BY seq {order} LIMIT ?",
+                (generation, first, (1 << 63) - 1 if last is None else last, limit)).fetchall()
+        return rows
+
+    def exists(self, session_id: str) -> bool:
+        with self._db(f"reading session {session_id!r}") as db:
+            return db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+    def session_ids(self) -> list[str]:
+        with self._db("listing sessions") as db:
+            return [row[0] for row in db.execute("SELECT id FROM sessions ORDER BY id")]
+
+    def snapshots(self, session_id: str) -> Iterator[bytes]:
+        with self._db(f"reading snapshots of {session_id!r}") as db:
+            gen, _head = self._head(db, session_id)
+            blobs = [row[0] for row in db.execute(
+                "SELECT blob FROM snapshots WHERE session = ? ORDER BY seq DESC", (gen,))]
+        return iter(blobs)
+
+    def size(self, session_id: str) -> int:
+        with self._db(f"sizing session {session_id!r}") as db:
+            gen, _head = self._head(db, session_id)
+            total: int = db.execute(
+                "SELECT (SELECT COALESCE(SUM(LENGTH(line) + 1), 0) FROM events WHERE session = ?)"
+                " + (SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM snapshots WHERE session = ?)",
+                (gen, gen)).fetchone()[0]
+        return total
