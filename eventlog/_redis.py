@@ -1,0 +1,437 @@
+"""The Redis Streams backend (``pip install 'eventlog[redis]'``).
+
+Keys of a session share the hash tag ``{<session id>}``, so on Redis Cluster they live in
+one slot and every script below touches one slot only::
+
+    <prefix>{<sid>}:head   hash: seq, h (the head digest), g (this life's generation token)
+    <prefix>{<sid>}:log    stream: entry 0-<seq> holds field r = the record line (the same
+                           bytes as the file backend), and t = the writer's token on the
+                           last entry of each append
+    <prefix>{<sid>}:snap   hash: seq -> snapshot
+    <prefix>{<sid>}:arch   archived (compacted) records
+    <prefix>sessions       set: the registry of session ids, for listing
+
+Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
+
+Appending is optimistic, because Lua has no SHA-256 to chain records on the server: the
+client reads the head (or remembers it from its last append), builds the records, and
+one script appends them and moves the head only if the head is still the one they were
+built on, with every check done before its first write. When the head moved, the script
+answers with the new head and the client builds again (bounded, with jitter), unless the
+caller pinned the head with ``expected_seq``: then it is a ``ConflictError``.
+
+Every write carries a random token, and a script that finds its own token already in the
+log reports success instead of writing again. So a write whose reply was lost (a dropped
+connection, a timeout, a restarted server) can always be sent again: it lands once.
+
+Durability is the server's: see the README's backends section.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.typing import KeyT, StreamIdT
+
+from ._backend import Appended, Build
+from ._codec import Head, Record
+from ._errors import (
+    ConflictError,
+    CorruptLogError,
+    InvalidInputError,
+    LockTimeoutError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StorageError,
+)
+from ._rows import RowBackend, Rows
+
+T = TypeVar("T")
+SNAPSHOTS_KEPT = 3
+DEFAULT_PREFIX = "eventlog:"
+_HEADS_CACHED = 10_000
+_FOLLOW_BLOCK_MS = 1000  # a follower re-checks that its session still exists this often
+
+# A dropped connection, a timeout, a server loading its data after a restart, or a replica
+# not yet promoted after a failover: worth sending again (every write is idempotent).
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+              redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+_FATAL = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
+
+_EXPIRE = """
+local ttl = tonumber(ARGV[{ttl}])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+"""
+
+# KEYS head, log, snap, arch; ARGV token, line, digest, ttl ms. Returns 1 created, 0 exists.
+_CREATE = """
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then
+  if g == ARGV[1] then return 1 end  -- our own create, sent again
+  return 0
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
+redis.call('XADD', KEYS[2], '0-1', 'r', ARGV[2], 't', ARGV[1])
+redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1])
+""" + _EXPIRE.format(ttl=4) + """
+return 1
+"""
+
+# KEYS head, log, snap, arch; ARGV base seq, base digest, token, ttl ms, new digest, lines...
+# Returns {0} appended, {3} appended earlier (this very write, sent again), {1, seq, h}
+# the head moved, {2} no such session, {4, last id} head and log disagree.
+_APPEND = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return {2} end
+local base = tonumber(ARGV[1])
+local n = #ARGV - 5
+if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
+  local mine = string.format('0-%d', base + n)
+  local entry = redis.call('XRANGE', KEYS[2], mine, mine)[1]
+  if entry then
+    local f = entry[2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 't' and f[i + 1] == ARGV[3] then return {3} end
+    end
+  end
+  return {1, head[1], head[2]}
+end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if not last or last[1] ~= string.format('0-%d', base) then
+  return {4, last and last[1] or 'nothing'}
+end
+for i = 1, n - 1 do
+  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[5 + i])
+end
+redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[5 + n], 't', ARGV[3])
+redis.call('HSET', KEYS[1], 'seq', base + n, 'h', ARGV[5])
+""" + _EXPIRE.format(ttl=4) + """
+return {0}
+"""
+
+# KEYS head, log, snap, arch; ARGV if seq, if digest ('' for none). 1 deleted, 0 none, 2 moved.
+_DELETE = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return 0 end
+if ARGV[1] ~= '' and (head[1] ~= ARGV[1] or head[2] ~= ARGV[2]) then return 2 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+# KEYS head, snap; ARGV seq, blob, kept. 1 saved, 0 no such session.
+_SNAPSHOT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local seqs = redis.call('HKEYS', KEYS[2])
+local kept = tonumber(ARGV[3])
+if #seqs > kept then
+  table.sort(seqs, function(a, b) return tonumber(a) > tonumber(b) end)
+  for i = kept + 1, #seqs do redis.call('HDEL', KEYS[2], seqs[i]) end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _seq_of(entry_id: Any) -> int:
+    return int(_text(entry_id).partition("-")[2])
+
+
+class RedisBackend(RowBackend):
+    """Sessions in Redis Streams; safe across threads, processes, machines and ``fork()``."""
+
+    source = "redis"
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
+                 ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
+                 client: redis.Redis | None = None, **redis_options: Any) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
+                                    "(they would move every session into one cluster slot)")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                                or not ttl > 0):
+            raise InvalidInputError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        self.prefix = prefix
+        self.ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self.lock_timeout = lock_timeout
+        self.retry_for = retry_for
+        if client is None:
+            # No retries inside redis-py: the retry loop below knows which writes it may send
+            # again, and how to tell an append that landed from one that did not.
+            redis_options.setdefault("retry", Retry(NoBackoff(), 0))
+            try:
+                client = redis.Redis.from_url(url, **redis_options)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInputError(f"bad Redis URL or option: {exc}") from None
+        self.client: redis.Redis = client
+        kwargs = client.connection_pool.connection_kwargs
+        self.where = f"Redis at {kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
+        self._create = client.register_script(_CREATE)
+        self._append = client.register_script(_APPEND)
+        self._delete = client.register_script(_DELETE)
+        self._snapshot = client.register_script(_SNAPSHOT)
+        self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
+        self._waitaof: bool | None = None
+        self._run("connecting", client.ping)
+
+    # Keys and the error edge ----------------------------------------------------------------
+
+    def _keys(self, session_id: str) -> list[str]:
+        base = f"{self.prefix}{{{session_id}}}:"
+        return [base + "head", base + "log", base + "snap", base + "arch"]
+
+    @property
+    def _registry(self) -> str:
+        return self.prefix + "sessions"
+
+    def _run(self, what: str, call: Callable[[], T]) -> T:
+        """Run ``call``, sending it again on transient failures for up to ``retry_for``
+        seconds; translate redis-py's errors, once, here."""
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.01
+        while True:
+            try:
+                return call()
+            except _FATAL as exc:
+                raise StorageError(f"{self.where}: {what}: {exc}") from exc
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StorageError(
+                        f"{self.where}: {what}: {exc} (still failing after {self.retry_for:g} s)"
+                    ) from exc
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 0.5)
+            except redis.exceptions.OutOfMemoryError as exc:
+                raise StorageError(f"{self.where}: {what}: the server is out of memory "
+                                   f"(maxmemory), nothing was written: {exc}") from exc
+            except redis.RedisError as exc:
+                raise StorageError(f"{self.where}: {what}: {exc}") from exc
+
+    def _remember(self, session_id: str, head: Head) -> None:
+        heads = self._heads
+        if len(heads) >= _HEADS_CACHED and session_id not in heads:
+            heads.pop(next(iter(heads)), None)
+        heads[session_id] = head
+
+    def _sync(self, what: str) -> None:
+        """Wait until the server has fsynced its AOF, where the server can tell us (WAITAOF,
+        Redis 7.2+ with appendonly yes); elsewhere durability is the server's setting."""
+        if self._waitaof is None:
+            info = self._run(what, lambda: self.client.info())
+            version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+            self._waitaof = version >= (7, 2) and bool(info.get("aof_enabled"))
+        if self._waitaof:
+            local, _replicas = self._run(what, lambda: self.client.waitaof(1, 0, 10_000))
+            if local < 1:
+                raise StorageError(f"{self.where}: {what}: written, but the server did not "
+                                   "fsync its append-only file within 10 s")
+
+    # Writing --------------------------------------------------------------------------------
+
+    def create(self, session_id: str, record: Record, *, durable: bool) -> None:
+        what = f"creating session {session_id!r}"
+        token = os.urandom(8).hex()
+        # Registered before it exists, so a crash in between leaves only a stale id (listing
+        # skips ids without a head), and again after, in case a delete of an earlier life
+        # unregistered it meanwhile (see _unregister).
+        self._run(what, lambda: self.client.sadd(self._registry, session_id))
+        created = self._run(what, lambda: self._create(
+            keys=self._keys(session_id), args=[token, record.line, record.digest, self.ttl_ms]))
+        if not created:
+            raise SessionExistsError(session_id)
+        self._run(what, lambda: self.client.sadd(self._registry, session_id))
+        self._remember(session_id, Head(record.seq, record.digest))
+        if durable:
+            self._sync(what)
+
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        token = os.urandom(8).hex()
+        head = self._heads.get(session_id)
+        fresh = head is None  # a remembered head is only a guess until a script confirms it
+        if head is None:
+            head = self.read_head(session_id)[1]
+        deadline = time.monotonic() + self.lock_timeout
+        attempts = 0
+        while True:
+            try:
+                records = build(head)
+            except ConflictError:
+                if fresh:
+                    raise
+                head, fresh = self.read_head(session_id)[1], True
+                continue
+            if not records:
+                return Appended([])
+            moved = self._send_append(session_id, token, head, records)
+            if moved is None:
+                if durable:
+                    self._sync(f"appending to session {session_id!r}")
+                return Appended(records)
+            if not rebuild and fresh:
+                raise ConflictError(session_id, head.seq, moved.seq)
+            attempts += 1
+            if time.monotonic() > deadline:
+                raise LockTimeoutError(
+                    f"session {session_id!r}: could not append within {self.lock_timeout:g} s: "
+                    f"other writers moved the head first {attempts} times")
+            if fresh:  # a real race, not a stale guess: back off, with jitter
+                time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempts, 10))))
+            head, fresh = moved, True
+
+    def _send_append(self, session_id: str, token: str, head: Head, records: list[Record]) -> Head | None:
+        """Run the append script; None once the records are in, else the head that moved."""
+        keys = self._keys(session_id)
+        args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
+                                         records[-1].digest, *(r.line for r in records)]
+        reply = self._run(f"appending to session {session_id!r}",
+                          lambda: self._append(keys=keys, args=args))
+        status = int(reply[0])
+        if status in (0, 3):
+            self._remember(session_id, Head(records[-1].seq, records[-1].digest))
+            return None
+        if status == 2:
+            self._heads.pop(session_id, None)
+            raise SessionNotFoundError(session_id)
+        if status == 4:
+            raise CorruptLogError(f"session {session_id!r}: the head says seq {head.seq} but the "
+                                  f"log ends at entry {_text(reply[1])}; refusing to append",
+                                  session_id=session_id, where="redis")
+        moved = Head(int(reply[1]), _text(reply[2]))
+        self._remember(session_id, moved)
+        return moved
+
+    def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        what = f"deleting session {session_id!r}"
+        args: list[str | int] = ["", ""] if if_head is None else [if_head.seq, if_head.digest]
+        sent = 0
+
+        def send() -> Any:
+            nonlocal sent
+            sent += 1
+            return self._delete(keys=self._keys(session_id), args=args)
+
+        status = int(self._run(what, send))
+        if status == 2:
+            return False
+        self._heads.pop(session_id, None)
+        if status == 0 and sent == 1:  # sent more than once: the first may have deleted it
+            raise SessionNotFoundError(session_id)
+        self._unregister(what, [session_id])
+        return True
+
+    def _unregister(self, what: str, session_ids: list[str]) -> None:
+        """Remove ids from the registry, then put back any that exist: a create of the same
+        id may have registered it just before we removed it (create registers again after
+        its script, and this re-check comes after the removal, so one of them sees it)."""
+        self._run(what, lambda: self.client.srem(self._registry, *session_ids))
+        heads = [self._keys(sid)[0] for sid in session_ids]
+        alive = self._run(what, lambda: self._pipeline(False, [("exists", (h,)) for h in heads]))
+        back = [sid for sid, found in zip(session_ids, alive, strict=True) if found]
+        if back:
+            self._run(what, lambda: self.client.sadd(self._registry, *back))
+
+    def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
+        what = f"saving a snapshot of {session_id!r}"
+        keys = self._keys(session_id)
+        if not self._run(what, lambda: self._snapshot(keys=[keys[0], keys[2]],
+                                                      args=[seq, blob, SNAPSHOTS_KEPT])):
+            raise SessionNotFoundError(session_id)
+        if durable:
+            self._sync(what)
+
+    # Reading --------------------------------------------------------------------------------
+
+    def _pipeline(self, transaction: bool, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=transaction)
+        for name, args in commands:
+            getattr(pipe, name)(*args)
+        return pipe.execute()
+
+    def read_head(self, session_id: str) -> tuple[Any, Head]:
+        head_key = self._keys(session_id)[0]
+        seq, digest, generation = self._run(f"reading session {session_id!r}",
+                                            lambda: self.client.hmget(head_key, ["seq", "h", "g"]))
+        if seq is None:
+            raise SessionNotFoundError(session_id)
+        return generation, Head(int(seq), _text(digest))
+
+    def read_rows(self, session_id: str, generation: Any, first: int, last: int | None,
+                  limit: int, *, newest_first: bool = False) -> Rows:
+        head_key, log_key = self._keys(session_id)[:2]
+        low, high = f"0-{first}", "+" if last is None else f"0-{last}"
+        read = ("xrevrange", (log_key, high, low, limit)) if newest_first else (
+            "xrange", (log_key, low, high, limit))
+        # One transaction, so the rows and the generation they belong to agree.
+        found, entries = self._run(f"reading session {session_id!r}", lambda: self._pipeline(
+            True, [("hget", (head_key, "g")), read]))
+        if found != generation:
+            return []
+        return [(_seq_of(entry_id), fields[b"r"]) for entry_id, fields in entries]
+
+    def exists(self, session_id: str) -> bool:
+        key = self._keys(session_id)[0]
+        return bool(self._run(f"reading session {session_id!r}", lambda: self.client.exists(key)))
+
+    def session_ids(self) -> list[str]:
+        what = "listing sessions"
+        ids = sorted(_text(m) for m in self._run(what, lambda: self.client.smembers(self._registry)))
+        if not ids:
+            return []
+        alive = self._run(what, lambda: self._pipeline(
+            False, [("exists", (self._keys(sid)[0],)) for sid in ids]))
+        gone = [sid for sid, found in zip(ids, alive, strict=True) if not found]
+        if gone:  # expired (ttl) or half created by a process that died: tidy the registry
+            self._unregister(what, gone)
+        return [sid for sid, found in zip(ids, alive, strict=True) if found]
+
+    def snapshots(self, session_id: str) -> Iterator[bytes]:
+        head_key, _log, snap_key, _arch = self._keys(session_id)
+        found, blobs = self._run(f"reading snapshots of {session_id!r}", lambda: self._pipeline(
+            True, [("exists", (head_key,)), ("hgetall", (snap_key,))]))
+        if not found:
+            raise SessionNotFoundError(session_id)
+        return iter([blobs[seq] for seq in sorted(blobs, key=int, reverse=True)])
+
+    def size(self, session_id: str) -> int:
+        keys = self._keys(session_id)
+        sizes = self._run(f"sizing session {session_id!r}", lambda: self._pipeline(
+            False, [("memory_usage", (key,)) for key in keys]))
+        if sizes[0] is None:
+            raise SessionNotFoundError(session_id)
+        return sum(size or 0 for size in sizes)
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """``XREAD BLOCK`` from the last entry seen, in slices, checking between slices that
+        the session still exists (a blocked XREAD does not notice a deleted key)."""
+        log_key = self._keys(session_id)[1]
+        what = f"following session {session_id!r}"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            block = _FOLLOW_BLOCK_MS
+            if deadline is not None:
+                block = min(block, int((deadline - time.monotonic()) * 1000))
+                if block <= 0:
+                    return False
+            streams: dict[KeyT, StreamIdT] = {log_key: f"0-{after_seq}"}
+            if self._run(what, partial(self.client.xread, streams, count=1, block=block)):
+                return True
+            if not self.exists(session_id):
+                raise SessionNotFoundError(session_id)
+
+    def close(self) -> None:
+        self.client.close()
