@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ._errors import InvalidInputError
@@ -10,19 +12,55 @@ from ._open import open as open_store
 from ._records import ChatMessage, ChatSession
 from ._store import EventLog
 
-STORAGE_TYPES = ("json",)
+STORAGE_TYPES = ("json", "sqlite", "memory", "redis")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+DEFAULT_PATH = "sessions"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_PATH) -> str:
+    """The ``eventlog.open`` location for the original design's (storage_type, storage_path).
+
+    - ``json``: the path is the JSONL store's directory
+    - ``sqlite``: a directory, in which ``sessions.db`` is kept, or a file path ending in
+      ``.db``, ``.sqlite`` or ``.sqlite3`` (an ``sqlite:///`` URL is taken as it is)
+    - ``memory``: the path is ignored; every ``SessionPersistence`` gets a private store
+    - ``redis``: the path is the server's URL; the default ``"sessions"`` means
+      ``redis://127.0.0.1:6379/0``
+    """
+    if storage_type not in STORAGE_TYPES:
+        raise InvalidInputError(
+            f"unknown storage_type {storage_type!r}; use one of {', '.join(STORAGE_TYPES)}")
+    path = os.fspath(storage_path)
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"storage_path must be a non-empty path, not {storage_path!r}")
+    if storage_type == "json":
+        return path
+    if storage_type == "memory":
+        return "memory://"
+    if storage_type == "redis":
+        if path == DEFAULT_PATH:
+            return DEFAULT_REDIS
+        if not path.startswith(("redis://", "rediss://")):
+            raise InvalidInputError(f"storage_type='redis' needs the server's URL as storage_path "
+                                    f"(redis://host:port/db), not {path!r}")
+        return path
+    if path.startswith("sqlite:"):
+        return path
+    file = Path(path)
+    if file.suffix.lower() not in SQLITE_SUFFIXES:
+        file = file / "sessions.db"
+    return "sqlite:///" + str(file)
 
 
 class SessionPersistence:
-    """The original design's persistence facade; ``storage_type="json"`` is the JSONL file store."""
+    """The original design's persistence facade, on any backend (see ``store_url``)."""
 
-    def __init__(self, storage_type: str = "json", storage_path: str = "sessions", **options: Any) -> None:
-        if storage_type not in STORAGE_TYPES:
-            raise InvalidInputError(
-                f"unknown storage_type {storage_type!r}; use one of {', '.join(STORAGE_TYPES)}")
+    def __init__(self, storage_type: str = "json", storage_path: str = DEFAULT_PATH,
+                 **options: Any) -> None:
         self.storage_type = storage_type
         self.storage_path = storage_path
-        self.log: EventLog = open_store(storage_path, **options)
+        self.log: EventLog = open_store(store_url(storage_type, storage_path), **options)
 
     def create_session(self, session_id: str | None = None, participants: Iterable[str] | None = None,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> ChatSession:

@@ -3,45 +3,136 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._backend import Backend
 from ._errors import InvalidInputError
-from ._store import Durability, EventLog
+from ._store import EventLog
 
 _STORE_OPTIONS = ("durability", "max_event_bytes", "snapshot_every")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_MEMORY_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_REDIS_OWN_QUERY = {"prefix": str, "ttl": float}
+FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.db, memory://, "
+         "memory://NAME, redis://[:password@]host:port/db or rediss://...")
 
 
-def open(url: str | os.PathLike[str], **options: Any) -> EventLog:  # noqa: A001 - the API's name
+def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     """Open (creating if missing) the store at ``url``.
 
     - a filesystem path, or ``file:///abs/path``: JSONL files (the default backend)
+    - ``sqlite:///relative.db``, ``sqlite:////abs/path.db``: one SQLite database file
+    - ``memory://``: a fresh private store in this process; ``memory://NAME``: the store of
+      that name, shared by every open of it in this process
+    - ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS): Redis Streams;
+      query options ``prefix`` (key prefix, default ``eventlog:``) and ``ttl`` (seconds a
+      session lives after its last write), besides redis-py's own (``socket_timeout``...)
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
-    ``snapshot_every``; the rest go to the backend (for files: ``mode``,
-    ``lock_timeout``, ``segment_max_bytes``, ``segment_max_events``).
+    ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
+    ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``;
+    Redis: ``prefix``, ``ttl``, ``lock_timeout``, ``retry_for``, ``client``).
     """
     store = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"store location must be a non-empty path or URL, not {url!r}")
+    return EventLog(open_backend(url, options), **store)
+
+
+def open_backend(url: str, options: dict[str, Any]) -> Backend:
+    """The backend a store location names (see ``open``)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or len(scheme) < 2 and os.sep == "\\":
-        return _files(url, options, store)
-    if scheme == "file":
-        if not rest.startswith("/"):
-            raise InvalidInputError(f"{url!r}: a file URL needs an absolute path (file:///abs/path)")
-        return _files(rest, options, store)
-    raise InvalidInputError(f"{url!r}: unknown store scheme {scheme!r} (use a path or file:///)")
+    windows_drive = len(scheme) < 2 and os.sep == "\\"
+    if not sep or windows_drive or not _SCHEME_RE.fullmatch(scheme):
+        return _build("file", _files_backend(), url, **options)
+    opener = _OPENERS.get(scheme.lower())
+    if opener is None:
+        raise InvalidInputError(f"{url!r}: unknown store scheme {scheme!r}; use {FORMS}")
+    return opener(url, rest, options)
 
 
-def _files(path: str, options: dict[str, Any], store: dict[str, Any]) -> EventLog:
-    from ._files import FileBackend
+def _build(kind: str, factory: Callable[..., Backend], *args: Any, **kwargs: Any) -> Backend:
     try:
-        backend = FileBackend(path, **options)
+        return factory(*args, **kwargs)
     except TypeError as exc:
-        raise InvalidInputError(f"unknown option for the file store: {exc}") from None
-    return EventLog(backend, **store)
+        raise InvalidInputError(f"unknown option for the {kind} store: {exc}") from None
 
 
+def _files_backend() -> Callable[..., Backend]:
+    from ._files import FileBackend
+    return FileBackend
 
+
+def _no_query(url: str, rest: str) -> None:
+    if "?" in rest or "#" in rest:
+        raise InvalidInputError(f"{url!r}: this kind of store takes no URL query; pass options "
+                                "as keyword arguments")
+
+
+def _open_file(url: str, rest: str, options: dict[str, Any]) -> Backend:
+    if not rest.startswith("/"):
+        raise InvalidInputError(f"{url!r}: a file URL needs an absolute path (file:///abs/path)")
+    return _build("file", _files_backend(), rest, **options)
+
+
+def _open_sqlite(url: str, rest: str, options: dict[str, Any]) -> Backend:
+    # SQLAlchemy's convention: sqlite:/// + the path, so four slashes for an absolute one.
+    if not rest.startswith("/") or len(rest) < 2:
+        raise InvalidInputError(
+            f"{url!r}: use sqlite:///relative/path.db or sqlite:////abs/path.db (no host; for a "
+            "store in memory use memory://)")
+    _no_query(url, rest)
+    from ._sqlite import SQLiteBackend
+    return _build("SQLite", SQLiteBackend, rest[1:], **options)
+
+
+def _open_memory(url: str, rest: str, options: dict[str, Any]) -> Backend:
+    if rest and not _MEMORY_NAME_RE.fullmatch(rest):
+        raise InvalidInputError(f"{url!r}: a memory store's name is 1 to 128 ASCII letters, "
+                                "digits, '.', '_' or '-' (memory://NAME), or nothing (memory://)")
+    from ._memory import MemoryBackend
+    return _build("memory", MemoryBackend, rest or None, **options)
+
+
+def _open_redis(url: str, rest: str, options: dict[str, Any]) -> Backend:
+    try:
+        from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+        from ._redis import RedisBackend
+    except ImportError as exc:
+        raise InvalidInputError(f"{url!r}: Redis stores need the redis package: "
+                                "pip install 'eventlog[redis]'") from exc
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:
+        raise InvalidInputError(f"{url!r}: {exc}") from None
+    if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
+        raise InvalidInputError(f"{url!r}: the path of a Redis URL is the database number (/0)")
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _REDIS_OWN_QUERY:
+            try:
+                options.setdefault(name, _REDIS_OWN_QUERY[name](value))
+            except ValueError:
+                raise InvalidInputError(f"{url!r}: bad value for {name}: {value!r}") from None
+        elif name in URL_QUERY_ARGUMENT_PARSERS:
+            query.append((name, value))
+        else:
+            raise InvalidInputError(f"{url!r}: unknown Redis URL option {name!r}")
+    server = urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+    return _build("Redis", RedisBackend, server, **options)
+
+
+_OPENERS: dict[str, Callable[[str, str, dict[str, Any]], Backend]] = {
+    "file": _open_file,
+    "sqlite": _open_sqlite,
+    "memory": _open_memory,
+    "redis": _open_redis,
+    "rediss": _open_redis,
+}
