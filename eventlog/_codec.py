@@ -28,7 +28,10 @@ from ._records import Event
 DIGEST_HEX = 32
 _SUFFIX_OPEN = b',"h":"'
 SUFFIX_LEN = len(_SUFFIX_OPEN) + DIGEST_HEX + 2  # ,"h":"<hex>"}
-_DUMPS_OPTS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+# Objects orjson would encode on its own (dataclasses, datetimes, str/int/dict subclasses) go to
+# ``default``, which refuses them: stored data is plain JSON or nothing.
+_DUMPS_OPTS = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _RECORD_KEYS = frozenset(("seq", "type", "ts", "data", "h"))
 _sha256 = hashlib.sha256
 _loads = orjson.loads
@@ -123,7 +126,7 @@ class ChainReader:
     stands after the last record read.
     """
 
-    __slots__ = ("session_id", "seq", "digest", "torn_at")
+    __slots__ = ("digest", "seq", "session_id", "torn_at")
 
     def __init__(self, session_id: str, head: Head) -> None:
         self.session_id = session_id

@@ -36,11 +36,24 @@ import orjson
 
 from ._backend import Appended, Backend, Build, Lines, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
-from ._errors import (CorruptLogError, SessionExistsError, SessionNotFoundError,
-                      SessionPoisonedError, StorageError)
+from ._errors import (
+    CorruptLogError,
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionPoisonedError,
+    StorageError,
+)
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
-from ._segments import (SEGMENT_RE, SegmentReader, header_line, lines_backward, parse_header,
-                        parse_trailer, segment_name, trailer_line)
+from ._segments import (
+    SEGMENT_RE,
+    SegmentReader,
+    header_line,
+    lines_backward,
+    parse_header,
+    parse_trailer,
+    segment_name,
+    trailer_line,
+)
 from ._validate import SESSION_ID_RE
 
 FORMAT_FILE = "eventlog.json"
@@ -522,9 +535,7 @@ class FileBackend(Backend):
                     newest = False
                     if raw.startswith(b'{"seq":'):
                         yield name, -offset, raw.rstrip(b" ")
-                    elif offset == 0 and parse_header(raw) is not None:
-                        continue
-                    elif parse_trailer(raw) is not None:
+                    elif (offset == 0 and parse_header(raw) is not None) or parse_trailer(raw) is not None:
                         continue
                     else:
                         yield name, -offset, raw

@@ -55,9 +55,8 @@ class SessionState:
         elif kind == JOINED:
             if data["participant"] not in self.participants:
                 self.participants.append(data["participant"])
-        elif kind == LEFT:
-            if data["participant"] in self.participants:
-                self.participants.remove(data["participant"])
+        elif kind == LEFT and data["participant"] in self.participants:
+            self.participants.remove(data["participant"])
         if event.ts > self.last_activity or event.seq == 1:
             self.last_activity = event.ts
 

@@ -8,13 +8,28 @@ from typing import Any, Literal
 
 from ._backend import Backend
 from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
-from ._errors import (ConflictError, CorruptLogError, EventLogError, InvalidEventError,
-                      SessionExistsError, SessionNotFoundError, StoreClosedError)
+from ._errors import (
+    ConflictError,
+    CorruptLogError,
+    EventLogError,
+    InvalidEventError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreClosedError,
+)
 from ._records import ChatMessage, ChatSession, Event, VerifyReport
-from ._state import (CREATED, JOINED, LEFT, MESSAGE, SessionState, decode_snapshot,
-                     encode_snapshot, message_data, to_message)
-from ._validate import (check_event_type, check_json, check_session_id, check_text,
-                        check_timestamp)
+from ._state import (
+    CREATED,
+    JOINED,
+    LEFT,
+    MESSAGE,
+    SessionState,
+    decode_snapshot,
+    encode_snapshot,
+    message_data,
+    to_message,
+)
+from ._validate import check_event_type, check_json, check_session_id, check_text, check_timestamp
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
@@ -23,7 +38,7 @@ DEFAULT_MAX_EVENT_BYTES = 16 << 20
 def _check_durability(value: object) -> Durability:
     if value not in ("os", "fsync"):
         raise InvalidEventError(f"durability must be 'os' or 'fsync', not {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_seq(name: str, value: object, *, optional: bool = True) -> None:
@@ -153,7 +168,7 @@ class EventLog:
         if not payloads:
             return []
         records = self._append_payloads(sid, payloads, expected_seq, durability)
-        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items)]
+        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
 
     def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
                     durability: Durability | None = None) -> ChatMessage:
@@ -188,7 +203,7 @@ class EventLog:
             payloads.append(encode_payload(MESSAGE, ts, message_data(message)))
         assert sid is not None
         records = self._append_payloads(sid, payloads, expected_seq, durability)
-        return [_with_seq(m, r.seq) for m, r in zip(messages, records)]
+        return [_with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
     def add_participant(self, session_id: str, participant: str, *,
                         expected_seq: int | None = None) -> Event:

@@ -60,6 +60,14 @@ def check_timestamp(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def _check_number(item: float, what: str, path: str) -> None:
+    if type(item) is int:
+        if not _INT_MIN <= item <= _INT_MAX:
+            raise InvalidEventError(f"{what}{path}: integer {item} does not fit 64 bits")
+    elif not math.isfinite(item):
+        raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+
+
 def check_json(value: Any, what: str = "event data") -> None:
     """Refuse anything that is not plain JSON, naming the path of the first offender."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
@@ -68,13 +76,8 @@ def check_json(value: Any, what: str = "event data") -> None:
         kind = type(item)
         if kind is str or kind is bool or item is None:
             continue
-        if kind is int:
-            if not _INT_MIN <= item <= _INT_MAX:
-                raise InvalidEventError(f"{what}{path or ''}: integer {item} does not fit 64 bits")
-            continue
-        if kind is float:
-            if not math.isfinite(item):
-                raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+        if kind is int or kind is float:
+            _check_number(item, what, path)
             continue
         if depth >= MAX_DEPTH:
             raise InvalidEventError(f"{what}{path}: nested deeper than {MAX_DEPTH} levels")
