@@ -23,8 +23,8 @@ Lines = Iterator[tuple[str, int, bytes]]
 Build = Callable[[Head], list[Record]]
 """Called by ``append`` with the session's current head, under the backend's lock (or
 optimistically, for backends that retry); returns the records to write. It may raise,
-and then nothing is written. It is pure: called again with the same head, it returns
-the same records, so an optimistic backend may call it more than once."""
+and then nothing is written. An optimistic backend may call it more than once, with
+different heads (see ``Backend.exclusive_build``); only the last call's records are written."""
 
 
 @dataclass(slots=True)
@@ -35,13 +35,21 @@ class Appended:
     position: dict[str, Any] | None = None
 
 
+Chunks = Iterator[tuple[str, int, list[bytes]]]
+"""``(source, first line number, lines)``: the same lines in blocks, for backends that read in bulk."""
+
+
 @dataclass(slots=True)
 class Scan:
-    """A forward read: ``start`` is the head just before the first line of ``lines``."""
+    """A forward read: ``start`` is the head just before the first line of ``lines``.
+
+    A backend that reads in bulk also sets ``chunks`` (the same lines in blocks, which
+    replays much faster); the store reads one or the other, never both."""
 
     start: Head
     lines: Lines
     position: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+    chunks: Chunks | None = None
 
 
 class Backend(ABC):
@@ -49,6 +57,11 @@ class Backend(ABC):
 
     poll_interval = 0.05
     """Longest sleep of the polling ``wait`` below; backends that can block override ``wait``."""
+
+    exclusive_build = True
+    """Whether ``append`` calls ``build`` exactly once per append, while no other writer of
+    the session can (under a lock), so the store may advance per-session state inside it.
+    Optimistic backends, which may call it again or concurrently, set this False."""
 
     @abstractmethod
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
@@ -129,5 +142,5 @@ class Backend(ABC):
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""

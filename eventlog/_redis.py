@@ -156,6 +156,7 @@ class RedisBackend(RowBackend):
     """Sessions in Redis Streams; safe across threads, processes, machines and ``fork()``."""
 
     source = "redis"
+    exclusive_build = False  # appends are optimistic: build may run again on a newer head
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
                  ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,

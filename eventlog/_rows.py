@@ -12,9 +12,10 @@ again stops at the deletion instead of splicing two different logs together.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
-from ._backend import Backend, Lines, Scan
+from ._backend import Backend, Chunks, Lines, Scan
 from ._codec import Head, Unparseable, genesis, parse
 
 Rows = list[tuple[int, bytes]]
@@ -55,17 +56,32 @@ class RowBackend(Backend):
                     break
                 if obj["seq"] == seq:
                     start, first = Head(seq, digest), seq + 1
-        return Scan(start, self._forward(session_id, generation, first))
+        return Scan(start, self._lines(session_id, generation, first),
+                    chunks=self._chunks(session_id, generation, first))
 
-    def _forward(self, session_id: str, generation: Any, first: int) -> Lines:
+    def _pages(self, session_id: str, generation: Any, first: int) -> Iterator[Rows]:
         page = self.page_size
         while True:
             rows = self.read_rows(session_id, generation, first, None, page)
-            for seq, line in rows:
-                yield self.source, seq, line
+            if rows:
+                yield rows
             if len(rows) < page:
                 return
             first = rows[-1][0] + 1
+
+    def _lines(self, session_id: str, generation: Any, first: int) -> Lines:
+        for rows in self._pages(session_id, generation, first):
+            for seq, line in rows:
+                yield self.source, seq, line
+
+    def _chunks(self, session_id: str, generation: Any, first: int) -> Chunks:
+        source = self.source
+        for rows in self._pages(session_id, generation, first):
+            if rows[-1][0] - rows[0][0] == len(rows) - 1:  # gapless, so line numbers are seqs
+                yield source, rows[0][0], [line for _seq, line in rows]
+            else:
+                for seq, line in rows:
+                    yield source, seq, [line]
 
     def scan_back(self, session_id: str) -> Lines:
         generation, _head = self.read_head(session_id)
