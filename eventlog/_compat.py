@@ -24,7 +24,8 @@ def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_
     - ``json``: the path is the JSONL store's directory
     - ``sqlite``: a directory, in which ``sessions.db`` is kept, or a file path ending in
       ``.db``, ``.sqlite`` or ``.sqlite3`` (an ``sqlite:///`` URL is taken as it is)
-    - ``memory``: the path is ignored; every ``SessionPersistence`` gets a private store
+    - ``memory``: the path is ignored, and every ``SessionPersistence`` gets a private store
+      (unless the path is a ``memory://NAME`` URL: then that shared store)
     - ``redis``: the path is the server's URL; the default ``"sessions"`` means
       ``redis://127.0.0.1:6379/0``
     """
@@ -37,7 +38,7 @@ def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_
     if storage_type == "json":
         return path
     if storage_type == "memory":
-        return "memory://"
+        return path if path.startswith("memory://") else "memory://"
     if storage_type == "redis":
         if path == DEFAULT_PATH:
             return DEFAULT_REDIS

@@ -29,7 +29,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
       that name, shared by every open of it in this process
     - ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS): Redis Streams;
       query options ``prefix`` (key prefix, default ``eventlog:``) and ``ttl`` (seconds a
-      session lives after its last write), besides redis-py's own (``socket_timeout``...)
+      session lives after its last write), besides redis-py's own (``socket_timeout``,
+      ``ssl_ca_certs``...)
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
@@ -121,7 +122,7 @@ def _open_redis(url: str, rest: str, options: dict[str, Any]) -> Backend:
                 options.setdefault(name, _REDIS_OWN_QUERY[name](value))
             except ValueError:
                 raise InvalidInputError(f"{url!r}: bad value for {name}: {value!r}") from None
-        elif name in URL_QUERY_ARGUMENT_PARSERS:
+        elif name in URL_QUERY_ARGUMENT_PARSERS or name.startswith("ssl_") or name == "client_name":
             query.append((name, value))
         else:
             raise InvalidInputError(f"{url!r}: unknown Redis URL option {name!r}")

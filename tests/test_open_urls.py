@@ -1,0 +1,93 @@
+"""``eventlog.open`` URLs for every backend, and ``SessionPersistence``'s storage types."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import eventlog
+from eventlog._compat import store_url
+
+
+def kind(log: eventlog.EventLog) -> str:
+    return type(log.backend).__name__
+
+
+def test_paths_and_file_urls(tmp_path: Path) -> None:
+    with eventlog.open(tmp_path / "a") as log:
+        assert kind(log) == "FileBackend"
+    with eventlog.open(f"file://{tmp_path}/b") as log:
+        assert kind(log) == "FileBackend" and (tmp_path / "b").is_dir()
+    with pytest.raises(eventlog.InvalidInputError, match="absolute"):
+        eventlog.open("file://relative/x")
+
+
+def test_sqlite_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with eventlog.open("sqlite:///relative.db") as log:
+        assert kind(log) == "SQLiteBackend"
+    assert (tmp_path / "relative.db").is_file()
+    with eventlog.open(f"sqlite:///{tmp_path}/abs.db") as log:  # sqlite:////tmp/...: four slashes
+        assert kind(log) == "SQLiteBackend"
+    assert (tmp_path / "abs.db").is_file()
+    for bad in ("sqlite://", "sqlite:///", "sqlite://host/x.db", "sqlite:///x.db?timeout=3"):
+        with pytest.raises(eventlog.InvalidInputError):
+            eventlog.open(bad)
+
+
+def test_memory_urls() -> None:
+    with eventlog.open("memory://") as log:
+        assert kind(log) == "MemoryBackend"
+    for bad in ("memory://a/b", "memory://.x", "memory://" + "x" * 200, "memory://a b"):
+        with pytest.raises(eventlog.InvalidInputError):
+            eventlog.open(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero", "redis://127.0.0.1:6379/0/1",
+    "redis://127.0.0.1:6379/0?nosuch=1", "redis://127.0.0.1:6379/0?prefix=a{b}",
+    "redis://127.0.0.1:6379/0?ttl=soon", "redis://127.0.0.1:6379/0?ttl=-1",
+])
+def test_bad_redis_urls_are_refused_before_connecting(bad: str) -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(eventlog.InvalidInputError):
+        eventlog.open(bad)
+
+
+def test_unknown_schemes_and_options() -> None:
+    for bad in ("ftp://x/y", "postgres://db/x", ""):
+        with pytest.raises(eventlog.InvalidInputError):
+            eventlog.open(bad)
+    with pytest.raises(eventlog.InvalidInputError, match="option"):
+        eventlog.open("memory://", lock_timeout=1)
+
+
+def test_session_persistence_storage_types(tmp_path: Path) -> None:
+    assert store_url("json", "chat") == "chat"
+    assert store_url("sqlite", "/var/lib/multichat/sessions") == \
+        "sqlite:////var/lib/multichat/sessions/sessions.db"
+    assert store_url("sqlite", "sessions") == "sqlite:///sessions/sessions.db"
+    for name in ("x.db", "x.sqlite", "x.SQLITE3"):
+        assert store_url("sqlite", f"/d/{name}") == f"sqlite:////d/{name}"
+    assert store_url("sqlite", "sqlite:///given.db") == "sqlite:///given.db"
+    assert store_url("memory") == store_url("memory", "/anything") == "memory://"
+    assert store_url("memory", "memory://shared") == "memory://shared"
+    assert store_url("redis") == "redis://127.0.0.1:6379/0"
+    assert store_url("redis", "rediss://:pw@h:6380/2") == "rediss://:pw@h:6380/2"
+    with pytest.raises(eventlog.InvalidInputError, match="URL"):
+        store_url("redis", "/some/dir")
+    with pytest.raises(eventlog.InvalidInputError, match="storage_type"):
+        store_url("mongo")
+    directory = tmp_path / "sessions"
+    with eventlog.SessionPersistence(storage_type="sqlite", storage_path=str(directory)) as p:
+        p.create_session("s")
+    assert (directory / "sessions.db").is_file()
+    with eventlog.SessionPersistence(storage_type="sqlite", storage_path=str(directory)) as p:
+        assert [s.session_id for s in p.list_sessions()] == ["s"]
+    with eventlog.SessionPersistence(storage_type="memory") as a, \
+            eventlog.SessionPersistence(storage_type="memory") as b:
+        a.create_session("s")
+        assert b.list_sessions() == []
+    assert os.path.exists(directory)

@@ -1,0 +1,436 @@
+"""What only the Redis backend has: its key layout, the idempotent append script, the
+optimistic retry rules, TTL, the registry, and faults (dropped connections, a server
+restarted mid-stream, passwords and TLS)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eventlog
+from eventlog import ChatMessage, Event, EventLog
+
+from . import _redis_support
+from ._redis_support import HOST, PORT, OwnServer, redis
+from ._tcp_proxy import DroppingProxy
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def run_prefix() -> Iterator[str]:
+    yield from _redis_support.run_prefix()
+
+
+@pytest.fixture
+def prefix(run_prefix: str) -> str:
+    return f"{run_prefix}{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def url(prefix: str) -> str:
+    return f"redis://{HOST}:{PORT}/0?prefix={prefix}"
+
+
+@pytest.fixture
+def log(url: str) -> Iterator[EventLog]:
+    with eventlog.open(url) as store:
+        yield store
+
+
+@pytest.fixture
+def raw() -> Iterator[Any]:
+    client = _redis_support.shared_server()
+    yield client
+    client.close()
+
+
+def backend(log: EventLog) -> Any:
+    from eventlog._redis import RedisBackend
+    assert isinstance(log.backend, RedisBackend)
+    return log.backend
+
+
+def msg(sid: str, content: str = "hi") -> ChatMessage:
+    return ChatMessage(sender="a", content=content, session_id=sid)
+
+
+def seqs(log: EventLog, sid: str) -> list[int]:
+    return [e.seq for e in log.events(sid)]
+
+
+# Layout -------------------------------------------------------------------------------------
+
+def test_keys_share_one_hash_tag_and_entry_ids_are_0_seq(log: EventLog, raw: Any, prefix: str) -> None:
+    log.create_session("s1")
+    log.add_messages([msg("s1", str(i)) for i in range(3)])
+    keys = sorted(k.decode() for k in raw.scan_iter(match=prefix + "*"))
+    assert keys == [f"{prefix}sessions", f"{prefix}{{s1}}:head", f"{prefix}{{s1}}:log"]
+    entries = raw.xrange(f"{prefix}{{s1}}:log")
+    assert [e[0] for e in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
+    head = raw.hgetall(f"{prefix}{{s1}}:head")
+    last_line = entries[-1][1][b"r"]
+    assert int(head[b"seq"]) == 4 and head[b"h"] == last_line[-34:-2]  # the last record's digest
+    assert raw.smembers(f"{prefix}sessions") == {b"s1"}
+    # Redis itself refuses a duplicate or a regression of a seq.
+    for entry_id in ("0-4", "0-2"):
+        with pytest.raises(redis.ResponseError):
+            raw.xadd(f"{prefix}{{s1}}:log", {"r": b"x"}, id=entry_id)
+
+
+def test_records_are_the_file_backends_lines(log: EventLog, raw: Any, prefix: str,
+                                             tmp_path: Path) -> None:
+    history = [Event(1, "session.created", 1.5, {"participants": ["a"], "metadata": {}}),
+               Event(2, "message", 2.5, {"id": "m1", "sender": "a", "recipient": None, "content": "x"}),
+               Event(3, "tool.result", 3.5, {"hits": [1, 2]})]
+    log.import_events("same", history)
+    with eventlog.open(tmp_path / "files") as files:
+        files.import_events("same", history)
+    file_lines = [line.rstrip(b" ") for line in (tmp_path / "files" / "same").glob("seg-*.jsonl")
+                  .__next__().read_bytes().splitlines() if line.startswith(b'{"seq":')]
+    redis_lines = [fields[b"r"] for _id, fields in raw.xrange(f"{prefix}{{same}}:log")]
+    assert redis_lines == file_lines and len(file_lines) == 3
+
+
+# The append script ------------------------------------------------------------------------------
+
+def test_resending_an_applied_append_reports_success_without_writing_again(log: EventLog) -> None:
+    """The script's token check: the same write sent twice lands once."""
+    sid = log.create_session().session_id
+    store = backend(log)
+    calls: list[Any] = []
+    real = store._append
+
+    def twice(keys: list[str], args: list[Any]) -> Any:
+        first = real(keys=keys, args=args)
+        calls.append(first)
+        return real(keys=keys, args=args)  # as if the first reply had been lost
+
+    store._append = twice
+    event = log.append(sid, "x", 1)
+    store._append = real
+    assert [int(c[0]) for c in calls] == [0]
+    assert event.seq == 2 and seqs(log, sid) == [1, 2]
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_an_append_whose_reply_is_lost_lands_once(url: str, prefix: str, pinned: bool) -> None:
+    proxy = DroppingProxy((HOST, PORT))
+    try:
+        with eventlog.open(f"redis://{HOST}:{proxy.port}/0?prefix={prefix}") as log:
+            sid = log.create_session().session_id
+            log.append(sid, "x", 0)
+            proxy.arm(b"EVALSHA", "after")  # the script runs; its reply never arrives
+            event = log.append(sid, "x", 1, expected_seq=2 if pinned else None)
+            assert proxy.dropped == 1
+            assert event.seq == 3
+            assert [(e.seq, e.data) for e in log.events(sid)][1:] == [(2, 0), (3, 1)]
+            assert log.verify(sid).ok
+    finally:
+        proxy.close()
+
+
+def test_an_append_whose_request_is_dropped_is_sent_again(prefix: str) -> None:
+    proxy = DroppingProxy((HOST, PORT))
+    try:
+        with eventlog.open(f"redis://{HOST}:{proxy.port}/0?prefix={prefix}") as log:
+            sid = log.create_session().session_id
+            proxy.arm(b"EVALSHA", "before")  # the server never sees it
+            assert log.add_message(msg(sid)).seq == 2
+            assert proxy.dropped == 1
+            assert seqs(log, sid) == [1, 2] and log.verify(sid).ok
+    finally:
+        proxy.close()
+
+
+def test_a_connection_killed_during_an_append(prefix: str, raw: Any) -> None:
+    """CLIENT KILL of this store's connections after it read the head, before it writes."""
+    name = f"victim-{uuid.uuid4().hex[:8]}"
+    with eventlog.open(f"redis://{HOST}:{PORT}/0?prefix={prefix}&client_name={name}") as log:
+        sid = log.create_session().session_id
+        store = backend(log)
+        real = store._send_append
+        killed: list[int] = []
+
+        def kill_then_send(*args: Any) -> Any:
+            for client in raw.client_list():
+                if client.get("name") == name:
+                    raw.client_kill_filter(_id=client["id"])
+                    killed.append(int(client["id"]))
+            return real(*args)
+
+        store._send_append = kill_then_send
+        log.append(sid, "x", 1)
+        store._send_append = real
+        assert killed
+        assert seqs(log, sid) == [1, 2] and log.verify(sid).ok
+
+
+def test_expected_seq_never_retries_but_plain_appends_rebuild(url: str) -> None:
+    with eventlog.open(url) as log, eventlog.open(url) as other:
+        sid = log.create_session().session_id
+        log.append(sid, "x", 0)  # log now remembers the head (seq 2)
+        store = backend(log)
+        real = store._send_append
+        sent: list[int] = []
+
+        def racing(session_id: str, token: str, head: Any, records: Any) -> Any:
+            sent.append(head.seq)
+            if len(sent) == 1:
+                other.append(sid, "other", len(sent))  # another writer gets in first
+            return real(session_id, token, head, records)
+
+        store._send_append = racing
+        with pytest.raises(eventlog.ConflictError) as info:
+            log.append(sid, "pinned", 1, expected_seq=2)
+        assert (info.value.expected_seq, info.value.actual_seq) == (2, 3)
+        assert sent == [2]  # one attempt, no second
+        sent.clear()
+        event = log.append(sid, "plain", 2)
+        assert sent == [3, 4] and event.seq == 5  # rebuilt once on the moved head
+        store._send_append = real
+        assert [e.type for e in log.events(sid)] == ["session.created", "x", "other", "other", "plain"]
+
+
+def test_a_stale_remembered_head_is_not_a_conflict(url: str) -> None:
+    with eventlog.open(url) as log, eventlog.open(url) as other:
+        sid = log.create_session().session_id
+        log.append(sid, "x", 0)  # remembers seq 2
+        other.append(sid, "x", 1)  # seq 3, behind log's back
+        assert log.append(sid, "x", 2, expected_seq=3).seq == 4
+        with pytest.raises(eventlog.ConflictError):
+            log.append(sid, "x", 3, expected_seq=3)
+        assert seqs(log, sid) == [1, 2, 3, 4]
+
+
+def test_endless_contention_is_bounded(url: str) -> None:
+    with eventlog.open(url, lock_timeout=0.2) as log, eventlog.open(url) as other:
+        sid = log.create_session().session_id
+        store = backend(log)
+        real = store._send_append
+
+        def always_beaten(*args: Any) -> Any:
+            other.append(sid, "other", None)
+            return real(*args)
+
+        store._send_append = always_beaten
+        with pytest.raises(eventlog.LockTimeoutError) as info:
+            log.append(sid, "mine", None)
+        assert isinstance(info.value, TimeoutError) and "other writers" in str(info.value)
+        store._send_append = real
+        assert "mine" not in [e.type for e in log.events(sid)]
+
+
+def test_head_and_log_disagreeing_is_corruption_and_nothing_is_written(log: EventLog, raw: Any,
+                                                                        prefix: str) -> None:
+    sid = log.create_session().session_id
+    log.append(sid, "x", 1)
+    raw.hset(f"{prefix}{{{sid}}}:head", "seq", 7)  # a head that claims more than the log holds
+    backend(log)._heads.clear()
+    with pytest.raises(eventlog.CorruptLogError):
+        log.append(sid, "x", 2)
+    assert raw.xlen(f"{prefix}{{{sid}}}:log") == 2
+    assert not log.verify(sid).ok
+
+
+# Sessions: registry, deletion, TTL, prefixes ------------------------------------------------------
+
+def test_listing_skips_and_tidies_registered_ids_without_a_session(log: EventLog, raw: Any,
+                                                                    prefix: str) -> None:
+    log.create_session("real")
+    raw.sadd(f"{prefix}sessions", "ghost")  # a creator that died before its script ran
+    assert [s.session_id for s in log.list_sessions()] == ["real"]
+    assert raw.smembers(f"{prefix}sessions") == {b"real"}
+
+
+def test_delete_removes_every_key_and_the_registry_entry(log: EventLog, raw: Any, prefix: str) -> None:
+    sid = log.create_session().session_id
+    log.append_many(sid, [("x", i) for i in range(5)])
+    log.delete_session(sid)
+    assert list(raw.scan_iter(match=f"{prefix}*")) == []
+    assert log.create_session(sid).last_seq == 1
+
+
+def test_ttl_is_applied_to_every_key_by_each_write(prefix: str, raw: Any) -> None:
+    with eventlog.open(f"redis://{HOST}:{PORT}/0?prefix={prefix}&ttl=0.5", snapshot_every=2) as log:
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", 1), ("x", 2)])  # crosses a checkpoint: a snapshot too
+        keys = [f"{prefix}{{{sid}}}:{k}" for k in ("head", "log", "snap")]
+        assert all(0 < raw.pttl(key) <= 500 for key in keys)
+        time.sleep(0.3)
+        log.append(sid, "x", 3)  # a write renews the lease
+        assert all(raw.pttl(key) > 300 for key in keys[:2])
+        deadline = time.monotonic() + 5
+        while log.session_exists(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not log.session_exists(sid)
+        assert log.list_sessions() == []
+        assert log.create_session(sid).last_seq == 1  # the id is free again
+
+
+def test_prefixes_keep_stores_apart(prefix: str) -> None:
+    with eventlog.open(f"redis://{HOST}:{PORT}/0?prefix={prefix}a:") as a, \
+            eventlog.open(f"redis://{HOST}:{PORT}/0?prefix={prefix}b:") as b:
+        a.create_session("same")
+        assert not b.session_exists("same") and b.list_sessions() == []
+        b.create_session("same")
+        a.append("same", "x", 1)
+        assert (a.get_session("same").last_seq, b.get_session("same").last_seq) == (2, 1)
+
+
+def test_snapshots_keep_the_newest_three_and_never_outlive_their_session(url: str, raw: Any,
+                                                                          prefix: str) -> None:
+    with eventlog.open(url, snapshot_every=2) as log:
+        sid = log.create_session().session_id
+        for i in range(11):
+            log.append(sid, "x", i)
+        snap = f"{prefix}{{{sid}}}:snap"
+        assert sorted(int(k) for k in raw.hkeys(snap)) == [8, 10, 12]
+        assert log.get_session(sid).last_seq == 12
+        backend(log).delete(sid)
+        with pytest.raises(eventlog.SessionNotFoundError):
+            backend(log).save_snapshot(sid, 14, b"x", durable=False)
+        assert not raw.exists(snap)
+
+
+# Following -------------------------------------------------------------------------------------
+
+def test_wait_blocks_on_xread_until_another_store_appends(url: str) -> None:
+    with eventlog.open(url) as log, eventlog.open(url) as other:
+        sid = log.create_session().session_id
+        assert backend(log).wait(sid, 1, 0.05) is False
+        timer = threading.Timer(0.2, lambda: other.append(sid, "x", 1))
+        timer.start()
+        assert backend(log).wait(sid, 1, 10) is True
+        timer.join()
+        assert [e.data for e in log.follow(sid, after_seq=1, timeout=0)] == [1]
+
+
+def test_a_follower_learns_its_session_was_deleted(url: str) -> None:
+    with eventlog.open(url) as log:
+        sid = log.create_session().session_id
+        follower = log.follow(sid, timeout=None)
+        threading.Timer(0.2, lambda: log.delete_session(sid)).start()
+        with pytest.raises(eventlog.SessionNotFoundError):
+            next(follower)
+
+
+def test_a_forked_child_uses_the_parents_store(log: EventLog) -> None:
+    sid = log.create_session().session_id
+    log.append(sid, "parent", 1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            log.append(sid, "child", 2)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log.append(sid, "parent", 3)
+    assert [e.type for e in log.events(sid)][1:] == ["parent", "child", "parent"]
+
+
+# A server of our own: restarts, passwords, TLS ---------------------------------------------------
+
+@pytest.fixture
+def aof_server(tmp_path: Path) -> Iterator[OwnServer]:
+    server = OwnServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    yield server
+    server.stop()
+
+
+def test_a_server_restart_gives_a_clear_error_and_the_retry_does_not_duplicate(
+        aof_server: OwnServer) -> None:
+    url = f"redis://{HOST}:{aof_server.port}/0"
+    with eventlog.open(url, retry_for=0.3) as log:
+        sid = log.create_session().session_id
+        for i in range(5):
+            log.append(sid, "x", i)
+        aof_server.stop(signal.SIGKILL)  # a crash: appendfsync always kept every reply's write
+        with pytest.raises(eventlog.StorageError) as info:
+            log.append(sid, "x", 5)
+        message = str(info.value)
+        assert f"127.0.0.1:{aof_server.port}" in message and "appending to session" in message
+        aof_server.start()
+        log.append(sid, "x", 5)  # the caller's retry
+        assert [e.data for e in log.events(sid)][1:] == [0, 1, 2, 3, 4, 5]
+        assert seqs(log, sid) == list(range(1, 8)) and log.verify(sid).ok
+
+
+def test_an_append_in_flight_during_a_restart_lands_once(aof_server: OwnServer) -> None:
+    url = f"redis://{HOST}:{aof_server.port}/0"
+    with eventlog.open(url, retry_for=20) as log:
+        sid = log.create_session().session_id
+        log.append(sid, "x", 0)
+        aof_server.stop(signal.SIGTERM)
+        results: list[Any] = []
+        writer = threading.Thread(target=lambda: results.append(log.append(sid, "x", 1)))
+        writer.start()
+        time.sleep(0.3)  # the append is retrying against a server that is down
+        aof_server.start()
+        writer.join(30)
+        assert [e.seq for e in results] == [3]
+        assert [e.data for e in log.events(sid)][1:] == [0, 1] and log.verify(sid).ok
+
+
+def test_a_follower_rides_out_a_restart(aof_server: OwnServer) -> None:
+    url = f"redis://{HOST}:{aof_server.port}/0"
+    with eventlog.open(url, retry_for=20) as log, eventlog.open(url, retry_for=20) as writer:
+        sid = log.create_session().session_id
+        follower = log.follow(sid, after_seq=1, timeout=20)
+        writer.append(sid, "x", 0)
+        assert next(follower).data == 0
+        aof_server.stop(signal.SIGKILL)
+        aof_server.start()
+        for i in range(1, 4):
+            writer.append(sid, "x", i)
+        assert [next(follower).data for _ in range(3)] == [1, 2, 3]
+
+
+def test_passwords_in_the_url(tmp_path: Path) -> None:
+    server = OwnServer(tmp_path, "--requirepass", "s3cr/t").start()
+    try:
+        for url in (f"redis://:s3cr%2Ft@{HOST}:{server.port}/0",
+                    f"redis://default:s3cr%2Ft@{HOST}:{server.port}/2"):
+            with eventlog.open(url) as log:
+                assert log.create_session("s").last_seq == 1
+        started = time.monotonic()
+        with pytest.raises(eventlog.StorageError) as info:
+            eventlog.open(f"redis://:wrong@{HOST}:{server.port}/0")
+        assert time.monotonic() - started < 2  # a bad password is not retried
+        assert "password" in str(info.value).lower() or "auth" in str(info.value).lower()
+    finally:
+        server.stop()
+
+
+def test_rediss_url_with_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server = OwnServer(tmp_path, "--requirepass", "pw", "--tls-cert-file", str(cert),
+                       "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                       "--tls-auth-clients", "no", tls=True)
+    try:
+        server.start()
+    except AssertionError:
+        pytest.skip("this redis-server has no TLS support")
+    try:
+        with eventlog.open(f"rediss://:pw@{HOST}:{server.port}/0?ssl_ca_certs={cert}") as log:
+            assert log.create_session("tls").last_seq == 1
+            assert log.session_exists("tls")
+        with pytest.raises(eventlog.StorageError):  # plain text to a TLS port
+            eventlog.open(f"redis://:pw@{HOST}:{server.port}/0", retry_for=0.2)
+    finally:
+        server.stop()
