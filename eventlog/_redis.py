@@ -308,8 +308,16 @@ class RedisBackend(RowBackend):
         keys = self._keys(session_id)
         args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
                                          records[-1].digest, *(r.line for r in records)]
-        reply = self._run(f"appending to session {session_id!r}",
-                          lambda: self._append(keys=keys, args=args))
+        try:
+            reply = self._run(f"appending to session {session_id!r}",
+                              lambda: self._append(keys=keys, args=args))
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, _TRANSIENT):
+                raise
+            # The script may have run with its reply lost, and we could not ask again.
+            raise StorageError(f"{exc}; the append may or may not have been stored: the events "
+                               f"after seq {head.seq} show which (to retry it at most once, "
+                               f"append with expected_seq={head.seq})") from exc.__cause__
         status = int(reply[0])
         if status in (0, 3):
             self._remember(session_id, Head(records[-1].seq, records[-1].digest))
