@@ -664,6 +664,34 @@ class FileBackend(Backend):
             finally:
                 os.close(fd)
 
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq."""
+        handle = self._handle(session_id)
+        shared = handle.shared
+        if shared is None:
+            return super().wait(session_id, after_seq, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.0005, -1
+        while True:
+            generation = shared[0]
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(handle.lock_fd).st_nlink:
+                self._drop(session_id, handle)
+                raise SessionNotFoundError(session_id)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
+
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()
 
