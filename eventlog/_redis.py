@@ -4,12 +4,14 @@ Keys of a session share the hash tag ``{<session id>}``, so on Redis Cluster the
 one slot and every script below touches one slot only::
 
     <prefix>{<sid>}:head   hash: seq, h (the head digest), g (this life's generation token),
-                           b and sb (bytes of its records and of its snapshots, for size())
+                           sealed and archived (compaction's marks), b, sb and ab (bytes of
+                           its live records, snapshots and archive, for size())
     <prefix>{<sid>}:log    stream: entry 0-<seq> holds field r = the record line (the same
                            bytes as the file backend), and t = the writer's token on the
                            last entry of each append
     <prefix>{<sid>}:snap   hash: seq -> snapshot
-    <prefix>{<sid>}:arch   archived (compacted) records
+    <prefix>{<sid>}:arch   stream of archived records: entry 0-<first seq> holds last (its
+                           last seq) and z (the record lines, zlib-compressed: see _chunks)
     <prefix>sessions       set: the registry of session ids, for listing
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
@@ -43,6 +45,7 @@ from redis.retry import Retry
 from redis.typing import KeyT, StreamIdT
 
 from ._backend import Appended, Build
+from ._chunks import pack, rows_in
 from ._codec import Head, Record
 from ._errors import (
     ConflictError,
@@ -59,6 +62,7 @@ T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
 DEFAULT_PREFIX = "eventlog:"
 _HEADS_CACHED = 10_000
+_ARCHIVE_BATCH = 4096  # records archived per script, so appenders wait little
 _FOLLOW_BLOCK_MS = 1000  # a follower re-checks that its session still exists this often
 
 # A dropped connection, a timeout, a server loading its data after a restart, or a replica
@@ -81,7 +85,7 @@ if g then
   if g == ARGV[1] then return 1 end  -- our own create, sent again
   return 0
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
 redis.call('XADD', KEYS[2], '0-1', 'r', ARGV[2], 't', ARGV[1])
 redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] + 1, 'sb', 0)
 """ + _EXPIRE.format(ttl=4) + """
@@ -129,6 +133,37 @@ local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
 if not head[1] then return 0 end
 if ARGV[1] ~= '' and (head[1] ~= ARGV[1] or head[2] ~= ARGV[2]) then return 2 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+# KEYS head. Marks the head as sealed; returns {seq, h}, or {} for no such session.
+_SEAL = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return {} end
+redis.call('HSET', KEYS[1], 'sealed', head[1])
+return head
+"""
+
+# KEYS head, log, arch; ARGV generation, archived before, live bytes moved, then per chunk:
+# first, last, blob. 1 archived, 0 no such session (this life), 2 someone archived first.
+# The head's entry stays in the log: the append script checks the log ends at the head.
+_ARCHIVE = """
+local head = redis.call('HMGET', KEYS[1], 'g', 'archived', 'seq')
+if head[1] ~= ARGV[1] then return 0 end
+if (tonumber(head[2]) or 0) ~= tonumber(ARGV[2]) then return 2 end
+local last, bytes = 0, 0
+for i = 4, #ARGV - 2, 3 do
+  redis.call('XADD', KEYS[3], '0-' .. ARGV[i], 'last', ARGV[i + 1], 'z', ARGV[i + 2])
+  last = tonumber(ARGV[i + 1])
+  bytes = bytes + #ARGV[i + 2]
+end
+redis.call('HSET', KEYS[1], 'archived', last)
+redis.call('HINCRBY', KEYS[1], 'ab', bytes)
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('0-%d', math.min(last + 1, tonumber(head[3]))))
+local before = redis.call('HGET', KEYS[1], 'b')
+redis.call('HSET', KEYS[1], 'b', tonumber(before) - tonumber(ARGV[3]))
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return 1
 """
 
@@ -195,6 +230,8 @@ class RedisBackend(RowBackend):
         self._append = client.register_script(_APPEND)
         self._delete = client.register_script(_DELETE)
         self._snapshot = client.register_script(_SNAPSHOT)
+        self._seal = client.register_script(_SEAL)
+        self._archive = client.register_script(_ARCHIVE)
         self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
         self._waitaof: bool | None = None
         self._run("connecting", client.ping)
@@ -392,14 +429,54 @@ class RedisBackend(RowBackend):
                   limit: int, *, newest_first: bool = False) -> Rows:
         head_key, log_key = self._keys(session_id)[:2]
         low, high = f"0-{first}", "+" if last is None else f"0-{last}"
-        read = ("xrevrange", (log_key, high, low, limit)) if newest_first else (
-            "xrange", (log_key, low, high, limit))
-        # One transaction, so the rows and the generation they belong to agree.
+        # One more than asked: the log keeps the head's entry even once it is archived.
+        read = ("xrevrange", (log_key, high, low, limit + 1)) if newest_first else (
+            "xrange", (log_key, low, high, limit + 1))
+        # One transaction, so the rows, the archive mark and the generation agree.
         found, entries = self._run(f"reading session {session_id!r}", lambda: self._pipeline(
-            True, [("hget", (head_key, "g")), read]))
-        if found != generation:
+            True, [("hmget", (head_key, ["g", "archived"])), read]))
+        if found[0] != generation:
             return []
-        return [(_seq_of(entry_id), fields[b"r"]) for entry_id, fields in entries]
+        archived = int(found[1] or 0)
+        live = [(seq, fields[b"r"]) for seq, fields in ((_seq_of(i), f) for i, f in entries)
+                if seq > archived]
+        if first > archived:
+            return live[:limit]
+        upper = archived if last is None else min(last, archived)
+        if newest_first:
+            rows = live[:limit]
+            return rows + self._archived_rows(session_id, generation, first, upper,
+                                              limit - len(rows), newest_first=True)
+        rows = self._archived_rows(session_id, generation, first, upper, limit, newest_first=False)
+        return rows + live[:limit - len(rows)]
+
+    def _archived_rows(self, session_id: str, generation: Any, first: int, last: int, limit: int,
+                       *, newest_first: bool) -> Rows:
+        """Rows ``first..last`` (all archived) from the archive's chunks, a few per request."""
+        head_key, _log, _snap, arch_key = self._keys(session_id)
+        what = f"reading the archive of {session_id!r}"
+        rows: Rows = []
+        cursor = last if newest_first else first  # the seq the next chunk read must hold
+        while len(rows) < limit and first <= cursor <= last:
+            # Chunk ids are their first seqs: the one holding ``cursor`` is the last at or below it.
+            reads: list[tuple[str, tuple[Any, ...]]] = [
+                ("hget", (head_key, "g")),
+                ("xrevrange", (arch_key, f"0-{cursor}", "-", 4 if newest_first else 1))]
+            if not newest_first:
+                reads.append(("xrange", (arch_key, f"(0-{cursor}", f"0-{last}", 3)))
+            found, *parts = self._run(what, partial(self._pipeline, True, reads))
+            if found != generation:
+                return []
+            chunks = [(_seq_of(i), int(f[b"last"]), f[b"z"]) for part in parts for i, f in part]
+            if not chunks or chunks[0][1] < cursor:
+                raise CorruptLogError(f"session {session_id!r}: archived seq {cursor} is missing "
+                                      "from the archive", session_id=session_id, seq=cursor,
+                                      where="redis archive")
+            low, high = (first, cursor) if newest_first else (cursor, last)
+            got = rows_in(session_id, chunks, low, high, limit - len(rows), newest_first=newest_first)
+            rows += got
+            cursor = got[-1][0] - 1 if newest_first else got[-1][0] + 1
+        return rows
 
     def exists(self, session_id: str) -> bool:
         key = self._keys(session_id)[0]
@@ -430,10 +507,10 @@ class RedisBackend(RowBackend):
         own MEMORY USAGE moves in steps of whole listpack nodes, not with what was written)."""
         head_key = self._keys(session_id)[0]
         found = self._run(f"sizing session {session_id!r}",
-                          lambda: self.client.hmget(head_key, ["b", "sb"]))
+                          lambda: self.client.hmget(head_key, ["b", "sb", "ab"]))
         if found[0] is None:
             raise SessionNotFoundError(session_id)
-        return int(found[0]) + int(found[1] or 0)
+        return sum(int(value or 0) for value in found)
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """``XREAD BLOCK`` from the last entry seen, in slices, checking between slices that
@@ -452,6 +529,54 @@ class RedisBackend(RowBackend):
                 return True
             if not self.exists(session_id):
                 raise SessionNotFoundError(session_id)
+
+    # Compaction -----------------------------------------------------------------------------
+
+    def seal_head(self, session_id: str, *, durable: bool) -> Head:
+        """Mark everything up to the head as sealed (compaction archives up to there)."""
+        head_key = self._keys(session_id)[0]
+        what = f"sealing session {session_id!r}"
+        found = self._run(what, lambda: self._seal(keys=[head_key]))
+        if not found:
+            raise SessionNotFoundError(session_id)
+        if durable:
+            self._sync(what)
+        return Head(int(found[0]), _text(found[1]))
+
+    def archive_sealed(self, session_id: str) -> tuple[int, int, int]:
+        """Move sealed records from the log into compressed chunks, then ``XTRIM MINID`` them;
+        (chunks, bytes before, bytes after). Each step is one script, so a reader sees a
+        record in the log or in the archive, never in neither."""
+        head_key, log_key, _snap, arch_key = self._keys(session_id)
+        what = f"archiving session {session_id!r}"
+        chunks = before = after = 0
+        while True:
+            generation, sealed, archived = self._run(what, lambda: self.client.hmget(
+                head_key, ["g", "sealed", "archived"]))
+            if generation is None:
+                raise SessionNotFoundError(session_id)
+            done = int(archived or 0)
+            upto = min(int(sealed or 0), done + _ARCHIVE_BATCH)
+            if done >= upto:
+                return chunks, before, after
+            rows = self.read_rows(session_id, generation, done + 1, upto, upto - done)
+            if not rows or rows[0][0] != done + 1 or rows[-1][0] != upto:
+                raise CorruptLogError(f"session {session_id!r}: sealed records after seq {done} "
+                                      "are missing", session_id=session_id, seq=done + 1,
+                                      where="redis")
+            packed = pack(rows)
+            raw = sum(len(line) + 1 for _seq, line in rows)
+            args: list[Any] = [generation, done, raw]
+            for low, high, blob in packed:
+                args += [low, high, blob]
+            status = self._run(what, partial(self._archive, keys=[head_key, log_key, arch_key],
+                                             args=args))
+            if status == 0:
+                raise SessionNotFoundError(session_id)
+            if status == 1:
+                chunks += len(packed)
+                before += raw
+                after += sum(len(blob) for _low, _high, blob in packed)
 
     def close(self) -> None:
         self.client.close()

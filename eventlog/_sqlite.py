@@ -3,10 +3,12 @@
 Tables::
 
     eventlog_meta(key, value)            format marker
-    sessions(gen, id, seq, h)            one row per session: its head; ``gen`` names this
-                                         life of the id (AUTOINCREMENT: never reused)
+    sessions(gen, id, seq, h,            one row per session: its head; ``gen`` names this
+             sealed, archived)           life of the id (AUTOINCREMENT: never reused); the
+                                         last seq compaction sealed, and the last archived
     events(session, seq, line)           the same record lines as the file backend,
                                          keyed by (sessions.gen, seq)
+    archive(session, first, last, blob)  compacted records: chunks of those lines, compressed
     snapshots(session, seq, blob)
 
 The journal is WAL, so readers never block the writer nor each other. An append is one
@@ -33,8 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from ._backend import Appended, Build
+from ._chunks import pack, rows_in
 from ._codec import Head, Record
-from ._errors import LockTimeoutError, SessionExistsError, SessionNotFoundError, StorageError
+from ._errors import (
+    CorruptLogError,
+    LockTimeoutError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StorageError,
+)
 from ._rows import RowBackend, Rows
 
 FORMAT = "eventlog-sqlite"
@@ -42,6 +51,8 @@ VERSION = "1"
 SNAPSHOTS_KEPT = 3
 _IDLE_KEPT = 4
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_MAX_SEQ = (1 << 63) - 1
+_ARCHIVE_BATCH = 4096  # records archived per write transaction, so appenders wait little
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS eventlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -49,13 +60,22 @@ CREATE TABLE IF NOT EXISTS sessions (
     gen INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     seq INTEGER NOT NULL,
-    h TEXT NOT NULL
+    h TEXT NOT NULL,
+    sealed INTEGER NOT NULL DEFAULT 0,
+    archived INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     session INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     line BLOB NOT NULL,
     PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archive (
+    session INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (session, first)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     session INTEGER NOT NULL,
@@ -228,8 +248,8 @@ class SQLiteBackend(RowBackend):
             gen, head = self._head(db, session_id)
             if if_head is not None and head != if_head:
                 return False
-            for table, column in (("events", "session"), ("snapshots", "session"),
-                                  ("sessions", "gen")):
+            for table, column in (("events", "session"), ("archive", "session"),
+                                  ("snapshots", "session"), ("sessions", "gen")):
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (gen,))
         return True
 
@@ -256,13 +276,38 @@ class SQLiteBackend(RowBackend):
 
     def read_rows(self, session_id: str, generation: Any, first: int, last: int | None,
                   limit: int, *, newest_first: bool = False) -> Rows:
-        order = "DESC" if newest_first else "ASC"
+        high = _MAX_SEQ if last is None else last
         with self._db(f"reading session {session_id!r}") as db:
-            rows = db.execute(
-                f"SELECT seq, line FROM events WHERE session = ? AND seq BETWEEN ? AND ? "
-                f"ORDER BY seq {order} LIMIT ?",
-                (generation, first, (1 << 63) - 1 if last is None else last, limit)).fetchall()
+            # One read transaction: archive() moves rows from events to chunks meanwhile.
+            db.execute("BEGIN")
+            found = db.execute("SELECT archived FROM sessions WHERE gen = ?", (generation,)).fetchone()
+            if found is None:
+                db.execute("COMMIT")
+                return []  # deleted since the scan began
+            archived: int = found[0]
+            rows: Rows = []
+            if newest_first:
+                rows = self._live_rows(db, generation, max(first, archived + 1), high, limit, "DESC")
+            if len(rows) < limit and first <= archived:
+                chunks = db.execute(
+                    "SELECT first, last, blob FROM archive WHERE session = ? AND last >= ? AND "
+                    f"first <= ? ORDER BY first {'DESC' if newest_first else 'ASC'}",
+                    (generation, first, min(high, archived)))
+                rows += rows_in(session_id, chunks, first, high, limit - len(rows),
+                                newest_first=newest_first)
+            if not newest_first and len(rows) < limit:
+                rows += self._live_rows(db, generation, max(first, archived + 1), high,
+                                        limit - len(rows), "ASC")
+            db.execute("COMMIT")
         return rows
+
+    @staticmethod
+    def _live_rows(db: sqlite3.Connection, generation: int, first: int, last: int, limit: int,
+                   order: str) -> Rows:
+        if first > last:
+            return []
+        return db.execute(f"SELECT seq, line FROM events WHERE session = ? AND seq BETWEEN ? AND ? "
+                          f"ORDER BY seq {order} LIMIT ?", (generation, first, last, limit)).fetchall()
 
     def exists(self, session_id: str) -> bool:
         with self._db(f"reading session {session_id!r}") as db:
@@ -284,6 +329,51 @@ class SQLiteBackend(RowBackend):
             gen, _head = self._head(db, session_id)
             total: int = db.execute(
                 "SELECT (SELECT COALESCE(SUM(LENGTH(line) + 1), 0) FROM events WHERE session = ?)"
+                " + (SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM archive WHERE session = ?)"
                 " + (SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM snapshots WHERE session = ?)",
-                (gen, gen)).fetchone()[0]
+                (gen, gen, gen)).fetchone()[0]
         return total
+
+    # Compaction ------------------------------------------------------------------------
+
+    def seal_head(self, session_id: str, *, durable: bool) -> Head:
+        """Mark everything up to the head as sealed (compaction archives up to there)."""
+        with self._write(f"sealing session {session_id!r}", durable) as db:
+            gen, head = self._head(db, session_id)
+            db.execute("UPDATE sessions SET sealed = ? WHERE gen = ?", (head.seq, gen))
+        return head
+
+    def archive_sealed(self, session_id: str) -> tuple[int, int, int]:
+        """Move sealed rows into compressed chunks; (chunks, bytes before, bytes after).
+
+        Rows are read and compressed outside the write lock (sealed rows never change),
+        then swapped in by a short transaction that checks nobody archived them first."""
+        chunks = before = after = 0
+        what = f"archiving session {session_id!r}"
+        while True:
+            with self._db(what) as db:
+                found = db.execute("SELECT gen, sealed, archived FROM sessions WHERE id = ?",
+                                   (session_id,)).fetchone()
+                if found is None:
+                    raise SessionNotFoundError(session_id)
+                gen, sealed, archived = found
+                if archived >= sealed:
+                    return chunks, before, after
+                rows = self._live_rows(db, gen, archived + 1, sealed, _ARCHIVE_BATCH, "ASC")
+            if not rows or rows[0][0] != archived + 1:
+                raise CorruptLogError(f"session {session_id!r}: sealed records after seq "
+                                      f"{archived} are missing", session_id=session_id,
+                                      seq=archived + 1, where="sqlite")
+            packed = pack(rows)
+            with self._write(what, False) as db:
+                now = db.execute("SELECT archived FROM sessions WHERE gen = ?", (gen,)).fetchone()
+                if now is None or now[0] != archived:
+                    continue  # deleted, or another compactor got here first: look again
+                db.executemany("INSERT INTO archive VALUES (?, ?, ?, ?)",
+                               [(gen, low, high, blob) for low, high, blob in packed])
+                db.execute("DELETE FROM events WHERE session = ? AND seq BETWEEN ? AND ?",
+                           (gen, archived + 1, rows[-1][0]))
+                db.execute("UPDATE sessions SET archived = ? WHERE gen = ?", (rows[-1][0], gen))
+            chunks += len(packed)
+            before += sum(len(line) + 1 for _seq, line in rows)
+            after += sum(len(blob) for _low, _high, blob in packed)
