@@ -15,7 +15,7 @@ from ._store import EventLog
 _STORE_OPTIONS = ("durability", "max_event_bytes", "snapshot_every")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _MEMORY_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
-_REDIS_OWN_QUERY = {"prefix": str, "ttl": float}
+_REDIS_OWN_QUERY = {"prefix": str, "ttl": float, "archive": str}
 FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.db, memory://, "
          "memory://NAME, redis://[:password@]host:port/db or rediss://...")
 
@@ -29,13 +29,14 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
       that name, shared by every open of it in this process
     - ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS): Redis Streams;
       query options ``prefix`` (key prefix, default ``eventlog:``) and ``ttl`` (seconds a
-      session lives after its last write), besides redis-py's own (``socket_timeout``,
+      session lives after its last write), ``archive`` (a directory: compacted records go
+      to a file store there instead of staying in Redis), besides redis-py's own (``socket_timeout``,
       ``ssl_ca_certs``...)
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
     ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``;
-    Redis: ``prefix``, ``ttl``, ``lock_timeout``, ``retry_for``, ``client``).
+    Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``).
     """
     store = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
     if isinstance(url, os.PathLike):

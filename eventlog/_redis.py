@@ -44,8 +44,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import KeyT, StreamIdT
 
+from . import _redis_scripts as scripts
 from ._backend import Appended, Build
-from ._chunks import pack, rows_in
 from ._codec import Head, Record
 from ._errors import (
     ConflictError,
@@ -56,6 +56,7 @@ from ._errors import (
     SessionNotFoundError,
     StorageError,
 )
+from ._redis_archive import FileArchive, StreamArchive
 from ._rows import RowBackend, Rows
 
 T = TypeVar("T")
@@ -71,123 +72,6 @@ _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOn
               redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 _FATAL = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
-_EXPIRE = """
-local ttl = tonumber(ARGV[{ttl}])
-if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-"""
-
-# KEYS head, log, snap, arch; ARGV token, line, digest, ttl ms. Returns 1 created, 0 exists.
-_CREATE = """
-local g = redis.call('HGET', KEYS[1], 'g')
-if g then
-  if g == ARGV[1] then return 1 end  -- our own create, sent again
-  return 0
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
-redis.call('XADD', KEYS[2], '0-1', 'r', ARGV[2], 't', ARGV[1])
-redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] + 1, 'sb', 0)
-""" + _EXPIRE.format(ttl=4) + """
-return 1
-"""
-
-# KEYS head, log, snap, arch; ARGV base seq, base digest, token, ttl ms, new digest, lines...
-# Returns {0} appended, {3} appended earlier (this very write, sent again), {1, seq, h}
-# the head moved, {2} no such session, {4, last id} head and log disagree.
-_APPEND = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
-if not head[1] then return {2} end
-local base = tonumber(ARGV[1])
-local n = #ARGV - 5
-if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
-  local mine = string.format('0-%d', base + n)
-  local entry = redis.call('XRANGE', KEYS[2], mine, mine)[1]
-  if entry then
-    local f = entry[2]
-    for i = 1, #f - 1, 2 do
-      if f[i] == 't' and f[i + 1] == ARGV[3] then return {3} end
-    end
-  end
-  return {1, head[1], head[2]}
-end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-if not last or last[1] ~= string.format('0-%d', base) then
-  return {4, last and last[1] or 'nothing'}
-end
-local bytes = n
-for i = 1, n - 1 do
-  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[5 + i])
-  bytes = bytes + #ARGV[5 + i]
-end
-redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[5 + n], 't', ARGV[3])
-redis.call('HSET', KEYS[1], 'seq', base + n, 'h', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'b', bytes + #ARGV[5 + n])
-""" + _EXPIRE.format(ttl=4) + """
-return {0}
-"""
-
-# KEYS head, log, snap, arch; ARGV if seq, if digest ('' for none). 1 deleted, 0 none, 2 moved.
-_DELETE = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
-if not head[1] then return 0 end
-if ARGV[1] ~= '' and (head[1] ~= ARGV[1] or head[2] ~= ARGV[2]) then return 2 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return 1
-"""
-
-# KEYS head. Marks the head as sealed; returns {seq, h}, or {} for no such session.
-_SEAL = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
-if not head[1] then return {} end
-redis.call('HSET', KEYS[1], 'sealed', head[1])
-return head
-"""
-
-# KEYS head, log, arch; ARGV generation, archived before, live bytes moved, then per chunk:
-# first, last, blob. 1 archived, 0 no such session (this life), 2 someone archived first.
-# The head's entry stays in the log: the append script checks the log ends at the head.
-_ARCHIVE = """
-local head = redis.call('HMGET', KEYS[1], 'g', 'archived', 'seq')
-if head[1] ~= ARGV[1] then return 0 end
-if (tonumber(head[2]) or 0) ~= tonumber(ARGV[2]) then return 2 end
-local last, bytes = 0, 0
-for i = 4, #ARGV - 2, 3 do
-  redis.call('XADD', KEYS[3], '0-' .. ARGV[i], 'last', ARGV[i + 1], 'z', ARGV[i + 2])
-  last = tonumber(ARGV[i + 1])
-  bytes = bytes + #ARGV[i + 2]
-end
-redis.call('HSET', KEYS[1], 'archived', last)
-redis.call('HINCRBY', KEYS[1], 'ab', bytes)
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('0-%d', math.min(last + 1, tonumber(head[3]))))
-local before = redis.call('HGET', KEYS[1], 'b')
-redis.call('HSET', KEYS[1], 'b', tonumber(before) - tonumber(ARGV[3]))
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
-return 1
-"""
-
-# KEYS head, snap; ARGV seq, blob, kept. 1 saved, 0 no such session.
-_SNAPSHOT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local seqs = redis.call('HKEYS', KEYS[2])
-local kept = tonumber(ARGV[3])
-if #seqs > kept then
-  table.sort(seqs, function(a, b) return tonumber(a) > tonumber(b) end)
-  for i = kept + 1, #seqs do redis.call('HDEL', KEYS[2], seqs[i]) end
-end
-local bytes = 0
-for _, seq in ipairs(redis.call('HKEYS', KEYS[2])) do
-  bytes = bytes + redis.call('HSTRLEN', KEYS[2], seq)
-end
-redis.call('HSET', KEYS[1], 'sb', bytes)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-"""
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -202,9 +86,11 @@ class RedisBackend(RowBackend):
     source = "redis"
     exclusive_build = False  # appends are optimistic: build may run again on a newer head
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
-                 ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
-                 client: redis.Redis | None = None, **redis_options: Any) -> None:
+    def __init__(  # noqa: PLR0913 - keyword-only options, each named as eventlog.open takes it
+            self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
+            ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
+            archive: str | os.PathLike[str] | None = None, client: redis.Redis | None = None,
+            **redis_options: Any) -> None:
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
@@ -226,19 +112,22 @@ class RedisBackend(RowBackend):
         self.client: redis.Redis = client
         kwargs = client.connection_pool.connection_kwargs
         self.where = f"Redis at {kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
-        self._create = client.register_script(_CREATE)
-        self._append = client.register_script(_APPEND)
-        self._delete = client.register_script(_DELETE)
-        self._snapshot = client.register_script(_SNAPSHOT)
-        self._seal = client.register_script(_SEAL)
-        self._archive = client.register_script(_ARCHIVE)
+        self._create = client.register_script(scripts.CREATE)
+        self._append = client.register_script(scripts.APPEND)
+        self._delete = client.register_script(scripts.DELETE)
+        self._snapshot = client.register_script(scripts.SNAPSHOT)
+        self._seal = client.register_script(scripts.SEAL)
+        self._archive = client.register_script(scripts.ARCHIVE)
+        self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
+                                                  else FileArchive(archive))
         self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
         self._waitaof: bool | None = None
         self._run("connecting", client.ping)
 
     # Keys and the error edge ----------------------------------------------------------------
 
-    def _keys(self, session_id: str) -> list[str]:
+    def keys(self, session_id: str) -> list[str]:
+        """The session's keys: head, log, snap, arch."""
         base = f"{self.prefix}{{{session_id}}}:"
         return [base + "head", base + "log", base + "snap", base + "arch"]
 
@@ -298,7 +187,7 @@ class RedisBackend(RowBackend):
         # unregistered it meanwhile (see _unregister).
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
         created = self._run(what, lambda: self._create(
-            keys=self._keys(session_id), args=[token, record.line, record.digest, self.ttl_ms]))
+            keys=self.keys(session_id), args=[token, record.line, record.digest, self.ttl_ms]))
         if not created:
             raise SessionExistsError(session_id)
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
@@ -342,7 +231,7 @@ class RedisBackend(RowBackend):
 
     def _send_append(self, session_id: str, token: str, head: Head, records: list[Record]) -> Head | None:
         """Run the append script; None once the records are in, else the head that moved."""
-        keys = self._keys(session_id)
+        keys = self.keys(session_id)
         args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
                                          records[-1].digest, *(r.line for r in records)]
         try:
@@ -378,7 +267,7 @@ class RedisBackend(RowBackend):
         def send() -> Any:
             nonlocal sent
             sent += 1
-            return self._delete(keys=self._keys(session_id), args=args)
+            return self._delete(keys=self.keys(session_id), args=args)
 
         status = int(self._run(what, send))
         if status == 2:
@@ -387,6 +276,7 @@ class RedisBackend(RowBackend):
         if status == 0 and sent == 1:  # sent more than once: the first may have deleted it
             raise SessionNotFoundError(session_id)
         self._unregister(what, [session_id])
+        self.cold.delete(session_id)
         return True
 
     def _unregister(self, what: str, session_ids: list[str]) -> None:
@@ -394,7 +284,7 @@ class RedisBackend(RowBackend):
         id may have registered it just before we removed it (create registers again after
         its script, and this re-check comes after the removal, so one of them sees it)."""
         self._run(what, lambda: self.client.srem(self._registry, *session_ids))
-        heads = [self._keys(sid)[0] for sid in session_ids]
+        heads = [self.keys(sid)[0] for sid in session_ids]
         alive = self._run(what, lambda: self._pipeline(False, [("exists", (h,)) for h in heads]))
         back = [sid for sid, found in zip(session_ids, alive, strict=True) if found]
         if back:
@@ -402,7 +292,7 @@ class RedisBackend(RowBackend):
 
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         what = f"saving a snapshot of {session_id!r}"
-        keys = self._keys(session_id)
+        keys = self.keys(session_id)
         if not self._run(what, lambda: self._snapshot(keys=[keys[0], keys[2]],
                                                       args=[seq, blob, SNAPSHOTS_KEPT])):
             raise SessionNotFoundError(session_id)
@@ -417,8 +307,12 @@ class RedisBackend(RowBackend):
             getattr(pipe, name)(*args)
         return pipe.execute()
 
+    def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Commands run as one MULTI/EXEC (all on one session's keys), with the retry rules."""
+        return self._run(what, partial(self._pipeline, True, commands))
+
     def read_head(self, session_id: str) -> tuple[Any, Head]:
-        head_key = self._keys(session_id)[0]
+        head_key = self.keys(session_id)[0]
         seq, digest, generation = self._run(f"reading session {session_id!r}",
                                             lambda: self.client.hmget(head_key, ["seq", "h", "g"]))
         if seq is None:
@@ -427,7 +321,7 @@ class RedisBackend(RowBackend):
 
     def read_rows(self, session_id: str, generation: Any, first: int, last: int | None,
                   limit: int, *, newest_first: bool = False) -> Rows:
-        head_key, log_key = self._keys(session_id)[:2]
+        head_key, log_key = self.keys(session_id)[:2]
         low, high = f"0-{first}", "+" if last is None else f"0-{last}"
         # One more than asked: the log keeps the head's entry even once it is archived.
         read = ("xrevrange", (log_key, high, low, limit + 1)) if newest_first else (
@@ -445,41 +339,13 @@ class RedisBackend(RowBackend):
         upper = archived if last is None else min(last, archived)
         if newest_first:
             rows = live[:limit]
-            return rows + self._archived_rows(session_id, generation, first, upper,
-                                              limit - len(rows), newest_first=True)
-        rows = self._archived_rows(session_id, generation, first, upper, limit, newest_first=False)
+            return rows + self.cold.rows(session_id, generation, first, upper, limit - len(rows),
+                                         newest_first=True)
+        rows = self.cold.rows(session_id, generation, first, upper, limit, newest_first=False)
         return rows + live[:limit - len(rows)]
 
-    def _archived_rows(self, session_id: str, generation: Any, first: int, last: int, limit: int,
-                       *, newest_first: bool) -> Rows:
-        """Rows ``first..last`` (all archived) from the archive's chunks, a few per request."""
-        head_key, _log, _snap, arch_key = self._keys(session_id)
-        what = f"reading the archive of {session_id!r}"
-        rows: Rows = []
-        cursor = last if newest_first else first  # the seq the next chunk read must hold
-        while len(rows) < limit and first <= cursor <= last:
-            # Chunk ids are their first seqs: the one holding ``cursor`` is the last at or below it.
-            reads: list[tuple[str, tuple[Any, ...]]] = [
-                ("hget", (head_key, "g")),
-                ("xrevrange", (arch_key, f"0-{cursor}", "-", 4 if newest_first else 1))]
-            if not newest_first:
-                reads.append(("xrange", (arch_key, f"(0-{cursor}", f"0-{last}", 3)))
-            found, *parts = self._run(what, partial(self._pipeline, True, reads))
-            if found != generation:
-                return []
-            chunks = [(_seq_of(i), int(f[b"last"]), f[b"z"]) for part in parts for i, f in part]
-            if not chunks or chunks[0][1] < cursor:
-                raise CorruptLogError(f"session {session_id!r}: archived seq {cursor} is missing "
-                                      "from the archive", session_id=session_id, seq=cursor,
-                                      where="redis archive")
-            low, high = (first, cursor) if newest_first else (cursor, last)
-            got = rows_in(session_id, chunks, low, high, limit - len(rows), newest_first=newest_first)
-            rows += got
-            cursor = got[-1][0] - 1 if newest_first else got[-1][0] + 1
-        return rows
-
     def exists(self, session_id: str) -> bool:
-        key = self._keys(session_id)[0]
+        key = self.keys(session_id)[0]
         return bool(self._run(f"reading session {session_id!r}", lambda: self.client.exists(key)))
 
     def session_ids(self) -> list[str]:
@@ -488,14 +354,14 @@ class RedisBackend(RowBackend):
         if not ids:
             return []
         alive = self._run(what, lambda: self._pipeline(
-            False, [("exists", (self._keys(sid)[0],)) for sid in ids]))
+            False, [("exists", (self.keys(sid)[0],)) for sid in ids]))
         gone = [sid for sid, found in zip(ids, alive, strict=True) if not found]
         if gone:  # expired (ttl) or half created by a process that died: tidy the registry
             self._unregister(what, gone)
         return [sid for sid, found in zip(ids, alive, strict=True) if found]
 
     def snapshots(self, session_id: str) -> Iterator[bytes]:
-        head_key, _log, snap_key, _arch = self._keys(session_id)
+        head_key, _log, snap_key, _arch = self.keys(session_id)
         found, blobs = self._run(f"reading snapshots of {session_id!r}", lambda: self._pipeline(
             True, [("exists", (head_key,)), ("hgetall", (snap_key,))]))
         if not found:
@@ -505,17 +371,17 @@ class RedisBackend(RowBackend):
     def size(self, session_id: str) -> int:
         """Bytes of the session's records and snapshots, from counters its scripts keep (Redis's
         own MEMORY USAGE moves in steps of whole listpack nodes, not with what was written)."""
-        head_key = self._keys(session_id)[0]
+        head_key = self.keys(session_id)[0]
         found = self._run(f"sizing session {session_id!r}",
                           lambda: self.client.hmget(head_key, ["b", "sb", "ab"]))
         if found[0] is None:
             raise SessionNotFoundError(session_id)
-        return sum(int(value or 0) for value in found)
+        return sum(int(value or 0) for value in found) + self.cold.size(session_id)
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """``XREAD BLOCK`` from the last entry seen, in slices, checking between slices that
         the session still exists (a blocked XREAD does not notice a deleted key)."""
-        log_key = self._keys(session_id)[1]
+        log_key = self.keys(session_id)[1]
         what = f"following session {session_id!r}"
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -534,7 +400,7 @@ class RedisBackend(RowBackend):
 
     def seal_head(self, session_id: str, *, durable: bool) -> Head:
         """Mark everything up to the head as sealed (compaction archives up to there)."""
-        head_key = self._keys(session_id)[0]
+        head_key = self.keys(session_id)[0]
         what = f"sealing session {session_id!r}"
         found = self._run(what, lambda: self._seal(keys=[head_key]))
         if not found:
@@ -547,7 +413,7 @@ class RedisBackend(RowBackend):
         """Move sealed records from the log into compressed chunks, then ``XTRIM MINID`` them;
         (chunks, bytes before, bytes after). Each step is one script, so a reader sees a
         record in the log or in the archive, never in neither."""
-        head_key, log_key, _snap, arch_key = self._keys(session_id)
+        head_key, log_key, _snap, arch_key = self.keys(session_id)
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:
@@ -564,9 +430,10 @@ class RedisBackend(RowBackend):
                 raise CorruptLogError(f"session {session_id!r}: sealed records after seq {done} "
                                       "are missing", session_id=session_id, seq=done + 1,
                                       where="redis")
-            packed = pack(rows)
+            cold_before = self.cold.size(session_id)
+            packed = self.cold.store(session_id, rows)  # a file tier is written (durably) here
             raw = sum(len(line) + 1 for _seq, line in rows)
-            args: list[Any] = [generation, done, raw]
+            args: list[Any] = [generation, done, upto, raw]
             for low, high, blob in packed:
                 args += [low, high, blob]
             status = self._run(what, partial(self._archive, keys=[head_key, log_key, arch_key],
@@ -574,9 +441,10 @@ class RedisBackend(RowBackend):
             if status == 0:
                 raise SessionNotFoundError(session_id)
             if status == 1:
-                chunks += len(packed)
+                chunks += max(len(packed), 1)
                 before += raw
-                after += sum(len(blob) for _low, _high, blob in packed)
+                after += (sum(len(blob) for _low, _high, blob in packed)
+                          + self.cold.size(session_id) - cold_before)
 
     def close(self) -> None:
         self.client.close()

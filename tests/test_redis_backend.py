@@ -434,3 +434,53 @@ def test_rediss_url_with_tls(tmp_path: Path) -> None:
             eventlog.open(f"redis://:pw@{HOST}:{server.port}/0", retry_for=0.2)
     finally:
         server.stop()
+
+
+# Archive (compaction) ---------------------------------------------------------------------------
+
+def archive(log: EventLog, sid: str) -> None:
+    backend(log).seal_head(sid, durable=False)
+    backend(log).archive_sealed(sid)
+
+
+def test_archiving_trims_the_log_but_keeps_the_heads_entry(log: EventLog, raw: Any, prefix: str) -> None:
+    sid = log.create_session().session_id
+    log.append_many(sid, [("x", i) for i in range(99)])
+    archive(log, sid)
+    assert [e[0] for e in raw.xrange(f"{prefix}{{{sid}}}:log")] == [b"0-100"]
+    assert raw.xlen(f"{prefix}{{{sid}}}:arch") == 1
+    assert int(raw.hget(f"{prefix}{{{sid}}}:head", "archived")) == 100
+    assert log.append(sid, "x", 99).seq == 101  # the append script still finds the log's end
+    assert [e.seq for e in log.events(sid)] == list(range(1, 102)) and log.verify(sid).ok
+
+
+def test_a_lost_archive_is_reported_not_skipped(log: EventLog, raw: Any, prefix: str) -> None:
+    sid = log.create_session().session_id
+    log.append_many(sid, [("x", i) for i in range(20)])
+    archive(log, sid)
+    log.append(sid, "x", 20)
+    raw.delete(f"{prefix}{{{sid}}}:arch")
+    with pytest.raises(eventlog.CorruptLogError, match="archive"):
+        list(log.events(sid))
+    report = log.verify(sid)
+    assert not report.ok and any("archive" in p for p in report.problems)
+
+
+def test_a_file_tier_copy_lives_and_dies_with_its_session(prefix: str, tmp_path: Path) -> None:
+    cold = tmp_path / "cold"
+    with eventlog.open(f"redis://{HOST}:{PORT}/0?prefix={prefix}&archive={cold}") as log:
+        sid = log.create_session().session_id
+        log.append_many(sid, [("old", i) for i in range(30)])
+        archive(log, sid)
+        assert (cold / sid).is_dir()
+        store = backend(log)
+        store.cold.delete = lambda session_id: None  # a crash between the two deletes
+        log.delete_session(sid)
+        del store.cold.delete
+        assert (cold / sid).is_dir()  # the earlier life's copy, left behind
+        log.create_session(sid)
+        log.append_many(sid, [("new", i) for i in range(10)])
+        archive(log, sid)  # replaces it
+        assert [e.type for e in log.events(sid)][1:] == ["new"] * 10 and log.verify(sid).ok
+        log.delete_session(sid)
+        assert not (cold / sid).exists()

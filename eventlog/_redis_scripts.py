@@ -1,0 +1,126 @@
+"""The Redis backend's server-side scripts (Lua, run atomically by the server).
+
+Each touches only the keys of one session (one hash slot), and does every check before
+its first write: Redis does not roll a script back, so a script that fails part-way
+must have failed before writing anything. Key and field names are described in
+``_redis``.
+"""
+
+from __future__ import annotations
+
+EXPIRE = """
+local ttl = tonumber(ARGV[{ttl}])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+"""
+
+# KEYS head, log, snap, arch; ARGV token, line, digest, ttl ms. Returns 1 created, 0 exists.
+CREATE = """
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then
+  if g == ARGV[1] then return 1 end  -- our own create, sent again
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
+redis.call('XADD', KEYS[2], '0-1', 'r', ARGV[2], 't', ARGV[1])
+redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] + 1, 'sb', 0)
+""" + EXPIRE.format(ttl=4) + """
+return 1
+"""
+
+# KEYS head, log, snap, arch; ARGV base seq, base digest, token, ttl ms, new digest, lines...
+# Returns {0} appended, {3} appended earlier (this very write, sent again), {1, seq, h}
+# the head moved, {2} no such session, {4, last id} head and log disagree.
+APPEND = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return {2} end
+local base = tonumber(ARGV[1])
+local n = #ARGV - 5
+if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
+  local mine = string.format('0-%d', base + n)
+  local entry = redis.call('XRANGE', KEYS[2], mine, mine)[1]
+  if entry then
+    local f = entry[2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 't' and f[i + 1] == ARGV[3] then return {3} end
+    end
+  end
+  return {1, head[1], head[2]}
+end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if not last or last[1] ~= string.format('0-%d', base) then
+  return {4, last and last[1] or 'nothing'}
+end
+local bytes = n
+for i = 1, n - 1 do
+  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[5 + i])
+  bytes = bytes + #ARGV[5 + i]
+end
+redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[5 + n], 't', ARGV[3])
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'h', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[5 + n]))
+""" + EXPIRE.format(ttl=4) + """
+return {0}
+"""
+
+# KEYS head, log, snap, arch; ARGV if seq, if digest ('' for none). 1 deleted, 0 none, 2 moved.
+DELETE = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return 0 end
+if ARGV[1] ~= '' and (head[1] ~= ARGV[1] or head[2] ~= ARGV[2]) then return 2 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+# KEYS head. Marks the head as sealed; returns {seq, h}, or {} for no such session.
+SEAL = """
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if not head[1] then return {} end
+redis.call('HSET', KEYS[1], 'sealed', head[1])
+return head
+"""
+
+# KEYS head, log, arch; ARGV generation, archived mark before, mark after, bytes of the
+# records moved, then per chunk kept in Redis: first, last, blob (none when the archive is
+# a file store, already written). 1 archived, 0 no such session (this life), 2 someone
+# archived first. The head's entry stays in the log: the append script checks that the log
+# ends at the head.
+ARCHIVE = """
+local head = redis.call('HMGET', KEYS[1], 'g', 'archived', 'seq')
+if head[1] ~= ARGV[1] then return 0 end
+if (tonumber(head[2]) or 0) ~= tonumber(ARGV[2]) then return 2 end
+local bytes = 0
+for i = 5, #ARGV - 2, 3 do
+  redis.call('XADD', KEYS[3], '0-' .. ARGV[i], 'last', ARGV[i + 1], 'z', ARGV[i + 2])
+  bytes = bytes + #ARGV[i + 2]
+end
+local mark = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'archived', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'ab', string.format('%d', bytes))
+redis.call('HINCRBY', KEYS[1], 'b', '-' .. ARGV[4])
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('0-%d', math.min(mark + 1, tonumber(head[3]))))
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+return 1
+"""
+
+# KEYS head, snap; ARGV seq, blob, kept. 1 saved, 0 no such session.
+SNAPSHOT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local seqs = redis.call('HKEYS', KEYS[2])
+local kept = tonumber(ARGV[3])
+if #seqs > kept then
+  table.sort(seqs, function(a, b) return tonumber(a) > tonumber(b) end)
+  for i = kept + 1, #seqs do redis.call('HDEL', KEYS[2], seqs[i]) end
+end
+local bytes = 0
+for _, seq in ipairs(redis.call('HKEYS', KEYS[2])) do
+  bytes = bytes + redis.call('HSTRLEN', KEYS[2], seq)
+end
+redis.call('HSET', KEYS[1], 'sb', bytes)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
