@@ -1,7 +1,7 @@
 """The Redis Streams backend (``pip install 'eventlog[redis]'``).
 
 Keys of a session share the hash tag ``{<session id>}``, so on Redis Cluster they live in
-one slot and every script below touches one slot only::
+one slot and every script (``_redis_scripts``) touches one slot only::
 
     <prefix>{<sid>}:head   hash: seq, h (the head digest), g (this life's generation token),
                            sealed and archived (compaction's marks), b, sb and ab (bytes of
@@ -26,6 +26,10 @@ caller pinned the head with ``expected_seq``: then it is a ``ConflictError``.
 Every write carries a random token, and a script that finds its own token already in the
 log reports success instead of writing again. So a write whose reply was lost (a dropped
 connection, a timeout, a restarted server) can always be sent again: it lands once.
+
+Compaction seals the head, then moves sealed records into compressed chunks (in the
+``arch`` stream, or a file store given as ``archive=``: see ``_redis_archive``) and trims
+them from the log with ``XTRIM MINID``; reading merges both, so nothing is lost to readers.
 
 Durability is the server's: see the README's backends section.
 """
@@ -72,6 +76,7 @@ _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOn
               redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 _FATAL = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -81,7 +86,12 @@ def _seq_of(entry_id: Any) -> int:
 
 
 class RedisBackend(RowBackend):
-    """Sessions in Redis Streams; safe across threads, processes, machines and ``fork()``."""
+    """Sessions in Redis Streams; safe across threads, processes, machines and ``fork()``.
+
+    ``client`` (instead of ``url``) uses a redis-py client you built, for example
+    Sentinel's ``master_for``; build it with ``retry=Retry(NoBackoff(), 0)`` so that only
+    this backend's retry rules apply. The backend closes only a client it built itself.
+    """
 
     source = "redis"
     exclusive_build = False  # appends are optimistic: build may run again on a newer head
@@ -101,6 +111,7 @@ class RedisBackend(RowBackend):
         self.ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         self.lock_timeout = lock_timeout
         self.retry_for = retry_for
+        self._owns_client = client is None
         if client is None:
             # No retries inside redis-py: the retry loop below knows which writes it may send
             # again, and how to tell an append that landed from one that did not.
@@ -447,4 +458,5 @@ class RedisBackend(RowBackend):
                           + self.cold.size(session_id) - cold_before)
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
