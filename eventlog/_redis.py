@@ -407,6 +407,15 @@ class RedisBackend(RowBackend):
             if not self.exists(session_id):
                 raise SessionNotFoundError(session_id)
 
+    def check(self, session_id: str) -> list[str]:
+        problems = super().check(session_id)
+        listed = self._run(f"checking session {session_id!r}",
+                           lambda: self.client.sismember(self._registry, session_id))
+        if not listed:
+            problems.append(f"session {session_id!r}: missing from the registry "
+                            f"{self._registry!r}, so list_sessions() leaves it out")
+        return problems
+
     # Compaction -----------------------------------------------------------------------------
 
     def seal_head(self, session_id: str, *, durable: bool) -> Head:

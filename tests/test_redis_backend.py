@@ -252,6 +252,14 @@ def test_listing_skips_and_tidies_registered_ids_without_a_session(log: EventLog
     assert raw.smembers(f"{prefix}sessions") == {b"real"}
 
 
+def test_verify_reports_a_session_missing_from_the_registry(log: EventLog, raw: Any,
+                                                             prefix: str) -> None:
+    log.create_session("s")
+    raw.srem(f"{prefix}sessions", "s")
+    report = log.verify("s")
+    assert not report.ok and "registry" in report.problems[0]
+
+
 def test_delete_removes_every_key_and_the_registry_entry(log: EventLog, raw: Any, prefix: str) -> None:
     sid = log.create_session().session_id
     log.append_many(sid, [("x", i) for i in range(5)])
