@@ -29,6 +29,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,8 @@ class SQLiteBackend(RowBackend):
         self._pid = os.getpid()
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        # Wakes this process's followers at once; other processes' appends are polled.
+        self._changed = threading.Condition(threading.Lock())
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -147,6 +150,7 @@ class SQLiteBackend(RowBackend):
         if os.getpid() != self._pid:
             # Abandon, don't close, what the parent's threads held: see the module notes.
             self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
+            self._changed = threading.Condition(threading.Lock())
         db = None
         try:
             with self._lock:
@@ -241,7 +245,28 @@ class SQLiteBackend(RowBackend):
                                [(gen, r.seq, r.line) for r in records])
                 db.execute("UPDATE sessions SET seq = ?, h = ? WHERE gen = ?",
                            (records[-1].seq, records[-1].digest, gen))
+        if records:
+            self._notify()
         return Appended(records)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            if self.last_seq(session_id) > after_seq:
+                return True
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            with self._changed:
+                self._changed.wait(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         with self._write(f"deleting session {session_id!r}", False) as db:
@@ -251,6 +276,7 @@ class SQLiteBackend(RowBackend):
             for table, column in (("events", "session"), ("archive", "session"),
                                   ("snapshots", "session"), ("sessions", "gen")):
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (gen,))
+        self._notify()  # followers of it must learn it is gone
         return True
 
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
