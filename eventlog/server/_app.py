@@ -1,0 +1,158 @@
+"""``create_app``: the ASGI application over one ``EventLog``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._errors import EventLogError, InvalidInputError
+from .._store import EventLog
+from ._context import DEFAULT_MAX_BODY_BYTES, Context, Settings
+from ._http import ApiError, from_eventlog, from_http
+from ._live import LiveRoutes, Streams
+from ._ops import OpsRoutes
+from ._sessions import SessionRoutes
+
+logger = logging.getLogger("eventlog.server")
+
+# The viewer's own files only: no inline script or style, no other origin, no framing.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Guard:
+    """Outermost layer: security headers on every answer, and request counts for /metrics."""
+
+    def __init__(self, app: ASGIApp, ctx: Context) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                self.ctx.metrics.record_request(method, message["status"])
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if started:
+                raise  # too late to answer differently; the server logs it and drops the connection
+            logger.exception("%s %s failed", scope["method"], scope.get("path", ""))
+            answer = ApiError(500, "internal_error", "internal server error; see the server's log")
+            await answer.response()(scope, receive, send_with_headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _eventlog_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EventLogError)
+    error = from_eventlog(exc)
+    if error.status >= 500:
+        logger.error("%s %s: %s", request.method, request.url.path, exc)
+    return error.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return from_http(exc).response()
+
+
+def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
+    sessions = SessionRoutes(ctx)
+    live = LiveRoutes(ctx, streams)
+    ops = OpsRoutes(ctx, streams)
+    writes = not ctx.settings.read_only
+    sid = "/api/sessions/{session_id}"
+    routes: list[BaseRoute] = [
+        Route("/", ops.viewer, methods=["GET"]),
+        Route("/static/{name}", ops.viewer_file, methods=["GET"]),
+        Route("/healthz", ops.health, methods=["GET"]),
+        Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/openapi.json", ops.openapi_json, methods=["GET"]),
+        Route("/api/stats", ops.stats, methods=["GET"]),
+        Route("/api/verify", ops.verify_store, methods=["GET"]),
+        Route("/api/sessions", sessions.list_sessions, methods=["GET"]),
+        Route(sid, sessions.get_session, methods=["GET"]),
+        Route(f"{sid}/messages", sessions.get_messages, methods=["GET"]),
+        Route(f"{sid}/events", live.events, methods=["GET"]),
+        Route(f"{sid}/stream", live.stream, methods=["GET"]),
+        Route(f"{sid}/verify", ops.verify_session, methods=["GET"]),
+    ]
+    if writes:  # a read-only server has no write route at all: 405, never 401
+        routes += [
+            Route("/api/sessions", sessions.create_session, methods=["POST"]),
+            Route(f"{sid}/messages", sessions.post_messages, methods=["POST"]),
+            Route(f"{sid}/events", sessions.post_events, methods=["POST"]),
+        ]
+        if ctx.settings.allow_delete:
+            routes.append(Route(sid, sessions.delete_session, methods=["DELETE"]))
+    return routes
+
+
+def create_app(log: EventLog, *, token: str | None, read_only: bool = False, allow_delete: bool = False,
+               cors_origins: Iterable[str] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The ASGI app serving ``log``: the JSON API under /api, live streams, operations, the viewer.
+
+    ``token`` is the bearer token writes need (required unless ``read_only``). The caller
+    keeps ownership of ``log``; shutting the app down stops its live streams, not the log.
+    """
+    if not read_only and (not isinstance(token, str) or len(token) < 16):
+        raise InvalidInputError("a server that accepts writes needs a token of at least 16 characters")
+    if read_only and allow_delete:
+        raise InvalidInputError("allow_delete contradicts read_only")
+    if type(max_body_bytes) is not int or max_body_bytes < 1024:
+        raise InvalidInputError(f"max_body_bytes must be an int of at least 1024, not {max_body_bytes!r}")
+    origins: Sequence[str] = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
+    settings = Settings(token=None if read_only else token, read_only=read_only,
+                        allow_delete=allow_delete, max_body_bytes=max_body_bytes)
+    ctx = Context(log=log, settings=settings)
+    streams = Streams()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        streams.close_all()
+        streams.join(timeout=2 * settings.follow_idle + 1)
+
+    middleware = [Middleware(Guard, ctx=ctx)]
+    if origins:  # no CORS unless configured
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"], max_age=600))
+    app = Starlette(routes=_routes(ctx, streams), middleware=middleware, lifespan=lifespan,
+                    exception_handlers={ApiError: _api_error, EventLogError: _eventlog_error,
+                                        HTTPException: _http_error})
+    app.router.redirect_slashes = False  # /api/sessions/ is not found, rather than a redirect
+    app.state.eventlog = ctx
+    app.state.streams = streams
+    return app
