@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,6 +24,7 @@ from ._ops import OpsRoutes
 from ._sessions import SessionRoutes
 
 logger = logging.getLogger("eventlog.server")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 # The viewer's own files only: no inline script or style, no other origin, no framing.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -87,36 +88,42 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return from_http(exc).response()
 
 
+def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
+    """One route per path, so a 405 names in ``Allow`` every method the path serves."""
+    async def endpoint(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, endpoint, methods=list(handlers))
+
+
 def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     sessions = SessionRoutes(ctx)
     live = LiveRoutes(ctx, streams)
     ops = OpsRoutes(ctx, streams)
-    writes = not ctx.settings.read_only
+    writes = not ctx.settings.read_only  # a read-only server has no write route at all: 405, never 401
     sid = "/api/sessions/{session_id}"
-    routes: list[BaseRoute] = [
-        Route("/", ops.viewer, methods=["GET"]),
-        Route("/static/{name}", ops.viewer_file, methods=["GET"]),
-        Route("/healthz", ops.health, methods=["GET"]),
-        Route("/metrics", ops.metrics, methods=["GET"]),
-        Route("/openapi.json", ops.openapi_json, methods=["GET"]),
-        Route("/api/stats", ops.stats, methods=["GET"]),
-        Route("/api/verify", ops.verify_store, methods=["GET"]),
-        Route("/api/sessions", sessions.list_sessions, methods=["GET"]),
-        Route(sid, sessions.get_session, methods=["GET"]),
-        Route(f"{sid}/messages", sessions.get_messages, methods=["GET"]),
-        Route(f"{sid}/events", live.events, methods=["GET"]),
-        Route(f"{sid}/stream", live.stream, methods=["GET"]),
-        Route(f"{sid}/verify", ops.verify_session, methods=["GET"]),
-    ]
-    if writes:  # a read-only server has no write route at all: 405, never 401
-        routes += [
-            Route("/api/sessions", sessions.create_session, methods=["POST"]),
-            Route(f"{sid}/messages", sessions.post_messages, methods=["POST"]),
-            Route(f"{sid}/events", sessions.post_events, methods=["POST"]),
-        ]
+    table: dict[str, dict[str, Endpoint]] = {
+        "/": {"GET": ops.viewer},
+        "/static/{name}": {"GET": ops.viewer_file},
+        "/healthz": {"GET": ops.health},
+        "/metrics": {"GET": ops.metrics},
+        "/openapi.json": {"GET": ops.openapi_json},
+        "/api/stats": {"GET": ops.stats},
+        "/api/verify": {"GET": ops.verify_store},
+        "/api/sessions": {"GET": sessions.list_sessions},
+        sid: {"GET": sessions.get_session},
+        f"{sid}/messages": {"GET": sessions.get_messages},
+        f"{sid}/events": {"GET": live.events},
+        f"{sid}/stream": {"GET": live.stream},
+        f"{sid}/verify": {"GET": ops.verify_session},
+    }
+    if writes:
+        table["/api/sessions"]["POST"] = sessions.create_session
+        table[f"{sid}/messages"]["POST"] = sessions.post_messages
+        table[f"{sid}/events"]["POST"] = sessions.post_events
         if ctx.settings.allow_delete:
-            routes.append(Route(sid, sessions.delete_session, methods=["DELETE"]))
-    return routes
+            table[sid]["DELETE"] = sessions.delete_session
+    return [_route(path, handlers) for path, handlers in table.items()]
 
 
 def create_app(log: EventLog, *, token: str | None, read_only: bool = False, allow_delete: bool = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from importlib import resources
 from typing import Any
@@ -10,11 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import SessionNotFoundError
+from .._records import ChatSession
 from .._store import EventLog
 from ._context import Context
 from ._http import ApiError, JSONResponse
 from ._metrics import CONTENT_TYPE
 from ._openapi import STATIC_FILES, build_openapi
+from ._sessions import read_all
 
 
 def _version() -> str:
@@ -57,22 +60,22 @@ class OpsRoutes:
     async def stats(self, request: Request) -> Response:
         log = self.ctx.log
 
-        def totals() -> tuple[int, int, int, int]:
-            sessions = log.list_sessions()
+        def totals() -> tuple[list[ChatSession], int, int]:
+            sessions, unreadable = read_all(log)
             size = 0
-            for s in sessions:
-                try:
-                    size += log.size(s.session_id)
-                except SessionNotFoundError:
-                    continue
-            return (len(sessions), sum(s.last_seq for s in sessions),
-                    sum(s.message_count for s in sessions), size)
+            for sid in log.backend.session_ids():
+                with contextlib.suppress(SessionNotFoundError):
+                    size += log.size(sid)
+            return sessions, len(unreadable), size
 
-        count, events, messages, size = await self.ctx.run(totals)
+        sessions, unreadable, size = await self.ctx.run(totals)
         appended = self.ctx.metrics.appended
         return JSONResponse({
-            "version": _version(), "sessions": count, "events": events, "messages": messages,
-            "bytes": size, "uptime_seconds": max(0.0, time.time() - self.ctx.started),
+            "version": _version(), "sessions": len(sessions) + unreadable,
+            "unreadable_sessions": unreadable,
+            "events": sum(s.last_seq for s in sessions),
+            "messages": sum(s.message_count for s in sessions), "bytes": size,
+            "uptime_seconds": max(0.0, time.time() - self.ctx.started),
             "read_only": self.ctx.settings.read_only, "allow_delete": self.ctx.settings.allow_delete,
             "live_streams": len(self.live.active),
             "appended_events": {k: appended[k] for k in ("message", "event", "session")},

@@ -29,7 +29,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started and self.servers:
+        if self.started and self.servers and self._banner:
             sock = self.servers[0].sockets[0]
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host

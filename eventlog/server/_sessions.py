@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import SessionExistsError, SessionNotFoundError
+from .._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
 from .._records import ChatMessage, ChatSession, Event
+from .._store import EventLog
 from ._context import Context, event_json, message_json, session_json
 from ._http import (
     ApiError,
@@ -39,6 +40,24 @@ def _matches(session: ChatSession, needle: str) -> bool:
     if needle in session.session_id.lower():
         return True
     return any(needle in person.lower() for person in session.participants)
+
+
+def read_all(log: EventLog) -> tuple[list[ChatSession], list[dict[str, str]]]:
+    """Every session's state, by id, and the sessions that cannot be read (with why).
+
+    Not ``EventLog.list_sessions``: one damaged log would fail the whole list, and the
+    list is where a person looks to find the damaged one.
+    """
+    sessions: list[ChatSession] = []
+    unreadable: list[dict[str, str]] = []
+    for sid in log.backend.session_ids():
+        try:
+            sessions.append(log.get_session(sid))
+        except SessionNotFoundError:
+            continue  # deleted meanwhile
+        except CorruptLogError as exc:
+            unreadable.append({"session_id": sid, "error": str(exc)})
+    return sessions, unreadable
 
 
 class SessionRoutes:
@@ -77,20 +96,22 @@ class SessionRoutes:
         if sort not in SORTS:
             raise invalid(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
 
-        def page() -> tuple[int, list[tuple[ChatSession, int | None]]]:
-            sessions = self.log.list_sessions()
+        def page() -> tuple[int, list[tuple[ChatSession, int | None]], list[dict[str, str]]]:
+            sessions, unreadable = read_all(self.log)
             if needle:
                 sessions = [s for s in sessions if _matches(s, needle.lower())]
+                unreadable = [u for u in unreadable if needle.lower() in u["session_id"].lower()]
             if sort == "last_activity":
                 sessions.sort(key=lambda s: (-s.last_activity, s.session_id))
-            return len(sessions), [(s, self._size(s.session_id)) for s in sessions[offset:offset + limit]]
+            rows = [(s, self._size(s.session_id)) for s in sessions[offset:offset + limit]]
+            return len(sessions), rows, unreadable
 
-        total, rows = await self.ctx.run(page)
+        total, rows, unreadable = await self.ctx.run(page)
         verified = self.ctx.verified
         return JSONResponse({
             "sessions": [session_json(s, size=size, verify=verified.get(s.session_id))
                          for s, size in rows],
-            "total": total, "offset": offset, "limit": limit,
+            "total": total, "offset": offset, "limit": limit, "unreadable": unreadable,
         })
 
     async def get_session(self, request: Request) -> Response:

@@ -11,12 +11,14 @@
   const app = $("app");
   const state = {
     sessions: [],
+    unreadable: [],      // sessions whose log cannot be read: listed first, in red
     current: null,       // the open session's summary
     source: null,        // its EventSource
     lastSeq: 0,          // highest seq rendered (events arrive once; this guards a reload race)
     oldest: null,        // lowest message seq loaded, for "load earlier"
     verifying: false,
     filter: "",
+    colours: new Map(),  // name -> colour class, per open session
   };
 
   // Helpers ---------------------------------------------------------------------------------
@@ -46,10 +48,11 @@
     return response.json();
   }
 
+  // Each name of the open session gets the next of eight colours, in order of appearance, so the
+  // first eight people of a session never share one.
   function colourOf(name) {
-    let hash = 0;
-    for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-    return "c" + (hash % 8);
+    if (!state.colours.has(name)) state.colours.set(name, "c" + (state.colours.size % 8));
+    return state.colours.get(name);
   }
 
   function clock(ts) {
@@ -95,6 +98,7 @@
     try {
       const page = await api("/api/sessions?limit=1000&sort=last_activity" + query);
       state.sessions = page.sessions;
+      state.unreadable = page.unreadable;
       $("store-count").textContent = plural(page.total, "session");
       $("list-status").textContent = page.total > page.sessions.length
         ? "Showing the " + page.sessions.length + " most recent of " + page.total + "." : "";
@@ -107,6 +111,16 @@
   }
 
   function renderSessions() {
+    const broken = state.unreadable.map((u) => {
+      const link = el("a");
+      link.href = "#/s/" + encodeURIComponent(u.session_id);
+      const top = el("div", "row");
+      top.append(el("span", "sid", u.session_id), el("span", "badge bad", "\u2717 unreadable"));
+      link.append(top, el("div", "who", u.error));
+      const item = el("li");
+      item.append(link);
+      return item;
+    });
     const items = state.sessions.map((s) => {
       const link = el("a");
       link.href = "#/s/" + encodeURIComponent(s.session_id);
@@ -123,7 +137,7 @@
       item.append(link);
       return item;
     });
-    $("sessions").replaceChildren(...items);
+    $("sessions").replaceChildren(...broken, ...items);
   }
 
   async function verifyInBackground() {
@@ -159,14 +173,14 @@
   function renderFacts() {
     const s = state.current;
     const facts = [
-      ["messages", String(s.message_count)],
-      ["last seq", "#" + s.last_seq],
-      ["size", bytes(s.size_bytes)],
-      ["created", fullDate(s.created_at)],
-      ["last activity", fullDate(s.last_activity)],
+      ["messages", String(s.message_count), null],
+      ["last seq", "#" + s.last_seq, null],
+      ["size", bytes(s.size_bytes), null],
+      ["created", fullDate(s.created_at), "wide"],
+      ["last activity", fullDate(s.last_activity), "wide"],
     ];
-    const rows = facts.map(([name, value]) => {
-      const row = el("div");
+    const rows = facts.map(([name, value, cls]) => {
+      const row = el("div", cls);
       row.append(el("dt", null, name), el("dd", null, value));
       return row;
     });
@@ -175,7 +189,8 @@
     let text = "not checked yet";
     let cls = null;
     if (v) {
-      text = v.ok ? "\u2713 ok (" + plural(v.events_checked, "event") + ")" : "\u2717 " + plural(v.problems.length, "problem");
+      const upTo = v.events_checked < s.last_seq ? " up to #" + v.events_checked : " (" + plural(v.events_checked, "event") + ")";
+      text = v.ok ? "\u2713 ok" + upTo : "\u2717 " + plural(v.problems.length, "problem");
       cls = v.ok ? "ok" : "bad";
     }
     verify.append(el("dt", null, "verify"), el("dd", cls, text));
@@ -262,7 +277,24 @@
       renderParticipants();
     }
     renderFacts();
+    const listed = state.sessions.find((x) => x.session_id === s.session_id);
+    if (listed) {
+      Object.assign(listed, { message_count: s.message_count, last_seq: s.last_seq,
+        last_activity: s.last_activity, participants: s.participants.slice() });
+      scheduleListRender();
+    }
     if (stick) box.scrollTop = box.scrollHeight;
+  }
+
+  // Bursts of events re-render the list once a frame at most.
+  let listRenderPending = false;
+  function scheduleListRender() {
+    if (listRenderPending) return;
+    listRenderPending = true;
+    requestAnimationFrame(() => {
+      listRenderPending = false;
+      renderSessions();
+    });
   }
 
   function connect(id, afterSeq) {
@@ -308,6 +340,8 @@
     }
     if (location.hash !== "#/s/" + encodeURIComponent(id)) return;  // the user moved on meanwhile
     state.current = session;
+    state.colours = new Map();
+    session.participants.forEach(colourOf);
     state.lastSeq = session.last_seq;
     state.oldest = messages.length ? messages[0].seq : null;
     $("messages").replaceChildren(...messages.map((m) => messageNode(m, false)));
