@@ -38,12 +38,27 @@ SECURITY_HEADERS = [
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class Guard:
-    """Outermost layer: security headers on every answer, and request counts for /metrics."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
-    def __init__(self, app: ASGIApp, ctx: Context) -> None:
+
+def _host_name(header: str) -> str:
+    """``Host`` without its port: ``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``."""
+    if header.startswith("["):
+        return header[1:header.find("]")].lower()
+    return header.rsplit(":", 1)[0].lower() if header.count(":") == 1 else header.lower()
+
+
+class Guard:
+    """Outermost layer: the Host check, security headers on every answer, request counts.
+
+    The Host check defeats DNS rebinding: without it, any web page a user visits could
+    point a name of its own at 127.0.0.1 and read every session through the user's browser.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: Context, hosts: frozenset[str] | None) -> None:
         self.app = app
         self.ctx = ctx
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,6 +75,13 @@ class Guard:
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
+        if self.hosts is not None:
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if _host_name(header) not in self.hosts:
+                refusal = ApiError(400, "bad_host", f"this server does not answer to Host {header!r} "
+                                   f"(it answers to {', '.join(sorted(self.hosts))})")
+                await refusal.response()(scope, receive, send_with_headers)
+                return
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -126,11 +148,16 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     return [_route(path, handlers) for path, handlers in table.items()]
 
 
-def create_app(log: EventLog, *, token: str | None, read_only: bool = False, allow_delete: bool = False,
-               cors_origins: Iterable[str] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+def create_app(  # noqa: PLR0913 - keyword-only settings
+    log: EventLog, *, token: str | None, read_only: bool = False, allow_delete: bool = False,
+    cors_origins: Iterable[str] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_hosts: Iterable[str] | None = LOOPBACK_HOSTS,
+) -> Starlette:
     """The ASGI app serving ``log``: the JSON API under /api, live streams, operations, the viewer.
 
-    ``token`` is the bearer token writes need (required unless ``read_only``). The caller
+    ``token`` is the bearer token writes need (required unless ``read_only``).
+    ``allowed_hosts`` are the names the ``Host`` header may carry (loopback names by
+    default; None accepts any, for a server reached by names it cannot know). The caller
     keeps ownership of ``log``; shutting the app down stops its live streams, not the log.
     """
     if not read_only and (not isinstance(token, str) or len(token) < 16):
@@ -151,7 +178,8 @@ def create_app(log: EventLog, *, token: str | None, read_only: bool = False, all
         streams.close_all()
         streams.join(timeout=2 * settings.follow_idle + 1)
 
-    middleware = [Middleware(Guard, ctx=ctx)]
+    hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+    middleware = [Middleware(Guard, ctx=ctx, hosts=hosts)]
     if origins:  # no CORS unless configured
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],

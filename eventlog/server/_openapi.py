@@ -126,7 +126,8 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 _REASONS = {
-    400: "The request could not be parsed (bad JSON, or a query parameter that is not a number).",
+    400: "The request could not be parsed (bad JSON, a query parameter that is not a number), or "
+         "its Host header names a host this server does not answer to.",
     401: "A write without the right bearer token.",
     404: "No such session.",
     409: "expected_seq did not match (the body carries current_seq), or the session exists.",
@@ -169,24 +170,26 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         "/": {"get": {"operationId": "viewer", "summary": "The web viewer", "responses": {
             "200": {"description": "The viewer's page", "content": {"text/html": {"schema": {
-                "type": "string"}}}}}}},
+                "type": "string"}}}}, **_errors(400)}}},
         "/static/{name}": {"get": {"operationId": "viewerFile", "summary": "A file of the web viewer",
             "parameters": [{"name": "name", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": sorted(STATIC_FILES)}}],
             "responses": {"200": {"description": "The file", "content": {
                 kind: {"schema": {"type": "string"}} for kind in sorted(set(STATIC_FILES.values()))}},
-                **_errors(404)}}},
-        "/healthz": {"get": {"operationId": "health", "summary": "Liveness", "responses": _ok("Health")}},
+                **_errors(400, 404)}}},
+        "/healthz": {"get": {"operationId": "health", "summary": "Liveness",
+                             "responses": {**_ok("Health"), **_errors(400)}}},
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
             "200": {"description": "Prometheus text format 0.0.4",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(500)}}},
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors(400, 500, 503)}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": {
             "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {
-                "type": "object"}}}}}}},
+                "type": "object"}}}}, **_errors(400)}}},
         "/api/stats": {"get": {"operationId": "stats", "summary": "Store totals",
-                               "responses": {**_ok("Stats"), **_errors(500, 503)}}},
+                               "responses": {**_ok("Stats"), **_errors(400, 500, 503)}}},
         "/api/verify": {"get": {"operationId": "verifyStore", "summary": "Verify every session",
-                                "responses": {**_ok("StoreVerify"), **_errors(500, 503)}}},
+                                "responses": {**_ok("StoreVerify"), **_errors(400, 500, 503)}}},
         "/api/sessions": {"get": {
             "operationId": "listSessions", "summary": "Sessions, newest activity first (paged)",
             "parameters": [
@@ -255,7 +258,7 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
                 "operationId": "deleteSession", "summary": "Delete a session whole",
                 "security": secure, "parameters": [_SID],
                 "responses": {"204": {"description": "Deleted"},
-                              **_errors(401, 404, 422, 500, 503)}}
+                              **_errors(400, 401, 404, 422, 500, 503)}}
     return paths
 
 

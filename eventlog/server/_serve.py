@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import uvicorn
 
 from .._open import open as open_store
-from ._app import create_app
+from ._app import LOOPBACK_HOSTS, create_app
 from ._context import DEFAULT_MAX_BODY_BYTES
 from ._live import Streams
 from ._token import load_token
@@ -66,8 +66,11 @@ def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
               "read every session", file=sys.stderr, flush=True)
     log = open_store(store_url)
     try:
+        # On loopback only loopback names are answered (no DNS rebinding); elsewhere the names
+        # clients use cannot be known here.
+        hosts = (*LOOPBACK_HOSTS, host) if _loopback(host) else None
         app = create_app(log, token=token, read_only=read_only, allow_delete=allow_delete,
-                         cors_origins=cors_origins, max_body_bytes=max_body_bytes)
+                         cors_origins=cors_origins, max_body_bytes=max_body_bytes, allowed_hosts=hosts)
         mode = "read-only" if read_only else "writes need the bearer token"
         if allow_delete:
             mode += ", deletes allowed"

@@ -270,3 +270,20 @@ def test_cors_when_configured(cors_server: ServerProcess) -> None:
             "Access-Control-Request-Headers": "authorization,content-type"})
         assert pre.status_code == 200
         assert "POST" in pre.headers["access-control-allow-methods"]
+
+
+def test_host_header_guards_against_dns_rebinding(client: httpx.Client, server: ServerProcess) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
+        assert client.get("/api/sessions", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", ""):
+        r = client.get("/api/sessions", headers={"Host": host})
+        assert r.status_code == 400 and r.json()["error"] == "bad_host", host
+        assert r.headers["content-security-policy"]
+
+
+def test_any_host_when_told(store: Path) -> None:
+    with eventlog.open(store) as log:
+        app = create_app(log, token=TOKEN, allowed_hosts=None)
+        with running(app) as url:
+            assert httpx.get(f"{url}/healthz", headers={"Host": "box.lan"}).status_code == 200
