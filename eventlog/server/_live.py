@@ -158,6 +158,8 @@ class LiveRoutes:
                            headers={"Retry-After": "5"})
         # Checks the id and that the session exists (404 now, not an error inside a 200).
         session = await self.ctx.run(self.ctx.log.get_session, sid)
+        if request.method == "HEAD":  # the headers a GET would get, and no endless body
+            return Response(media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         start = session.last_seq if after is None else after
         follower = Follower(self.ctx.log, sid, start, asyncio.get_running_loop(),
                             capacity=settings.stream_queue, idle=settings.follow_idle)

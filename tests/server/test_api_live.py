@@ -90,6 +90,11 @@ def test_bad_resume_points(client: httpx.Client, sid: str, headers: dict[str, st
     assert r.status_code == status and r.json()["error"] == "bad_request"
 
 
+def test_head_of_a_stream_returns(client: httpx.Client, sid: str) -> None:
+    r = client.head(f"/api/sessions/{sid}/stream")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+
+
 def test_missing_session_is_404_not_a_stream(client: httpx.Client) -> None:
     r = client.get("/api/sessions/never-made/stream")
     assert r.status_code == 404 and r.json()["error"] == "session_not_found"
