@@ -41,6 +41,7 @@ from ._backend import Appended, Backend, Build, Chunks, Lines, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
 from ._errors import (
     CorruptLogError,
+    EventLogError,
     SessionExistsError,
     SessionNotFoundError,
     SessionPoisonedError,
@@ -666,6 +667,20 @@ class FileBackend(Backend):
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """Watch the session's shared page: a memory read per poll, no system call, until
         the generation moves; then the page (or, if unpublished, the log) says the seq."""
+        try:
+            return self._watch_page(session_id, after_seq, timeout)
+        except EventLogError:
+            raise
+        except (ValueError, OSError):
+            # Another thread of this process deleted the session and closed the handle
+            # being watched (a released page, a closed descriptor): the session is gone.
+            # Found by the HTTP server, whose follower threads share one EventLog with the
+            # request that deletes.
+            if not self.exists(session_id):
+                raise SessionNotFoundError(session_id) from None
+            raise
+
+    def _watch_page(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         handle = self._handle(session_id)
         shared = handle.shared
         if shared is None:

@@ -211,3 +211,26 @@ def test_slow_reader_gets_everything_in_order(app_log: eventlog.EventLog) -> Non
         finally:
             response.close()
     assert seqs == list(range(2, 102))
+
+
+def test_follow_sees_a_delete_by_the_same_log(tmp_path: Path) -> None:
+    """The server's case: one EventLog, a follower thread, and a request thread that deletes.
+    The follower must get the not-found error, not a raw error from the handle closed under it."""
+    with eventlog.open(tmp_path) as log:
+        log.create_session("gone")
+        failures: list[BaseException] = []
+
+        def follow() -> None:
+            try:
+                for _ in range(50):
+                    for _event in log.follow("gone", after_seq=1, timeout=0.1):
+                        pass
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=follow)
+        thread.start()
+        time.sleep(0.3)
+        log.delete_session("gone")
+        thread.join(10)
+    assert len(failures) == 1 and isinstance(failures[0], eventlog.SessionNotFoundError), failures
