@@ -110,6 +110,9 @@ def test_viewer_live_transcript(viewer_server: ServerProcess) -> None:
             assert last.locator(".content").inner_text() == "Server is up; the live view works."
             assert last.locator(".seq").inner_text() == "#7"
             assert last.locator(".recipient").inner_text() == "Planner"
+            # ... and the list follows: the session moves to the top with its new count.
+            expect(links.first).to_have_attribute("data-sid", "planning-room")
+            expect(links.first.locator(".counts")).to_contain_text("6 messages")
 
             # Hostile content renders as text: no element, no script, no dialog.
             _post_from_another_process(viewer_server.url, HOSTILE)
@@ -122,6 +125,9 @@ def test_viewer_live_transcript(viewer_server: ServerProcess) -> None:
 
             page.locator("#messages .msg").last.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "viewer-transcript.png"))
+            page.emulate_media(color_scheme="dark")
+            page.screenshot(path=str(ARTIFACTS / "viewer-transcript-dark.png"))
+            page.emulate_media(color_scheme="light")
 
             # A phone: one pane at a time, with a way back to the list.
             page.set_viewport_size({"width": 390, "height": 844})

@@ -149,7 +149,13 @@
     try {
       for (const s of todo) {
         const report = await api(sessionPath(s.session_id) + "/verify").catch(() => null);
-        if (report) s.verify = report;
+        if (!report) continue;
+        s.verify = report;
+        if (state.current && state.current.session_id === s.session_id
+            && (!state.current.verify || state.current.verify.checked_at < report.checked_at)) {
+          state.current.verify = report;
+          renderFacts();
+        }
       }
     } finally {
       state.verifying = false;
@@ -281,6 +287,8 @@
     if (listed) {
       Object.assign(listed, { message_count: s.message_count, last_seq: s.last_seq,
         last_activity: s.last_activity, participants: s.participants.slice() });
+      state.sessions.sort((a, b) => b.last_activity - a.last_activity
+        || (a.session_id < b.session_id ? -1 : 1));
       scheduleListRender();
     }
     if (stick) box.scrollTop = box.scrollHeight;
