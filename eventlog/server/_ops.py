@@ -27,7 +27,7 @@ def _version() -> str:
 
 def _sizes(log: EventLog) -> tuple[int, int]:
     """Sessions and the bytes they take; cheap (no replay), for /metrics."""
-    ids = log.backend.session_ids()
+    ids = log.session_ids()
     total = 0
     for sid in ids:
         try:
@@ -63,7 +63,7 @@ class OpsRoutes:
         def totals() -> tuple[list[ChatSession], int, int]:
             sessions, unreadable = read_all(log)
             size = 0
-            for sid in log.backend.session_ids():
+            for sid in log.session_ids():
                 with contextlib.suppress(SessionNotFoundError):
                     size += log.size(sid)
             return sessions, len(unreadable), size
@@ -93,7 +93,7 @@ class OpsRoutes:
         def verify_all() -> dict[str, Any]:
             checked = events = 0
             problems: list[str] = []
-            for sid in log.backend.session_ids():
+            for sid in log.session_ids():
                 try:
                     report = log.verify(sid)
                 except SessionNotFoundError:

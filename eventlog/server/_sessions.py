@@ -50,7 +50,7 @@ def read_all(log: EventLog) -> tuple[list[ChatSession], list[dict[str, str]]]:
     """
     sessions: list[ChatSession] = []
     unreadable: list[dict[str, str]] = []
-    for sid in log.backend.session_ids():
+    for sid in log.session_ids():
         try:
             sessions.append(log.get_session(sid))
         except SessionNotFoundError:
