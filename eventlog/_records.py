@@ -69,3 +69,25 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What ``compact`` did.
+
+    ``sessions`` compacted; ``segments_archived`` sealed segments compressed; the
+    compacted sessions' storage in bytes before and after; wall-clock ``seconds``;
+    and ``problems``: sessions left as they were because they are damaged (only when
+    compacting every session; compacting one raises instead).
+    """
+
+    sessions: int
+    segments_archived: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

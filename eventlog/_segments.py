@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
 
 from ._codec import Head
 
-SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl")
+SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
+"""A segment file's name: plain, or archived (``.gz``, see ``_archive``)."""
 CHUNK = 1 << 20
 BACK_CHUNK = 1 << 16
 _RECORD = b'{"seq":'
@@ -32,9 +33,16 @@ _HEADER = b'{"eventlog":'
 _TRAILER = b'{"sealed":'
 BROKEN_BATCH = b"<a batch cut short>"
 
+Pread = Callable[[int, int, int], bytes]
+"""``os.pread``, or an archive's reader of its uncompressed bytes (see ``_archive``)."""
+
 
 def segment_name(first_seq: int) -> str:
     return f"seg-{first_seq:016d}.jsonl"
+
+
+def archive_name(first_seq: int) -> str:
+    return f"seg-{first_seq:016d}.jsonl.gz"
 
 
 def header_line(session_id: str, start: Head) -> bytes:
@@ -73,7 +81,8 @@ class SegmentReader:
 
     After (or during) iteration: ``good_end`` is the offset just past the last line
     yielded whole (a batch counts when complete); ``header`` and ``sealed`` hold the
-    structural lines met; ``end`` where reading stopped.
+    structural lines met; ``end`` where reading stopped. ``pread`` reads the bytes:
+    ``os.pread`` for a plain segment, an ``ArchiveReader``'s for an archived one.
     """
 
     fd: int
@@ -84,6 +93,7 @@ class SegmentReader:
     header: Head | None = None
     sealed: Head | None = None
     end: int = 0
+    pread: Pread = os.pread
 
     def __iter__(self) -> Iterator[tuple[str, int, bytes]]:
         fd, name = self.fd, self.name
@@ -92,7 +102,7 @@ class SegmentReader:
         lineno = self.lineno
         rest = b""
         pending: list[tuple[int, int, bytes]] = []
-        read = os.pread
+        read = self.pread
         while True:
             chunk = read(fd, CHUNK, pos + len(rest))
             if not chunk:
@@ -133,7 +143,7 @@ class SegmentReader:
         self.lineno = lineno
 
 
-def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
+def lines_backward(fd: int, end: int, pread: Pread = os.pread) -> Iterator[tuple[int, bytes]]:
     """Complete lines (each with the offset it starts at) from ``end`` back to the start.
 
     Bytes after the last newline before ``end`` (a write in flight, or torn) are skipped.
@@ -141,7 +151,7 @@ def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
     pos = end
     while pos > 0:  # find the last newline
         size = min(BACK_CHUNK, pos)
-        newline = os.pread(fd, size, pos - size).rfind(b"\n")
+        newline = pread(fd, size, pos - size).rfind(b"\n")
         if newline >= 0:
             pos = pos - size + newline
             break
@@ -153,7 +163,7 @@ def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
     while pos > 0:
         size = min(BACK_CHUNK, pos)
         pos -= size
-        buf = os.pread(fd, size, pos) + carry
+        buf = pread(fd, size, pos) + carry
         parts = buf.split(b"\n")
         carry = parts[0]
         offset = pos + len(buf) + 1
