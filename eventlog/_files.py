@@ -591,6 +591,11 @@ class FileBackend(Backend):
             if not current:
                 return {"segment": segments[index][0], "offset": offset}
             reader = current[0]
+            if reader.sealed is not None:
+                # Read to the trailer but the next segment was not made yet: the position
+                # to go on from is the next segment's start. (An offset past the trailer
+                # would never see the trailer again, and a follower would stop there.)
+                return {"segment": reader.sealed.seq + 1, "offset": 0}
             match = SEGMENT_RE.fullmatch(reader.name)
             assert match is not None
             return {"segment": int(match.group(1)), "offset": reader.good_end}
