@@ -228,8 +228,6 @@ def write_archive(out_fd: int, content: bytes | mmap.mmap, first_seq: int,
         _write_all(out_fd, member)
         written += len(member)
     walk.finish()
-    if not written:
-        raise ArchiveError("the segment is empty")
     # Member 0 was written as the header line's member, before its header existed in
     # the walk: its head is the segment header's, which the walk now knows.
     header = parse_header(content[:content.find(b"\n")])
