@@ -121,7 +121,7 @@ def test_refuses_anything_but_a_clean_sealed_segment(tmp_path, content: bytes, w
 def test_refuses_a_batch_cut_short_before_the_trailer(tmp_path) -> None:
     content = segment_bytes(9, batch=3)
     lines = content.split(b"\n")
-    cut = b"\n".join(lines[:-3] + [lines[-2]]) + b"\n"  # drop a batch's last record
+    cut = b"\n".join([*lines[:-3], lines[-2]]) + b"\n"  # drop a batch's last record
     fd = os.open(tmp_path / "x", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         with pytest.raises(ArchiveError, match="batch cut short"):
@@ -134,7 +134,8 @@ def damaged(tmp_path, mutate) -> list[str]:
     content = segment_bytes(3000, size=200)
     fd, path = archive(tmp_path, content)
     os.close(fd)
-    data = bytearray(open(path, "rb").read())
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
     data = mutate(data, read_index_of(path))
     with open(path, "wb") as f:
         f.write(data)
@@ -185,7 +186,7 @@ def test_check_finds_an_index_that_lies(tmp_path) -> None:
 
 def test_reading_a_damaged_member_raises_corrupt_log_error(tmp_path) -> None:
     content = segment_bytes(3000, size=200)
-    fd, path = archive(tmp_path, content)
+    fd, _ = archive(tmp_path, content)
     index = read_index(fd)
     os.pwrite(fd, b"\0\0\0\0", index.c_offs[1] + 30)
     try:

@@ -72,9 +72,9 @@ def test_compaction_changes_nothing_that_can_be_read(tmp_path: Path) -> None:
     for name, data in plain.items():  # zcat prints exactly the segment that was sealed
         assert gzip.decompress((tmp_path / SID / (name + ".gz")).read_bytes())[:len(data)] == data
     assert everything(log) == before
-    report = log.verify(SID)
-    assert report.ok, report.problems
-    assert report.events_checked == before["session"].last_seq  # type: ignore[attr-defined]
+    verified = log.verify(SID)
+    assert verified.ok, verified.problems
+    assert verified.events_checked == before["session"].last_seq  # type: ignore[attr-defined]
     reopened = open_log(tmp_path)
     assert everything(reopened) == before
 

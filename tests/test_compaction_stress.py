@@ -20,7 +20,7 @@ OPTIONS = {"segment_max_events": 37, "snapshot_every": 29}
 
 def append_worker(root: str, worker: int, out: str) -> None:
     log = eventlog.open(root, **OPTIONS)
-    acked = []
+    acked: list[str] = []
     for i in range(PER_APPENDER):
         if i % 10 == 3:
             events = log.append_many(SID, [("w.batch", {"w": worker, "i": i, "k": k}) for k in range(3)])
