@@ -28,6 +28,7 @@ Invariants kept here:
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
@@ -35,6 +36,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ from typing import Any
 import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index, write_archive
-from ._backend import Appended, Archived, Backend, Build, Lines, Scan, Sealed
+from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
 from ._errors import (
     CorruptLogError,
@@ -76,11 +78,37 @@ STALE_TEMP_SECONDS = 3600.0
 by a process that died mid-write; a live writer renames its temp within milliseconds."""
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
+# shares with its parent before it touches any session (see FileBackend._after_fork).
+_LIVE: weakref.WeakSet[FileBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _dir_mode(mode: int) -> int:
     # Give directories search permission wherever the files are readable.
     return mode | ((mode & 0o444) >> 2)
+
+
+SHARED_BYTES = 64
+"""Size of the lock file: a page of state shared by every process that has it mapped.
+
+Only a holder of the session's lock changes it. Words: 0 a generation counter, 1 the
+active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest.
+An appender that finishes publishes all of them and an even generation. The next
+lock holder that finds an even generation takes the head from the page instead of
+reading the end of the log (with several writers, that read and its digest checks
+would otherwise dominate each append). Anyone else holding the lock (delete,
+compaction, an appender in the middle of its write, or one that died there) leaves
+the generation odd, and the next appender reads the truth from the files and
+republishes it.
+"""
 
 
 @dataclass(slots=True)
@@ -94,8 +122,49 @@ class _Handle:
     size: int = 0
     head: Head | None = None
     poisoned: bool = False
+    mapped: mmap.mmap | None = None
+    shared: memoryview | None = None  # the mapped lock file as 64-bit words
+    generation: int = -1  # the even counter value this handle last published or verified
+
+    def adopt(self) -> bool:
+        """Take the head from the shared page if it is published and still this segment's."""
+        shared = self.shared
+        if shared is None:
+            return False
+        generation = shared[0]
+        if generation == self.generation:
+            return True
+        if generation & 1 or not generation or self.seg_fd < 0 or shared[1] != self.seg_first:
+            return False
+        assert self.mapped is not None
+        self.size = shared[2]
+        self.head = Head(shared[3], self.mapped[32:48].hex())
+        self.generation = generation
+        return True
+
+    def publish(self) -> None:
+        shared, mapped, head = self.shared, self.mapped, self.head
+        if shared is None or mapped is None or head is None:
+            return
+        shared[1] = self.seg_first
+        shared[2] = self.size
+        shared[3] = head.seq
+        mapped[32:48] = bytes.fromhex(head.digest)
+        self.generation = (shared[0] | 1) + 1
+        shared[0] = self.generation
+
+    def map_shared(self) -> None:
+        if os.fstat(self.lock_fd).st_size >= SHARED_BYTES:
+            self.mapped = mmap.mmap(self.lock_fd, SHARED_BYTES)
+            self.shared = memoryview(self.mapped).cast("Q")
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.release()
+            self.shared = None
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
         for fd in (self.seg_fd, self.lock_fd):
             if fd >= 0:
                 try:
@@ -136,9 +205,9 @@ class FileBackend(Backend):
         if type(archive_level) is not int or not 1 <= archive_level <= 9:
             raise InvalidInputError(f"archive_level must be a zlib level from 1 to 9, not {archive_level!r}")
         self.archive_level = archive_level
-        self._pid = os.getpid()
         self._handles: dict[str, _Handle] = {}
         self._handles_lock = threading.Lock()
+        _LIVE.add(self)
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
@@ -188,8 +257,6 @@ class FileBackend(Backend):
                 for first, (plain, _) in sorted(self._listing(session_id).items())]
 
     def _handle(self, session_id: str) -> _Handle:
-        if os.getpid() != self._pid:
-            self._after_fork()
         handle = self._handles.get(session_id)
         if handle is not None:
             return handle
@@ -201,6 +268,11 @@ class FileBackend(Backend):
         except OSError as exc:
             raise StorageError(f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
+        try:
+            handle.map_shared()
+        except (OSError, ValueError):
+            handle.close()
+            raise
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
         if existing is not handle:
@@ -221,10 +293,11 @@ class FileBackend(Backend):
             handle.close()
         self._handles = {}
         self._handles_lock = threading.Lock()
-        self._pid = os.getpid()
 
-    def _locked(self, session_id: str) -> _Handle:
-        """Take the session's lock and return its live handle; the caller must ``_unlock``."""
+    def _locked(self, session_id: str, *, appending: bool = False) -> tuple[_Handle, bool]:
+        """Take the session's lock and return its live handle and whether the handle's
+        cached head is known exact; the caller must ``_unlock``. Anyone but an appender
+        (who republishes when done) leaves the shared generation odd: "look again"."""
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
@@ -233,11 +306,17 @@ class FileBackend(Backend):
             except BaseException:
                 handle.lock.release()
                 raise
+            shared = handle.shared
+            if appending and handle.adopt():
+                return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
             if os.fstat(handle.lock_fd).st_nlink:
-                return handle
+                handle.generation = -1
+                if shared is not None and not appending:
+                    shared[0] |= 1
+                return handle, False
             self._unlock(handle)
             self._drop(session_id, handle)
 
@@ -258,7 +337,7 @@ class FileBackend(Backend):
         try:
             os.mkdir(temp, self.dir_mode)
             try:
-                self._write_new(temp / "lock", b"", durable=durable)
+                self._write_new(temp / "lock", bytes(SHARED_BYTES), durable=durable)
                 self._write_new(temp / segment_name(1),
                                 header_line(session_id, genesis(session_id)) + b"\n"
                                 + record.line + b"\n",
@@ -301,7 +380,10 @@ class FileBackend(Backend):
 
     @staticmethod
     def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
+        written = os.write(fd, data)
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
         while view:
             written = os.write(fd, view)
             if written <= 0:  # pragma: no cover - os.write raises rather than return 0
@@ -319,37 +401,54 @@ class FileBackend(Backend):
     # Appending -----------------------------------------------------------------------
 
     def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
-        handle = self._locked(session_id)
+        # The common case (an uncontended lock, nobody else wrote since our last append,
+        # one whole write) is kept flat on purpose: each Python call here costs about as
+        # much as a syscall, and this runs once per message.
+        handle = self._handles.get(session_id)
+        if handle is None or not handle.lock.acquire(False):
+            handle, exact = self._locked(session_id, appending=True)
+        else:
+            try:
+                fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.lock.release()
+                handle, exact = self._locked(session_id, appending=True)
+            else:
+                exact = handle.adopt()
+                if not exact and not os.fstat(handle.lock_fd).st_nlink:
+                    self._unlock(handle)  # deleted meanwhile: take the slow road
+                    handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
         try:
-            self._check_poisoned(session_id, handle)
-            head = self._sync(session_id, handle, durable)
+            if handle.poisoned:
+                raise SessionPoisonedError(
+                    f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
+                    "write to it (the kernel may have dropped unsynced data); reopen to retry")
+            head = handle.head if exact else self._resync(session_id, handle, durable)
+            assert head is not None
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
-            last = len(records) - 1
-            data = b"".join(r.line + (b"\n" if i == last else b" \n") for i, r in enumerate(records))
+            data = (records[0].line + b"\n" if len(records) == 1 else
+                    b" \n".join([r.line for r in records]) + b"\n")
+            shared = handle.shared
+            if shared is not None:
+                shared[0] |= 1  # in progress: a crash here leaves it odd
+            handle.generation = -1
             self._write_at_end(session_id, handle, data)
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
             if (handle.size >= self.segment_max_bytes
                     or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
                 self._seal(session_id, handle, durable)
+            handle.publish()
             if durable:
                 sync_fd = os.dup(handle.seg_fd)
         finally:
-            self._unlock(handle)
+            fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
+            handle.lock.release()
         if sync_fd >= 0:
-            # Outside the lock, so concurrent durable appenders share journal commits.
-            try:
-                os.fsync(sync_fd)
-            except OSError as exc:
-                handle.poisoned = True
-                raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
-                                   "may not be durable and this session is now read-only "
-                                   "for this store") from exc
-            finally:
-                os.close(sync_fd)
+            self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
 
     @staticmethod
@@ -358,6 +457,29 @@ class FileBackend(Backend):
             raise SessionPoisonedError(
                 f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
                 "write to it (the kernel may have dropped unsynced data); reopen to retry")
+
+    def _resync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+        """Read where the log stands from the files (under the lock) and publish it."""
+        head = self._sync(session_id, handle, durable)
+        handle.publish()
+        return head
+
+    @staticmethod
+    def _fsync_appended(session_id: str, handle: _Handle, sync_fd: int) -> None:
+        # Outside the lock, so concurrent durable appenders share journal commits.
+        try:
+            os.fsync(sync_fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages; a later
+            # fsync could then "succeed" without them. Refuse writes from now on, and
+            # make the next append look at the files (where the check lives).
+            handle.poisoned = True
+            handle.generation = -1
+            raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
+                               "may not be durable and this session is now read-only "
+                               "for this store") from exc
+        finally:
+            os.close(sync_fd)
 
     def _position(self, handle: _Handle) -> dict[str, Any] | None:
         assert handle.head is not None
@@ -567,7 +689,6 @@ class FileBackend(Backend):
         segments = self._segments(session_id)
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
-        index, offset, start = 0, 0, None
         firsts = [first for first, _ in segments]
         if (position is not None and position.get("seq") == after_seq
                 and position.get("segment") in firsts):
@@ -575,22 +696,22 @@ class FileBackend(Backend):
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
-            for i, first in enumerate(firsts):
-                if first <= after_seq + 1:
-                    index = i
-        source = self._open_listed(session_id, *segments[index])
-        if start is None:
-            try:
-                offset, start = self._start_of(session_id, source, after_seq)
-            except BaseException:
-                source.close()
-                raise
-        current: list[SegmentReader] = []
+            index = max((i for i, first in enumerate(firsts) if first <= after_seq + 1), default=0)
+            offset, start = self._start_of(session_id, *segments[index], after_seq)
+        readers: list[SegmentReader] = []
+
+        def chunks() -> Chunks:
+            return self._scan_chunks(session_id, *segments[index], offset, readers)
+
+        def lines() -> Lines:
+            for source, lineno, block in chunks():
+                for index, line in enumerate(block):
+                    yield source, lineno + index, line
 
         def where() -> dict[str, Any] | None:
-            if not current:
+            if not readers:
                 return {"segment": segments[index][0], "offset": offset}
-            reader = current[0]
+            reader = readers[0]
             if reader.sealed is not None:
                 # Read to the trailer but the next segment was not made yet: the position
                 # to go on from is the next segment's start. (An offset past the trailer
@@ -598,43 +719,46 @@ class FileBackend(Backend):
                 return {"segment": reader.sealed.seq + 1, "offset": 0}
             match = SEGMENT_RE.fullmatch(reader.name)
             assert match is not None
-            return {"segment": int(match.group(1)), "offset": reader.good_end}
+            return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
-        return Scan(start, self._scan_lines(session_id, source, offset, current), where)
+        return Scan(start, lines(), where, chunks())
 
-    def _scan_lines(self, session_id: str, source: _Source, offset: int,
-                    current: list[SegmentReader]) -> Lines:
-        """Lines from ``offset`` in ``source``, then on through the following segments
-        while each is sealed; ``current`` holds the reader in use."""
-        try:
-            while True:
+    def _scan_chunks(self, session_id: str, first: int, name: str, offset: int,
+                     readers: list[SegmentReader]) -> Chunks:
+        """Blocks of lines from ``offset`` in segment ``first`` on through the following
+        segments while each is sealed; ``readers`` holds the reader in use."""
+        # Files are opened only once reading starts, so an unread Scan holds nothing.
+        source = self._open_listed(session_id, first, name)
+        while True:
+            try:
                 reader = SegmentReader(source.fd, source.name, offset=offset, pread=source.pread)
-                current[:] = [reader]
-                yield from reader
-                if reader.sealed is None:
-                    return
-                # The trailer names the next segment: open it directly rather than list
-                # the directory, which costs O(segments) per step.
-                try:
-                    following = self._open_read(session_id, reader.sealed.seq + 1)
-                except FileNotFoundError:
-                    return  # sealed, and the next segment is not made yet
+                readers[:] = [reader]
+                yield from reader.chunks()
+            finally:
                 source.close()
-                source = following
-                offset = 0
+            if reader.sealed is None:
+                return  # the active segment
+            # The trailer names the next segment: open it directly rather than list the
+            # directory, which costs O(segments) per step.
+            try:
+                source = self._open_read(session_id, reader.sealed.seq + 1)
+            except FileNotFoundError:
+                return  # sealed, and its successor not made yet
+            offset = 0
+
+    def _start_of(self, session_id: str, first: int, name: str, after_seq: int) -> tuple[int, Head]:
+        """Where to start reading segment ``first`` for the records after ``after_seq``."""
+        source = self._open_listed(session_id, first, name)
+        try:
+            if source.archive is not None:
+                # Seek by seq: inflate from the member holding ``after_seq + 1`` on.
+                return source.archive.seek(after_seq)
+            start = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
         finally:
             source.close()
-
-    @staticmethod
-    def _start_of(session_id: str, source: _Source, after_seq: int) -> tuple[int, Head]:
-        """Where to start reading ``source`` for the records after ``after_seq``."""
-        if source.archive is not None:
-            # Seek by seq: inflate from the member holding ``after_seq + 1`` on.
-            return source.archive.seek(after_seq)
-        start = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
         if start is None:
-            raise CorruptLogError(f"session {session_id!r}, {source.name}: missing or damaged "
-                                  "segment header", session_id=session_id, where=source.name)
+            raise CorruptLogError(f"session {session_id!r}, {name}: missing or damaged segment "
+                                  "header", session_id=session_id, where=name)
         return 0, start
 
     def scan_back(self, session_id: str) -> Lines:
@@ -680,6 +804,34 @@ class FileBackend(Backend):
             source.close()
         return super().last_seq(session_id)
 
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq."""
+        handle = self._handle(session_id)
+        shared = handle.shared
+        if shared is None:
+            return super().wait(session_id, after_seq, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.0005, -1
+        while True:
+            generation = shared[0]
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(handle.lock_fd).st_nlink:
+                self._drop(session_id, handle)
+                raise SessionNotFoundError(session_id)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
+
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()
 
@@ -698,7 +850,7 @@ class FileBackend(Backend):
         dir_fd = self._lock_dir(session_id)
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
         try:
-            handle = self._locked(session_id)
+            handle, _ = self._locked(session_id)
             try:
                 if if_head is not None and self._sync(session_id, handle, False) != if_head:
                     return False
@@ -776,13 +928,14 @@ class FileBackend(Backend):
             os.close(fd)
 
     def seal(self, session_id: str, *, durable: bool) -> Sealed:
-        handle = self._locked(session_id)
+        handle, _ = self._locked(session_id)
         try:
             self._check_poisoned(session_id, handle)
             head = self._sync(session_id, handle, durable)
             if head.seq >= handle.seg_first:  # the active segment holds records
                 self._seal(session_id, handle, durable)
             position = self._position(handle)
+            handle.publish()  # exact now, as after an append: the next appender needn't look
         finally:
             self._unlock(handle)
         return Sealed(head, position)
