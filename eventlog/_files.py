@@ -184,6 +184,12 @@ class _Source:
     pread: Pread
     archive: ArchiveReader | None = None
 
+    def backward(self) -> Iterator[tuple[int, bytes]]:
+        """Complete lines from the end back, each with the offset it starts at."""
+        if self.archive is not None:
+            return self.archive.lines_backward()  # inflating only the members reached
+        return lines_backward(self.fd, self.size)
+
     def close(self) -> None:
         os.close(self.fd)
 
@@ -639,7 +645,7 @@ class FileBackend(Backend):
         died before making its successor (archiving normally skips the newest segment)."""
         source = self._open_read(session_id, first)
         try:
-            for _offset, raw in lines_backward(source.fd, source.size, source.pread):
+            for _offset, raw in source.backward():
                 sealed = parse_trailer(raw)
                 if sealed is not None:
                     break
@@ -770,7 +776,7 @@ class FileBackend(Backend):
             except FileNotFoundError:
                 continue
             try:
-                for offset, raw in lines_backward(source.fd, source.size, source.pread):
+                for offset, raw in source.backward():
                     if newest and raw.endswith(b" "):
                         continue  # the tail of a batch cut short
                     newest = False
@@ -791,7 +797,7 @@ class FileBackend(Backend):
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
         source = self._open_listed(session_id, *segments[-1])
         try:
-            for offset, raw in lines_backward(source.fd, source.size, source.pread):
+            for offset, raw in source.backward():
                 if raw.startswith(b'{"seq":') and not raw.endswith(b" "):
                     try:
                         return int(parse(raw)[0]["seq"])
@@ -1113,7 +1119,7 @@ class FileBackend(Backend):
             problems.append(f"header (after seq {header.seq}) does not continue the previous "
                             f"segment, sealed at seq {previous.seq}")
         if not newest:
-            last = next(lines_backward(source.fd, source.size, source.pread), (0, b""))[1]
+            last = next(source.backward(), (0, b""))[1]
             if parse_trailer(last) is None:
                 problems.append("not the newest segment, but not sealed")
         return problems
@@ -1141,7 +1147,7 @@ class FileBackend(Backend):
         except (FileNotFoundError, CorruptLogError):
             return None
         try:
-            last = next(lines_backward(source.fd, source.size, source.pread), (0, b""))[1]
+            last = next(source.backward(), (0, b""))[1]
             return parse_trailer(last)
         except CorruptLogError:
             return None

@@ -184,7 +184,7 @@ class SegmentReader:
                 yield name, self.lineno, line
 
 
-def lines_backward(fd: int, end: int, pread: Pread = os.pread) -> Iterator[tuple[int, bytes]]:
+def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
     """Complete lines (each with the offset it starts at) from ``end`` back to the start.
 
     Bytes after the last newline before ``end`` (a write in flight, or torn) are skipped.
@@ -192,7 +192,7 @@ def lines_backward(fd: int, end: int, pread: Pread = os.pread) -> Iterator[tuple
     pos = end
     while pos > 0:  # find the last newline
         size = min(BACK_CHUNK, pos)
-        newline = pread(fd, size, pos - size).rfind(b"\n")
+        newline = os.pread(fd, size, pos - size).rfind(b"\n")
         if newline >= 0:
             pos = pos - size + newline
             break
@@ -204,7 +204,7 @@ def lines_backward(fd: int, end: int, pread: Pread = os.pread) -> Iterator[tuple
     while pos > 0:
         size = min(BACK_CHUNK, pos)
         pos -= size
-        buf = pread(fd, size, pos) + carry
+        buf = os.pread(fd, size, pos) + carry
         parts = buf.split(b"\n")
         carry = parts[0]
         offset = pos + len(buf) + 1

@@ -85,6 +85,7 @@ class CompactionMachine(RuleBasedStateMachine):
             assert sid not in self.model
             return
         for m in stored:
+            assert m.seq is not None
             self.model[sid].append(Event(m.seq, "message", ts, {
                 "id": m.id, "sender": m.sender, "recipient": None, "content": m.content}))
 
@@ -181,5 +182,5 @@ class CompactionMachine(RuleBasedStateMachine):
 
 def test_compaction_and_retention_agree_with_a_model() -> None:
     run_state_machine_as_test(CompactionMachine, settings=settings(
-        max_examples=int(os.environ.get("EVENTLOG_MODEL_EXAMPLES", "25")), stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+        max_examples=int(os.environ.get("EVENTLOG_MODEL_EXAMPLES", "25")), stateful_step_count=30,
+        deadline=None, suppress_health_check=[HealthCheck.too_slow]))
