@@ -140,48 +140,62 @@ class SegmentWalk:
     chain head so the index can say where each member starts in the chain.
     """
 
-    __slots__ = ("first_seq", "head", "in_batch", "lines", "sealed")
+    __slots__ = ("_digest", "_seq", "first_seq", "in_batch", "lines", "sealed")
 
     def __init__(self, first_seq: int) -> None:
         self.first_seq = first_seq
-        self.head: Head | None = None
+        self._seq = -1  # no header yet
+        self._digest = b""
         self.in_batch = False
         self.sealed: Head | None = None
         self.lines = 0
 
+    @property
+    def head(self) -> Head | None:
+        """The chain head after the lines fed so far (None before the header)."""
+        return None if self._seq < 0 else Head(self._seq, self._digest.decode("ascii", "replace"))
+
     def feed(self, data: bytes) -> None:
         """Take the next run of whole lines (ending in a newline)."""
-        for line in data.split(b"\n")[:-1]:
-            self.lines += 1
-            if self.sealed is not None:
-                raise ArchiveError(f"line {self.lines}: data after the trailer")
-            if self.head is None:
-                head = parse_header(line)
-                if head is None or head.seq + 1 != self.first_seq:
-                    raise ArchiveError("missing header, or it does not match the file name")
-                self.head = head
-            elif line.startswith(_RECORD):
-                self._record(line)
-            elif not self.in_batch and (sealed := parse_trailer(line)) is not None:
-                if sealed != self.head:
-                    raise ArchiveError(f"trailer (seq {sealed.seq}) does not match the last record")
-                self.sealed = sealed
-            else:
-                raise ArchiveError(f"line {self.lines}: neither a record nor a trailer"
-                                   + (" (a batch cut short)" if self.in_batch else ""))
+        lines = data.split(b"\n")
+        lines.pop()  # after the last newline
+        seq, digest, in_batch = self._seq, self._digest, self.in_batch
+        start = self.lines
+        # Runs once per stored event in a compaction: kept flat, no call per line.
+        for number, line in enumerate(lines, start + 1):
+            if line.startswith(_RECORD) and seq >= 0 and self.sealed is None:
+                in_batch = line[-1] == 32
+                if in_batch:
+                    line = line.rstrip(b" ")
+                seq += 1
+                if (line[7:line.find(b",", 7)] != b"%d" % seq
+                        or line[-SUFFIX_LEN:-DIGEST_HEX - 2] != _SUFFIX_OPEN):
+                    raise ArchiveError(f"line {number}: expected record seq {seq}")
+                digest = line[-DIGEST_HEX - 2:-2]
+                continue
+            self._seq, self._digest, self.in_batch, self.lines = seq, digest, in_batch, number
+            self._structure(line)
+            seq, digest = self._seq, self._digest
+        self._seq, self._digest, self.in_batch = seq, digest, in_batch
+        self.lines = start + len(lines)
 
-    def _record(self, line: bytes) -> None:
-        assert self.head is not None
-        self.in_batch = line.endswith(b" ")
-        if self.in_batch:
-            line = line.rstrip(b" ")
-        try:
-            seq = int(line[7:line.index(b",", 7)])
-        except ValueError:
-            raise ArchiveError(f"line {self.lines}: unreadable seq") from None
-        if seq != self.head.seq + 1 or line[-SUFFIX_LEN:-DIGEST_HEX - 2] != _SUFFIX_OPEN:
-            raise ArchiveError(f"line {self.lines}: expected record seq {self.head.seq + 1}")
-        self.head = Head(seq, line[-DIGEST_HEX - 2:-2].decode("ascii", "replace"))
+    def _structure(self, line: bytes) -> None:
+        """A line that is not a record in the middle: the header, the trailer, or damage."""
+        if self.sealed is not None:
+            raise ArchiveError(f"line {self.lines}: data after the trailer")
+        if self._seq < 0:
+            header = parse_header(line)
+            if header is None or header.seq + 1 != self.first_seq:
+                raise ArchiveError("missing header, or it does not match the file name")
+            self._seq, self._digest = header.seq, header.digest.encode()
+            return
+        sealed = None if self.in_batch else parse_trailer(line)
+        if sealed is None:
+            raise ArchiveError(f"line {self.lines}: neither a record nor a trailer"
+                               + (" (a batch cut short)" if self.in_batch else ""))
+        if sealed != self.head:
+            raise ArchiveError(f"trailer (seq {sealed.seq}) does not match the last record")
+        self.sealed = sealed
 
     def finish(self) -> Head:
         if self.sealed is None:
