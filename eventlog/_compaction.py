@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._backend import Sealed
-from ._errors import CorruptLogError, SessionNotFoundError
+from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ._records import CompactionReport
 from ._state import decode_snapshot, encode_snapshot
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 def compact(log: EventLog, session_id: str | None) -> CompactionReport:
-    """Compact one session (errors raise) or every session (damaged ones are reported
-    in ``problems`` and left as they are; sessions deleted meanwhile are skipped)."""
+    """Compact one session (errors raise) or every session (damaged or busy ones are
+    reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped)."""
     started = time.perf_counter()
     backend = log.backend
     ids = backend.session_ids() if session_id is None else [session_id]
@@ -38,7 +38,9 @@ def compact(log: EventLog, session_id: str | None) -> CompactionReport:
             if session_id is not None:
                 raise
             continue
-        except CorruptLogError as exc:
+        except (CorruptLogError, LockTimeoutError) as exc:
+            # Damaged, or another process holds its compaction lock for longer than the
+            # lock timeout (compacting a huge segment): leave it, go on with the rest.
             if session_id is not None:
                 raise
             problems.append(str(exc))

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 from ._backend import Lines
 from ._codec import ChainReader, Head, genesis
-from ._errors import CorruptLogError, InvalidInputError, SessionNotFoundError, StorageError
+from ._errors import (
+    CorruptLogError,
+    InvalidInputError,
+    LockTimeoutError,
+    SessionNotFoundError,
+    StorageError,
+)
 from ._segments import header_line, trailer_line
 
 if TYPE_CHECKING:
@@ -60,8 +66,8 @@ def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
     exported = None if target is None else export_history(log, sid, head, target)
     try:
         gone = log.backend.delete(sid, if_head=head)
-    except SessionNotFoundError:
-        gone = False  # someone else removed it meanwhile
+    except (SessionNotFoundError, LockTimeoutError):
+        gone = False  # someone else removed it meanwhile, or holds it: the next run decides
     except BaseException:
         if exported is not None:
             exported.unlink(missing_ok=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -298,3 +301,53 @@ def test_a_reader_that_reaches_a_trailer_before_the_next_segment_exists_goes_on(
     assert [e.seq for e in ChainReader(SID, scan.start).read(scan.lines)] == [6]
     follower = log.follow(SID, after_seq=3, timeout=0)
     assert [e.seq for e in follower] == [4, 5, 6]
+
+
+def test_compaction_sweeps_temporary_files_of_dead_processes(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    fill(log, count=90)
+    directory = tmp_path / SID
+    dead_archive = directory / ".seg-0000000000000001.jsonl.gz.0123.tmp"  # only made under the lock
+    old_snapshot = directory / ".snap-0000000000000050.json.4567.tmp"
+    new_snapshot = directory / ".snap-0000000000000075.json.89ab.tmp"  # may be a live writer's
+    for path in (dead_archive, old_snapshot, new_snapshot):
+        path.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old_snapshot, (hours_ago, hours_ago))
+    log.compact(SID)
+    assert not dead_archive.exists() and not old_snapshot.exists()
+    assert new_snapshot.exists()
+    assert log.verify(SID).ok
+
+
+def hold_compaction_lock(root: Path, ready: Any, release: Any) -> None:
+    fd = os.open(root / SID, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    ready.set()
+    release.wait(30)
+    os.close(fd)
+
+
+def test_delete_waits_for_a_compactor_and_compact_all_skips_a_busy_session(tmp_path: Path) -> None:
+    import multiprocessing
+
+    log = open_log(tmp_path, lock_timeout=0.3)
+    fill(log, count=90)
+    fill(log, "other", count=90)
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold_compaction_lock, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(eventlog.LockTimeoutError, match="compaction"):
+            log.delete_session(SID)
+        report = log.compact()
+        assert report.sessions == 1 and any(SID in p for p in report.problems)
+        assert log.cleanup_old_sessions(0) == ["other"]  # the busy one is kept for next time
+        assert log.session_exists(SID)
+    finally:
+        release.set()
+        holder.join()
+    log.delete_session(SID)
+    assert not log.session_exists(SID)
