@@ -22,7 +22,8 @@ Invariants kept here:
   writes the archive beside the segment (temporary file, fsync, rename, fsync of the
   directory) and only then unlinks the segment, so at every instant each segment is
   readable under one of its two names; readers that find the plain name gone read
-  the archive. It holds the session directory's flock, which ``delete`` takes too.
+  the archive. It holds the session directory's flock, which ``delete`` takes too
+  (see ``_files_archive``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index, write_archive
+from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
 from ._errors import (
@@ -55,6 +56,7 @@ from ._errors import (
     SessionPoisonedError,
     StorageError,
 )
+from ._files_archive import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import (
     SEGMENT_RE,
@@ -73,9 +75,6 @@ from ._validate import SESSION_ID_RE
 FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
-STALE_TEMP_SECONDS = 3600.0
-"""A temporary file of an atomic write (snapshot, new segment) older than this was left
-by a process that died mid-write; a live writer renames its temp within milliseconds."""
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
@@ -947,122 +946,7 @@ class FileBackend(Backend):
         return Sealed(head, position)
 
     def archive(self, session_id: str) -> Archived:
-        listing = sorted(self._listing(session_id).items())
-        # Never the newest segment: it is the one appenders write, or (sealed by a process
-        # that died before making its successor) the one the next appender continues from.
-        todo = [first for first, (plain, _) in listing[:-1] if plain]
-        segments = before = after = 0
-        swept = False
-        for first in todo:
-            dir_fd = self._lock_dir(session_id)
-            try:
-                if not swept:
-                    self._sweep_temps(dir_fd)
-                    swept = True
-                done = self._archive_segment(session_id, dir_fd, first)
-            except OSError as exc:
-                raise StorageError(f"session {session_id!r}: can't archive "
-                                   f"{segment_name(first)}: {exc}") from exc
-            finally:
-                self._unlock_dir(dir_fd)
-            if done is not None:
-                segments += 1
-                before += done[0]
-                after += done[1]
-        return Archived(segments, before, after)
-
-    def _archive_segment(self, session_id: str, dir_fd: int, first: int) -> tuple[int, int] | None:
-        """Archive one sealed segment, holding the compaction lock. Each step leaves a
-        readable session if the process dies right after it: (1) a temporary file, (2)
-        its rename to the archive name (the segment now has two equal copies; readers
-        use either), (3) the unlink of the plain file."""
-        plain, name = segment_name(first), archive_name(first)
-        try:
-            src = os.open(plain, os.O_RDONLY | _O_CLOEXEC, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return None  # archived meanwhile by another process
-        try:
-            size = os.fstat(src).st_size
-            if size == 0:
-                raise CorruptLogError(f"session {session_id!r}, {plain}: empty segment file",
-                                      session_id=session_id, where=plain)
-            with mmap.mmap(src, size, prot=mmap.PROT_READ) as content:
-                try:
-                    twin = os.open(name, os.O_RDONLY | _O_CLOEXEC, dir_fd=dir_fd)
-                except FileNotFoundError:
-                    archived = self._write_archive(session_id, dir_fd, first, content)
-                else:
-                    # A compactor died between rename and unlink: finish its work, but
-                    # only if the archive really holds the segment's bytes.
-                    try:
-                        archived = os.fstat(twin).st_size
-                        self._check_archive(session_id, twin, name, content)
-                    finally:
-                        os.close(twin)
-        finally:
-            os.close(src)
-        os.unlink(plain, dir_fd=dir_fd)
-        return size, archived
-
-    def _write_archive(self, session_id: str, dir_fd: int, first: int, content: mmap.mmap) -> int:
-        name = archive_name(first)
-        temp = f".{name}.{uuid.uuid4().hex}.tmp"
-        out = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, self.mode, dir_fd=dir_fd)
-        try:
-            try:
-                write_archive(out, content, first, self.archive_level)
-            except ArchiveError as exc:
-                raise CorruptLogError(f"session {session_id!r}, {segment_name(first)}: can't "
-                                      f"archive it: {exc}", session_id=session_id,
-                                      where=segment_name(first)) from None
-            os.fsync(out)
-            self._check_archive(session_id, out, name, content)
-            written = os.fstat(out).st_size
-        except BaseException:
-            os.close(out)
-            os.unlink(temp, dir_fd=dir_fd)
-            raise
-        os.close(out)
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        # The archive's name must be durable before the plain file's can go.
-        os.fsync(dir_fd)
-        return written
-
-    @staticmethod
-    def _check_archive(session_id: str, fd: int, name: str, content: mmap.mmap) -> None:
-        """Inflate the archive and compare it byte for byte with the segment."""
-        def bad(why: str) -> CorruptLogError:
-            return CorruptLogError(f"session {session_id!r}, {name}: {why}; the segment was "
-                                   "left as it is", session_id=session_id, where=name)
-
-        try:
-            reader = ArchiveReader(fd, read_index(fd), name, session_id)
-            at = 0
-            for data in reader.content():
-                if content[at:at + len(data)] != data:
-                    raise bad(f"archive differs from the segment at byte {at}")
-                at += len(data)
-        except ArchiveError as exc:
-            raise bad(f"archive unreadable: {exc}") from None
-        if at != len(content):
-            raise bad("archive is shorter than the segment")
-
-    def _sweep_temps(self, dir_fd: int) -> None:
-        """Remove temporary files left by processes that died mid-write. Archive temps are
-        only made under the compaction lock, which the caller holds, so any found is
-        dead; other temps (snapshots, new segments) only once they are old."""
-        now = time.time()
-        for name in os.listdir(dir_fd):
-            if not (name.startswith(".") and name.endswith(".tmp")):
-                continue
-            try:
-                age = now - os.stat(name, dir_fd=dir_fd).st_mtime
-                if ".jsonl.gz." not in name and age < STALE_TEMP_SECONDS:
-                    continue
-                os.unlink(name, dir_fd=dir_fd)
-            except FileNotFoundError:
-                pass
-
+        return archive_sealed_segments(self, session_id)
 
     def size(self, session_id: str) -> int:
         total = 0
