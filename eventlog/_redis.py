@@ -49,7 +49,7 @@ from redis.retry import Retry
 from redis.typing import KeyT, StreamIdT
 
 from . import _redis_scripts as scripts
-from ._backend import Appended, Build
+from ._backend import Appended, Archived, Build, Sealed
 from ._codec import Head, Record
 from ._errors import (
     ConflictError,
@@ -418,8 +418,8 @@ class RedisBackend(RowBackend):
 
     # Compaction -----------------------------------------------------------------------------
 
-    def seal_head(self, session_id: str, *, durable: bool) -> Head:
-        """Mark everything up to the head as sealed (compaction archives up to there)."""
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        """Mark everything up to the head as sealed: ``archive`` moves up to there."""
         head_key = self.keys(session_id)[0]
         what = f"sealing session {session_id!r}"
         found = self._run(what, lambda: self._seal(keys=[head_key]))
@@ -427,12 +427,12 @@ class RedisBackend(RowBackend):
             raise SessionNotFoundError(session_id)
         if durable:
             self._sync(what)
-        return Head(int(found[0]), _text(found[1]))
+        return Sealed(Head(int(found[0]), _text(found[1])))
 
-    def archive_sealed(self, session_id: str) -> tuple[int, int, int]:
-        """Move sealed records from the log into compressed chunks, then ``XTRIM MINID`` them;
-        (chunks, bytes before, bytes after). Each step is one script, so a reader sees a
-        record in the log or in the archive, never in neither."""
+    def archive(self, session_id: str) -> Archived:
+        """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
+        Each step is one script, so a reader sees a record in the log or in the archive,
+        never in neither."""
         head_key, log_key, _snap, arch_key = self.keys(session_id)
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
@@ -444,7 +444,7 @@ class RedisBackend(RowBackend):
             done = int(archived or 0)
             upto = min(int(sealed or 0), done + _ARCHIVE_BATCH)
             if done >= upto:
-                return chunks, before, after
+                return Archived(chunks, before, after)
             rows = self.read_rows(session_id, generation, done + 1, upto, upto - done)
             if not rows or rows[0][0] != done + 1 or rows[-1][0] != upto:
                 raise CorruptLogError(f"session {session_id!r}: sealed records after seq {done} "

@@ -124,6 +124,9 @@ class FileArchive:
             return [r for r in records if r.seq > found.seq]
 
         self.files.append(session_id, build, durable=True)
+        # The file store compacts its own copy: seal its segment, gzip what is sealed.
+        self.files.seal(session_id, durable=True)
+        self.files.archive(session_id)
         return []
 
     def _holds_or_continues(self, session_id: str, head: Head, records: list[Record]) -> bool:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._backend import Appended, Build
+from ._backend import Appended, Archived, Build, Sealed
 from ._chunks import pack, rows_in
 from ._codec import Head, Record
 from ._errors import (
@@ -362,15 +362,15 @@ class SQLiteBackend(RowBackend):
 
     # Compaction ------------------------------------------------------------------------
 
-    def seal_head(self, session_id: str, *, durable: bool) -> Head:
-        """Mark everything up to the head as sealed (compaction archives up to there)."""
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        """Mark everything up to the head as sealed: ``archive`` moves up to there."""
         with self._write(f"sealing session {session_id!r}", durable) as db:
             gen, head = self._head(db, session_id)
             db.execute("UPDATE sessions SET sealed = ? WHERE gen = ?", (head.seq, gen))
-        return head
+        return Sealed(head)
 
-    def archive_sealed(self, session_id: str) -> tuple[int, int, int]:
-        """Move sealed rows into compressed chunks; (chunks, bytes before, bytes after).
+    def archive(self, session_id: str) -> Archived:
+        """Move sealed rows into compressed chunks of the archive table.
 
         Rows are read and compressed outside the write lock (sealed rows never change),
         then swapped in by a short transaction that checks nobody archived them first."""
@@ -384,7 +384,7 @@ class SQLiteBackend(RowBackend):
                     raise SessionNotFoundError(session_id)
                 gen, sealed, archived = found
                 if archived >= sealed:
-                    return chunks, before, after
+                    return Archived(chunks, before, after)
                 rows = self._live_rows(db, gen, archived + 1, sealed, _ARCHIVE_BATCH, "ASC")
             if not rows or rows[0][0] != archived + 1:
                 raise CorruptLogError(f"session {session_id!r}: sealed records after seq "
