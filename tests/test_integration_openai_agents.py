@@ -5,6 +5,7 @@ adding and popping at once."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -67,6 +68,15 @@ def start_together_again(procs: list[subprocess.Popen[str]]) -> None:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
+
+
+def load_worker() -> Any:
+    """The worker module, loaded by path (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("integration_worker", WORKER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def collect(proc: subprocess.Popen[str]) -> Any:
@@ -298,12 +308,7 @@ def test_runner_with_the_session_across_two_processes(store: str) -> None:
 
 
 def test_runner_run_sync_and_a_run_config_limit(store: str, runner_env: None) -> None:
-    sys.path.insert(0, str(Path(WORKER).parent))
-    try:
-        from integration_worker import _fake_model
-    finally:
-        sys.path.pop(0)
-    model = _fake_model()
+    model = load_worker()._fake_model()
     agent = Agent(name="assistant", model=model)
     session = EventLogSession("limited", store, SessionSettings(limit=100))
     run(session.add_items([{"role": "user", "content": f"Turn {n}"} for n in range(10)]))
