@@ -23,12 +23,22 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1  # orjson's range: int64 and uint64.
 
 
+_checked_ids: set[str] = set()
+
+
 def check_session_id(session_id: object) -> str:
+    # Every call checks an id; remembering the good ones skips the regex on hot paths.
+    if type(session_id) is str and session_id in _checked_ids:
+        return session_id
     if not isinstance(session_id, str) or SESSION_ID_RE.fullmatch(session_id) is None:
         raise InvalidSessionIdError(
             f"invalid session id {session_id!r}: use 1 to 128 ASCII letters, digits, "
             "'.', '_' or '-', not starting with '.'"
         )
+    if type(session_id) is str:  # not a subclass: its __eq__/__hash__ could lie
+        if len(_checked_ids) > 100_000:
+            _checked_ids.clear()
+        _checked_ids.add(session_id)
     return session_id
 
 
