@@ -76,22 +76,6 @@ def langchain_writer(store: str, session_id: str, worker: int, batches: int) -> 
     return {"added": 2 * batches}
 
 
-def community_file_writer(path: str, worker: int, batches: int) -> dict[str, Any]:
-    """The same load on langchain-community's FileChatMessageHistory, for contrast."""
-    from langchain_community.chat_message_histories import FileChatMessageHistory
-    from langchain_core.messages import AIMessage, HumanMessage
-
-    history = FileChatMessageHistory(path)
-    errors = 0
-    _wait_for_go()
-    for n in range(batches):
-        try:
-            history.add_messages([HumanMessage(f"w{worker} q{n}"), AIMessage(f"w{worker} a{n}")])
-        except ValueError:  # json.JSONDecodeError: it read a file another process was rewriting
-            errors += 1
-    return {"added": 2 * batches, "errors": errors}
-
-
 # OpenAI Agents SDK ----------------------------------------------------------------------
 
 def _fake_model() -> Any:
@@ -183,35 +167,11 @@ def agents_add_then_pop(store: str, session_id: str, worker: int, batches: int) 
     return {"popped": asyncio.run(pop())}
 
 
-def sqlite_session_writer(path: str, session_id: str, worker: int, batches: int) -> dict[str, Any]:
-    """The same load on the SDK's own file-backed SQLiteSession, for contrast."""
-    from agents import SQLiteSession
-
-    session = SQLiteSession(session_id, path)
-    errors = 0
-
-    async def run() -> None:
-        nonlocal errors
-        for n in range(batches):
-            try:
-                await session.add_items([{"role": "user", "content": f"w{worker} q{n}"},
-                                         {"role": "assistant", "content": f"w{worker} a{n}"}])
-            except Exception:  # sqlite3.OperationalError ("database is locked") and the like
-                errors += 1
-
-    _wait_for_go()
-    asyncio.run(run())
-    session.close()
-    return {"added": 2 * batches, "errors": errors}
-
-
 COMMANDS = {
     "langchain-turns": lambda a: langchain_turns(a[0], a[1], a[2], int(a[3]), int(a[4])),
     "langchain-writer": lambda a: langchain_writer(a[0], a[1], int(a[2]), int(a[3])),
-    "community-file-writer": lambda a: community_file_writer(a[0], int(a[1]), int(a[2])),
     "agents-turns": lambda a: agents_turns(a[0], a[1], int(a[2]), int(a[3])),
     "agents-add-then-pop": lambda a: agents_add_then_pop(a[0], a[1], int(a[2]), int(a[3])),
-    "sqlite-session-writer": lambda a: sqlite_session_writer(a[0], a[1], int(a[2]), int(a[3])),
 }
 
 if __name__ == "__main__":
