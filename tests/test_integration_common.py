@@ -152,6 +152,19 @@ def test_resolve_store_shares_one_log_per_location(tmp_path: Path) -> None:
     assert again.create_session("s").session_id == "s"
 
 
+def test_a_relative_store_stays_where_it_was_opened(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    log = resolve_store("relative-store")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    log.create_session("s")
+    with eventlog.open(tmp_path / "relative-store") as there:
+        assert there.session_exists("s")
+    assert not (tmp_path / "elsewhere" / "relative-store").exists()
+    assert resolve_store("../relative-store") is log
+
+
 @pytest.mark.parametrize("bad", ["", None, 42, b"bytes"])
 def test_resolve_store_refuses_what_is_not_a_store(bad: object) -> None:
     with pytest.raises(eventlog.InvalidInputError):

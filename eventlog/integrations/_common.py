@@ -5,8 +5,8 @@ build a history object per request (LangChain's ``RunnableWithMessageHistory`` c
 factory on every invocation), and an ``EventLog`` per object would hold descriptors open
 until the process ends. Sessions are created on their first write, so a read of a session
 nobody wrote to is simply empty. The read walks the log backward from its newest event,
-folding the "cleared" and "retracted" markers, so its cost follows what it returns (plus
-the markers it passes), not the length of the whole history.
+folding the "cleared" and "retracted" markers, so its cost follows what it returns plus
+the retracted items and markers it steps over, not the length of the whole history.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def resolve_store(store: Store) -> EventLog:
         log = _shared.get(key)
         # A shared store someone closed (through ``adapter.log``) is reopened, not handed on dead.
         if log is None or log._closed:
-            log = open_store(store)
+            # Opened at the resolved path, so a later chdir() cannot move the store.
+            log = open_store(key)
             _shared[key] = log
         return log
 
