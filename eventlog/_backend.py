@@ -121,5 +121,5 @@ class Backend(ABC):
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""
