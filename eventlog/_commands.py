@@ -17,8 +17,19 @@ from ._errors import SessionNotFoundError
 from ._records import ChatMessage, ChatSession
 from ._state import MESSAGE, to_message
 from ._store import EventLog
-from ._terminal import (Progress, age, format_message, human_bytes, iso_time, local_time,
-                        parse_duration, print_json, safe, shorten, table)
+from ._terminal import (
+    Progress,
+    age,
+    format_message,
+    human_bytes,
+    iso_time,
+    local_time,
+    parse_duration,
+    print_json,
+    safe,
+    shorten,
+    table,
+)
 
 
 def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:

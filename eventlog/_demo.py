@@ -112,7 +112,8 @@ def _run_agents(location: str, names: list[str], sessions: list[str], messages: 
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             proc.stdin.close()
-        errors = [(name, proc.communicate()[1], proc.returncode) for name, proc in zip(names, procs)]
+        errors = [(name, proc.communicate()[1], proc.returncode)
+                  for name, proc in zip(names, procs, strict=True)]
         outcome.seconds = time.perf_counter() - started
     finally:
         for proc in procs:

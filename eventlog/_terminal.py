@@ -90,7 +90,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
@@ -145,7 +145,8 @@ class Progress:
             if self.total:
                 share = min(1.0, self.done / self.total)
                 bar = "#" * int(share * 30)
-                text = f"{self.label} [{bar:<30}] {share:4.0%} {self._count(self.done)}/{self._count(self.total)}"
+                text = (f"{self.label} [{bar:<30}] {share:4.0%} "
+                        f"{self._count(self.done)}/{self._count(self.total)}")
             else:
                 text = f"{self.label} {self._SPIN[self._frame % 4]} {self._count(self.done)}"
             self.stream.write("\r\x1b[K" + text)
