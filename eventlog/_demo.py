@@ -111,7 +111,7 @@ def _run_agents(location: str, names: list[str], sessions: list[str], messages: 
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
-            proc.stdin.close()
+            proc.stdin.flush()  # communicate() below closes it
         errors = [(name, proc.communicate()[1], proc.returncode)
                   for name, proc in zip(names, procs, strict=True)]
         outcome.seconds = time.perf_counter() - started

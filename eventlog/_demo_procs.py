@@ -84,10 +84,11 @@ def _check_session(log: eventlog.EventLog, sid: str, by_agent: dict[str, list[st
     print(f"\n  {sid}: last {min(tail, len(messages))} of {len(messages)} messages")
     for m in messages[-tail:]:
         print(f"    {format_message(m)}")
-    print(f"  status: {len(state.participants)} participants ({safe(', '.join(state.participants))}), "
-          f"{state.message_count} messages, last seq {state.last_seq}, "
-          f"created {local_time(state.created_at)}, last activity {local_time(state.last_activity)}, "
-          f"{human_bytes(log.size(sid))} on disk")
+    print(f"  status: {len(state.participants)} participants "
+          f"({safe(', '.join(state.participants))}), {state.message_count} messages, "
+          f"last seq {state.last_seq}, {human_bytes(log.size(sid))} on disk")
+    print(f"          created {local_time(state.created_at)}, "
+          f"last activity {local_time(state.last_activity)}")
 
     seen = Counter(m.id for m in messages)
     wanted = {i for ids in by_agent.values() for i in ids}
@@ -99,10 +100,10 @@ def _check_session(log: eventlog.EventLog, sid: str, by_agent: dict[str, list[st
     in_order = all([m.id for m in messages if m.sender == agent] == ids
                    for agent, ids in by_agent.items())
     report = log.verify(sid)
-    print(f"  proof: expected {expected} messages, found {len(messages)}; lost {lost}, "
-          f"duplicated {duplicated}, unexpected {unexpected}; "
-          f"seqs 1..{len(events)} {'gapless' if gapless else 'NOT gapless'}; "
-          f"each agent's messages {'in the order it sent them' if in_order else 'OUT OF ORDER'}; "
+    print(f"  proof:  expected {expected} messages, found {len(messages)}: lost {lost}, "
+          f"duplicated {duplicated}, unexpected {unexpected}")
+    print(f"          seqs 1..{len(events)} {'gapless' if gapless else 'NOT gapless'}; each agent's "
+          f"messages {'in the order it sent them' if in_order else 'OUT OF ORDER'}; "
           f"verify {'ok' if report.ok else 'FAILED'} ({report.events_checked} events)")
     for problem in report.problems:
         print(f"    problem: {safe(problem)}")

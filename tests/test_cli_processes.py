@@ -1,0 +1,179 @@
+"""The command line run as a user runs it: ``python -m eventlog ...`` in its own process,
+with standard input, ``tail -f`` against another process that posts, Ctrl-C, and the demo."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import eventlog
+
+ROOT = str(Path(eventlog.__file__).resolve().parent.parent)
+
+
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    found = {**os.environ, **(extra or {})}
+    found["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, found.get("PYTHONPATH")]))
+    found.pop("EVENTLOG_STORE", None)
+    return found
+
+
+def eventlog_cmd(*args: str | Path, stdin: bytes | None = None, timeout: float = 60,
+                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "eventlog", *map(str, args)], input=stdin,
+                          capture_output=True, env=env(extra_env), timeout=timeout, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                       done.stderr.decode())
+
+
+def test_python_dash_m(tmp_path):
+    store = tmp_path / "s"
+    done = eventlog_cmd("create", "team", "-p", "A", "--store", store)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "team\n", "")
+    done = eventlog_cmd("show", "nope", "--store", store)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", "eventlog: session 'nope' does not exist\n")
+    done = eventlog_cmd("--version")
+    assert (done.returncode, done.stdout) == (0, f"eventlog {eventlog.__version__}\n")
+
+
+def test_post_reads_standard_input(tmp_path):
+    store = tmp_path / "s"
+    with eventlog.open(store) as log:
+        log.create_session("team")
+    done = eventlog_cmd("post", "team", "--sender", "ci", "-", "--store", store,
+                        stdin="line one\nline two ✓\n".encode())
+    assert (done.returncode, done.stdout) == (0, "posted to team as seq 2\n")
+    done = eventlog_cmd("post", "team", "--sender", "ci", "-", "--store", store, stdin=b"\xff\xfe")
+    assert done.returncode == 1 and "standard input is not UTF-8 text" in done.stderr
+    with eventlog.open(store) as log:
+        [m] = log.get_messages("team")
+    assert m.content == "line one\nline two ✓"  # the final newline ends the input, not the message
+
+
+def test_import_from_standard_input(tmp_path):
+    store = tmp_path / "s"
+    with eventlog.open(store) as log:
+        log.create_session("team", ["A"])
+    exported = eventlog_cmd("export", "team", "--store", store).stdout.encode()
+    done = eventlog_cmd("import", "-", "--session", "again", "--store", store, stdin=exported)
+    assert (done.returncode, done.stdout) == (0, "imported 1 events into session again (0 messages)\n")
+
+
+class Lines:
+    """Lines a process prints, collected by a thread so a test can wait with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        stream = proc.stdout
+
+        def pump() -> None:
+            for line in stream:
+                self.queue.put(line.decode())
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def take(self, count: int, timeout: float = 20) -> list[str]:
+        return [self.queue.get(timeout=timeout) for _ in range(count)]
+
+
+def test_tail_follow_sees_another_process_post_and_ctrl_c_exits_0(tmp_path):
+    store = tmp_path / "s"
+    with eventlog.open(store) as log:
+        log.create_session("team", ["A", "B"])
+        for i in range(5):
+            log.add_message(eventlog.ChatMessage(sender="A", content=f"old {i}", session_id="team"))
+    tail = subprocess.Popen([sys.executable, "-m", "eventlog", "tail", "-n", "2", "-f", "team",
+                             "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env())
+    try:
+        lines = Lines(tail)
+        assert [line.split(": ", 1)[1] for line in lines.take(2)] == ["old 3\n", "old 4\n"]
+        for i in range(3):  # another process posts, one message per run
+            posted = eventlog_cmd("post", "team", "--sender", "B", "--to", "A", f"new {i}",
+                                  "--store", store)
+            assert posted.returncode == 0
+        followed = lines.take(3)
+        assert [line.split("  ", 2)[1:] for line in followed] == [
+            [f"#{7 + i}", f"B -> A: new {i}\n"] for i in range(3)]
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=20)
+        assert tail.returncode == 0 and err == b""
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+
+
+def demo_numbers(output: str, pattern: str) -> list[tuple[str, ...]]:
+    return re.findall(pattern, output)
+
+
+def test_demo_end_to_end_counts_match_the_store(tmp_path):
+    store = tmp_path / "demo"
+    with eventlog.open(store) as log:  # someone else's session, old enough to be cleaned up
+        log.create_session("not-the-demos", created_at=time.time() - 90 * 86400)
+    started = time.monotonic()
+    done = eventlog_cmd("demo", "--agents", "3", "--messages", "4", "--store", store, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 30
+    out = done.stdout
+    assert done.stderr == ""
+    assert out.startswith(f"Store: {store} (given by --store)\n")
+    [(posted,)] = demo_numbers(out, r"posted (\d+) messages in")
+    assert int(posted) == 12
+    proofs = demo_numbers(out, r"  (demo-\w+-\w+): last \d+ of (\d+) messages")
+    found = demo_numbers(out, r"proof:  expected (\d+) messages, found (\d+): lost (\d+), "
+                              r"duplicated (\d+), unexpected (\d+)")
+    assert len(proofs) == len(found) == 2
+    with eventlog.open(store) as log:
+        for (sid, shown), (expected, got, lost, dup, unexpected) in zip(proofs, found, strict=True):
+            messages = log.get_messages(sid)
+            assert int(shown) == int(got) == int(expected) == len(messages) == 6
+            assert (lost, dup, unexpected) == ("0", "0", "0")
+            assert len({m.id for m in messages}) == 6
+            assert sorted(m.sender for m in messages) == ["Agent-1"] * 2 + ["Agent-2"] * 2 + ["Agent-3"] * 2
+            assert log.verify(sid).ok
+        # The old session the demo made was really removed; the stranger was left alone
+        # (the cleanup ran in a separate store, and the demo says so).
+        [(old,)] = demo_numbers(out, r"created (demo-\w+-old):")
+        assert not log.session_exists(old)
+        assert log.session_exists("not-the-demos")
+        assert "this step runs in a separate store" in out
+        assert {s.session_id for s in log.list_sessions()} == {"not-the-demos", *(p[0] for p in proofs)}
+    assert "seqs 1..7 gapless" in out and "verify ok" in out
+    assert f"retention: removed {old}; gone from the store" in out
+    assert "all checks passed" in out
+
+
+def test_demo_in_a_new_temporary_directory_by_default(tmp_path):
+    done = eventlog_cmd("demo", "--agents", "2", "--messages", "2", timeout=120,
+                        extra_env={"TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    [location] = re.findall(r"^Store: (\S+) \(a new temporary directory", done.stdout, re.M)
+    assert Path(location).parent == tmp_path and Path(location).name.startswith("eventlog-demo-")
+    with eventlog.open(location) as log:
+        sessions = log.list_sessions()
+    assert len(sessions) == 2 and all(s.session_id.startswith("demo-") for s in sessions)
+    assert sum(s.message_count for s in sessions) == 4
+    assert re.search(r"\bremoved demo-\w+-old; gone from the store", done.stdout)
+    assert "separate store" not in done.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agents", "0"], "argument --agents: it must be at least 1"),
+    (["--agents", "65"], "--agents: at most 64 agent processes"),
+    (["--store", "memory://"], "not memory://"),
+])
+def test_demo_usage_errors(args, message):
+    done = eventlog_cmd("demo", *args)
+    assert done.returncode == 2 and message in done.stderr and done.stdout == ""
