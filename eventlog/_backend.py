@@ -34,13 +34,21 @@ class Appended:
     position: dict[str, Any] | None = None
 
 
+Chunks = Iterator[tuple[str, int, list[bytes]]]
+"""``(source, first line number, lines)``: the same lines in blocks, for backends that read in bulk."""
+
+
 @dataclass(slots=True)
 class Scan:
-    """A forward read: ``start`` is the head just before the first line of ``lines``."""
+    """A forward read: ``start`` is the head just before the first line of ``lines``.
+
+    A backend that reads in bulk also sets ``chunks`` (the same lines in blocks, which
+    replays much faster); the store reads one or the other, never both."""
 
     start: Head
     lines: Lines
     position: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+    chunks: Chunks | None = None
 
 
 class Backend(ABC):

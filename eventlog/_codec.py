@@ -147,38 +147,45 @@ class ChainReader:
                                seq=seq if isinstance(seq, int) else None, where=where)
 
     def read(self, lines: Iterable[tuple[str, int, bytes]]) -> Iterator[Event]:
+        """Events from ``(source, line number, line)`` items."""
+        return self.read_chunks((source, lineno, [line]) for source, lineno, line in lines)
+
+    def read_chunks(self, chunks: Iterable[tuple[str, int, list[bytes]]]) -> Iterator[Event]:
+        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop."""
         sha = _sha256
         loads = _loads
         build = new_event
-        for source, lineno, line in lines:
-            # The hot loop of every replay: parse() and link() inlined by hand.
-            obj: Any = None
-            if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+        for source, first, lines in chunks:
+            for index, line in enumerate(lines):
+                # parse() and link() inlined by hand: this runs once per stored event.
+                obj: Any = None
+                if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+                    try:
+                        obj = loads(line)
+                    except orjson.JSONDecodeError:
+                        pass
                 try:
-                    obj = loads(line)
-                except orjson.JSONDecodeError:
-                    pass
-            try:
-                if type(obj) is not dict or len(obj) != 5:
-                    raise KeyError
-                seq = obj["seq"]
-                event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
-            except KeyError:
-                if self.torn_at is None:
-                    self.torn_at = (source, lineno)
-                continue
-            if self.torn_at is not None:
-                raise self.corrupt("an unreadable record is followed by readable ones",
-                                   *self.torn_at, self.seq + 1)
-            digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
-            if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
-                raise self.corrupt("digest does not match: the record was altered, or one "
-                                   "before it is missing or out of order", source, lineno, seq)
-            if seq != self.seq + 1:
-                raise self.corrupt(f"expected seq {self.seq + 1}", source, lineno, seq)
-            self.seq = seq
-            self.digest = digest
-            yield event
+                    if type(obj) is not dict or len(obj) != 5:
+                        raise KeyError
+                    seq = obj["seq"]
+                    event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+                except KeyError:
+                    if self.torn_at is None:
+                        self.torn_at = (source, first + index)
+                    continue
+                if self.torn_at is not None:
+                    raise self.corrupt("an unreadable record is followed by readable ones",
+                                       *self.torn_at, self.seq + 1)
+                digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+                if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
+                    raise self.corrupt("digest does not match: the record was altered, or one "
+                                       "before it is missing or out of order",
+                                       source, first + index, seq)
+                if seq != self.seq + 1:
+                    raise self.corrupt(f"expected seq {self.seq + 1}", source, first + index, seq)
+                self.seq = seq
+                self.digest = digest
+                yield event
 
 
 def decode_line(line: bytes) -> dict[str, Any]:

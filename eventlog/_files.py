@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from ._backend import Appended, Backend, Build, Lines, Scan
+from ._backend import Appended, Backend, Build, Chunks, Lines, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
 from ._errors import (
     CorruptLogError,
@@ -562,7 +562,6 @@ class FileBackend(Backend):
         segments = self._segments(session_id)
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
-        index, offset, start = 0, 0, None
         firsts = [first for first, _ in segments]
         if (position is not None and position.get("seq") == after_seq
                 and position.get("segment") in firsts):
@@ -570,51 +569,53 @@ class FileBackend(Backend):
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
-            for i, first in enumerate(firsts):
-                if first <= after_seq + 1:
-                    index = i
-        fd = self._open_read(session_id, segments[index][1])
-        if start is None:
-            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-            if start is None:
-                os.close(fd)
-                raise CorruptLogError(f"session {session_id!r}, {segments[index][1]}: "
-                                      "missing or damaged segment header",
-                                      session_id=session_id, where=segments[index][1])
-        current: list[SegmentReader] = []
+            index = max((i for i, first in enumerate(firsts) if first <= after_seq + 1), default=0)
+            offset = 0
+            start = self._read_header(session_id, segments[index][1])
+        readers: list[SegmentReader] = []
+
+        def chunks() -> Chunks:
+            # Files are opened only once reading starts, so an unread Scan holds nothing.
+            first, name = segments[index]
+            reader_offset = offset
+            while True:
+                fd = self._open_read(session_id, name)
+                try:
+                    reader = SegmentReader(fd, name, offset=reader_offset)
+                    readers[:] = [reader]
+                    yield from reader.chunks()
+                finally:
+                    os.close(fd)
+                following = [s for s in self._segments(session_id) if s[0] > first]
+                if reader.sealed is None or not following:
+                    return  # the active segment; or sealed, and its successor not made yet
+                first, name = following[0]
+                reader_offset = 0
 
         def lines() -> Lines:
-            nonlocal fd
-            first, name = segments[index][0], segments[index][1]
-            reader_offset = offset
-            try:
-                while True:
-                    reader = SegmentReader(fd, name, offset=reader_offset)
-                    current[:] = [reader]
-                    yield from reader
-                    if reader.sealed is None:
-                        return
-                    following = [s for s in self._segments(session_id) if s[0] > first]
-                    if not following:
-                        return  # sealed, and the next segment is not made yet
-                    os.close(fd)
-                    fd = -1
-                    first, name = following[0]
-                    fd = self._open_read(session_id, name)
-                    reader_offset = 0
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+            for source, lineno, block in chunks():
+                for index, line in enumerate(block):
+                    yield source, lineno + index, line
 
         def where() -> dict[str, Any] | None:
-            if not current:
+            if not readers:
                 return {"segment": segments[index][0], "offset": offset}
-            reader = current[0]
-            match = SEGMENT_RE.fullmatch(reader.name)
+            match = SEGMENT_RE.fullmatch(readers[0].name)
             assert match is not None
-            return {"segment": int(match.group(1)), "offset": reader.good_end}
+            return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
-        return Scan(start, lines(), where)
+        return Scan(start, lines(), where, chunks())
+
+    def _read_header(self, session_id: str, name: str) -> Head:
+        fd = self._open_read(session_id, name)
+        try:
+            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
+        finally:
+            os.close(fd)
+        if start is None:
+            raise CorruptLogError(f"session {session_id!r}, {name}: missing or damaged segment "
+                                  "header", session_id=session_id, where=name)
+        return start
 
     def scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)

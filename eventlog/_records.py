@@ -81,9 +81,10 @@ _MESSAGE_SETTERS = _slot_setters(ChatMessage, (
 _new = object.__new__
 
 
-def build_message(sender: str, content: str, session_id: str, recipient: str | None, id: str,
-                  timestamp: float, message_type: str, metadata: dict[str, JSON] | None,
-                  seq: int | None) -> ChatMessage:
+def build_message(  # noqa: PLR0913 - one argument per field of the record it builds
+        sender: str, content: str, session_id: str, recipient: str | None, id: str,
+        timestamp: float, message_type: str, metadata: dict[str, JSON] | None,
+        seq: int | None) -> ChatMessage:
     """Build a ChatMessage from already checked values.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,

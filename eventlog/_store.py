@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-from ._backend import Backend
+from ._backend import Backend, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
 from ._errors import (
     ConflictError,
@@ -292,14 +292,14 @@ class EventLog:
                      position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
         scan = self.backend.scan(sid, after_seq, position)
         chain = ChainReader(sid, scan.start)
-        return chain, chain.read(scan.lines), scan.position
+        return chain, _read(chain, scan), scan.position
 
     def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
         """Every event after ``after_seq``, in order, each checked against the digest chain."""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq, optional=False)
         scan = self.backend.scan(sid, after_seq, None)
-        events = ChainReader(sid, scan.start).read(scan.lines)
+        events = _read(ChainReader(sid, scan.start), scan)
         return events if scan.start.seq >= after_seq else self._skip_to(events, after_seq)
 
     @staticmethod
@@ -338,7 +338,7 @@ class EventLog:
         if scan.start.seq == after.seq and scan.start.digest != after.digest:
             raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
         head = after if scan.start.seq >= after.seq else None
-        for event in chain.read(scan.lines):
+        for event in _read(chain, scan):
             if event.seq <= after.seq:
                 if event.seq == after.seq:
                     if chain.digest != after.digest:
@@ -471,7 +471,7 @@ class EventLog:
                 if event.seq > seq:
                     yield event
                     seq = event.seq
-            if chain.head.seq == seq:
+            if chain.head.seq == seq and chain.torn_at is None:
                 found = where()
                 if found is not None:
                     position = {**found, "seq": seq, "h": chain.head.digest}
@@ -576,6 +576,10 @@ def _check_imported(event: object, seq: int) -> Event:
                 or type(data.get("content")) is not str or type(data.get("id")) is not str):
             raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
     return event
+
+
+def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
+    return chain.read(scan.lines) if scan.chunks is None else chain.read_chunks(scan.chunks)
 
 
 def _message_session(message: object) -> str:
