@@ -177,3 +177,31 @@ def test_demo_in_a_new_temporary_directory_by_default(tmp_path):
 def test_demo_usage_errors(args, message):
     done = eventlog_cmd("demo", *args)
     assert done.returncode == 2 and message in done.stderr and done.stdout == ""
+
+
+def readme_cli_section() -> str:
+    text = (Path(ROOT) / "README.md").read_text()
+    return text[text.index("<!-- section: cli -->"):text.index("<!-- /section: cli -->")]
+
+
+def test_readme_walkthrough_runs(tmp_path):
+    section = readme_cli_section()
+    script = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    python_m = f"{sys.executable} -m eventlog "
+    script = re.sub(r"(^|\| )eventlog ", lambda m: m.group(1) + python_m, script, flags=re.M)
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path,
+                          capture_output=True, env=env(), timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert "team\nposted to team as seq 2\nposted to team as seq 3\n" in out
+    assert "imported 4 events into session team-copy (2 messages)" in out
+    assert "copied 2 session(s), 8 event(s)" in out
+    with eventlog.open(tmp_path / "backup") as log:
+        assert [m.content for m in log.get_messages("team-copy")] == ["build is green", "deploying now"]
+
+
+def test_readme_documents_every_command():
+    from eventlog._commands import COMMANDS
+    section = readme_cli_section()
+    for command in COMMANDS:
+        assert f"| `eventlog {command.name}" in section, command.name
