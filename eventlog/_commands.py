@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ._cli import CliError, Handler, count, open_store, session_id, store_location, usage_error
-from ._errors import SessionNotFoundError
+from ._errors import CorruptLogError, SessionNotFoundError
 from ._records import ChatMessage, ChatSession
 from ._state import MESSAGE, to_message
 from ._store import EventLog
@@ -49,15 +49,35 @@ def message_json(m: ChatMessage) -> dict[str, Any]:
             "metadata": m.metadata}
 
 
-def sizes(log: EventLog, sessions: list[ChatSession]) -> list[tuple[ChatSession, int]]:
-    """Each session with its size; one deleted since it was listed is left out."""
-    found = []
-    for s in sessions:
+@dataclass
+class Listing:
+    """Every session with its size, and the ones that could not be read (id, why)."""
+
+    sessions: list[tuple[ChatSession, int]]
+    damaged: list[tuple[str, str]]
+
+    def report_damage(self) -> int:
+        """Name the damaged sessions in one line on stderr; the exit status to end with."""
+        if not self.damaged:
+            return 0
+        names = ", ".join(sid for sid, _ in self.damaged)
+        print(f"eventlog: {len(self.damaged)} session(s) could not be read ({names}); "
+              "'eventlog verify' shows why", file=sys.stderr)
+        return 1
+
+
+def list_store(log: EventLog) -> Listing:
+    """Like ``list_sessions``, but one damaged session does not hide the others, and one
+    deleted meanwhile is left out."""
+    listing = Listing([], [])
+    for sid in log.backend.session_ids():
         try:
-            found.append((s, log.size(s.session_id)))
+            listing.sessions.append((log.get_session(sid), log.size(sid)))
         except SessionNotFoundError:
             continue
-    return found
+        except CorruptLogError as exc:
+            listing.damaged.append((sid, str(exc)))
+    return listing
 
 
 def all_session_ids(log: EventLog) -> list[str]:
@@ -68,17 +88,20 @@ def all_session_ids(log: EventLog) -> list[str]:
 
 def cmd_sessions(args: argparse.Namespace) -> int:
     with open_store(args) as log:
-        listed = sizes(log, log.list_sessions())
+        listing = list_store(log)
     if args.json:
-        print_json([session_json(s, size) for s, size in listed])
-        return 0
-    if not listed:
-        print(f"no sessions in {store_location(args)}", file=sys.stderr)
-        return 0
+        print_json([session_json(s, size) for s, size in listing.sessions]
+                   + [{"session_id": sid, "error": why} for sid, why in listing.damaged])
+        return listing.report_damage()
     rows = [[s.session_id, shorten(safe(", ".join(s.participants)), 40), str(s.message_count),
-             local_time(s.last_activity), human_bytes(size)] for s, size in listed]
-    print(table(["SESSION", "PARTICIPANTS", "MESSAGES", "LAST ACTIVITY", "SIZE"], rows, right=(2, 4)))
-    return 0
+             local_time(s.last_activity), human_bytes(size)] for s, size in listing.sessions]
+    rows += [[sid, "(damaged: see eventlog verify)", "?", "?", "?"] for sid, _ in listing.damaged]
+    if rows:
+        print(table(["SESSION", "PARTICIPANTS", "MESSAGES", "LAST ACTIVITY", "SIZE"], rows,
+                    right=(2, 4)))
+    else:
+        print(f"no sessions in {store_location(args)}", file=sys.stderr)
+    return listing.report_damage()
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -86,8 +109,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         messages = log.get_messages(args.session, limit=args.limit)
     if args.json:
         print_json([message_json(m) for m in messages])
-    for m in [] if args.json else messages:
-        print(format_message(m))
+    else:
+        for m in messages:
+            print(format_message(m))
     return 0
 
 
@@ -120,26 +144,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with open_store(args) as log:
-        listed = sizes(log, log.list_sessions())
+        listing = list_store(log)
+    listed = listing.sessions
     acts = [s.last_activity for s, _ in listed]
     stats: dict[str, Any] = {
         "store": store_location(args), "sessions": len(listed),
         "events": sum(s.last_seq for s, _ in listed),
         "messages": sum(s.message_count for s, _ in listed),
         "bytes": sum(size for _, size in listed),
-        "oldest_activity": min(acts, default=None), "newest_activity": max(acts, default=None)}
+        "oldest_activity": min(acts, default=None), "newest_activity": max(acts, default=None),
+        "damaged_sessions": len(listing.damaged)}
     if args.json:
         for key in ("oldest_activity", "newest_activity"):
             stats[key] = None if stats[key] is None else iso_time(stats[key])
         print_json(stats)
-        return 0
+        return listing.report_damage()
     for key, value in stats.items():
         if key == "bytes":
             value = human_bytes(value)
         elif key.endswith("_activity"):
             value = "-" if value is None else local_time(value)
-        print(f"{key.replace('_', ' ') + ':':17}{value}")
-    return 0
+        print(f"{key.replace('_', ' ') + ':':18}{value}")
+    return listing.report_damage()
 
 
 # Writing ------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".eventlog-export-")
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=".eventlog-export-")
+    except OSError as exc:
+        raise CliError(f"can't write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

@@ -165,7 +165,27 @@ def test_stats(capsys, store, team):
     assert stats["bytes"] == size
     assert stats["oldest_activity"] == "2020-09-13T12:26:40.000000+00:00"
     out = cli(capsys, "stats", "--store", store)[1]
-    assert "sessions:        2" in out and f"oldest activity: {local(1_600_000_000)}" in out
+    assert "sessions:         2\n" in out and f"oldest activity:  {local(1_600_000_000)}\n" in out
+    assert out.endswith("damaged sessions: 0\n")
+
+
+def test_a_damaged_session_does_not_hide_the_others(capsys, store, team):
+    with eventlog.open(store) as log:
+        log.create_session("fine", ["X"])
+    [segment] = (store / "team").glob("seg-*.jsonl")
+    segment.write_bytes(segment.read_bytes().replace(b"hi all", b"hi ALL"))
+    code, out, err = cli(capsys, "sessions", "--store", store)
+    assert code == 1
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["fine", "team"]
+    assert "team     (damaged: see eventlog verify)" in out
+    assert err == "eventlog: 1 session(s) could not be read (team); 'eventlog verify' shows why\n"
+    code, out, _ = cli(capsys, "sessions", "--json", "--store", store)
+    fine, damaged = orjson.loads(out)
+    assert code == 1 and fine["session_id"] == "fine" and damaged["session_id"] == "team"
+    assert "seq 3" in damaged["error"]
+    code, out, _ = cli(capsys, "stats", "--json", "--store", store)
+    stats = orjson.loads(out)
+    assert code == 1 and (stats["sessions"], stats["damaged_sessions"], stats["events"]) == (1, 1, 1)
 
 
 # Writing -----------------------------------------------------------------------------------
@@ -233,7 +253,7 @@ def test_unreadable_import_file(capsys, store, tmp_path):
 def test_unexpected_errors_are_one_line_too(capsys, store, team, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(eventlog.EventLog, "list_sessions", broken)
+    monkeypatch.setattr(eventlog.EventLog, "get_session", broken)
     code, _, err = cli(capsys, "sessions", "--store", store)
     assert (code, err) == (1, "eventlog: internal error: RuntimeError: boom "
                               "(set EVENTLOG_DEBUG=1 to see where)\n")
