@@ -205,3 +205,31 @@ def test_readme_documents_every_command():
     section = readme_cli_section()
     for command in COMMANDS:
         assert f"| `eventlog {command.name}" in section, command.name
+
+
+def test_progress_bar_on_a_terminal_stderr_only(tmp_path):
+    import pty
+    store = tmp_path / "s"
+    with eventlog.open(store) as log:
+        for i in range(3):
+            log.create_session(f"s{i}")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "eventlog", "verify", "--store", str(store)],
+                              stdout=subprocess.PIPE, stderr=follower, env=env(), timeout=60,
+                              check=False)
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert done.stdout == b"verified 3 session(s), 3 event(s): ok\n"  # stdout stays clean
+    assert b"verifying [" in drawn and drawn.endswith(b"\r\x1b[K")
