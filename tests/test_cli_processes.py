@@ -114,10 +114,6 @@ def test_tail_follow_sees_another_process_post_and_ctrl_c_exits_0(tmp_path):
             tail.wait()
 
 
-def demo_numbers(output: str, pattern: str) -> list[tuple[str, ...]]:
-    return re.findall(pattern, output)
-
-
 def test_demo_end_to_end_counts_match_the_store(tmp_path):
     store = tmp_path / "demo"
     with eventlog.open(store) as log:  # someone else's session, old enough to be cleaned up
@@ -129,10 +125,10 @@ def test_demo_end_to_end_counts_match_the_store(tmp_path):
     out = done.stdout
     assert done.stderr == ""
     assert out.startswith(f"Store: {store} (given by --store)\n")
-    [(posted,)] = demo_numbers(out, r"posted (\d+) messages in")
+    [posted] = re.findall(r"posted (\d+) messages in", out)
     assert int(posted) == 12
-    proofs = demo_numbers(out, r"  (demo-\w+-\w+): last \d+ of (\d+) messages")
-    found = demo_numbers(out, r"proof:  expected (\d+) messages, found (\d+): lost (\d+), "
+    proofs = re.findall(r"  (demo-\w+-\w+): last \d+ of (\d+) messages", out)
+    found = re.findall(r"proof:  expected (\d+) messages, found (\d+): lost (\d+), "
                               r"duplicated (\d+), unexpected (\d+)")
     assert len(proofs) == len(found) == 2
     with eventlog.open(store) as log:
@@ -145,7 +141,7 @@ def test_demo_end_to_end_counts_match_the_store(tmp_path):
             assert log.verify(sid).ok
         # The old session the demo made was really removed; the stranger was left alone
         # (the cleanup ran in a separate store, and the demo says so).
-        [(old,)] = demo_numbers(out, r"created (demo-\w+-old):")
+        [old] = re.findall(r"created (demo-\w+-old):", out)
         assert not log.session_exists(old)
         assert log.session_exists("not-the-demos")
         assert "this step runs in a separate store" in out
