@@ -180,18 +180,37 @@ def readme_cli_section() -> str:
     return text[text.index("<!-- section: cli -->"):text.index("<!-- /section: cli -->")]
 
 
-def test_readme_walkthrough_runs(tmp_path):
+def test_readme_walkthrough_runs(tmp_path, monkeypatch, capsys):
+    """Each line of the README's shell walkthrough, run in-process (one process per line
+    would cost seconds): ``export``, ``echo ... | eventlog ... -`` and ``eventlog ...``."""
+    import io
+    import shlex
+
+    from eventlog._cli import run
     section = readme_cli_section()
-    script = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
-    python_m = f"{sys.executable} -m eventlog "
-    script = re.sub(r"(^|\| )eventlog ", lambda m: m.group(1) + python_m, script, flags=re.M)
-    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path,
-                          capture_output=True, env=env(), timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    out = done.stdout.decode()
-    assert "team\nposted to team as seq 2\nposted to team as seq 3\n" in out
-    assert "imported 3 events into session team-copy (2 messages)" in out
-    assert "copied 2 session(s), 6 event(s)" in out
+    start = section.index("```sh\n") + 6
+    monkeypatch.chdir(tmp_path)
+    out = []
+    for line in section[start:section.index("\n```", start)].splitlines():
+        words = shlex.split(line, comments=True)
+        if words[0] == "export":
+            name, value = words[1].split("=", 1)
+            monkeypatch.setenv(name, value)
+            continue
+        if words[0] == "echo":
+            bar = words.index("|")
+            piped = io.TextIOWrapper(io.BytesIO((" ".join(words[1:bar]) + "\n").encode()))
+            monkeypatch.setattr(sys, "stdin", piped)
+            words = words[bar + 1:]
+        assert words[0] == "eventlog", line
+        code = run(words[1:])
+        printed, err = capsys.readouterr()
+        assert (code, err) == (0, ""), line
+        out.append(printed)
+    text = "".join(out)
+    assert text.startswith("team\nposted to team as seq 2\nposted to team as seq 3\n")
+    assert "imported 3 events into session team-copy (2 messages)" in text
+    assert "copied 2 session(s), 6 event(s)" in text
     with eventlog.open(tmp_path / "backup") as log:
         assert [m.content for m in log.get_messages("team-copy")] == ["build is green", "deploying now"]
 
