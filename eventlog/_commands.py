@@ -286,7 +286,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server = importlib.import_module("eventlog.server")
     except ImportError as exc:
-        raise CliError(f"'eventlog serve' needs the server extra ({exc}): "
+        missing = f" ({exc.name} is missing)" if exc.name else ""
+        raise CliError(f"'eventlog serve' needs the server extra{missing}: "
                        "pip install 'eventlog[server]'", 2) from None
     server.serve(store_location(args), host=args.host, port=args.port, read_only=args.read_only,
                  allow_delete=args.allow_delete, token_file=args.token_file,
