@@ -84,13 +84,15 @@ def _dir_mode(mode: int) -> int:
 SHARED_BYTES = 64
 """Size of the lock file: a page of state shared by every process that has it mapped.
 
-Word 0 is a generation counter that only a holder of the session's lock changes. An
-appender that finishes publishes an even value and remembers it; if, on its next
-turn, the counter still holds that value, nobody touched the session meanwhile and
-its cached head and segment size are exact, so it skips the ``fstat`` calls that
-would otherwise tell it so. Any other lock holder (delete, compaction, an appender
-in the middle of its write, one that crashed there) leaves the counter odd, and the
-next appender falls back to reading the truth from the files and republishes.
+Only a holder of the session's lock changes it. Words: 0 a generation counter, 1 the
+active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest.
+An appender that finishes publishes all of them and an even generation. The next
+lock holder that finds an even generation takes the head from the page instead of
+reading the end of the log (with several writers, that read and its digest checks
+would otherwise dominate each append). Anyone else holding the lock (delete,
+compaction, an appender in the middle of its write, or one that died there) leaves
+the generation odd, and the next appender reads the truth from the files and
+republishes it.
 """
 
 
@@ -108,6 +110,33 @@ class _Handle:
     mapped: mmap.mmap | None = None
     shared: memoryview | None = None  # the mapped lock file as 64-bit words
     generation: int = -1  # the even counter value this handle last published or verified
+
+    def adopt(self) -> bool:
+        """Take the head from the shared page if it is published and still this segment's."""
+        shared = self.shared
+        if shared is None:
+            return False
+        generation = shared[0]
+        if generation == self.generation:
+            return True
+        if generation & 1 or not generation or self.seg_fd < 0 or shared[1] != self.seg_first:
+            return False
+        assert self.mapped is not None
+        self.size = shared[2]
+        self.head = Head(shared[3], self.mapped[32:48].hex())
+        self.generation = generation
+        return True
+
+    def publish(self) -> None:
+        shared, mapped, head = self.shared, self.mapped, self.head
+        if shared is None or mapped is None or head is None:
+            return
+        shared[1] = self.seg_first
+        shared[2] = self.size
+        shared[3] = head.seq
+        mapped[32:48] = bytes.fromhex(head.digest)
+        self.generation = (shared[0] | 1) + 1
+        shared[0] = self.generation
 
     def map_shared(self) -> None:
         if os.fstat(self.lock_fd).st_size >= SHARED_BYTES:
@@ -236,7 +265,7 @@ class FileBackend(Backend):
                 handle.lock.release()
                 raise
             shared = handle.shared
-            if appending and shared is not None and shared[0] == handle.generation:
+            if appending and handle.adopt():
                 return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
@@ -336,6 +365,9 @@ class FileBackend(Backend):
         handle = self._handles.get(session_id)
         if handle is None or not handle.lock.acquire(False):
             handle, exact = self._locked(session_id, appending=True)
+        elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
+            handle.lock.release()
+            handle, exact = self._locked(session_id, appending=True)
         else:
             try:
                 fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -343,13 +375,16 @@ class FileBackend(Backend):
                 handle.lock.release()
                 handle, exact = self._locked(session_id, appending=True)
             else:
-                shared = handle.shared
-                exact = shared is not None and shared[0] == handle.generation
+                exact = handle.adopt()
                 if not exact and not os.fstat(handle.lock_fd).st_nlink:
                     self._unlock(handle)  # deleted meanwhile: take the slow road
                     handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
         try:
+            if handle.poisoned:
+                raise SessionPoisonedError(
+                    f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
+                    "write to it (the kernel may have dropped unsynced data); reopen to retry")
             head = handle.head if exact else self._resync(session_id, handle, durable)
             assert head is not None
             records = build(head)
@@ -359,7 +394,7 @@ class FileBackend(Backend):
                     b" \n".join([r.line for r in records]) + b"\n")
             shared = handle.shared
             if shared is not None:
-                shared[0] = handle.generation | 1  # in progress: a crash here leaves it odd
+                shared[0] |= 1  # in progress: a crash here leaves it odd
             handle.generation = -1
             self._write_at_end(session_id, handle, data)
             handle.head = Head(records[-1].seq, records[-1].digest)
@@ -367,9 +402,7 @@ class FileBackend(Backend):
             if (handle.size >= self.segment_max_bytes
                     or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
                 self._seal(session_id, handle, durable)
-            if shared is not None:
-                handle.generation = shared[0] + 1
-                shared[0] = handle.generation
+            handle.publish()
             if durable:
                 sync_fd = os.dup(handle.seg_fd)
         finally:
@@ -381,15 +414,8 @@ class FileBackend(Backend):
 
     def _resync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         """Read where the log stands from the files (under the lock) and publish it."""
-        if handle.poisoned:
-            raise SessionPoisonedError(
-                f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
-                "write to it (the kernel may have dropped unsynced data); reopen to retry")
         head = self._sync(session_id, handle, durable)
-        shared = handle.shared
-        if shared is not None:
-            handle.generation = (shared[0] | 1) + 1
-            shared[0] = handle.generation
+        handle.publish()
         return head
 
     @staticmethod
@@ -639,6 +665,50 @@ class FileBackend(Backend):
                         yield name, -offset, raw
             finally:
                 os.close(fd)
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq.
+
+        The watcher maps the lock file for itself rather than borrowing the append
+        handle's mapping: another thread deleting the session closes that handle."""
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            if os.fstat(fd).st_size < SHARED_BYTES:
+                return super().wait(session_id, after_seq, timeout)
+            with mmap.mmap(fd, SHARED_BYTES, access=mmap.ACCESS_READ) as page:
+                shared = memoryview(page).cast("Q")
+                try:
+                    return self._watch(session_id, fd, shared, after_seq, timeout)
+                finally:
+                    shared.release()
+        finally:
+            os.close(fd)
+
+    def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
+               timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.0005, -1
+        while True:
+            generation = shared[0]
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
+                raise SessionNotFoundError(session_id)  # deleted: delete unlinks the lock file
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()

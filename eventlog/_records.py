@@ -104,4 +104,4 @@ def build_message(  # noqa: PLR0913 - one argument per field of the record it bu
     set_type(message, message_type)
     set_metadata(message, metadata)
     set_seq(message, seq)
-    return message  # type: ignore[no-any-return]
+    return message
