@@ -70,7 +70,7 @@ def list_store(log: EventLog) -> Listing:
     """Like ``list_sessions``, but one damaged session does not hide the others, and one
     deleted meanwhile is left out."""
     listing = Listing([], [])
-    for sid in log.backend.session_ids():
+    for sid in log.session_ids():
         try:
             listing.sessions.append((log.get_session(sid), log.size(sid)))
         except SessionNotFoundError:
@@ -78,10 +78,6 @@ def list_store(log: EventLog) -> Listing:
         except CorruptLogError as exc:
             listing.damaged.append((sid, str(exc)))
     return listing
-
-
-def all_session_ids(log: EventLog) -> list[str]:
-    return log.backend.session_ids()
 
 
 # Looking ------------------------------------------------------------------------------------
@@ -208,7 +204,7 @@ def _named_or_all(log: EventLog, names: Sequence[str]) -> list[str]:
     for name in names:
         if not log.session_exists(name):
             raise SessionNotFoundError(name)
-    return list(names) if names else all_session_ids(log)
+    return list(names) if names else log.session_ids()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -256,7 +256,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     problems: list[str] = []
     with open_location(args.source, create=False) as src, \
             open_location(args.target, create=True) as dst:
-        ids = src.backend.session_ids()
+        ids = src.session_ids()
         existing = [sid for sid in ids if dst.session_exists(sid)]
         if existing and not args.skip_existing:
             shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")

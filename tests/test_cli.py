@@ -282,7 +282,7 @@ def test_verify_sound_and_damaged(capsys, store, team):
 
 def all_events(store: Path) -> dict[str, list[eventlog.Event]]:
     with eventlog.open(store) as log:
-        return {sid: list(log.events(sid)) for sid in log.backend.session_ids()}
+        return {sid: list(log.events(sid)) for sid in log.session_ids()}
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
