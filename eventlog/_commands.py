@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ._cli import CliError, Handler, count, open_store, session_id, store_location, usage_error
-from ._errors import CorruptLogError, SessionNotFoundError
+from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ._records import ChatMessage, ChatSession
 from ._state import MESSAGE, to_message
 from ._store import EventLog
@@ -238,26 +238,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     if bool(args.sessions) == bool(args.all):
         raise usage_error("name the sessions to compact, or give --all (not both)")
-    before = after = 0
+    done = archived = before = after = 0
+    problems: list[str] = []
     with open_store(args) as log:
         ids = _named_or_all(log, args.sessions)
         with Progress("compacting", len(ids)) as progress:
             for sid in ids:
+                progress.advance()
                 try:
-                    size = log.size(sid)
-                    log.compact(sid)
-                    now = log.size(sid)
+                    report = log.compact(sid)
                 except SessionNotFoundError:
                     if args.sessions:
                         raise
                     continue  # deleted since it was listed
-                before += size
-                after += now
+                except (CorruptLogError, LockTimeoutError) as exc:
+                    problems.append(str(exc))  # damaged, or busy: left as it is
+                    continue
+                done += 1
+                archived += report.segments_archived
+                before += report.bytes_before
+                after += report.bytes_after
                 if args.sessions:
-                    print(f"{sid}: {human_bytes(size)} -> {human_bytes(now)}")
-                progress.advance()
-    print(f"compacted {len(ids)} session(s): {human_bytes(before)} -> {human_bytes(after)}")
-    return 0
+                    print(f"{sid}: {human_bytes(report.bytes_before)} -> "
+                          f"{human_bytes(report.bytes_after)}, "
+                          f"{report.segments_archived} segment(s) archived")
+    for problem in problems:
+        print(f"problem: {safe(problem)}")
+    left = f"; {len(problems)} session(s) left as they were" if problems else ""
+    print(f"compacted {done} session(s): {human_bytes(before)} -> {human_bytes(after)}, "
+          f"{archived} segment(s) archived{left}")
+    return 1 if problems else 0
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ test_cli_processes.py.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 import types
@@ -19,7 +20,7 @@ import pytest
 import eventlog
 from eventlog._cli import run
 from eventlog._commands import COMMANDS
-from eventlog._terminal import Progress, parse_duration, safe
+from eventlog._terminal import Progress, human_bytes, parse_duration, safe
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
@@ -354,13 +355,32 @@ def test_compact_named_and_all(capsys, store, team):
     with eventlog.open(store) as log:
         log.create_session("other")
         before = all_events(store)
+        size = log.size("team")
     code, out, _ = cli(capsys, "compact", "team", "--store", store)
-    assert code == 0 and out.startswith("team: ") and "compacted 1 session(s)" in out
+    assert code == 0
+    first, summary = out.splitlines()
+    assert re.fullmatch(r"team: \S+ \S+ -> \S+ \S+, 1 segment\(s\) archived", first)
+    assert first.startswith(f"team: {human_bytes(size)} -> ")
+    assert summary.startswith("compacted 1 session(s): ") and summary.endswith(", 1 segment(s) archived")
+    assert len(list((store / "team").glob("seg-*.jsonl.gz"))) == 1  # really archived
     code, out, _ = cli(capsys, "compact", "--all", "--store", store)
-    assert code == 0 and out.startswith("compacted 2 session(s): ")
+    assert code == 0 and re.fullmatch(r"compacted 2 session\(s\): .* -> .*, \d+ segment\(s\) archived\n", out)
     assert all_events(store) == before
     assert cli(capsys, "verify", "--store", store)[0] == 0
     assert cli(capsys, "compact", "nope", "--store", store)[0] == 1
+
+
+def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team):
+    with eventlog.open(store) as log:
+        log.create_session("fine")
+    [segment] = (store / "team").glob("seg-*.jsonl")
+    segment.write_bytes(segment.read_bytes().replace(b"hi all", b"hi ALL"))
+    code, out, _ = cli(capsys, "compact", "--all", "--store", store)
+    assert code == 1
+    problem, summary = out.splitlines()
+    assert problem.startswith("problem: ") and "'team'" in problem
+    assert summary.startswith("compacted 1 session(s): ") and summary.endswith(
+        "1 session(s) left as they were")
 
 
 def test_cleanup_dry_run_then_for_real(capsys, store, team):
