@@ -18,9 +18,10 @@ from typing import IO, Any
 import orjson
 
 from ._cli import CliError, open_location, open_store, session_id, store_location, usage_error
-from ._codec import genesis
+from ._codec import ChainReader, Head, genesis
 from ._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
 from ._records import Event
+from ._segments import parse_header, parse_trailer
 from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, to_message
 from ._terminal import Progress, local_time, safe
 
@@ -137,7 +138,8 @@ def import_args(p: argparse.ArgumentParser) -> None:
 
 
 class _ExportReader:
-    """Reads an export (jsonl with or without its header line, or json) as events."""
+    """Reads an export (jsonl with or without its header line, or json) as events; also a
+    session archived by ``cleanup --archive-dir`` (a sealed segment), checking its digests."""
 
     def __init__(self, name: str, stream: IO[bytes], progress: Progress) -> None:
         self.name = name
@@ -147,6 +149,8 @@ class _ExportReader:
         self.count = 0
         self._first: tuple[int, Any] | None = None
         self._document: list[Any] | None = None
+        self._segment: Head | None = None
+        self._sealed: Head | None = None
         self._lineno = 0
         self._read_start()
 
@@ -170,6 +174,11 @@ class _ExportReader:
                 if not isinstance(obj["events"], list):
                     raise self._fail("", "'events' is not a list")
                 self._document = obj["events"]
+        elif (start := parse_header(line)) is not None and isinstance(obj.get("session"), str):
+            if start.seq != 0:
+                raise self._fail("", "a segment that does not start the session's history")
+            self.session_id = obj["session"]
+            self._segment = start
         else:
             self._first = (self._lineno, obj)
 
@@ -190,6 +199,19 @@ class _ExportReader:
         return None
 
     def events(self) -> Iterator[Event]:
+        if self._segment is not None:
+            assert self.session_id is not None
+            chain = ChainReader(self.session_id, self._segment)
+            for event in chain.read(self._segment_records()):
+                self.count += 1
+                yield event
+            if chain.torn_at is not None:
+                raise self._fail(f" line {chain.torn_at[1]}", "not a record")
+            if self._sealed != chain.head:
+                # The trailer names the last record: without it, a cut file would pass.
+                raise self._fail("", "the archive is incomplete (its trailer is missing or "
+                                 "does not match its last record)")
+            return
         if self._document is not None:
             for index, obj in enumerate(self._document):
                 yield self._event(f" event {index + 1}", obj)
@@ -202,6 +224,15 @@ class _ExportReader:
             except orjson.JSONDecodeError as exc:
                 raise self._fail(f" line {self._lineno}", f"not valid JSON ({exc})") from None
             yield self._event(f" line {self._lineno}", obj)
+
+    def _segment_records(self) -> Iterator[tuple[str, int, bytes]]:
+        while (line := self._next_line()) is not None:
+            line = line.rstrip(b" \n")  # records of a batch end with a space
+            sealed = parse_trailer(line)
+            if sealed is None:
+                yield self.name, self._lineno, line
+            else:
+                self._sealed = sealed
 
     def _event(self, where: str, obj: Any) -> Event:
         if not isinstance(obj, dict) or obj.keys() != EVENT_KEYS:

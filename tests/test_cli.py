@@ -463,3 +463,32 @@ def test_progress_draws_on_a_terminal_only():
 
 def test_commands_are_silent_on_stderr_when_it_is_not_a_terminal(capsys, store, team):
     assert cli(capsys, "verify", "--store", store)[2] == ""
+
+
+def test_cleanup_archive_then_import_restores_the_session(capsys, store, team, tmp_path):
+    old = time.time() - 40 * 86400
+    with eventlog.open(store) as log:
+        log.create_session("old", ["A"], created_at=old)
+        log.add_messages([eventlog.ChatMessage(sender="A", content=f"m{i}", session_id="old",
+                                               timestamp=old + i) for i in range(3)])
+        log.add_message(eventlog.ChatMessage(sender="B", content="last", session_id="old",
+                                             timestamp=old + 9))
+    history = all_events(store)["old"]
+    archive = tmp_path / "archive"
+    code, out, _ = cli(capsys, "cleanup", "--older-than", "30d", "--archive-dir", archive,
+                       "--store", store)
+    assert (code, out.splitlines()[0]) == (0, "archived old")
+    assert "old" not in all_events(store)
+    [saved] = archive.glob("old*")
+    code, out, _ = cli(capsys, "import", saved, "--store", store)
+    assert (code, out) == (0, "imported 5 events into session old (4 messages)\n")
+    assert all_events(store)["old"] == history
+    # Its digests are checked on the way in, and a cut archive is refused.
+    lines = saved.read_bytes().splitlines(keepends=True)
+    saved.write_bytes(b"".join(lines[:-1]))
+    code, _, err = cli(capsys, "import", saved, "--store", store, "--session", "cut")
+    assert code == 1 and "the archive is incomplete" in err
+    saved.write_bytes(b"".join(lines).replace(b'"m1"', b'"m!"'))
+    code, _, err = cli(capsys, "import", saved, "--store", store, "--session", "edited")
+    assert code == 1 and "digest does not match" in err
+    assert set(all_events(store)) == {"team", "old"}
