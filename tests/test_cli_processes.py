@@ -248,3 +248,37 @@ def test_progress_bar_on_a_terminal_stderr_only(tmp_path):
     assert done.returncode == 0
     assert done.stdout == b"verified 3 session(s), 3 event(s): ok\n"  # stdout stays clean
     assert b"verifying [" in drawn and drawn.endswith(b"\r\x1b[K")
+
+
+def test_serve_runs_the_server_until_ctrl_c(tmp_path):
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    import json
+    import socket
+    import urllib.request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = tmp_path / "s"
+    with eventlog.open(store) as log:
+        log.create_session("team", ["A"])
+    server = subprocess.Popen([sys.executable, "-m", "eventlog", "serve", "--store", str(store),
+                               "--port", str(port), "--read-only"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert json.loads(r.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=20)
+        assert server.returncode == 0 and b"Traceback" not in err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
