@@ -188,13 +188,14 @@ def _show_retention(log: EventLog, run: str, created: list[str], outcome: Outcom
               if s.session_id not in created and now - s.last_activity > margin]
     if others:
         # Never touch a session the demo did not create: clean up in a store of its own.
-        aside = tempfile.mkdtemp(prefix="eventlog-demo-retention-")
-        print(f"  {len(others)} session(s) here that the demo did not create are {RETENTION_DAYS - 1}+ "
-              f"days old, so this step runs in a separate store: {aside}")
-        with eventlog.open(aside) as other:
-            recent = f"demo-{run}-recent"
-            other.create_session(recent, ["Agent-1"])
-            _retention_in(other, run, [recent], now, outcome)
+        with tempfile.TemporaryDirectory(prefix="eventlog-demo-retention-") as aside:
+            print(f"  {len(others)} session(s) here that the demo did not create are "
+                  f"{RETENTION_DAYS - 1}+ days old, so this step runs in a separate temporary "
+                  f"store: {aside}")
+            with eventlog.open(aside) as other:
+                recent = f"demo-{run}-recent"
+                other.create_session(recent, ["Agent-1"])
+                _retention_in(other, run, [recent], now, outcome)
     else:
         _retention_in(log, run, list(created), now, outcome)
     print()

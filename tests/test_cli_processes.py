@@ -119,7 +119,8 @@ def test_demo_end_to_end_counts_match_the_store(tmp_path):
     with eventlog.open(store) as log:  # someone else's session, old enough to be cleaned up
         log.create_session("not-the-demos", created_at=time.time() - 90 * 86400)
     started = time.monotonic()
-    done = eventlog_cmd("demo", "--agents", "3", "--messages", "4", "--store", store, timeout=120)
+    done = eventlog_cmd("demo", "--agents", "3", "--messages", "4", "--store", store, timeout=120,
+                        extra_env={"TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert time.monotonic() - started < 30
     out = done.stdout
@@ -144,8 +145,9 @@ def test_demo_end_to_end_counts_match_the_store(tmp_path):
         [old] = re.findall(r"created (demo-\w+-old):", out)
         assert not log.session_exists(old)
         assert log.session_exists("not-the-demos")
-        assert "this step runs in a separate store" in out
+        assert "this step runs in a separate temporary store" in out
         assert {s.session_id for s in log.list_sessions()} == {"not-the-demos", *(p[0] for p in proofs)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # its scratch stores are gone
     assert "seqs 1..7 gapless" in out and "verify ok" in out
     assert f"retention: removed {old}; gone from the store" in out
     assert "all checks passed" in out
