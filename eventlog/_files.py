@@ -970,11 +970,16 @@ class FileBackend(Backend):
     def size(self, session_id: str) -> int:
         total = 0
         try:
-            with os.scandir(self._dir(session_id)) as entries:
-                for entry in entries:
-                    total += entry.stat(follow_symlinks=False).st_size
+            entries = os.scandir(self._dir(session_id))
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
+        with entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    # Pruned or archived between listing and stat: it no longer counts.
+                    continue
         return total
 
     def check(self, session_id: str) -> list[str]:
