@@ -1,30 +1,26 @@
-"""The commands that look at and maintain a store: sessions, show, tail, create, post, replay,
-verify, compact, cleanup, stats and serve; and the table of every command with its example."""
+"""The commands that look at and write to a store (sessions, show, tail, replay, stats, create,
+post), and the table of every command with its arguments and example."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ._cli import CliError, Handler, count, open_store, session_id, store_location, usage_error
-from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ._errors import CorruptLogError, SessionNotFoundError
 from ._records import ChatMessage, ChatSession
 from ._state import MESSAGE, to_message
 from ._store import EventLog
 from ._terminal import (
-    Progress,
-    age,
     format_message,
     human_bytes,
     iso_time,
     local_time,
-    parse_duration,
     print_json,
     safe,
     shorten,
@@ -198,109 +194,6 @@ def cmd_post(args: argparse.Namespace) -> int:
     return 0
 
 
-# Upkeep -------------------------------------------------------------------------------------
-
-def _named_or_all(log: EventLog, names: Sequence[str]) -> list[str]:
-    for name in names:
-        if not log.session_exists(name):
-            raise SessionNotFoundError(name)
-    return list(names) if names else log.session_ids()
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    problems: list[str] = []
-    checked = events = 0
-    with open_store(args) as log:
-        ids = _named_or_all(log, args.sessions)
-        with Progress("verifying", len(ids)) as progress:
-            for sid in ids:
-                try:
-                    report = log.verify(sid)
-                except SessionNotFoundError:
-                    if args.sessions:
-                        raise
-                    continue  # deleted since it was listed
-                checked += 1
-                events += report.events_checked
-                problems.extend(report.problems)
-                progress.advance()
-    if args.json:
-        print_json({"ok": not problems, "sessions_checked": checked, "events_checked": events,
-                    "problems": problems})
-    else:
-        for problem in problems:
-            print(f"problem: {safe(problem)}")
-        verdict = "ok" if not problems else f"{len(problems)} problem(s)"
-        print(f"verified {checked} session(s), {events} event(s): {verdict}")
-    return 0 if not problems else 1
-
-
-def cmd_compact(args: argparse.Namespace) -> int:
-    if bool(args.sessions) == bool(args.all):
-        raise usage_error("name the sessions to compact, or give --all (not both)")
-    done = archived = before = after = 0
-    problems: list[str] = []
-    with open_store(args) as log:
-        ids = _named_or_all(log, args.sessions)
-        with Progress("compacting", len(ids)) as progress:
-            for sid in ids:
-                progress.advance()
-                try:
-                    report = log.compact(sid)
-                except SessionNotFoundError:
-                    if args.sessions:
-                        raise
-                    continue  # deleted since it was listed
-                except (CorruptLogError, LockTimeoutError) as exc:
-                    problems.append(str(exc))  # damaged, or busy: left as it is
-                    continue
-                done += 1
-                archived += report.segments_archived
-                before += report.bytes_before
-                after += report.bytes_after
-                if args.sessions:
-                    print(f"{sid}: {human_bytes(report.bytes_before)} -> "
-                          f"{human_bytes(report.bytes_after)}, "
-                          f"{report.segments_archived} segment(s) archived")
-    for problem in problems:
-        print(f"problem: {safe(problem)}")
-    left = f"; {len(problems)} session(s) left as they were" if problems else ""
-    print(f"compacted {done} session(s): {human_bytes(before)} -> {human_bytes(after)}, "
-          f"{archived} segment(s) archived{left}")
-    return 1 if problems else 0
-
-
-def cmd_cleanup(args: argparse.Namespace) -> int:
-    try:
-        seconds = parse_duration(args.older_than)
-    except ValueError as exc:
-        raise usage_error(f"--older-than: {exc}") from None
-    with open_store(args) as log, Progress("cleaning up", None).spin_while():
-        removed = log.cleanup_old_sessions(seconds / 86400, archive_dir=args.archive_dir,
-                                           dry_run=args.dry_run)
-    if args.json:
-        print_json({"dry_run": args.dry_run, "older_than_seconds": seconds, "sessions": removed})
-        return 0
-    verb = "would remove" if args.dry_run else ("archived" if args.archive_dir else "removed")
-    for sid in removed:
-        print(f"{verb} {sid}")
-    print(f"{verb} {len(removed)} session(s) with no activity in the last {age(seconds)}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        server = importlib.import_module("eventlog.server")
-    except ImportError as exc:
-        missing = f" ({exc.name} is missing)" if exc.name else ""
-        raise CliError(f"'eventlog serve' needs the server extra{missing}: "
-                       "pip install 'eventlog[server]'", 2) from None
-    server.serve(store_location(args), host=args.host, port=args.port, read_only=args.read_only,
-                 allow_delete=args.allow_delete, token_file=args.token_file,
-                 cors_origins=list(args.cors_origin or []))
-    return 0
-
-
 # The command table ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -388,6 +281,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
+    from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
     return [
         Command("demo", "run several agent processes chatting, then prove nothing was lost",
                 ("eventlog demo --agents 4 --messages 25",), demo_args, cmd_demo, takes_store=False),
