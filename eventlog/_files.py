@@ -82,6 +82,12 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _LIVE: weakref.WeakSet[FileBackend] = weakref.WeakSet()
 
 
+def _close_handles(handles: dict[str, _Handle]) -> None:
+    # The dict is emptied in place: the finalizer and the backend share it.
+    while handles:
+        handles.popitem()[1].close()
+
+
 def _after_fork_in_child() -> None:
     for backend in list(_LIVE):
         backend._after_fork()
@@ -213,6 +219,9 @@ class FileBackend(Backend):
         self._handles: dict[str, _Handle] = {}
         self._handles_lock = threading.Lock()
         _LIVE.add(self)
+        # A store dropped without close() must not keep its descriptors (and mappings)
+        # open: the finalizer closes them. It holds the dict, never the backend.
+        self._finalizer = weakref.finalize(self, _close_handles, self._handles)
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
@@ -294,9 +303,7 @@ class FileBackend(Backend):
         # A child shares its parent's open file descriptions, and so its flocks:
         # it must take its own descriptors. Thread locks held by parent threads at
         # fork time would never be released here, so they are replaced too.
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+        _close_handles(self._handles)
         self._handles_lock = threading.Lock()
 
     def _locked(self, session_id: str, *, appending: bool = False) -> tuple[_Handle, bool]:
@@ -1065,8 +1072,6 @@ class FileBackend(Backend):
 
     def close(self) -> None:
         with self._handles_lock:
-            handles, self._handles = self._handles, {}
-        for handle in handles.values():
-            handle.close()
+            self._finalizer()
 
 

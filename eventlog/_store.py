@@ -402,6 +402,18 @@ class EventLog:
         newest_first.reverse()
         return newest_first
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def events_reversed(self, session_id: str) -> Iterator[Event]:
+        """Every event from the newest back to seq 1, reading from the end of the log.
+
+        Each event is yielded only once the one before it has vouched for it (its digest
+        links to it), so a damaged record is never returned; stop whenever you have
+        enough, and nothing older is read."""
+        return self._events_backward(self._live(session_id))
+
     def _events_backward(self, sid: str) -> Iterator[Event]:
         """Events from the newest back, each checked against the one before it.
 

@@ -53,7 +53,7 @@ def resolve_store(store: Store) -> EventLog:
     with _shared_lock:
         log = _shared.get(key)
         # A shared store someone closed (through ``adapter.log``) is reopened, not handed on dead.
-        if log is None or log._closed:
+        if log is None or log.closed:
             # Opened at the resolved path, so a later chdir() cannot move the store.
             log = open_store(key)
             _shared[key] = log
@@ -99,7 +99,7 @@ def read_live(log: EventLog, session_id: str, *, item: str, cleared: str,
     try:
         # The store's own verified backward reader (each event vouched for by the digest of
         # the one before it). It is private to the core, and this package is part of eventlog.
-        for event in log._events_backward(session_id):
+        for event in log.events_reversed(session_id):
             if head == 0:
                 head = event.seq
             if event.type == item:
