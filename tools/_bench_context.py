@@ -1,0 +1,152 @@
+"""One benchmark run's shared state: sizes, the columns that run, where data goes, and results."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from _bench_columns import Column, make_store, spec
+from _bench_store import Store, Unsupported
+
+
+@dataclass
+class Sizes:
+    """Workload sizes; the defaults are issue 5's."""
+
+    messages: int = 20_000          # 1 append
+    durable: int = 2_000            # 2 durable append
+    procs: int = 4                  # 3, 4 concurrent writers
+    per_proc: int = 5_000           # 3 messages per writer
+    durable_per_proc: int = 500     # 4 messages per durable writer
+    replay: int = 200_000           # 5 replayed session
+    long: int = 1_000_000           # 5 streaming replay, 6 tail of the long session
+    tail_small: int = 1_000         # 6 the short session
+    tail_calls: int = 50            # 6 calls per median
+    sessions: int = 10_000          # 7 sessions...
+    session_messages: int = 10      # 7 ...of this many messages
+    sample_first: int = 200        # quadratic peers: appends timed at the start...
+    sample_last: int = 10           # ...and at the end of the session, then extrapolated
+    rewrite_per_proc: int = 100     # quadratic peers' messages per concurrent writer
+    fill_batch: int = 5_000         # untimed bulk fill batch
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(messages=400, durable=60, per_proc=150, durable_per_proc=20, replay=3_000, long=12_000,
+                   tail_small=200, tail_calls=15, sessions=60, sample_first=40, sample_last=10,
+                   rewrite_per_proc=20, fill_batch=2_000)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Bench:
+    sizes: Sizes
+    columns: list[Column]
+    workdir: Path
+    redis_url: str
+    skipped: dict[str, str] = field(default_factory=dict)
+    results: dict[str, dict[str, Result]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    now: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    verbose: bool = True
+    _stores: list[Store] = field(default_factory=list)
+
+    @property
+    def base_ts(self) -> float:
+        """Timestamps of the ordinary workloads' messages start a day before the run."""
+        return self.now - 86_400.0
+
+    def seed(self, workload: str) -> int:
+        """The data stream of a workload: the same for every column."""
+        return sum(workload.encode()) * 7919 % 2**31
+
+    def sid(self, workload: str, suffix: str = "s") -> str:
+        return f"b{self.run_id}-{workload}-{suffix}"
+
+    def open(self, column: Column, workload: str, *, durable: bool = False) -> Store:
+        """A fresh store for one column and workload (its own directory, or its own sessions)."""
+        directory = self.workdir / workload / column.name
+        store = make_store(spec(column, str(directory), self.redis_url, durable=durable))
+        self._stores.append(store)
+        return store
+
+    def release(self, store: Store) -> None:
+        """Close a store and drop what it keeps outside the work directory."""
+        if store in self._stores:
+            self._stores.remove(store)
+        try:
+            store.discard()
+        finally:
+            store.close()
+
+    def release_all(self) -> None:
+        for store in list(self._stores):
+            try:
+                self.release(store)
+            except Exception as exc:  # cleanup must not hide the results
+                self.say(f"  cleanup of {store.spec.column} failed: {exc}")
+
+    def fill_batch(self, store: Store, count: int) -> int:
+        """Messages per untimed fill call: a store that rewrites the session per call gets them all
+        at once (in batches its fill would be quadratic too)."""
+        return max(1, count) if store.quadratic else self.sizes.fill_batch
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def record(self, workload: str, column: str, result: Result) -> None:
+        self.results.setdefault(workload, {})[column] = result
+
+    @contextmanager
+    def cell(self, workload: str, column: str) -> Iterator[Result]:
+        """Run one column of one workload; Unsupported and failures become the cell's note."""
+        result: Result = {}
+        started = time.monotonic()
+        try:
+            yield result
+        except Unsupported as exc:
+            result.clear()
+            result["skipped"] = str(exc)
+        except Exception as exc:
+            result.clear()
+            result["error"] = f"{type(exc).__name__}: {exc}"
+            self.notes.append(f"{workload} / {column}: {result['error']}")
+            if os.environ.get("BENCH_TRACEBACK"):
+                traceback.print_exc()
+        self.record(workload, column, result)
+        state = result.get("skipped") or result.get("error") or "ok"
+        self.say(f"  {workload:<18} {column:<16} {time.monotonic() - started:6.1f}s  {state}")
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def median_ms(fn: Callable[[], object], calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    middle = len(times) // 2
+    value = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
+    return value * 1e3
