@@ -15,7 +15,9 @@ import eventlog
 class EventlogStore(Store):
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)
-        self.shared = not spec.location.startswith("memory:")
+        if spec.location.startswith("memory:"):
+            self.shared = False
+            self.no_durable = "a process-local memory store has nothing to fsync"
         self.log = eventlog.open(spec.location, durability="fsync" if spec.durable else "os")
         self._created: list[str] = []
 

@@ -43,7 +43,7 @@ class Store(ABC):
     """Each append rewrites the whole session: sample first and last appends and extrapolate."""
     shared: bool = True
     """Other processes see the same data (False: process-local, like ``memory://``)."""
-    no_durable: ClassVar[str] = ""
+    no_durable: str = ""
     """Why the durable workloads don't apply (empty: they do)."""
 
     def __init__(self, spec: Spec) -> None:
