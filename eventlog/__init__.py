@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from ._compat import SessionPersistence
-from ._errors import (ConflictError, CorruptLogError, EventLogError, EventTooLargeError,
-                      InvalidEventError, InvalidInputError, InvalidSessionIdError,
-                      LockTimeoutError, SessionExistsError, SessionNotFoundError,
-                      SessionPoisonedError, StorageError, StoreClosedError)
+from ._errors import (
+                      ConflictError,
+                      CorruptLogError,
+                      EventLogError,
+                      EventTooLargeError,
+                      InvalidEventError,
+                      InvalidInputError,
+                      InvalidSessionIdError,
+                      LockTimeoutError,
+                      SessionExistsError,
+                      SessionNotFoundError,
+                      SessionPoisonedError,
+                      StorageError,
+                      StoreClosedError,
+)
 from ._open import open
 from ._records import ChatMessage, ChatSession, Event, VerifyReport
 from ._store import EventLog

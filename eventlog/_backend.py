@@ -34,13 +34,21 @@ class Appended:
     position: dict[str, Any] | None = None
 
 
+Chunks = Iterator[tuple[str, int, list[bytes]]]
+"""``(source, first line number, lines)``: the same lines in blocks, for backends that read in bulk."""
+
+
 @dataclass(slots=True)
 class Scan:
-    """A forward read: ``start`` is the head just before the first line of ``lines``."""
+    """A forward read: ``start`` is the head just before the first line of ``lines``.
+
+    A backend that reads in bulk also sets ``chunks`` (the same lines in blocks, which
+    replays much faster); the store reads one or the other, never both."""
 
     start: Head
     lines: Lines
     position: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+    chunks: Chunks | None = None
 
 
 class Backend(ABC):
@@ -121,5 +129,5 @@ class Backend(ABC):
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""

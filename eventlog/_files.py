@@ -22,11 +22,14 @@ Invariants kept here:
 from __future__ import annotations
 
 import errno
+import fcntl
+import mmap
 import os
 import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,24 +37,63 @@ from typing import Any
 
 import orjson
 
-from ._backend import Appended, Backend, Build, Lines, Scan
+from ._backend import Appended, Backend, Build, Chunks, Lines, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
-from ._errors import (CorruptLogError, SessionExistsError, SessionNotFoundError,
-                      SessionPoisonedError, StorageError)
+from ._errors import (
+    CorruptLogError,
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionPoisonedError,
+    StorageError,
+)
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
-from ._segments import (SEGMENT_RE, SegmentReader, header_line, lines_backward, parse_header,
-                        parse_trailer, segment_name, trailer_line)
+from ._segments import (
+    SEGMENT_RE,
+    SegmentReader,
+    header_line,
+    lines_backward,
+    parse_header,
+    parse_trailer,
+    segment_name,
+    trailer_line,
+)
 from ._validate import SESSION_ID_RE
 
 FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
+# shares with its parent before it touches any session (see FileBackend._after_fork).
+_LIVE: weakref.WeakSet[FileBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _dir_mode(mode: int) -> int:
     # Give directories search permission wherever the files are readable.
     return mode | ((mode & 0o444) >> 2)
+
+
+SHARED_BYTES = 64
+"""Size of the lock file: a page of state shared by every process that has it mapped.
+
+Only a holder of the session's lock changes it. Words: 0 a generation counter, 1 the
+active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest.
+An appender that finishes publishes all of them and an even generation. The next
+lock holder that finds an even generation takes the head from the page instead of
+reading the end of the log (with several writers, that read and its digest checks
+would otherwise dominate each append). Anyone else holding the lock (delete,
+compaction, an appender in the middle of its write, or one that died there) leaves
+the generation odd, and the next appender reads the truth from the files and
+republishes it.
+"""
 
 
 @dataclass(slots=True)
@@ -65,8 +107,49 @@ class _Handle:
     size: int = 0
     head: Head | None = None
     poisoned: bool = False
+    mapped: mmap.mmap | None = None
+    shared: memoryview | None = None  # the mapped lock file as 64-bit words
+    generation: int = -1  # the even counter value this handle last published or verified
+
+    def adopt(self) -> bool:
+        """Take the head from the shared page if it is published and still this segment's."""
+        shared = self.shared
+        if shared is None:
+            return False
+        generation = shared[0]
+        if generation == self.generation:
+            return True
+        if generation & 1 or not generation or self.seg_fd < 0 or shared[1] != self.seg_first:
+            return False
+        assert self.mapped is not None
+        self.size = shared[2]
+        self.head = Head(shared[3], self.mapped[32:48].hex())
+        self.generation = generation
+        return True
+
+    def publish(self) -> None:
+        shared, mapped, head = self.shared, self.mapped, self.head
+        if shared is None or mapped is None or head is None:
+            return
+        shared[1] = self.seg_first
+        shared[2] = self.size
+        shared[3] = head.seq
+        mapped[32:48] = bytes.fromhex(head.digest)
+        self.generation = (shared[0] | 1) + 1
+        shared[0] = self.generation
+
+    def map_shared(self) -> None:
+        if os.fstat(self.lock_fd).st_size >= SHARED_BYTES:
+            self.mapped = mmap.mmap(self.lock_fd, SHARED_BYTES)
+            self.shared = memoryview(self.mapped).cast("Q")
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.release()
+            self.shared = None
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
         for fd in (self.seg_fd, self.lock_fd):
             if fd >= 0:
                 try:
@@ -89,9 +172,9 @@ class FileBackend(Backend):
         self.lock_timeout = lock_timeout
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_events = segment_max_events
-        self._pid = os.getpid()
         self._handles: dict[str, _Handle] = {}
         self._handles_lock = threading.Lock()
+        _LIVE.add(self)
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
@@ -132,8 +215,6 @@ class FileBackend(Backend):
         return found
 
     def _handle(self, session_id: str) -> _Handle:
-        if os.getpid() != self._pid:
-            self._after_fork()
         handle = self._handles.get(session_id)
         if handle is not None:
             return handle
@@ -145,6 +226,11 @@ class FileBackend(Backend):
         except OSError as exc:
             raise StorageError(f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
+        try:
+            handle.map_shared()
+        except (OSError, ValueError):
+            handle.close()
+            raise
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
         if existing is not handle:
@@ -165,10 +251,11 @@ class FileBackend(Backend):
             handle.close()
         self._handles = {}
         self._handles_lock = threading.Lock()
-        self._pid = os.getpid()
 
-    def _locked(self, session_id: str) -> _Handle:
-        """Take the session's lock and return its live handle; the caller must ``_unlock``."""
+    def _locked(self, session_id: str, *, appending: bool = False) -> tuple[_Handle, bool]:
+        """Take the session's lock and return its live handle and whether the handle's
+        cached head is known exact; the caller must ``_unlock``. Anyone but an appender
+        (who republishes when done) leaves the shared generation odd: "look again"."""
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
@@ -177,11 +264,17 @@ class FileBackend(Backend):
             except BaseException:
                 handle.lock.release()
                 raise
+            shared = handle.shared
+            if appending and handle.adopt():
+                return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
             if os.fstat(handle.lock_fd).st_nlink:
-                return handle
+                handle.generation = -1
+                if shared is not None and not appending:
+                    shared[0] |= 1
+                return handle, False
             self._unlock(handle)
             self._drop(session_id, handle)
 
@@ -202,7 +295,7 @@ class FileBackend(Backend):
         try:
             os.mkdir(temp, self.dir_mode)
             try:
-                self._write_new(temp / "lock", b"", durable=durable)
+                self._write_new(temp / "lock", bytes(SHARED_BYTES), durable=durable)
                 self._write_new(temp / segment_name(1),
                                 header_line(session_id, genesis(session_id)) + b"\n"
                                 + record.line + b"\n",
@@ -245,7 +338,10 @@ class FileBackend(Backend):
 
     @staticmethod
     def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
+        written = os.write(fd, data)
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
         while view:
             written = os.write(fd, view)
             if written <= 0:  # pragma: no cover - os.write raises rather than return 0
@@ -263,41 +359,78 @@ class FileBackend(Backend):
     # Appending -----------------------------------------------------------------------
 
     def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
-        handle = self._locked(session_id)
+        # The common case (an uncontended lock, nobody else wrote since our last append,
+        # one whole write) is kept flat on purpose: each Python call here costs about as
+        # much as a syscall, and this runs once per message.
+        handle = self._handles.get(session_id)
+        if handle is None or not handle.lock.acquire(False):
+            handle, exact = self._locked(session_id, appending=True)
+        else:
+            try:
+                fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.lock.release()
+                handle, exact = self._locked(session_id, appending=True)
+            else:
+                exact = handle.adopt()
+                if not exact and not os.fstat(handle.lock_fd).st_nlink:
+                    self._unlock(handle)  # deleted meanwhile: take the slow road
+                    handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
         try:
             if handle.poisoned:
                 raise SessionPoisonedError(
                     f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
                     "write to it (the kernel may have dropped unsynced data); reopen to retry")
-            head = self._sync(session_id, handle, durable)
+            head = handle.head if exact else self._resync(session_id, handle, durable)
+            assert head is not None
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
-            last = len(records) - 1
-            data = b"".join(r.line + (b"\n" if i == last else b" \n") for i, r in enumerate(records))
+            data = (records[0].line + b"\n" if len(records) == 1 else
+                    b" \n".join([r.line for r in records]) + b"\n")
+            shared = handle.shared
+            if shared is not None:
+                shared[0] |= 1  # in progress: a crash here leaves it odd
+            handle.generation = -1
             self._write_at_end(session_id, handle, data)
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
             if (handle.size >= self.segment_max_bytes
                     or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
                 self._seal(session_id, handle, durable)
+            handle.publish()
             if durable:
                 sync_fd = os.dup(handle.seg_fd)
         finally:
-            self._unlock(handle)
+            fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
+            handle.lock.release()
         if sync_fd >= 0:
-            # Outside the lock, so concurrent durable appenders share journal commits.
-            try:
-                os.fsync(sync_fd)
-            except OSError as exc:
-                handle.poisoned = True
-                raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
-                                   "may not be durable and this session is now read-only "
-                                   "for this store") from exc
-            finally:
-                os.close(sync_fd)
+            self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
+
+    def _resync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+        """Read where the log stands from the files (under the lock) and publish it."""
+        head = self._sync(session_id, handle, durable)
+        handle.publish()
+        return head
+
+    @staticmethod
+    def _fsync_appended(session_id: str, handle: _Handle, sync_fd: int) -> None:
+        # Outside the lock, so concurrent durable appenders share journal commits.
+        try:
+            os.fsync(sync_fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages; a later
+            # fsync could then "succeed" without them. Refuse writes from now on, and
+            # make the next append look at the files (where the check lives).
+            handle.poisoned = True
+            handle.generation = -1
+            raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
+                               "may not be durable and this session is now read-only "
+                               "for this store") from exc
+        finally:
+            os.close(sync_fd)
 
     def _position(self, handle: _Handle) -> dict[str, Any] | None:
         assert handle.head is not None
@@ -452,7 +585,6 @@ class FileBackend(Backend):
         segments = self._segments(session_id)
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
-        index, offset, start = 0, 0, None
         firsts = [first for first, _ in segments]
         if (position is not None and position.get("seq") == after_seq
                 and position.get("segment") in firsts):
@@ -460,51 +592,53 @@ class FileBackend(Backend):
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
-            for i, first in enumerate(firsts):
-                if first <= after_seq + 1:
-                    index = i
-        fd = self._open_read(session_id, segments[index][1])
-        if start is None:
-            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-            if start is None:
-                os.close(fd)
-                raise CorruptLogError(f"session {session_id!r}, {segments[index][1]}: "
-                                      "missing or damaged segment header",
-                                      session_id=session_id, where=segments[index][1])
-        current: list[SegmentReader] = []
+            index = max((i for i, first in enumerate(firsts) if first <= after_seq + 1), default=0)
+            offset = 0
+            start = self._read_header(session_id, segments[index][1])
+        readers: list[SegmentReader] = []
+
+        def chunks() -> Chunks:
+            # Files are opened only once reading starts, so an unread Scan holds nothing.
+            first, name = segments[index]
+            reader_offset = offset
+            while True:
+                fd = self._open_read(session_id, name)
+                try:
+                    reader = SegmentReader(fd, name, offset=reader_offset)
+                    readers[:] = [reader]
+                    yield from reader.chunks()
+                finally:
+                    os.close(fd)
+                following = [s for s in self._segments(session_id) if s[0] > first]
+                if reader.sealed is None or not following:
+                    return  # the active segment; or sealed, and its successor not made yet
+                first, name = following[0]
+                reader_offset = 0
 
         def lines() -> Lines:
-            nonlocal fd
-            first, name = segments[index][0], segments[index][1]
-            reader_offset = offset
-            try:
-                while True:
-                    reader = SegmentReader(fd, name, offset=reader_offset)
-                    current[:] = [reader]
-                    yield from reader
-                    if reader.sealed is None:
-                        return
-                    following = [s for s in self._segments(session_id) if s[0] > first]
-                    if not following:
-                        return  # sealed, and the next segment is not made yet
-                    os.close(fd)
-                    fd = -1
-                    first, name = following[0]
-                    fd = self._open_read(session_id, name)
-                    reader_offset = 0
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+            for source, lineno, block in chunks():
+                for index, line in enumerate(block):
+                    yield source, lineno + index, line
 
         def where() -> dict[str, Any] | None:
-            if not current:
+            if not readers:
                 return {"segment": segments[index][0], "offset": offset}
-            reader = current[0]
-            match = SEGMENT_RE.fullmatch(reader.name)
+            match = SEGMENT_RE.fullmatch(readers[0].name)
             assert match is not None
-            return {"segment": int(match.group(1)), "offset": reader.good_end}
+            return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
-        return Scan(start, lines(), where)
+        return Scan(start, lines(), where, chunks())
+
+    def _read_header(self, session_id: str, name: str) -> Head:
+        fd = self._open_read(session_id, name)
+        try:
+            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
+        finally:
+            os.close(fd)
+        if start is None:
+            raise CorruptLogError(f"session {session_id!r}, {name}: missing or damaged segment "
+                                  "header", session_id=session_id, where=name)
+        return start
 
     def scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
@@ -522,14 +656,40 @@ class FileBackend(Backend):
                     newest = False
                     if raw.startswith(b'{"seq":'):
                         yield name, -offset, raw.rstrip(b" ")
-                    elif offset == 0 and parse_header(raw) is not None:
-                        continue
-                    elif parse_trailer(raw) is not None:
+                    elif (offset == 0 and parse_header(raw) is not None) or parse_trailer(raw) is not None:
                         continue
                     else:
                         yield name, -offset, raw
             finally:
                 os.close(fd)
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq."""
+        handle = self._handle(session_id)
+        shared = handle.shared
+        if shared is None:
+            return super().wait(session_id, after_seq, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.0005, -1
+        while True:
+            generation = shared[0]
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(handle.lock_fd).st_nlink:
+                self._drop(session_id, handle)
+                raise SessionNotFoundError(session_id)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()
@@ -544,7 +704,7 @@ class FileBackend(Backend):
         return ids
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
-        handle = self._locked(session_id)
+        handle, _ = self._locked(session_id)
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
         try:
             if if_head is not None and self._sync(session_id, handle, False) != if_head:
