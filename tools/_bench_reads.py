@@ -23,8 +23,8 @@ MB = 1024.0
 
 def mid_size(small: int) -> int:
     """A session size just short of eventlog's next snapshot: with the default snapshot_every=1000
-    and the creation event, 2 x 1,000 - 2 messages leave 999 events to fold after the newest
-    snapshot, the most ``get_session`` ever folds (the 1,000 and 1,000,000 sizes fold one)."""
+    and the creation event, 2 x 1,000 - 2 messages written as 999 + 999 leave 999 events to fold
+    after the newest snapshot, the most ``get_session`` ever folds."""
     return max(1, 2 * small - 2)
 
 
@@ -41,9 +41,14 @@ class _Long:
         short = bench.sizes.tail_small
         for sid, count in ((self.small, short), (self.mid, mid_size(short))):
             self.store.create(sid, bench.base_ts)
-            for batch in batches(bench.seed("short"), 0, count, bench.base_ts,
-                                 bench.fill_batch(self.store, count)):
-                self.store.fill(sid, batch)
+            msgs = messages(bench.seed("short"), 0, count, bench.base_ts)
+            # The mid session in two calls: eventlog snapshots when a batch crosses a multiple of
+            # snapshot_every, at the batch's last seq; a batch ending at seq 1,000 and one stopping
+            # short of 2,000 leave its newest snapshot 999 events behind, as single appends would.
+            cut = min(count, short - 1) if sid == self.mid else count
+            for part in (msgs[:cut], msgs[cut:]):
+                if part:
+                    self.store.fill(sid, part)
         self.store.create(self.sid, bench.base_ts)
 
     def grow(self, upto: int) -> None:

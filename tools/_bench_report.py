@@ -216,19 +216,29 @@ def table(bench: Bench) -> str:
 
 def legend(bench: Bench) -> list[str]:
     s = bench.sizes
+    every = [r for per in bench.results.values() for r in per.values()]
     found = ["(Nx) after a figure: eventlog-file is N times better than that column on that row "
-             "(faster, or less memory); below 1, that column is better.",
-             f"~ extrapolated: a quadratic store's first {s.sample_first} and last {s.sample_last} appends "
-             "were timed (the session filled in between, untimed) and the total fitted as linear cost per "
-             "append.",
-             f"† a quadratic store's concurrent run is {s.procs}x{s.rewrite_per_proc} (its cost per append "
-             "grows with the session), so its lost/dup/damaged count is at that size.",
-             "lost = acknowledged but not read back; dup = read back more than once; damaged = unreadable "
-             "or wrong content; failed = appends that raised (never acknowledged).",
-             f"* {mid_size(s.tail_small):,} messages: the most events eventlog's get_session folds after "
-             "its newest snapshot (default snapshot_every=1000); the 1,000 and 1,000,000 sizes fold 1.",
-             "RSS = peak resident memory (VmHWM) of a fresh process that only opens the store and reads; its "
-             "start-up alone (Python, imports, open store) is in the JSON as start_rss_mb."]
+             "(faster, or less memory); below 1, that column is better. — : not run."]
+    if any(r.get("extrapolated") for r in every):
+        found.append(f"~ extrapolated: a quadratic store's first {s.sample_first} and last {s.sample_last} "
+                     "appends were timed (the session filled in between, untimed) and the total fitted as "
+                     "a cost per append growing linearly with the session.")
+    if any(r.get("reduced") for r in every):
+        found.append(f"† a quadratic store's concurrent runs are {s.procs}x{s.rewrite_per_proc} (its cost "
+                     "per append grows with the session), so its figures are at that size.")
+    if any(w.startswith("concurrent") for w in bench.results):
+        found.append("lost = acknowledged but not read back; dup = read back more than once; damaged = "
+                     "unreadable or wrong content; failed = appends that raised (never acknowledged); "
+                     "verify! = the store's own check found damage.")
+    if "tail" in bench.results:
+        found.append(f"* {mid_size(s.tail_small):,} messages written as {s.tail_small - 1:,} + "
+                     f"{mid_size(s.tail_small) - s.tail_small + 1:,}: at the default sizes eventlog's "
+                     "get_session then folds 999 events after its newest snapshot, the most it ever does "
+                     "with snapshot_every=1000 (the other sessions fold at most 1).")
+    if "replay" in bench.results:
+        found.append("RSS = peak resident memory (VmHWM) of a fresh process that only opens the store and "
+                     "reads; its start-up alone (Python, imports, the store opened) is the JSON's "
+                     "start_rss_mb.")
     reasons: dict[tuple[str, str], list[str]] = {}
     for workload, cells in bench.results.items():
         for column, result in cells.items():

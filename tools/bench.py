@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - bench.started
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     info["run_seconds"] = round(elapsed, 1)
+    # CPU time of the run and its workers (not the Redis server's): a figure the machine's other
+    # load does not inflate as much as wall time, to judge a run made on a busy machine.
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    info["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in used), 1)
     found = targets(bench)
     print(render(bench, info, found))
     if args.json:
