@@ -17,6 +17,8 @@ class Column:
     template: str
     """The store's location: ``{dir}`` is a fresh directory per workload, ``{redis}`` the server URL."""
     about: str
+    capped: bool = False
+    """Its long session stops at ``Sizes.capped_long`` (server-side or in-process stores)."""
 
 
 COLUMNS = (
@@ -28,9 +30,11 @@ COLUMNS = (
            "loaded and rewritten on every message"),
     Column("langchain-file", "langchain-file", "{dir}", "langchain-community FileChatMessageHistory"),
     Column("eventlog-sqlite", "eventlog", "sqlite:///{dir}/eventlog.db", "eventlog.open('sqlite:///...')"),
-    Column("eventlog-redis", "eventlog", "{redis}", "eventlog.open('redis://...'): Redis Streams"),
-    Column("redis-xadd", "redis-xadd", "{redis}", "one plain XADD per append: the Redis floor"),
-    Column("eventlog-memory", "eventlog", "memory://", "eventlog.open('memory://'): process-local"),
+    Column("eventlog-redis", "eventlog", "{redis}", "eventlog.open('redis://...'): Redis Streams",
+           capped=True),
+    Column("redis-xadd", "redis-xadd", "{redis}", "one plain XADD per append: the Redis floor", capped=True),
+    Column("eventlog-memory", "eventlog", "memory://", "eventlog.open('memory://'): process-local",
+           capped=True),
 )
 BY_NAME = {c.name: c for c in COLUMNS}
 FLOORS = {"eventlog-sqlite": "sqlite-wal", "eventlog-redis": "redis-xadd"}

@@ -28,6 +28,7 @@ class Sizes:
     durable_per_proc: int = 500     # 4 messages per durable writer
     replay: int = 200_000           # 5 replayed session
     long: int = 1_000_000           # 5 streaming replay, 6 tail of the long session
+    capped_long: int = 200_000      # 5, 6 the long session of Redis and memory columns
     tail_small: int = 1_000         # 6 the short session
     tail_calls: int = 50            # 6 calls per median
     sessions: int = 10_000          # 7 sessions...
@@ -40,8 +41,8 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(messages=400, durable=60, per_proc=150, durable_per_proc=20, replay=3_000, long=12_000,
-                   tail_small=200, tail_calls=15, sessions=60, sample_first=40, sample_last=10,
-                   rewrite_per_proc=20, fill_batch=2_000)
+                   capped_long=6_000, tail_small=200, tail_calls=15, sessions=60, sample_first=40,
+                   sample_last=10, rewrite_per_proc=20, fill_batch=2_000)
 
     @classmethod
     def names(cls) -> list[str]:
