@@ -45,8 +45,8 @@ def location(column: Column, directory: str, redis_url: str) -> str:
     return column.template.format(dir=os.path.abspath(directory), redis=redis_url)
 
 
-def spec(column: Column, directory: str, redis_url: str, *, durable: bool = False) -> Spec:
-    return Spec(column.name, column.kind, location(column, directory, redis_url), durable)
+def spec(column: Column, directory: str, redis_url: str, *, durable: bool = False, prefix: str = "") -> Spec:
+    return Spec(column.name, column.kind, location(column, directory, redis_url), durable, prefix)
 
 
 def unavailable(column: Column, probe_dir: str, redis_url: str) -> str:

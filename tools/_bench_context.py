@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import statistics
 import sys
 import time
 import traceback
@@ -37,6 +39,7 @@ class Sizes:
     sample_last: int = 10           # ...and at the end of the session, then extrapolated
     rewrite_per_proc: int = 100     # quadratic peers' messages per concurrent writer
     fill_batch: int = 5_000         # untimed bulk fill batch
+    rounds: int = 5                 # 1, 2 interleaved rounds per column (the median is reported)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -65,7 +68,7 @@ class Bench:
     now: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
     verbose: bool = True
-    _stores: list[Store] = field(default_factory=list)
+    _stores: dict[int, tuple[Store, Path]] = field(default_factory=dict)
 
     @property
     def base_ts(self) -> float:
@@ -80,23 +83,36 @@ class Bench:
         return f"b{self.run_id}-{workload}-{suffix}"
 
     def open(self, column: Column, workload: str, *, durable: bool = False) -> Store:
-        """A fresh store for one column and workload (its own directory, or its own sessions)."""
+        """A fresh store for one column and workload: its own directory, and on a server its
+        own session-id prefix (``discard`` removes exactly that)."""
         directory = self.workdir / workload / column.name
-        store = make_store(spec(column, str(directory), self.redis_url, durable=durable))
-        self._stores.append(store)
+        found = spec(column, str(directory), self.redis_url, durable=durable, prefix=self.sid(workload, ""))
+        store = make_store(found)
+        self._stores[id(store)] = (store, directory)
         return store
 
+    def reopen(self, store: Store) -> Store:
+        """Close ``store`` and open its spec again, its data kept (a process-local store is kept as is)."""
+        if not store.shared:
+            return store
+        _, directory = self._stores.pop(id(store))
+        store.close()
+        again = make_store(store.spec)
+        self._stores[id(again)] = (again, directory)
+        return again
+
     def release(self, store: Store) -> None:
-        """Close a store and drop what it keeps outside the work directory."""
-        if store in self._stores:
-            self._stores.remove(store)
+        """Close a store and remove its data: its directory, or its sessions on a server."""
+        _, directory = self._stores.pop(id(store), (store, None))
         try:
             store.discard()
         finally:
             store.close()
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
     def release_all(self) -> None:
-        for store in list(self._stores):
+        for store, _ in list(self._stores.values()):
             try:
                 self.release(store)
             except Exception as exc:  # cleanup must not hide the results
@@ -114,6 +130,17 @@ class Bench:
     def record(self, workload: str, column: str, result: Result) -> None:
         self.results.setdefault(workload, {})[column] = result
 
+    def fail(self, workload: str, column: str, result: Result, exc: Exception) -> None:
+        """Make ``result`` say why its cell has no figures: Unsupported (n/a), or an error."""
+        result.clear()
+        if isinstance(exc, Unsupported):
+            result["skipped"] = str(exc)
+            return
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        self.notes.append(f"{workload} / {column}: {result['error']}")
+        if os.environ.get("BENCH_TRACEBACK"):
+            traceback.print_exception(exc)
+
     @contextmanager
     def cell(self, workload: str, column: str) -> Iterator[Result]:
         """Run one column of one workload; Unsupported and failures become the cell's note."""
@@ -121,15 +148,8 @@ class Bench:
         started = time.monotonic()
         try:
             yield result
-        except Unsupported as exc:
-            result.clear()
-            result["skipped"] = str(exc)
         except Exception as exc:
-            result.clear()
-            result["error"] = f"{type(exc).__name__}: {exc}"
-            self.notes.append(f"{workload} / {column}: {result['error']}")
-            if os.environ.get("BENCH_TRACEBACK"):
-                traceback.print_exc()
+            self.fail(workload, column, result, exc)
         self.record(workload, column, result)
         state = result.get("skipped") or result.get("error") or "ok"
         self.say(f"  {workload:<18} {column:<16} {time.monotonic() - started:6.1f}s  {state}")
@@ -141,13 +161,13 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def median_ms(fn: Callable[[], object], calls: int) -> float:
-    times = []
+def interleaved_ms(probes: dict[str, Callable[[], object]], calls: int) -> dict[str, float]:
+    """The median milliseconds of each probe over ``calls`` calls, the probes taking turns, so
+    the figures compared with each other (1,000 vs 1,000,000 messages) share the same moments."""
+    times: dict[str, list[float]] = {name: [] for name in probes}
     for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    middle = len(times) // 2
-    value = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
-    return value * 1e3
+        for name, probe in probes.items():
+            start = time.perf_counter()
+            probe()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(found) * 1e3 for name, found in times.items()}

@@ -19,14 +19,12 @@ class EventlogStore(Store):
             self.shared = False
             self.no_durable = "a process-local memory store has nothing to fsync"
         self.log = eventlog.open(spec.location, durability="fsync" if spec.durable else "os")
-        self._created: list[str] = []
 
     def prepare(self, sid: str, msgs: Sequence[Msg]) -> list[Any]:
         return [eventlog.ChatMessage(id=m.id, sender=m.sender, recipient=m.recipient, content=m.content,
                                      timestamp=m.ts, session_id=sid) for m in msgs]
 
     def create(self, sid: str, created_at: float) -> None:
-        self._created.append(sid)
         self.log.create_session(sid, PARTICIPANTS, created_at=created_at)
 
     def append(self, sid: str, item: Any) -> None:
@@ -77,10 +75,11 @@ class EventlogStore(Store):
 
     def discard(self) -> None:
         # Only a server's data outlives the run's directory; remove exactly what this run made.
-        if self.spec.location.startswith(("redis://", "rediss://")):
-            for sid in self._created:
-                with contextlib.suppress(eventlog.SessionNotFoundError):
-                    self.log.delete_session(sid)
+        if self.spec.location.startswith(("redis://", "rediss://")) and self.spec.prefix:
+            for session in self.log.list_sessions():
+                if session.session_id.startswith(self.spec.prefix):
+                    with contextlib.suppress(eventlog.SessionNotFoundError):
+                        self.log.delete_session(session.session_id)
 
     def close(self) -> None:
         self.log.close()

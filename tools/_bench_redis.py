@@ -20,7 +20,6 @@ class RedisXaddStore(Store):
         super().__init__(spec)
         import redis
         self.redis: Any = redis.Redis.from_url(spec.location)
-        self._created: list[str] = []
 
     @staticmethod
     def _key(sid: str) -> str:
@@ -30,7 +29,6 @@ class RedisXaddStore(Store):
         return [as_dict(m) for m in msgs]
 
     def create(self, sid: str, created_at: float) -> None:
-        self._created.append(sid)
         self.redis.xadd(self._key(sid), {"d": orjson.dumps({"session": sid, "ts": created_at})})
 
     def append(self, sid: str, item: Any) -> None:
@@ -77,8 +75,10 @@ class RedisXaddStore(Store):
         return [(r["id"], r["content"]) for r in records[1:]]
 
     def discard(self) -> None:
-        if self._created:
-            self.redis.delete(*(self._key(sid) for sid in self._created))
+        if self.spec.prefix:
+            keys = list(self.redis.scan_iter(match=self._key(self.spec.prefix + "*"), count=1000))
+            for start in range(0, len(keys), 1000):
+                self.redis.delete(*keys[start:start + 1000])
 
     def close(self) -> None:
         self.redis.close()

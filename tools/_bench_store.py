@@ -31,6 +31,8 @@ class Spec:
     kind: str
     location: str
     durable: bool = False
+    prefix: str = ""
+    """Every session id this store is given starts with it: ``discard`` removes exactly those."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +100,7 @@ class Store(ABC):
         return []
 
     def discard(self) -> None:  # noqa: B027 - optional: only server-backed stores need it
-        """Remove what this run stored outside the run's directory (a server's keys)."""
+        """Remove the sessions of ``spec.prefix`` kept outside the run's directory (on a server)."""
 
     def close(self) -> None:  # noqa: B027 - optional: a store may hold nothing open
         """Release handles; the data stays."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from _bench_columns import Column
 from _bench_context import Bench, Result
-from _bench_data import batches, messages
+from _bench_data import Msg, batches, messages
 from _bench_procs import max_overlap, run_workers
 from _bench_store import Store, Unsupported
 
@@ -31,44 +33,106 @@ def _extrapolate(n: int, first: tuple[int, float], last: tuple[int, float]) -> f
     return n * base + slope * n * (n - 1) / 2
 
 
-def _append_cell(bench: Bench, column: Column, workload: str, n: int, result: Result) -> None:
-    durable = workload == "durable"
-    store = bench.open(column, workload, durable=durable)
+@dataclass
+class _Lane:
+    """One column's share of an interleaved append run."""
+
+    column: Column
+    store: Store
+    items: list[Any]
+    result: Result
+    rounds: list[float] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def _open_lane(bench: Bench, column: Column, workload: str, msgs: list[Msg]) -> _Lane | None:
+    result: Result = {}
+    store = None
     try:
-        if durable and store.no_durable:
+        store = bench.open(column, workload, durable=workload == "durable")
+        if workload == "durable" and store.no_durable:
             raise Unsupported(store.no_durable)
-        sid, seed = bench.sid(workload), bench.seed(workload)
+        sid = bench.sid(workload)
         store.create(sid, bench.base_ts)
-        k1, k2 = bench.sizes.sample_first, bench.sizes.sample_last
-        if store.quadratic and n > k1 + k2:
-            t1 = _time_appends(store, sid, store.prepare(sid, messages(seed, 0, k1, bench.base_ts)))
-            for batch in batches(seed, k1, n - k2, bench.base_ts, bench.fill_batch(store, n)):
-                store.fill(sid, batch)
-            t2 = _time_appends(store, sid, store.prepare(sid, messages(seed, n - k2, n, bench.base_ts)))
-            seconds = _extrapolate(n, (k1, t1), (k2, t2))
-            result.update(extrapolated=True, sample=[k1, k2], first_us=t1 / k1 * 1e6, last_us=t2 / k2 * 1e6)
-        else:
-            seconds = _time_appends(store, sid, store.prepare(sid, messages(seed, 0, n, bench.base_ts)))
-        stored = len(store.read_back(sid))
-        if stored != n:
-            raise RuntimeError(f"{stored} messages stored after {n} appends")
-        result.update(messages=n, seconds=seconds, per_s=n / seconds, us_per_msg=seconds / n * 1e6)
-    finally:
-        bench.release(store)
+        items = [] if store.quadratic else store.prepare(sid, msgs)
+        return _Lane(column, store, items, result)
+    except Exception as exc:
+        bench.fail(workload, column.name, result, exc)
+        bench.record(workload, column.name, result)
+        if store is not None:
+            bench.release(store)
+        return None
+
+
+def _run_rounds(bench: Bench, workload: str, lanes: list[_Lane], n: int) -> None:
+    """Time every lane's appends in rounds, the lanes taking turns (in a rotating order), so a
+    change in the machine's load falls on every column alike."""
+    rounds = max(1, min(bench.sizes.rounds, n))
+    cuts = [n * r // rounds for r in range(rounds + 1)]
+    sid = bench.sid(workload)
+    for r in range(rounds):
+        for lane in lanes[r % len(lanes):] + lanes[:r % len(lanes)]:
+            if lane.error is not None:
+                continue
+            try:
+                lane.rounds.append(_time_appends(lane.store, sid, lane.items[cuts[r]:cuts[r + 1]]))
+            except Exception as exc:
+                lane.error = exc
+    for lane in lanes:
+        if lane.error is None:
+            chunks = [cuts[r + 1] - cuts[r] for r in range(rounds)]
+            per_msg = statistics.median(t / c for t, c in zip(lane.rounds, chunks, strict=True))
+            lane.result.update(messages=n, rounds=rounds, seconds=sum(lane.rounds), per_s=1 / per_msg,
+                               us_per_msg=per_msg * 1e6, round_us=[t / c * 1e6 for t, c in
+                                                                   zip(lane.rounds, chunks, strict=True)])
+
+
+def _sampled(bench: Bench, lane: _Lane, workload: str, n: int) -> None:
+    """A quadratic store: time its first and last appends, fill between untimed, extrapolate."""
+    store, sid, seed, base = lane.store, bench.sid(workload), bench.seed(workload), bench.base_ts
+    k1, k2 = bench.sizes.sample_first, bench.sizes.sample_last
+    if n <= k1 + k2:
+        seconds = _time_appends(store, sid, store.prepare(sid, messages(seed, 0, n, base)))
+    else:
+        t1 = _time_appends(store, sid, store.prepare(sid, messages(seed, 0, k1, base)))
+        for batch in batches(seed, k1, n - k2, base, bench.fill_batch(store, n)):
+            store.fill(sid, batch)
+        t2 = _time_appends(store, sid, store.prepare(sid, messages(seed, n - k2, n, base)))
+        seconds = _extrapolate(n, (k1, t1), (k2, t2))
+        lane.result.update(extrapolated=True, sample=[k1, k2], first_us=t1 / k1 * 1e6, last_us=t2 / k2 * 1e6)
+    lane.result.update(messages=n, seconds=seconds, per_s=n / seconds, us_per_msg=seconds / n * 1e6)
+
+
+def _append_workload(bench: Bench, workload: str, n: int) -> None:
+    msgs = messages(bench.seed(workload), 0, n, bench.base_ts)
+    lanes = [lane for c in bench.columns if (lane := _open_lane(bench, c, workload, msgs)) is not None]
+    started = time.monotonic()
+    _run_rounds(bench, workload, [lane for lane in lanes if not lane.store.quadratic], n)
+    bench.say(f"  {workload:<18} {len(lanes)} columns interleaved  {time.monotonic() - started:6.1f}s")
+    for lane in lanes:
+        name = lane.column.name
+        with bench.cell(workload, name) as result:
+            try:
+                if lane.store.quadratic:
+                    _sampled(bench, lane, workload, n)
+                if lane.error is not None:
+                    raise lane.error
+                stored = len(lane.store.read_back(bench.sid(workload)))
+                if stored != n:
+                    raise RuntimeError(f"{stored} messages stored after {n} appends")
+                result.update(lane.result)
+            finally:
+                bench.release(lane.store)
 
 
 def run_append(bench: Bench) -> None:
-    bench.say(f"1 append: {bench.sizes.messages:,} messages, one call each")
-    for column in bench.columns:
-        with bench.cell("append", column.name) as result:
-            _append_cell(bench, column, "append", bench.sizes.messages, result)
+    bench.say(f"1 append: {bench.sizes.messages:,} messages, one call each, {bench.sizes.rounds} rounds")
+    _append_workload(bench, "append", bench.sizes.messages)
 
 
 def run_durable(bench: Bench) -> None:
-    bench.say(f"2 durable append: {bench.sizes.durable:,} messages, fsync each")
-    for column in bench.columns:
-        with bench.cell("durable", column.name) as result:
-            _append_cell(bench, column, "durable", bench.sizes.durable, result)
+    bench.say(f"2 durable append: {bench.sizes.durable:,} messages, fsync each, {bench.sizes.rounds} rounds")
+    _append_workload(bench, "durable", bench.sizes.durable)
 
 
 def check_read_back(found: list[tuple[str, str] | None], acked: dict[str, str]) -> dict[str, int]:
