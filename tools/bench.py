@@ -52,7 +52,7 @@ def _csv(text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="tools/bench.py", description=__doc__.split("\n\n")[0],
+        prog="tools/bench.py", description=__doc__,
         epilog=f"Workloads: {', '.join(WORKLOADS)}. Columns: {', '.join(c.name for c in COLUMNS)}.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every workload")
