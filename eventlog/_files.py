@@ -365,6 +365,9 @@ class FileBackend(Backend):
         handle = self._handles.get(session_id)
         if handle is None or not handle.lock.acquire(False):
             handle, exact = self._locked(session_id, appending=True)
+        elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
+            handle.lock.release()
+            handle, exact = self._locked(session_id, appending=True)
         else:
             try:
                 fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -665,11 +668,28 @@ class FileBackend(Backend):
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """Watch the session's shared page: a memory read per poll, no system call, until
-        the generation moves; then the page (or, if unpublished, the log) says the seq."""
-        handle = self._handle(session_id)
-        shared = handle.shared
-        if shared is None:
-            return super().wait(session_id, after_seq, timeout)
+        the generation moves; then the page (or, if unpublished, the log) says the seq.
+
+        The watcher maps the lock file for itself rather than borrowing the append
+        handle's mapping: another thread deleting the session closes that handle."""
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            if os.fstat(fd).st_size < SHARED_BYTES:
+                return super().wait(session_id, after_seq, timeout)
+            with mmap.mmap(fd, SHARED_BYTES, access=mmap.ACCESS_READ) as page:
+                shared = memoryview(page).cast("Q")
+                try:
+                    return self._watch(session_id, fd, shared, after_seq, timeout)
+                finally:
+                    shared.release()
+        finally:
+            os.close(fd)
+
+    def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
+               timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay, seen = 0.0005, -1
         while True:
@@ -680,9 +700,8 @@ class FileBackend(Backend):
                 last = shared[3] if published else self.last_seq(session_id)
                 if last > after_seq:
                     return True
-            elif delay >= self.poll_interval and not os.fstat(handle.lock_fd).st_nlink:
-                self._drop(session_id, handle)
-                raise SessionNotFoundError(session_id)
+            elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
+                raise SessionNotFoundError(session_id)  # deleted: delete unlinks the lock file
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:

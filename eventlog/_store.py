@@ -103,9 +103,11 @@ class EventLog:
             import uuid
             session_id = uuid.uuid4().hex
         sid = self._live(session_id)
+        if participants is not None and type(participants) not in (list, tuple):
+            # Not any iterable: a str or a dict would be taken apart silently.
+            raise InvalidEventError("participants must be a list of names, not "
+                                    f"{type(participants).__name__}")
         people = [] if participants is None else list(participants)
-        if isinstance(participants, str):
-            raise InvalidEventError("participants must be a list of names, not a str")
         seen = set()
         for person in people:
             check_text("participant", person)
@@ -446,6 +448,12 @@ class EventLog:
         if not self.backend.exists(sid):
             raise SessionNotFoundError(sid)
         return self.backend.size(sid)
+
+    def session_ids(self) -> list[str]:
+        """Every session's id, sorted; cheap (reads no log)."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return self.backend.session_ids()
 
     def session_exists(self, session_id: str) -> bool:
         return self.backend.exists(self._live(session_id))
