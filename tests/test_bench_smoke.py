@@ -34,11 +34,14 @@ def test_quick_run_completes_and_reports_every_workload(tmp_path: Path) -> None:
         assert "error" not in cell, (workload, cell)
     assert results["append"]["eventlog-file"]["messages"] == report["config"]["sizes"]["messages"]
     assert results["append"]["eventlog-file"]["per_s"] > 0
+    sizes = report["config"]["sizes"]
     for workload in ("concurrent", "concurrent_durable"):
         cell = results[workload]["eventlog-file"]
-        sizes = report["config"]["sizes"]
-        per = sizes["per_proc"] if workload == "concurrent" else sizes["durable_per_proc"]
-        assert cell["messages"] == sizes["procs"] * per
+        if workload == "concurrent":
+            assert cell["messages"] == sizes["procs"] * sizes["per_proc"]
+        else:  # one writer, then all of them, twice
+            assert cell["messages"] == 2 * (1 + sizes["procs"]) * sizes["durable_per_proc"]
+            assert cell["x_single"] > 0
         assert (cell["lost"], cell["duplicated"], cell["damaged"], cell["failed"]) == (0, 0, 0, 0)
         assert cell["problems"] == []
         assert cell["writers"] == sizes["procs"]  # measured: distinct worker pids

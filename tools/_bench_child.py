@@ -34,7 +34,7 @@ def main() -> int:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 1
-    report: dict[str, Any] = {"pid": os.getpid(), "before": before}
+    report: dict[str, Any] = {"pid": os.getpid(), "before": before, "lo": job.get("lo"), "hi": job.get("hi")}
     start = time.monotonic()
     if job["op"] == "append":
         failed, error = [], ""

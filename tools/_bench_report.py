@@ -117,7 +117,8 @@ def rows(bench: Bench) -> list[Row]:
         Row("3 concurrent: writer processes (max overlapping)", "concurrent", "writers", "procs"),
         Row(f"4 concurrent durable {s.procs}x{s.durable_per_proc:,}: msgs/s", "concurrent_durable", "per_s",
             "rate", True),
-        Row("4 concurrent durable: x single durable writer", "concurrent_durable", "x_single", "x"),
+        Row("4 concurrent durable: x one durable writer (taking turns)", "concurrent_durable", "x_single",
+            "x"),
         Row("4 concurrent durable: lost/dup/damaged", "concurrent_durable", "lost", "check"),
         Row(f"5 replay {s.replay:,}: msgs/s", "replay", "per_s", "rate", True),
         Row(f"5 replay {s.replay:,}: peak RSS MB", "replay", "peak_rss_mb", "num", False),
@@ -237,7 +238,8 @@ def legend(bench: Bench) -> list[str]:
     if any(w.startswith("concurrent") for w in bench.results):
         found.append("lost = acknowledged but not read back; dup = read back more than once; damaged = "
                      "unreadable or wrong content; failed = appends that raised (never acknowledged); "
-                     "verify! = the store's own check found damage.")
+                     "verify! = the store's own check found damage. Workload 4 runs one writer, then "
+                     f"{s.procs}, twice over, on one session; its check covers all of it.")
     if "tail" in bench.results:
         found.append(f"* {mid_size(s.tail_small):,} messages written as {s.tail_small - 1:,} + "
                      f"{mid_size(s.tail_small) - s.tail_small + 1:,}: at the default sizes eventlog's "

@@ -98,9 +98,7 @@ def _sizes(args: argparse.Namespace) -> Sizes:
 
 
 def _workloads(args: argparse.Namespace) -> list[str]:
-    chosen = list(args.only or WORKLOADS)
-    if "concurrent-durable" in chosen and "durable" not in chosen:
-        chosen.append("durable")  # its figure is a ratio to the single durable writer's
+    chosen = args.only or WORKLOADS
     return [w for w in WORKLOADS if w in chosen]
 
 
