@@ -40,6 +40,7 @@ class Sizes:
     rewrite_per_proc: int = 100     # quadratic peers' messages per concurrent writer
     fill_batch: int = 5_000         # untimed bulk fill batch
     rounds: int = 5                 # 1, 2 interleaved rounds per column (the median is reported)
+    replay_rounds: int = 3          # 5 interleaved replays per column (the median is reported)
 
     @classmethod
     def quick(cls) -> Sizes:

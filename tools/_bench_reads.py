@@ -80,22 +80,48 @@ def run_long(bench: Bench, *, replay: bool, tail: bool) -> None:
     s = bench.sizes
     bench.say(f"5/6 long session: replay at {s.replay:,}, stream and tail at {s.long:,} "
               f"(short session {s.tail_small:,})")
+    longs: list[_Long] = []
     for column in bench.columns:
-        long: _Long | None = None
-        try:
-            with bench.cell("setup_long", column.name) as result:
-                made = long = _Long(bench, column)
-                if replay:
-                    result["fill_s"], _ = timed(partial(made.grow, s.replay))
-            if long is None:
-                continue
+        with bench.cell("setup_long", column.name) as result:
+            long = _Long(bench, column)
+            longs.append(long)
             if replay:
-                with bench.cell("replay", column.name) as result:
-                    result.update(long.read("replay"))
+                result["fill_s"], _ = timed(partial(long.grow, s.replay))
+    if replay:
+        _replay_rounds(bench, longs)
+    for long in longs:
+        try:
             _long_phase(bench, long, replay=replay, tail=tail)
         finally:
-            if long is not None:
-                bench.release(long.store)
+            bench.release(long.store)
+
+
+def _replay_rounds(bench: Bench, longs: list[_Long]) -> None:
+    """Replay every column's session in rounds, the columns taking turns, and keep each one's
+    median round: one replay per column, minutes apart, compares the machine's moods as much
+    as the stores. A quadratic store replays once (its figure is an order of magnitude off)."""
+    rounds = bench.sizes.replay_rounds
+    found: dict[str, list[Result]] = {long.column.name: [] for long in longs}
+    failed: dict[str, Exception] = {}
+    for r in range(rounds):
+        started = time.monotonic()
+        for long in longs[r % len(longs):] + longs[:r % len(longs)]:
+            name = long.column.name
+            if name in failed or (r and long.store.quadratic):
+                continue
+            try:
+                found[name].append(long.read("replay"))
+            except Exception as exc:
+                failed[name] = exc
+        bench.say(f"  replay round {r + 1}/{rounds}: {time.monotonic() - started:.1f}s")
+    for long in longs:
+        name = long.column.name
+        with bench.cell("replay", name) as result:
+            if name in failed:
+                raise failed[name]
+            runs = sorted(found[name], key=lambda run: run["per_s"])
+            result.update(runs[len(runs) // 2], rounds=len(runs), round_per_s=[run["per_s"] for run in runs],
+                          max_peak_rss_mb=max(run.get("peak_rss_mb", 0.0) for run in runs))
 
 
 def _long_phase(bench: Bench, long: _Long, *, replay: bool, tail: bool) -> None:
