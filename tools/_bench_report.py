@@ -56,6 +56,11 @@ def _git(*args: str) -> str:
         return ""
 
 
+def loadavg() -> tuple[float, ...] | None:
+    """The 1, 5 and 15 minute load averages: how busy the machine was besides this run."""
+    return tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
 def machine(bench: Bench) -> dict[str, Any]:
     import orjson
 
@@ -75,7 +80,7 @@ def machine(bench: Bench) -> dict[str, Any]:
                                                                               "eventlog") else "")),
         "orjson": orjson.__version__,
         "sqlite": sqlite3.sqlite_version,
-        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "loadavg_start": loadavg(),
     }
     if any(c.template == "{redis}" for c in bench.columns):
         try:

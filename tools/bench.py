@@ -40,7 +40,7 @@ if str(_TOOLS.parent) not in sys.path:
 from _bench_columns import BY_NAME, COLUMNS, DEFAULT_REDIS_URL, unavailable  # noqa: E402
 from _bench_context import Bench, Sizes  # noqa: E402
 from _bench_reads import run_long, run_sessions  # noqa: E402
-from _bench_report import machine, render, targets  # noqa: E402
+from _bench_report import loadavg, machine, render, targets  # noqa: E402
 from _bench_writes import run_append, run_concurrent, run_concurrent_durable, run_durable  # noqa: E402
 
 WORKLOADS = ("append", "durable", "concurrent", "concurrent-durable", "replay", "tail", "sessions")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - bench.started
-    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info["loadavg_end"] = loadavg()
     info["run_seconds"] = round(elapsed, 1)
     # CPU time of the run and its workers (not the Redis server's): a figure the machine's other
     # load does not inflate as much as wall time, to judge a run made on a busy machine.
