@@ -19,7 +19,7 @@ from ._errors import (
                       StoreClosedError,
 )
 from ._open import open
-from ._records import ChatMessage, ChatSession, Event, VerifyReport
+from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from ._store import EventLog
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChatMessage",
     "ChatSession",
+    "CompactionReport",
     "ConflictError",
     "CorruptLogError",
     "Event",

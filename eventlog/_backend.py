@@ -51,6 +51,25 @@ class Scan:
     chunks: Chunks | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A boundary ``seal`` made: everything up to ``head`` is immutable from now on.
+
+    ``position`` is a ``scan`` hint for reading on from ``head`` (may be None)."""
+
+    head: Head
+    position: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """What ``archive`` did: segments compressed, and the bytes they took before and after."""
+
+    segments: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+
 class Backend(ABC):
     """Storage hooks. Every method takes an already validated session id."""
 
@@ -96,6 +115,35 @@ class Backend(ABC):
     @abstractmethod
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         """Store a snapshot at ``seq`` atomically (a reader sees all of it or none)."""
+
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        """End the session's active segment at its head, so that everything up to the
+        head is immutable and later appends go to a new segment; return the head.
+
+        Called by ``compact`` before it snapshots the head and ``archive``s. It runs
+        under the same exclusion as appends. Backends without segments have nothing
+        to seal: this default only reads the head under that exclusion (an append of
+        nothing), which is a boundary too.
+        """
+        heads: list[Head] = []
+
+        def build(head: Head) -> list[Record]:
+            heads.append(head)
+            return []
+
+        appended = self.append(session_id, build, durable=durable)
+        return Sealed(heads[-1], appended.position)
+
+    def archive(self, session_id: str) -> Archived:
+        """Compress the session's sealed segments into an archive form, in place.
+
+        Must run beside appenders and readers of any process, keep every record
+        readable by ``scan``/``scan_back`` throughout, never change a segment an
+        appender may write, and leave a readable session if the process dies at any
+        point. Backends that don't compress (or do it themselves) keep this default,
+        which does nothing.
+        """
+        return Archived()
 
     def check(self, session_id: str) -> list[str]:
         """Problems with the backend's own structure (beyond the chain the store checks)."""

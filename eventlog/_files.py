@@ -5,6 +5,7 @@ Layout under the store's root::
     eventlog.json                    format marker
     <session id>/lock                flock target; its inode names the session's life
     <session id>/seg-<first seq>.jsonl
+    <session id>/seg-<first seq>.jsonl.gz   a sealed segment, archived by compaction
     <session id>/snap-<seq>.json     snapshots (written atomically, self-checking)
     <session id>/quarantine-*.bin    torn tails copied aside before truncation
 
@@ -17,12 +18,19 @@ Invariants kept here:
   session that was deleted under it.
 - A segment is sealed by appending a trailer *before* the next segment is made,
   so a process still holding the old one sees its size change and moves on.
+- Compaction (``archive``) only compresses sealed segments that have a successor,
+  writes the archive beside the segment (temporary file, fsync, rename, fsync of the
+  directory) and only then unlinks the segment, so at every instant each segment is
+  readable under one of its two names; readers that find the plain name gone read
+  the archive. It holds the session directory's flock, which ``delete`` takes too
+  (see ``_files_archive``).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import mmap
 import os
 import shutil
@@ -37,19 +45,24 @@ from typing import Any
 
 import orjson
 
-from ._backend import Appended, Backend, Build, Chunks, Lines, Scan
+from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
+from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
 from ._errors import (
     CorruptLogError,
+    InvalidInputError,
     SessionExistsError,
     SessionNotFoundError,
     SessionPoisonedError,
     StorageError,
 )
+from ._files_archive import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import (
     SEGMENT_RE,
+    Pread,
     SegmentReader,
+    archive_name,
     header_line,
     lines_backward,
     parse_header,
@@ -63,9 +76,16 @@ FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
 # shares with its parent before it touches any session (see FileBackend._after_fork).
 _LIVE: weakref.WeakSet[FileBackend] = weakref.WeakSet()
+
+
+def _close_handles(handles: dict[str, _Handle]) -> None:
+    # The dict is emptied in place: the finalizer and the backend share it.
+    while handles:
+        handles.popitem()[1].close()
 
 
 def _after_fork_in_child() -> None:
@@ -159,22 +179,49 @@ class _Handle:
         self.seg_fd = self.lock_fd = -1
 
 
+@dataclass(slots=True)
+class _Source:
+    """A segment opened for reading: plain, or archived and read through its index."""
+
+    fd: int
+    name: str
+    size: int
+    pread: Pread
+    archive: ArchiveReader | None = None
+
+    def backward(self) -> Iterator[tuple[int, bytes]]:
+        """Complete lines from the end back, each with the offset it starts at."""
+        if self.archive is not None:
+            return self.archive.lines_backward()  # inflating only the members reached
+        return lines_backward(self.fd, self.size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class FileBackend(Backend):
     """JSONL files under ``root``. Safe across threads, processes and ``fork()``."""
 
     poll_interval = 0.02
 
     def __init__(self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
-                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000) -> None:
+                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
+                 archive_level: int = DEFAULT_LEVEL) -> None:
         self.root = Path(root)
         self.mode = mode
         self.dir_mode = _dir_mode(mode)
         self.lock_timeout = lock_timeout
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_events = segment_max_events
+        if type(archive_level) is not int or not 1 <= archive_level <= 9:
+            raise InvalidInputError(f"archive_level must be a zlib level from 1 to 9, not {archive_level!r}")
+        self.archive_level = archive_level
         self._handles: dict[str, _Handle] = {}
         self._handles_lock = threading.Lock()
         _LIVE.add(self)
+        # A store dropped without close() must not keep its descriptors (and mappings)
+        # open: the finalizer closes them. It holds the dict, never the backend.
+        self._finalizer = weakref.finalize(self, _close_handles, self._handles)
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
@@ -201,18 +248,27 @@ class FileBackend(Backend):
     def _dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def _segments(self, session_id: str) -> list[tuple[int, str]]:
+    def _listing(self, session_id: str) -> dict[int, tuple[bool, bool]]:
+        """Each segment's first seq: (plain file exists, archive exists)."""
         try:
             names = os.listdir(self._dir(session_id))
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
-        found = []
+        found: dict[int, tuple[bool, bool]] = {}
         for name in names:
             match = SEGMENT_RE.fullmatch(name)
             if match:
-                found.append((int(match.group(1)), name))
-        found.sort()
+                first = int(match.group(1))
+                plain, archived = found.get(first, (False, False))
+                found[first] = (True, archived) if match.group(2) is None else (plain, True)
         return found
+
+    def _segments(self, session_id: str) -> list[tuple[int, str]]:
+        """Segments in order, each by the name to read it under. Both names exist only
+        between an archive's rename and the plain file's unlink (or after a crash
+        there); both hold the same bytes, and the plain one is cheaper to read."""
+        return [(first, segment_name(first) if plain else archive_name(first))
+                for first, (plain, _) in sorted(self._listing(session_id).items())]
 
     def _handle(self, session_id: str) -> _Handle:
         handle = self._handles.get(session_id)
@@ -247,9 +303,7 @@ class FileBackend(Backend):
         # A child shares its parent's open file descriptions, and so its flocks:
         # it must take its own descriptors. Thread locks held by parent threads at
         # fork time would never be released here, so they are replaced too.
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+        _close_handles(self._handles)
         self._handles_lock = threading.Lock()
 
     def _locked(self, session_id: str, *, appending: bool = False) -> tuple[_Handle, bool]:
@@ -412,6 +466,13 @@ class FileBackend(Backend):
             self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
 
+    @staticmethod
+    def _check_poisoned(session_id: str, handle: _Handle) -> None:
+        if handle.poisoned:
+            raise SessionPoisonedError(
+                f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
+                "write to it (the kernel may have dropped unsynced data); reopen to retry")
+
     def _resync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         """Read where the log stands from the files (under the lock) and publish it."""
         head = self._sync(session_id, handle, durable)
@@ -505,6 +566,8 @@ class FileBackend(Backend):
             raise CorruptLogError(f"session {session_id!r}: no segment files",
                                   session_id=session_id)
         first, name = segments[-1]
+        if name != segment_name(first):
+            return self._follow_archive(session_id, handle, first, durable)
         self._open_segment(session_id, handle, first)
         end = os.fstat(handle.seg_fd).st_size
         newest: tuple[dict[str, Any], bytes, str, int] | None = None
@@ -572,17 +635,70 @@ class FileBackend(Backend):
         first = sealed.seq + 1
         directory = self._dir(session_id)
         if not (directory / segment_name(first)).exists():
+            if (directory / archive_name(first)).exists():
+                # Our view is more than a segment behind: the next one is sealed and
+                # archived already. Creating it again would fork the log; start afresh.
+                return self._discover(session_id, handle, durable)
             # A sealer that died between trailer and new segment left this to us.
             self._write_atomic(directory, segment_name(first),
                                header_line(session_id, sealed) + b"\n", durable=durable)
-        self._open_segment(session_id, handle, first)
+        try:
+            self._open_segment(session_id, handle, first)
+        except FileNotFoundError:
+            return self._discover(session_id, handle, durable)  # archived since we looked
         # Another process may have got here first and appended already.
         return self._read_forward(session_id, handle, sealed, 0, durable)
 
+    def _follow_archive(self, session_id: str, handle: _Handle, first: int, durable: bool) -> Head:
+        """The newest segment is archived, so it is sealed, and the process that sealed it
+        died before making its successor (archiving normally skips the newest segment)."""
+        source = self._open_read(session_id, first)
+        try:
+            for _offset, raw in source.backward():
+                sealed = parse_trailer(raw)
+                if sealed is not None:
+                    break
+            else:
+                sealed = None
+        finally:
+            source.close()
+        if sealed is None:
+            raise CorruptLogError(f"session {session_id!r}, {source.name}: archived but not sealed",
+                                  session_id=session_id, where=source.name)
+        handle.head = sealed
+        return self._next_segment(session_id, handle, sealed, durable)
+
     # Reading ---------------------------------------------------------------------------
 
-    def _open_read(self, session_id: str, name: str) -> int:
-        return os.open(self._dir(session_id) / name, os.O_RDONLY | _O_CLOEXEC)
+    def _open_read(self, session_id: str, first: int, name: str | None = None) -> _Source:
+        """Open segment ``first`` for reading under ``name`` (plain by default), or as its
+        archive if the plain file was archived and unlinked since the listing.
+        ``FileNotFoundError`` if neither exists (the session was deleted)."""
+        directory = self._dir(session_id)
+        if name is None or name == segment_name(first):
+            try:
+                fd = os.open(directory / segment_name(first), os.O_RDONLY | _O_CLOEXEC)
+                return _Source(fd, segment_name(first), os.fstat(fd).st_size, os.pread)
+            except FileNotFoundError:
+                pass
+        name = archive_name(first)
+        fd = os.open(directory / name, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            reader = ArchiveReader(fd, read_index(fd), name, session_id)
+        except (ArchiveError, OSError) as exc:
+            os.close(fd)
+            raise CorruptLogError(f"session {session_id!r}, {name}: unreadable archive: {exc}",
+                                  session_id=session_id, where=name) from None
+        return _Source(fd, name, reader.size, reader.pread, reader)
+
+    def _open_listed(self, session_id: str, first: int, name: str) -> _Source:
+        try:
+            return self._open_read(session_id, first, name)
+        except FileNotFoundError:
+            if not self.exists(session_id):
+                raise SessionNotFoundError(session_id) from None
+            raise CorruptLogError(f"session {session_id!r}: segment {name} vanished",
+                                  session_id=session_id, where=name) from None
 
     def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
         segments = self._segments(session_id)
@@ -596,27 +712,11 @@ class FileBackend(Backend):
             start = Head(after_seq, str(position["h"]))
         else:
             index = max((i for i, first in enumerate(firsts) if first <= after_seq + 1), default=0)
-            offset = 0
-            start = self._read_header(session_id, segments[index][1])
+            offset, start = self._start_of(session_id, *segments[index], after_seq)
         readers: list[SegmentReader] = []
 
         def chunks() -> Chunks:
-            # Files are opened only once reading starts, so an unread Scan holds nothing.
-            first, name = segments[index]
-            reader_offset = offset
-            while True:
-                fd = self._open_read(session_id, name)
-                try:
-                    reader = SegmentReader(fd, name, offset=reader_offset)
-                    readers[:] = [reader]
-                    yield from reader.chunks()
-                finally:
-                    os.close(fd)
-                following = [s for s in self._segments(session_id) if s[0] > first]
-                if reader.sealed is None or not following:
-                    return  # the active segment; or sealed, and its successor not made yet
-                first, name = following[0]
-                reader_offset = 0
+            return self._scan_chunks(session_id, *segments[index], offset, readers)
 
         def lines() -> Lines:
             for source, lineno, block in chunks():
@@ -626,45 +726,98 @@ class FileBackend(Backend):
         def where() -> dict[str, Any] | None:
             if not readers:
                 return {"segment": segments[index][0], "offset": offset}
-            match = SEGMENT_RE.fullmatch(readers[0].name)
+            reader = readers[0]
+            if reader.sealed is not None:
+                # Read to the trailer but the next segment was not made yet: the position
+                # to go on from is the next segment's start. (An offset past the trailer
+                # would never see the trailer again, and a follower would stop there.)
+                return {"segment": reader.sealed.seq + 1, "offset": 0}
+            match = SEGMENT_RE.fullmatch(reader.name)
             assert match is not None
             return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
         return Scan(start, lines(), where, chunks())
 
-    def _read_header(self, session_id: str, name: str) -> Head:
-        fd = self._open_read(session_id, name)
+    def _scan_chunks(self, session_id: str, first: int, name: str, offset: int,
+                     readers: list[SegmentReader]) -> Chunks:
+        """Blocks of lines from ``offset`` in segment ``first`` on through the following
+        segments while each is sealed; ``readers`` holds the reader in use."""
+        # Files are opened only once reading starts, so an unread Scan holds nothing.
+        source = self._open_listed(session_id, first, name)
+        while True:
+            try:
+                reader = SegmentReader(source.fd, source.name, offset=offset, pread=source.pread)
+                readers[:] = [reader]
+                yield from reader.chunks()
+            finally:
+                source.close()
+            if reader.sealed is None:
+                return  # the active segment
+            # The trailer names the next segment: open it directly rather than list the
+            # directory, which costs O(segments) per step.
+            try:
+                source = self._open_read(session_id, reader.sealed.seq + 1)
+            except FileNotFoundError:
+                return  # sealed, and its successor not made yet
+            offset = 0
+
+    def _start_of(self, session_id: str, first: int, name: str, after_seq: int) -> tuple[int, Head]:
+        """Where to start reading segment ``first`` for the records after ``after_seq``."""
+        source = self._open_listed(session_id, first, name)
         try:
-            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
+            if source.archive is not None:
+                # Seek by seq: inflate from the member holding ``after_seq + 1`` on.
+                return source.archive.seek(after_seq)
+            start = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
         finally:
-            os.close(fd)
+            source.close()
         if start is None:
             raise CorruptLogError(f"session {session_id!r}, {name}: missing or damaged segment "
                                   "header", session_id=session_id, where=name)
-        return start
+        return 0, start
 
     def scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
         newest = True
-        for _first, name in reversed(segments):
+        for first, name in reversed(segments):
             try:
-                fd = self._open_read(session_id, name)
+                source = self._open_read(session_id, first, name)
             except FileNotFoundError:
                 continue
             try:
-                end = os.fstat(fd).st_size
-                for offset, raw in lines_backward(fd, end):
+                for offset, raw in source.backward():
                     if newest and raw.endswith(b" "):
                         continue  # the tail of a batch cut short
                     newest = False
                     if raw.startswith(b'{"seq":'):
-                        yield name, -offset, raw.rstrip(b" ")
+                        yield source.name, -offset, raw.rstrip(b" ")
                     elif (offset == 0 and parse_header(raw) is not None) or parse_trailer(raw) is not None:
                         continue
                     else:
-                        yield name, -offset, raw
+                        yield source.name, -offset, raw
             finally:
-                os.close(fd)
+                source.close()
+
+    def last_seq(self, session_id: str) -> int:
+        # Only the newest segment: its last record, or its header when it is empty (just
+        # after compaction sealed the rest), without reading into archives.
+        segments = self._segments(session_id)
+        if not segments:
+            raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
+        source = self._open_listed(session_id, *segments[-1])
+        try:
+            for offset, raw in source.backward():
+                if raw.startswith(b'{"seq":') and not raw.endswith(b" "):
+                    try:
+                        return int(parse(raw)[0]["seq"])
+                    except Unparseable:
+                        continue  # torn
+                found = parse_trailer(raw) or (parse_header(raw) if offset == 0 else None)
+                if found is not None:
+                    return found.seq
+        finally:
+            source.close()
+        return super().last_seq(session_id)
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """Watch the session's shared page: a memory read per poll, no system call, until
@@ -723,18 +876,24 @@ class FileBackend(Backend):
         return ids
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
-        handle, _ = self._locked(session_id)
+        # The directory lock first (the order ``archive`` uses too), so a session is
+        # never moved away under a compactor writing into it.
+        dir_fd = self._lock_dir(session_id)
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
         try:
-            if if_head is not None and self._sync(session_id, handle, False) != if_head:
-                return False
+            handle, _ = self._locked(session_id)
             try:
-                os.rename(self._dir(session_id), trash)
-                os.unlink(trash / "lock")
-            except OSError as exc:
-                raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+                if if_head is not None and self._sync(session_id, handle, False) != if_head:
+                    return False
+                try:
+                    os.rename(self._dir(session_id), trash)
+                    os.unlink(trash / "lock")
+                except OSError as exc:
+                    raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+            finally:
+                self._unlock(handle)
         finally:
-            self._unlock(handle)
+            self._unlock_dir(dir_fd)
         self._drop(session_id, handle)
         shutil.rmtree(trash, ignore_errors=True)
         return True
@@ -771,39 +930,147 @@ class FileBackend(Backend):
 
     # Upkeep ----------------------------------------------------------------------------
 
+    def _lock_dir(self, session_id: str) -> int:
+        """Open the session's directory and take its flock, the compaction lock; return
+        the descriptor for ``_unlock_dir``. Lock order: this one, then the append lock."""
+        while True:
+            try:
+                fd = os.open(self._dir(session_id), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+            except FileNotFoundError:
+                raise SessionNotFoundError(session_id) from None
+            try:
+                acquire_flock(fd, self.lock_timeout, f"session {session_id!r} (compaction lock)")
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                os.stat("lock", dir_fd=fd)
+                return fd
+            except FileNotFoundError:
+                # Deleted while we waited (``delete`` unlinks the lock file before it lets
+                # go): look again, the id may have been created anew.
+                self._unlock_dir(fd)
+
+    @staticmethod
+    def _unlock_dir(fd: int) -> None:
+        try:
+            release_flock(fd)
+        finally:
+            os.close(fd)
+
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        handle, _ = self._locked(session_id)
+        try:
+            self._check_poisoned(session_id, handle)
+            head = self._sync(session_id, handle, durable)
+            if head.seq >= handle.seg_first:  # the active segment holds records
+                self._seal(session_id, handle, durable)
+            position = self._position(handle)
+            handle.publish()  # exact now, as after an append: the next appender needn't look
+        finally:
+            self._unlock(handle)
+        return Sealed(head, position)
+
+    def archive(self, session_id: str) -> Archived:
+        return archive_sealed_segments(self, session_id)
+
     def size(self, session_id: str) -> int:
         total = 0
         try:
-            with os.scandir(self._dir(session_id)) as entries:
-                for entry in entries:
-                    total += entry.stat(follow_symlinks=False).st_size
+            entries = os.scandir(self._dir(session_id))
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
+        with entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    # Pruned or archived between listing and stat: it no longer counts.
+                    continue
         return total
 
     def check(self, session_id: str) -> list[str]:
-        problems = []
-        segments = self._segments(session_id)
-        for i, (first, name) in enumerate(segments):
-            fd = self._open_read(session_id, name)
-            try:
-                header = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-                if header is None or header.seq + 1 != first:
-                    problems.append(f"session {session_id!r}, {name}: header missing or "
-                                    "does not match the file name")
-                if i < len(segments) - 1:
-                    last = next(lines_backward(fd, os.fstat(fd).st_size), (0, b""))[1]
-                    if parse_trailer(last) is None:
-                        problems.append(f"session {session_id!r}, {name}: not the newest "
-                                        "segment, but not sealed")
-            finally:
-                os.close(fd)
+        """Segment structure: names, headers and trailers continuing each other across
+        segments, and each archive's own integrity (see ``ArchiveReader.check``)."""
+        problems: list[str] = []
+        listing = sorted(self._listing(session_id).items())
+        previous = genesis(session_id)
+        for i, (first, (plain, archived)) in enumerate(listing):
+            names = ([segment_name(first)] if plain else []) + ([archive_name(first)] if archived else [])
+            for name in names:
+                where = f"session {session_id!r}, {name}"
+                try:
+                    source = self._open_read(session_id, first, name)
+                except FileNotFoundError:
+                    continue  # archived (the plain name) or the session deleted meanwhile
+                except CorruptLogError as exc:
+                    problems.append(str(exc))
+                    continue
+                try:
+                    found = self._check_segment(source, first, previous, i == len(listing) - 1)
+                    problems.extend(f"{where}: {problem}" for problem in found)
+                except CorruptLogError as exc:
+                    problems.append(str(exc))
+                finally:
+                    source.close()
+            if plain and archived and not self._twins_agree(session_id, first):
+                problems.append(f"session {session_id!r}, {segment_name(first)}: differs from "
+                                f"its archive {archive_name(first)}")
+            previous = Head(-1, "")  # unknown until a trailer is read
+            if names:
+                trailer = self._trailer(session_id, first)
+                if trailer is not None:
+                    previous = trailer
         return problems
+
+    def _check_segment(self, source: _Source, first: int, previous: Head, newest: bool) -> list[str]:
+        problems = []
+        if source.archive is not None:
+            problems.extend(source.archive.check(first, os.fstat(source.fd).st_size))
+        header = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
+        if header is None or header.seq + 1 != first:
+            problems.append("header missing or does not match the file name")
+        elif previous.seq >= 0 and header != previous:
+            problems.append(f"header (after seq {header.seq}) does not continue the previous "
+                            f"segment, sealed at seq {previous.seq}")
+        if not newest:
+            last = next(source.backward(), (0, b""))[1]
+            if parse_trailer(last) is None:
+                problems.append("not the newest segment, but not sealed")
+        return problems
+
+    def _twins_agree(self, session_id: str, first: int) -> bool:
+        directory = self._dir(session_id)
+        try:
+            digest = hashlib.sha256()
+            with open(directory / segment_name(first), "rb") as plain:
+                while chunk := plain.read(1 << 20):
+                    digest.update(chunk)
+            fd = os.open(directory / archive_name(first), os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return True  # the twin was removed meanwhile
+        try:
+            return read_index(fd).sha256 == digest.digest()
+        except ArchiveError:
+            return False
+        finally:
+            os.close(fd)
+
+    def _trailer(self, session_id: str, first: int) -> Head | None:
+        try:
+            source = self._open_read(session_id, first)
+        except (FileNotFoundError, CorruptLogError):
+            return None
+        try:
+            last = next(source.backward(), (0, b""))[1]
+            return parse_trailer(last)
+        except CorruptLogError:
+            return None
+        finally:
+            source.close()
 
     def close(self) -> None:
         with self._handles_lock:
-            handles, self._handles = self._handles, {}
-        for handle in handles.values():
-            handle.close()
+            self._finalizer()
 
 

@@ -105,3 +105,25 @@ def build_message(  # noqa: PLR0913 - one argument per field of the record it bu
     set_metadata(message, metadata)
     set_seq(message, seq)
     return message
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What ``compact`` did.
+
+    ``sessions`` compacted; ``segments_archived`` sealed segments compressed; the
+    compacted sessions' storage in bytes before and after; wall-clock ``seconds``;
+    and ``problems``: sessions left as they were because they are damaged (only when
+    compacting every session; compacting one raises instead).
+    """
+
+    sessions: int
+    segments_archived: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

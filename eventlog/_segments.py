@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
 
 from ._codec import Head
 
-SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl")
+SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
+"""A segment file's name: plain, or archived (``.gz``, see ``_archive``)."""
 CHUNK = 1 << 20
 BACK_CHUNK = 1 << 16
 _RECORD = b'{"seq":'
@@ -32,9 +33,16 @@ _HEADER = b'{"eventlog":'
 _TRAILER = b'{"sealed":'
 BROKEN_BATCH = b"<a batch cut short>"
 
+Pread = Callable[[int, int, int], bytes]
+"""``os.pread``, or an archive's reader of its uncompressed bytes (see ``_archive``)."""
+
 
 def segment_name(first_seq: int) -> str:
     return f"seg-{first_seq:016d}.jsonl"
+
+
+def archive_name(first_seq: int) -> str:
+    return f"seg-{first_seq:016d}.jsonl.gz"
 
 
 def header_line(session_id: str, start: Head) -> bytes:
@@ -78,7 +86,8 @@ class SegmentReader:
 
     After (or during) reading: ``good_end`` is the offset just past the last line
     handed out whole (a batch counts when complete); ``header`` and ``sealed`` hold
-    the structural lines met; ``end`` where reading stopped.
+    the structural lines met; ``end`` where reading stopped. ``pread`` reads the bytes:
+    ``os.pread`` for a plain segment, an ``ArchiveReader``'s for an archived one.
     """
 
     fd: int
@@ -90,13 +99,14 @@ class SegmentReader:
     sealed: Head | None = None
     end: int = 0
     _pending: list[tuple[int, int, bytes]] = field(default_factory=list)
+    pread: Pread = os.pread
 
     def _blocks(self) -> Iterator[tuple[int, bytes]]:
         """``(offset, block)``: runs of complete lines, newline included, in file order."""
         pos = self.good_end = self.end = self.offset
         rest = b""
         while True:
-            chunk = os.pread(self.fd, CHUNK, pos + len(rest))
+            chunk = self.pread(self.fd, CHUNK, pos + len(rest))
             if not chunk:
                 return
             buf = rest + chunk if rest else chunk

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ._backend import Backend, Scan
 from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._compaction import compact
 from ._errors import (
     ConflictError,
     CorruptLogError,
@@ -17,7 +19,8 @@ from ._errors import (
     SessionNotFoundError,
     StoreClosedError,
 )
-from ._records import ChatMessage, ChatSession, Event, VerifyReport, build_message
+from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ._retention import cleanup_old_sessions
 from ._state import (
     CREATED,
     JOINED,
@@ -394,6 +397,18 @@ class EventLog:
         newest_first.reverse()
         return newest_first
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def events_reversed(self, session_id: str) -> Iterator[Event]:
+        """Every event from the newest back to seq 1, reading from the end of the log.
+
+        Each event is yielded only once the one before it has vouched for it (its digest
+        links to it), so a damaged record is never returned; stop whenever you have
+        enough, and nothing older is read."""
+        return self._events_backward(self._live(session_id))
+
     def _events_backward(self, sid: str) -> Iterator[Event]:
         """Events from the newest back, each checked against the one before it.
 
@@ -514,6 +529,32 @@ class EventLog:
         folds[sid] = state
         while len(folds) > FOLDS_KEPT:
             folds.pop(next(iter(folds)), None)
+
+    def compact(self, session_id: str | None = None) -> CompactionReport:
+        """Compact one session, or every session when None: seal its active segment,
+        write a durable snapshot at that boundary, and compress its sealed segments
+        (for files: into gzip archives, read transparently from then on).
+
+        Safe beside appenders and readers in any process, and at any crash point.
+        Compacting one session raises for a damaged log; compacting all reports damaged
+        sessions in ``problems`` and goes on with the others."""
+        if session_id is None:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            return compact(self, None)
+        return compact(self, self._live(session_id))
+
+    def cleanup_old_sessions(self, days: float, *, archive_dir: str | os.PathLike[str] | None = None,
+                             dry_run: bool = False) -> list[str]:
+        """Remove every session whose last activity (its newest event timestamp) is more
+        than ``days`` ago (fractions allowed); return their ids.
+
+        ``archive_dir``: first write each one's history there as ``<id>.jsonl`` (a sealed
+        segment: header, records with digests, trailer). ``dry_run``: only return the ids.
+        A session appended to meanwhile is kept whole; damaged sessions are kept."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return cleanup_old_sessions(self, days, archive_dir, dry_run)
 
     def verify(self, session_id: str | None = None) -> VerifyReport:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
