@@ -62,7 +62,7 @@ class EventlogStore(Store):
         return hasattr(self.log, "compact")
 
     def compact(self, sid: str) -> object:
-        return self.log.compact(sid)  # type: ignore[attr-defined]
+        return self.log.compact(sid)
 
     def size(self, sid: str) -> int:
         return self.log.size(sid)
