@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import mmap
 import os
+import resource
 import shutil
 import threading
 import time
@@ -75,6 +76,18 @@ from ._validate import SESSION_ID_RE
 FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
+
+
+def _handles_kept() -> int:
+    # Each open session handle holds three descriptors: keep them to an eighth of the
+    # process's limit (128 handles at the usual 1024), between 16 and 256.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(16, min(256, soft // 8))
+
+
+HANDLES_KEPT = _handles_kept()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
@@ -289,9 +302,30 @@ class FileBackend(Backend):
             raise
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
+            if len(self._handles) > HANDLES_KEPT:
+                self._evict_idle()
         if existing is not handle:
             handle.close()
         return existing
+
+    def _evict_idle(self) -> None:
+        """Close the oldest handles nobody is using, so a process that touches many
+        sessions keeps a bounded number of descriptors (three per handle) open.
+
+        Called with ``_handles_lock`` held. A handle is closed only while holding its
+        own thread lock, so a thread that looked it up just before finds it closed
+        (``lock_fd < 0``) once it gets that lock, and starts over."""
+        excess = len(self._handles) - HANDLES_KEPT // 2
+        for session_id, handle in list(self._handles.items()):
+            if excess <= 0:
+                return
+            if handle.lock.acquire(False):
+                try:
+                    del self._handles[session_id]
+                    handle.close()
+                finally:
+                    handle.lock.release()
+                excess -= 1
 
     def _drop(self, session_id: str, handle: _Handle) -> None:
         with self._handles_lock:
@@ -313,6 +347,10 @@ class FileBackend(Backend):
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
+            if handle.lock_fd < 0:
+                # Closed by another thread (a delete, or evicted) while we waited: look again.
+                handle.lock.release()
+                continue
             try:
                 acquire_flock(handle.lock_fd, self.lock_timeout, f"session {session_id!r}")
             except BaseException:
