@@ -743,9 +743,11 @@ class FileBackend(Backend):
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
         firsts = [first for first, _ in segments]
-        if (position is not None and position.get("seq") == after_seq
-                and position.get("segment") in firsts):
-            index = firsts.index(position["segment"])
+        index = firsts.index(position["segment"]) if (
+            position is not None and position.get("seq") == after_seq
+            and position.get("segment") in firsts) else -1
+        if index >= 0 and self._anchored(session_id, segments[index][1], position):
+            assert position is not None
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
@@ -775,6 +777,30 @@ class FileBackend(Backend):
             return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
         return Scan(start, lines(), where, chunks())
+
+    def _anchored(self, session_id: str, name: str, position: Any) -> bool:
+        """Whether the line that ends at ``position``'s offset carries its digest.
+
+        A position is a hint kept from earlier (a snapshot's, or a reader's cache); the
+        session may have been deleted and made again since, or its segment archived.
+        Checking the 40 bytes before the offset is enough to trust it; otherwise the
+        read starts from the segment's header instead."""
+        offset, digest = position.get("offset"), position.get("h")
+        if not name.endswith(".jsonl") or type(offset) is not int or type(digest) is not str:
+            return False
+        try:
+            fd = os.open(self._dir(session_id) / name, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            if offset == 0:
+                return parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0]) == Head(
+                    position.get("seq"), digest)
+            tail = os.pread(fd, 40, max(0, offset - 40))
+        finally:
+            os.close(fd)
+        return (offset >= 40 and tail.endswith(b"\n")
+                and tail[:-1].rstrip(b" ").endswith(b'"' + digest.encode() + b'"}'))
 
     def _scan_chunks(self, session_id: str, first: int, name: str, offset: int,
                      readers: list[SegmentReader]) -> Chunks:
