@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import mmap
 import os
+import resource
 import shutil
 import threading
 import time
@@ -75,6 +76,18 @@ from ._validate import SESSION_ID_RE
 FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
+
+
+def _handles_kept() -> int:
+    # Each open session handle holds three descriptors: keep them to an eighth of the
+    # process's limit (128 handles at the usual 1024), between 16 and 256.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(16, min(256, soft // 8))
+
+
+HANDLES_KEPT = _handles_kept()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
@@ -289,9 +302,30 @@ class FileBackend(Backend):
             raise
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
+            if len(self._handles) > HANDLES_KEPT:
+                self._evict_idle()
         if existing is not handle:
             handle.close()
         return existing
+
+    def _evict_idle(self) -> None:
+        """Close the oldest handles nobody is using, so a process that touches many
+        sessions keeps a bounded number of descriptors (three per handle) open.
+
+        Called with ``_handles_lock`` held. A handle is closed only while holding its
+        own thread lock, so a thread that looked it up just before finds it closed
+        (``lock_fd < 0``) once it gets that lock, and starts over."""
+        excess = len(self._handles) - HANDLES_KEPT // 2
+        for session_id, handle in list(self._handles.items()):
+            if excess <= 0:
+                return
+            if handle.lock.acquire(False):
+                try:
+                    del self._handles[session_id]
+                    handle.close()
+                finally:
+                    handle.lock.release()
+                excess -= 1
 
     def _drop(self, session_id: str, handle: _Handle) -> None:
         with self._handles_lock:
@@ -313,6 +347,10 @@ class FileBackend(Backend):
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
+            if handle.lock_fd < 0:
+                # Closed by another thread (a delete, or evicted) while we waited: look again.
+                handle.lock.release()
+                continue
             try:
                 acquire_flock(handle.lock_fd, self.lock_timeout, f"session {session_id!r}")
             except BaseException:
@@ -706,9 +744,11 @@ class FileBackend(Backend):
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
         firsts = [first for first, _ in segments]
-        if (position is not None and position.get("seq") == after_seq
-                and position.get("segment") in firsts):
-            index = firsts.index(position["segment"])
+        index = firsts.index(position["segment"]) if (
+            position is not None and position.get("seq") == after_seq
+            and position.get("segment") in firsts) else -1
+        if index >= 0 and self._anchored(session_id, segments[index][1], position):
+            assert position is not None
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
@@ -738,6 +778,30 @@ class FileBackend(Backend):
             return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
         return Scan(start, lines(), where, chunks())
+
+    def _anchored(self, session_id: str, name: str, position: Any) -> bool:
+        """Whether the line that ends at ``position``'s offset carries its digest.
+
+        A position is a hint kept from earlier (a snapshot's, or a reader's cache); the
+        session may have been deleted and made again since, or its segment archived.
+        Checking the 40 bytes before the offset is enough to trust it; otherwise the
+        read starts from the segment's header instead."""
+        offset, digest = position.get("offset"), position.get("h")
+        if not name.endswith(".jsonl") or type(offset) is not int or type(digest) is not str:
+            return False
+        try:
+            fd = os.open(self._dir(session_id) / name, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            if offset == 0:
+                return parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0]) == Head(
+                    position.get("seq"), digest)
+            tail = os.pread(fd, 40, max(0, offset - 40))
+        finally:
+            os.close(fd)
+        return (offset >= 40 and tail.endswith(b"\n")
+                and tail[:-1].rstrip(b" ").endswith(b'"' + digest.encode() + b'"}'))
 
     def _scan_chunks(self, session_id: str, first: int, name: str, offset: int,
                      readers: list[SegmentReader]) -> Chunks:

@@ -72,6 +72,8 @@ class EventLog:
         # The fold of sessions this process appends to, advanced under the append lock while
         # no other writer interleaves, so checkpoint snapshots need no re-reading.
         self._folds: dict[str, SessionState] = {}
+        # The fold each reader call last reached, with the backend's position after it.
+        self._views: dict[str, tuple[SessionState, dict[str, Any]]] = {}
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -294,6 +296,7 @@ class EventLog:
         """Remove a session whole; its id can be created again."""
         sid = self._live(session_id)
         self._folds.pop(sid, None)
+        self._views.pop(sid, None)
         self.backend.delete(sid)
 
     # Reading -------------------------------------------------------------------------
@@ -325,6 +328,15 @@ class EventLog:
         return self._state(self._live(session_id)).to_session()
 
     def _state(self, sid: str, upto: int | None = None) -> SessionState:
+        if upto is None:
+            view = self._views.get(sid)
+            if view is not None:
+                # The fold this process last read, and where the log stood: read only what
+                # came after it (checked to continue from it; if not, start over).
+                try:
+                    return self._fold_from(sid, view[0].copy(), view[1], None)
+                except CorruptLogError:
+                    self._views.pop(sid, None)
         for blob in self.backend.snapshots(sid):
             try:
                 state, position = decode_snapshot(sid, blob)
@@ -360,6 +372,13 @@ class EventLog:
                 break
             state.apply(event)
             head = Head(event.seq, chain.digest)
+        else:
+            if head is not None and head.seq and chain.torn_at is None and upto is None:
+                end = scan.position()
+                if end is not None and head.seq == chain.seq:
+                    state.head = head
+                    _remember(self._views, sid, (state.copy(), {**end, "seq": head.seq,
+                                                               "h": head.digest}))
         if head is None:
             raise chain.corrupt("the log is shorter than a snapshot of it", "snapshot", 0,
                                 after.seq)
@@ -529,11 +548,7 @@ class EventLog:
             pass
 
     def _remember_fold(self, sid: str, state: SessionState) -> None:
-        folds = self._folds
-        folds.pop(sid, None)
-        folds[sid] = state
-        while len(folds) > FOLDS_KEPT:
-            folds.pop(next(iter(folds)), None)
+        _remember(self._folds, sid, state)
 
     def compact(self, session_id: str | None = None) -> CompactionReport:
         """Compact one session, or every session when None: seal its active segment,
@@ -630,6 +645,14 @@ def _check_imported(event: object, seq: int) -> Event:
                 or type(data.get("content")) is not str or type(data.get("id")) is not str):
             raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
     return event
+
+
+def _remember(cache: dict[str, Any], sid: str, value: Any) -> None:
+    """Keep ``value`` for ``sid``, forgetting the oldest entries past ``FOLDS_KEPT``."""
+    cache.pop(sid, None)
+    cache[sid] = value
+    while len(cache) > FOLDS_KEPT:
+        cache.pop(next(iter(cache)), None)
 
 
 def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
