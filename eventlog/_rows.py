@@ -21,6 +21,13 @@ from ._codec import Head, Unparseable, genesis, parse
 Rows = list[tuple[int, bytes]]
 
 
+def _anywhere() -> dict[str, Any]:
+    """A row backend reads from any seq directly, so it needs no position to resume; saying
+    so (an empty one, not None) lets the store keep the fold a reader reached and resume
+    it, after checking by digest that the log still continues from it."""
+    return {}
+
+
 class RowBackend(Backend):
     """A ``Backend`` whose records are rows keyed by seq; subclasses keep the bytes."""
 
@@ -56,8 +63,8 @@ class RowBackend(Backend):
                     break
                 if obj["seq"] == seq:
                     start, first = Head(seq, digest), seq + 1
-        return Scan(start, self._lines(session_id, generation, first),
-                    chunks=self._chunks(session_id, generation, first))
+        return Scan(start, self._lines(session_id, generation, first), _anywhere,
+                    self._chunks(session_id, generation, first))
 
     def _pages(self, session_id: str, generation: Any, first: int) -> Iterator[Rows]:
         page = self.page_size

@@ -120,19 +120,6 @@ def test_durable_appends_commit_at_synchronous_full(log: EventLog) -> None:
     assert level() == 1
 
 
-def test_a_scan_stops_at_a_delete_instead_of_splicing_two_lives(log: EventLog) -> None:
-    backend(log).page_size = 2
-    sid = log.create_session().session_id
-    log.append_many(sid, [("old", i) for i in range(6)])
-    reading = log.events(sid)
-    assert [next(reading).seq for _ in range(2)] == [1, 2]
-    log.delete_session(sid)
-    log.create_session(sid)
-    log.append_many(sid, [("new", i) for i in range(6)])
-    rest = list(reading)  # at most the page already fetched; never the new life's records
-    assert all(e.type == "old" for e in rest) and len(rest) <= 2
-
-
 def test_damage_is_found(log: EventLog, db_path: Path) -> None:
     sid = log.create_session().session_id
     log.append_many(sid, [("x", i) for i in range(4)])
