@@ -35,7 +35,8 @@ from typing import Any
 import orjson
 
 from ._backend import Appended, Backend, Build, Lines, Scan
-from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
+from ._codec import (ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record,
+                     parse)
 from ._errors import (CorruptLogError, SessionExistsError, SessionNotFoundError,
                       SessionPoisonedError, StorageError)
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
@@ -386,7 +387,7 @@ class FileBackend(Backend):
         for offset, raw in lines_backward(handle.seg_fd, end):
             line = raw.rstrip(b" ")
             if newest is None:
-                if raw.endswith(b" ") or not line.startswith(b'{"seq":'):
+                if raw.endswith(b" ") or not looks_like_record(line):
                     sealed = parse_trailer(raw)
                     if sealed is not None:
                         handle.size = offset + len(raw) + 1
@@ -400,7 +401,12 @@ class FileBackend(Backend):
                 try:
                     obj, body, digest = parse(line)
                 except Unparseable:
-                    continue
+                    # A whole record that can't be read is damage, not a torn tail: cutting
+                    # it off would drop an acknowledged event (see looks_like_record).
+                    raise CorruptLogError(
+                        f"session {session_id!r}, {name} byte {offset}: the last record can't be "
+                        "read; refusing to append to a damaged log", session_id=session_id,
+                        where=name) from None
                 newest = (obj, body, digest, offset + len(raw) + 1)
                 continue
             obj, body, digest, newest_end = newest

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ._backend import Backend
-from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._codec import (ChainReader, Head, Record, Unparseable, encode_payload, genesis, link,
+                     looks_like_record, parse, seal)
 from ._errors import (ConflictError, CorruptLogError, EventLogError, InvalidEventError,
                       SessionExistsError, SessionNotFoundError, StoreClosedError)
 from ._records import ChatMessage, ChatSession, Event, VerifyReport
@@ -370,7 +371,7 @@ class EventLog:
             try:
                 obj, body, digest = parse(line)
             except Unparseable:
-                if torn:
+                if torn and not looks_like_record(line):
                     continue  # a torn tail: writers will quarantine it
                 raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
                                       "record before readable ones", session_id=sid,
