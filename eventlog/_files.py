@@ -499,11 +499,21 @@ class FileBackend(Backend):
                     reader = SegmentReader(fd, name, offset=reader_offset)
                     current[:] = [reader]
                     yield from reader
-                    if reader.sealed is None:
-                        return
                     following = [s for s in self._segments(session_id) if s[0] > first]
-                    if not following:
-                        return  # sealed, and the next segment is not made yet
+                    if reader.sealed is None and following:
+                        # A sealer writes the trailer before it makes the next segment, so this
+                        # one is sealed: read on to its trailer (it may have come after we got
+                        # to the end). Without one the trailer is damaged, and stopping here
+                        # would quietly hide every later segment.
+                        reader = SegmentReader(fd, name, offset=reader.good_end)
+                        current[:] = [reader]
+                        yield from reader
+                        if reader.sealed is None:
+                            raise CorruptLogError(
+                                f"session {session_id!r}, {name}: later segments exist but this "
+                                "one has no readable trailer", session_id=session_id, where=name)
+                    if reader.sealed is None or not following:
+                        return  # the newest segment, or sealed and the next one not made yet
                     os.close(fd)
                     fd = -1
                     first, name = following[0]
