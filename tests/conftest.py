@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,3 +34,25 @@ def umask() -> Iterator[int]:
         yield 0o022
     finally:
         os.umask(old)
+
+
+@pytest.fixture
+def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make fsync free, for tests that repeat a durable step hundreds of times and check
+    what the files hold (fsync changes nothing a process can see without a power cut)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+
+
+@pytest.fixture
+def fast_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A temporary directory in memory (/dev/shm) when there is one, for tests that create and
+    remove files by the thousand: on some disks each unlink or rmdir costs milliseconds. What
+    they check (the bytes in the files) is the same on every file system."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="eventlog-test-", dir="/dev/shm"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
