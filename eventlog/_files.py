@@ -191,7 +191,12 @@ class FileBackend(Backend):
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
-            if os.fstat(handle.lock_fd).st_nlink:
+            try:
+                linked = os.fstat(handle.lock_fd).st_nlink
+            except BaseException:
+                self._unlock(handle)  # an I/O error here must not leave the session locked
+                raise
+            if linked:
                 return handle
             self._drop(session_id, handle)
             self._unlock(handle)
