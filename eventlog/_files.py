@@ -22,22 +22,23 @@ Invariants kept here:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
 from ._backend import Appended, Backend, Build, Lines, Scan
 from ._codec import (ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record,
                      parse)
-from ._errors import (CorruptLogError, SessionExistsError, SessionNotFoundError,
+from ._errors import (CorruptLogError, EventLogError, SessionExistsError, SessionNotFoundError,
                       SessionPoisonedError, StorageError)
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import (SEGMENT_RE, SegmentReader, header_line, lines_backward, parse_header,
@@ -50,6 +51,26 @@ FORMAT_FILE = ".eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
+                ) -> Callable[Concatenate[FileBackend, str, _P], _R]:
+    """Raise OS errors out of a backend hook as eventlog errors, in this one place: the store's
+    callers catch ``StorageError`` (an ``OSError`` too), and a file that vanished with its
+    session is that session's not-found error. Generators translate in ``_os_error`` themselves."""
+    @functools.wraps(method)
+    def hook(self: FileBackend, session_id: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, session_id, *args, **kwargs)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+    return hook
 
 
 def _dir_mode(mode: int) -> int:
@@ -99,7 +120,7 @@ class FileBackend(Backend):
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
         except OSError as exc:
-            raise StorageError(f"can't open store at {self.root}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
 
     def _check_format(self) -> None:
         marker = self.root / FORMAT_FILE
@@ -120,6 +141,11 @@ class FileBackend(Backend):
 
     def _dir(self, session_id: str) -> Path:
         return self.root / session_id
+
+    def _os_error(self, session_id: str, exc: OSError) -> EventLogError:
+        if isinstance(exc, FileNotFoundError) and not self.exists(session_id):
+            return SessionNotFoundError(session_id)  # deleted while we read it
+        return StorageError(exc.errno, f"session {session_id!r}: {exc}")
 
     def _segments(self, session_id: str) -> list[tuple[int, str]]:
         try:
@@ -146,7 +172,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't open {path}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
@@ -211,6 +237,7 @@ class FileBackend(Backend):
 
     # Creating ----------------------------------------------------------------------------
 
+    @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         final = self._dir(session_id)
         if final.exists():
@@ -233,7 +260,7 @@ class FileBackend(Backend):
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise SessionExistsError(session_id) from None
-            raise StorageError(f"can't create session {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
         if durable:
             self._fsync_dir(self.root)
 
@@ -279,6 +306,7 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
+    @_translated
     def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
         handle = self._locked(session_id)
         sync_fd = -1
@@ -318,8 +346,8 @@ class FileBackend(Backend):
                 os.fsync(sync_fd)
             except OSError as exc:
                 handle.poisoned = True
-                raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
-                                   "may not be durable and this session is now read-only "
+                raise StorageError(exc.errno, f"session {session_id!r}: fsync failed: {exc}; the "
+                                   "append may not be durable and this session is now read-only "
                                    "for this store") from exc
             finally:
                 os.close(sync_fd)
@@ -341,8 +369,8 @@ class FileBackend(Backend):
                 os.ftruncate(handle.seg_fd, handle.size)
             except OSError:
                 handle.head = None
-            raise StorageError(f"session {session_id!r}: write failed, nothing appended: "
-                               f"{exc}") from exc
+            raise StorageError(exc.errno, f"session {session_id!r}: write failed, nothing "
+                               f"appended: {exc}") from exc
         handle.size += len(data)
 
     def _sync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
@@ -485,6 +513,7 @@ class FileBackend(Backend):
     def _open_read(self, session_id: str, name: str) -> int:
         return os.open(self._dir(session_id) / name, os.O_RDONLY | _O_CLOEXEC)
 
+    @_translated
     def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
         segments = self._segments(session_id)
         if not segments:
@@ -500,48 +529,17 @@ class FileBackend(Backend):
             for i, first in enumerate(firsts):
                 if first <= after_seq + 1:
                     index = i
-        fd = self._open_read(session_id, segments[index][1])
         if start is None:
-            start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-            if start is None:
+            fd = self._open_read(session_id, segments[index][1])
+            try:
+                start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
+            finally:
                 os.close(fd)
+            if start is None:
                 raise CorruptLogError(f"session {session_id!r}, {segments[index][1]}: "
                                       "missing or damaged segment header",
                                       session_id=session_id, where=segments[index][1])
         current: list[SegmentReader] = []
-
-        def lines() -> Lines:
-            nonlocal fd
-            first, name = segments[index][0], segments[index][1]
-            reader_offset = offset
-            try:
-                while True:
-                    reader = SegmentReader(fd, name, offset=reader_offset)
-                    current[:] = [reader]
-                    yield from reader
-                    following = [s for s in self._segments(session_id) if s[0] > first]
-                    if reader.sealed is None and following:
-                        # A sealer writes the trailer before it makes the next segment, so this
-                        # one is sealed: read on to its trailer (it may have come after we got
-                        # to the end). Without one the trailer is damaged, and stopping here
-                        # would quietly hide every later segment.
-                        reader = SegmentReader(fd, name, offset=reader.good_end)
-                        current[:] = [reader]
-                        yield from reader
-                        if reader.sealed is None:
-                            raise CorruptLogError(
-                                f"session {session_id!r}, {name}: later segments exist but this "
-                                "one has no readable trailer", session_id=session_id, where=name)
-                    if reader.sealed is None or not following:
-                        return  # the newest segment, or sealed and the next one not made yet
-                    os.close(fd)
-                    fd = -1
-                    first, name = following[0]
-                    fd = self._open_read(session_id, name)
-                    reader_offset = 0
-            finally:
-                if fd >= 0:
-                    os.close(fd)
 
         def where() -> dict[str, Any] | None:
             if not current:
@@ -551,9 +549,57 @@ class FileBackend(Backend):
             assert match is not None
             return {"segment": int(match.group(1)), "offset": reader.good_end}
 
-        return Scan(start, lines(), where)
+        # The segment is opened when reading starts, not here: a scan that is never read
+        # (``events()`` called and dropped) must not leave a descriptor open.
+        return Scan(start, self._scan_lines(session_id, segments[index], offset, current), where)
+
+    def _scan_lines(self, session_id: str, segment: tuple[int, str], offset: int,
+                    current: list[SegmentReader]) -> Lines:
+        first, name = segment
+        fd = -1
+        try:
+            fd = self._open_read(session_id, name)
+            while True:
+                reader = SegmentReader(fd, name, offset=offset)
+                current[:] = [reader]
+                yield from reader
+                following = [s for s in self._segments(session_id) if s[0] > first]
+                if reader.sealed is None and following:
+                    # A sealer writes the trailer before it makes the next segment, so this
+                    # one is sealed: read on to its trailer (it may have come after we got
+                    # to the end). Without one the trailer is damaged, and stopping here
+                    # would quietly hide every later segment.
+                    reader = SegmentReader(fd, name, offset=reader.good_end)
+                    current[:] = [reader]
+                    yield from reader
+                    if reader.sealed is None:
+                        raise CorruptLogError(
+                            f"session {session_id!r}, {name}: later segments exist but this "
+                            "one has no readable trailer", session_id=session_id, where=name)
+                if reader.sealed is None or not following:
+                    return  # the newest segment, or sealed and the next one not made yet
+                os.close(fd)
+                fd = -1
+                first, name = following[0]
+                fd = self._open_read(session_id, name)
+                offset = 0
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def scan_back(self, session_id: str) -> Lines:
+        try:
+            yield from self._scan_back(session_id)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
         newest = True
         for _first, name in reversed(segments):
@@ -583,13 +629,17 @@ class FileBackend(Backend):
 
     def session_ids(self) -> list[str]:
         ids = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                    ids.append(entry.name)
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                        ids.append(entry.name)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         ids.sort()
         return ids
 
+    @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         handle = self._locked(session_id)
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
@@ -601,7 +651,7 @@ class FileBackend(Backend):
                 os.rename(self._dir(session_id), trash)
                 os.unlink(trash / "lock")
             except OSError as exc:
-                raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+                raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
             removed = True
         finally:
             if removed:
@@ -624,6 +674,7 @@ class FileBackend(Backend):
             except FileNotFoundError:
                 continue  # pruned meanwhile
 
+    @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         directory = self._dir(session_id)
         try:
@@ -633,7 +684,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't write snapshot of {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't write snapshot of {session_id!r}: {exc}") from exc
         for name in names[:-SNAPSHOTS_KEPT]:
             try:
                 os.unlink(directory / name)
@@ -642,6 +693,7 @@ class FileBackend(Backend):
 
     # Upkeep ----------------------------------------------------------------------------
 
+    @_translated
     def size(self, session_id: str) -> int:
         total = 0
         try:
@@ -652,6 +704,7 @@ class FileBackend(Backend):
             raise SessionNotFoundError(session_id) from None
         return total
 
+    @_translated
     def check(self, session_id: str) -> list[str]:
         problems = []
         segments = self._segments(session_id)
