@@ -4,6 +4,8 @@ verify, import_events and snapshots."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 import threading
 import time
 from typing import Any
@@ -92,6 +94,24 @@ class ReadContract(ContractBase):
             log.events(sid, after_seq=-1)
         with pytest.raises(SessionNotFoundError):
             log.events("nope")  # raised by the call, not on first iteration
+
+    def test_readers_dropped_unread_hold_nothing_open(self, log: EventLog) -> None:
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", i) for i in range(3)])
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        open_now = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 256
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, open_now + 64), hard))
+        try:
+            for _ in range(500):
+                log.events(sid)  # never read
+                log.events(sid, after_seq=2)
+                log.follow(sid, after_seq=0, timeout=0)
+                started = log.events(sid)
+                next(started)  # read a little, then dropped
+                del started
+            assert len(list(log.events(sid))) == 4
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     # follow ----------------------------------------------------------------------------------
 
