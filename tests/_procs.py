@@ -76,3 +76,42 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+class Spawner:
+    """A worker that forks workers (see ``spawner`` in _worker.py): for tests that start and
+    kill writers many times."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), "spawner"], env=worker_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _ask(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().decode().strip()
+        assert answer, f"the spawner died ({self.proc.poll()})"
+        return answer
+
+    def start(self, *args: object) -> int:
+        return int(self._ask(" ".join(["start", *map(str, args)])))
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL a worker and wait until it is gone."""
+        assert self._ask(f"kill {pid}") == "dead"
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def wait_for_ready(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(line == ["ready"] for line in ack_lines(path)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no worker became ready in {path}")
+        time.sleep(0.001)

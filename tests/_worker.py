@@ -91,11 +91,29 @@ def crash(url: str, sid: str, worker: str, ack: str, durability: str, seed: str)
             acks.say("ack", tag, event.seq)
         else:
             # Big batches span many pages, so a kill can cut the write itself.
-            size, pad = (64, 4000) if choice > 0.95 else (rng.randint(2, 6), rng.randint(0, 300))
+            size, pad = (32, 1000) if choice > 0.99 else (rng.randint(2, 6), rng.randint(0, 300))
             events = log.append_many(sid, [("crash.batch", {"tag": tag, "k": k, "n": size,
                                                             "pad": "x" * pad})
                                            for k in range(size)])
             acks.say("ack", tag, ",".join(str(e.seq) for e in events))
+
+
+def churn(url: str, worker: str, ack: str) -> None:
+    """Create, write to and delete sessions until killed."""
+    acks = Acks(ack)
+    log = eventlog.open(url)
+    acks.say("ready")
+    n = 0
+    while True:
+        n += 1
+        sid = f"{worker}-{n}"
+        log.create_session(sid, participants=[worker])
+        acks.say("created", sid)
+        log.append_many(sid, [("churn", i) for i in range(3)])
+        acks.say("appended", sid)
+        if n % 3 == 0:
+            log.delete_session(f"{worker}-{n - 1}")
+            acks.say("deleted", f"{worker}-{n - 1}")
 
 
 def append_slowly(url: str, sid: str, count: str, delay: str, ack: str) -> None:
@@ -148,9 +166,32 @@ def fsize(url: str, sid: str, limit: str, batch: str, ack: str) -> None:
         acks.say("done")
 
 
+def spawner() -> None:
+    """Fork workers on request, each ready in milliseconds (a new interpreter takes a good part
+    of a second on a busy machine). Reads ``start CMD ARGS...`` (answers the child's pid) and
+    ``kill PID`` (SIGKILLs and reaps it, answers ``dead``) on stdin. The spawner itself never
+    opens a store, so each child starts clean."""
+    for line in sys.stdin:
+        words = line.split()
+        if words[0] == "start":
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    COMMANDS[words[1]](*words[2:])
+                    code = 0
+                finally:
+                    os._exit(code)
+            print(pid, flush=True)
+        else:
+            os.kill(int(words[1]), signal.SIGKILL)
+            os.waitpid(int(words[1]), 0)
+            print("dead", flush=True)
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
-    "stress": stress, "crash": crash, "append-slowly": append_slowly, "follow": follow,
-    "fsize": fsize,
+    "stress": stress, "crash": crash, "churn": churn, "append-slowly": append_slowly,
+    "follow": follow, "fsize": fsize, "spawner": spawner,
 }
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ writer; corruption anywhere is detected, named, reported by verify() and never t
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 from pathlib import Path
@@ -202,7 +203,7 @@ class TestCorruption:
         make_log(root)
         data = segment(root).read_bytes()
         spans = record_spans(data)
-        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+        for (a0, a1), (b0, b1) in itertools.pairwise(spans):
             segment(root).write_bytes(data[:a0] + data[b0:b1] + data[a0:a1] + data[b1:])
             _expect_corrupt(root, f"swapped {a0}", writer_refuses=b1 == len(data))
 
@@ -325,7 +326,7 @@ class TestDamagedSnapshots:
         import hashlib
         import json
         root = tmp_path / "store"
-        events, snaps = self._store(root)
+        _, snaps = self._store(root)
         blob = snaps[-1].read_bytes()
         body = json.loads(blob)
         del body["check"]

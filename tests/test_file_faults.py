@@ -200,7 +200,7 @@ def test_fsync_failure_poisons_the_session_for_that_store(root: Path,
         monkeypatch.setattr(os, "fsync", real)
         for durability in ("fsync", "os"):
             with pytest.raises(eventlog.SessionPoisonedError) as poisoned:
-                log.append("s", "x", 2, durability=durability)  # type: ignore[arg-type]
+                log.append("s", "x", 2, durability=durability)
             assert isinstance(poisoned.value, OSError)
         with pytest.raises(eventlog.SessionPoisonedError):
             log.add_message(eventlog.ChatMessage(sender="a", content="c", session_id="s"))
