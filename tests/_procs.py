@@ -71,13 +71,6 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
         proc.stderr.close()
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    proc.kill()  # SIGKILL
-    proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
-
-
 class Spawner:
     """A worker that forks workers (see ``spawner`` in _worker.py): for tests that start and
     kill writers many times."""
