@@ -95,6 +95,48 @@ class ConcurrencyContract(ContractBase):
             assert not log.session_exists(sid)
             assert log.create_session(sid).last_seq == 1
 
+    def test_readers_see_a_consistent_prefix_while_writers_append(self, log: EventLog) -> None:
+        """Readers never block writers, and never see a gap or half a batch."""
+        sid = log.create_session().session_id
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer(w: int) -> None:
+            try:
+                for i in range(60):
+                    log.append_many(sid, [("b", {"w": w, "i": i, "k": k}) for k in range(3)])
+            except BaseException as exc:
+                errors.append(exc)
+
+        def reader() -> None:
+            last = 0
+            try:
+                while not stop.is_set():
+                    events = list(log.events(sid))
+                    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+                    assert (len(events) - 1) % 3 == 0, "half a batch"
+                    for first in range(1, len(events), 3):
+                        batch = [e.data for e in events[first:first + 3]]
+                        assert [d["k"] for d in batch] == [0, 1, 2]
+                        assert len({(d["w"], d["i"]) for d in batch}) == 1
+                    state = log.get_session(sid)
+                    assert state.last_seq >= len(events) >= last
+                    last = state.last_seq
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        writers = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        for thread in readers + writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        stop.set()
+        for thread in readers:
+            thread.join()
+        assert errors == [], errors
+        assert log.get_session(sid).last_seq == 1 + 3 * 60 * 3
+
     @pytest.mark.slow
     def test_processes_append_to_one_session_at_once(self, url: str, tmp_path: Path) -> None:
         """8 processes: plain appends, expected_seq retry loops and atomic batches."""
@@ -111,6 +153,17 @@ class ConcurrencyContract(ContractBase):
         for proc, ack in procs:
             _procs.wait_for_line(ack, "ready", proc)
         go.touch()
+        with eventlog.open(url) as reader:  # read all the while: always a whole, gapless prefix
+            reads = 0
+            while any(proc.poll() is None for proc, _ in procs) or reads == 0:
+                reads += 1
+                events = list(reader.events(sid))
+                assert [e.seq for e in events] == list(range(1, len(events) + 1))
+                batched = [e for e in events if e.data and e.data.get("w") in ("w6", "w7")]
+                for first in range(0, len(batched), 3):
+                    group = batched[first:first + 3]
+                    assert [e.data["i"] % 3 for e in group] == [0, 1, 2], "half a batch"
+                    assert group[2].seq - group[0].seq == 2
         for proc, _ in procs:
             _procs.finish(proc)
         acked: dict[str, int] = {}

@@ -40,11 +40,15 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.url = url
         self.log: EventLog = eventlog.open(url, snapshot_every=3)
+        # A second store on the same URL (another process, in effect): its writes must be seen
+        # by the first, and the first must cope with sessions it deletes and creates again.
+        self.other: EventLog = eventlog.open(url, snapshot_every=4)
         self.model: dict[str, list[Event]] = {}
         self.counter = 0
 
     def teardown(self) -> None:
         self.log.close()
+        self.other.close()
 
     # Helpers -------------------------------------------------------------------------------
 
@@ -166,6 +170,21 @@ class StoreMachine(RuleBasedStateMachine):
             except SessionNotFoundError:
                 return
             raise AssertionError("deleted a missing session")
+
+    @rule(sid=st.sampled_from(SIDS), items=st.lists(st.tuples(TYPES, JSON), min_size=1, max_size=3),
+          recreate=st.booleans())
+    def elsewhere(self, sid: str, items: list[tuple[str, Any]], recreate: bool) -> None:
+        """Through the other store: append, or delete and create again."""
+        if sid not in self.model:
+            return
+        if recreate:
+            self.other.delete_session(sid)
+            s = self.other.create_session(sid, ["Z"], created_at=1.0)
+            self.model[sid] = [Event(1, "session.created", s.created_at,
+                                     {"participants": ["Z"], "metadata": {}})]
+        else:
+            events = self.other.append_many(sid, items, expected_seq=len(self.model[sid]))
+            self.model[sid].extend(events)
 
     @rule(every=st.sampled_from([1, 2, 3, 5, 1000]))
     def reopen(self, every: int) -> None:
