@@ -8,6 +8,7 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -286,6 +287,23 @@ class ReadContract(ContractBase):
                 log.import_events("imported", iter(history), batch_size=3)
             assert not log.session_exists("imported"), why
             assert contents(log) == before, why
+
+    def test_a_failed_import_never_removes_what_others_appended(self, log: EventLog) -> None:
+        sid, _ = _busy_session(log)
+        history = list(log.events(sid))
+        acknowledged: list[Event] = []
+
+        def interleaved() -> Iterator[Event]:
+            for event in history:
+                if event.seq == 5:  # someone else writes to the half-imported session
+                    acknowledged.append(log.append("imported", "theirs", 1))
+                yield event
+
+        with pytest.raises(eventlog.ConflictError):
+            log.import_events("imported", interleaved(), batch_size=2)
+        assert acknowledged and log.session_exists("imported")
+        assert acknowledged[0] in list(log.events("imported"))
+        assert log.verify("imported").ok
 
     def test_import_refuses_malformed_reserved_events(self, log: EventLog) -> None:
         sid = log.create_session(participants=["a"]).session_id
