@@ -69,6 +69,22 @@ class ReadContract(ContractBase):
                     got = log.get_messages(sid, limit=limit, before_seq=before, after_seq=after)
                     assert got == chosen, (limit, before, after)
 
+    def test_reading_from_the_end_across_big_records(self, url: str) -> None:
+        """Records around 64 KiB and 1 MiB (where readers read in chunks), read from the end by a
+        store that did not write them."""
+        sizes = [1, 65_400, 65_535, 65_536, 65_537, 131_072, 10, 1 << 20, (1 << 20) + 3, 5, 70_000]
+        with eventlog.open(url) as log:
+            sid = log.create_session().session_id
+            written = [log.add_message(message(sid, content="x" * n)) for n in sizes]
+            log.append(sid, "big", "y" * 200_000)
+        with eventlog.open(url) as log:
+            for limit in (1, 2, 3, 5, 8, 11, 50):
+                assert log.get_messages(sid, limit=limit) == written[-limit:]
+            assert log.get_messages(sid, limit=3, before_seq=8) == written[3:6]
+            assert log.get_session(sid).message_count == len(sizes)
+            assert log.append(sid, "after", 1).seq == len(sizes) + 3
+            assert log.verify(sid).ok
+
     @pytest.mark.parametrize("name", ["limit", "before_seq", "after_seq"])
     @pytest.mark.parametrize("bad", [-1, True, "5", 1.5])
     def test_get_messages_refuses_bad_bounds(self, log: EventLog, name: str, bad: object) -> None:

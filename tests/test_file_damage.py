@@ -4,11 +4,15 @@ writer; corruption anywhere is detected, named, reported by verify() and never t
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eventlog
 from eventlog import CorruptLogError, Event, EventLog
@@ -336,3 +340,39 @@ class TestDamagedSnapshots:
         with eventlog.open(root) as log:
             report = log.verify(SID)
             assert not report.ok and any("snapshot" in p for p in report.problems), report.problems
+
+
+SIZES = st.sampled_from([0, 1, 100, 4000, 65_000, 65_536, 70_000]) | st.integers(0, 3000)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(appends=st.lists(st.tuples(SIZES, st.integers(1, 4)), min_size=1, max_size=6),
+       where=st.floats(0, 1))
+def test_a_log_cut_anywhere_reads_as_the_appends_that_were_whole(
+        appends: list[tuple[int, int]], where: float) -> None:
+    """Whatever the record sizes and batch shapes, a log cut at any byte reads as exactly the
+    appends that were whole before the cut, by every path, and the next writer carries on."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
+        root = Path(tmp) / "store"
+        ends: list[tuple[int, int]] = []  # (bytes in the file, last seq) after each append
+        with eventlog.open(root) as log:
+            log.create_session(SID)
+            ends.append((segment(root).stat().st_size, 1))
+            for size, count in appends:
+                if count == 1:
+                    seq = log.add_message(message(SID, content="m" * size)).seq
+                else:
+                    seq = log.append_many(SID, [("b", "b" * size)] * count)[-1].seq
+                ends.append((segment(root).stat().st_size, seq or 0))
+            events = list(log.events(SID))
+        data = segment(root).read_bytes()
+        cut = ends[0][0] + int(where * (len(data) - ends[0][0]))
+        segment(root).write_bytes(data[:cut])
+        whole_bytes, last_seq = max(end for end in ends if end[0] <= cut)
+        assert_reads(root, events[:last_seq])
+        with eventlog.open(root) as log:
+            after = log.append(SID, "after", 1)
+        assert after.seq == last_seq + 1
+        assert quarantined(root) == ([data[whole_bytes:cut]] if cut > whole_bytes else [])
+        assert_reads(root, [*events[:last_seq], after])
