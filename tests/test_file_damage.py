@@ -162,7 +162,8 @@ def _expect_corrupt(root: Path, what: str, *, writer_refuses: bool) -> None:
                 read()
         report = log.verify()
         assert not report.ok, what
-        assert any(f"'{SID}'" in problem for problem in report.problems), report.problems
+        assert any(f"'{SID}'" in problem and "seq" in problem for problem in report.problems), \
+            report.problems
         if writer_refuses:
             with pytest.raises(CorruptLogError):
                 log.append(SID, "x", 1)
