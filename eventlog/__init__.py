@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from ._compat import SessionPersistence
-from ._errors import (ConflictError, CorruptLogError, EventLogError, EventTooLargeError,
-                      InvalidEventError, InvalidInputError, InvalidSessionIdError,
-                      LockTimeoutError, SessionExistsError, SessionNotFoundError,
-                      SessionPoisonedError, StorageError, StoreClosedError)
+from ._errors import (
+                      ConflictError,
+                      CorruptLogError,
+                      EventLogError,
+                      EventTooLargeError,
+                      InvalidEventError,
+                      InvalidInputError,
+                      InvalidSessionIdError,
+                      LockTimeoutError,
+                      SessionExistsError,
+                      SessionNotFoundError,
+                      SessionPoisonedError,
+                      StorageError,
+                      StoreClosedError,
+)
 from ._open import open
-from ._records import ChatMessage, ChatSession, Event, VerifyReport
+from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from ._store import EventLog
 
 __version__ = "0.1.0"
@@ -16,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChatMessage",
     "ChatSession",
+    "CompactionReport",
     "ConflictError",
     "CorruptLogError",
     "Event",

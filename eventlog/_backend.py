@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._codec import Head, Record
-from ._errors import CorruptLogError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -35,13 +34,40 @@ class Appended:
     position: dict[str, Any] | None = None
 
 
+Chunks = Iterator[tuple[str, int, list[bytes]]]
+"""``(source, first line number, lines)``: the same lines in blocks, for backends that read in bulk."""
+
+
 @dataclass(slots=True)
 class Scan:
-    """A forward read: ``start`` is the head just before the first line of ``lines``."""
+    """A forward read: ``start`` is the head just before the first line of ``lines``.
+
+    A backend that reads in bulk also sets ``chunks`` (the same lines in blocks, which
+    replays much faster); the store reads one or the other, never both."""
 
     start: Head
     lines: Lines
     position: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+    chunks: Chunks | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A boundary ``seal`` made: everything up to ``head`` is immutable from now on.
+
+    ``position`` is a ``scan`` hint for reading on from ``head`` (may be None)."""
+
+    head: Head
+    position: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """What ``archive`` did: segments compressed, and the bytes they took before and after."""
+
+    segments: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
 
 
 class Backend(ABC):
@@ -90,6 +116,35 @@ class Backend(ABC):
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         """Store a snapshot at ``seq`` atomically (a reader sees all of it or none)."""
 
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        """End the session's active segment at its head, so that everything up to the
+        head is immutable and later appends go to a new segment; return the head.
+
+        Called by ``compact`` before it snapshots the head and ``archive``s. It runs
+        under the same exclusion as appends. Backends without segments have nothing
+        to seal: this default only reads the head under that exclusion (an append of
+        nothing), which is a boundary too.
+        """
+        heads: list[Head] = []
+
+        def build(head: Head) -> list[Record]:
+            heads.append(head)
+            return []
+
+        appended = self.append(session_id, build, durable=durable)
+        return Sealed(heads[-1], appended.position)
+
+    def archive(self, session_id: str) -> Archived:
+        """Compress the session's sealed segments into an archive form, in place.
+
+        Must run beside appenders and readers of any process, keep every record
+        readable by ``scan``/``scan_back`` throughout, never change a segment an
+        appender may write, and leave a readable session if the process dies at any
+        point. Backends that don't compress (or do it themselves) keep this default,
+        which does nothing.
+        """
+        return Archived()
+
     def check(self, session_id: str) -> list[str]:
         """Problems with the backend's own structure (beyond the chain the store checks)."""
         return []
@@ -100,14 +155,9 @@ class Backend(ABC):
 
     def last_seq(self, session_id: str) -> int:
         """The session's last seq, cheaply; raise ``SessionNotFoundError`` if it is gone."""
-        for source, _lineno, line in self.scan_back(session_id):
+        for _source, _lineno, line in self.scan_back(session_id):
             if line.startswith(b'{"seq":'):
-                try:
-                    return int(line[7:line.index(b",")])
-                except ValueError:  # a damaged record: say so, rather than a raw ValueError
-                    raise CorruptLogError(f"session {session_id!r}, {source}: the last record "
-                                          "can't be read", session_id=session_id,
-                                          where=source) from None
+                return int(line[7:line.index(b",")])
         return 0
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
@@ -127,5 +177,5 @@ class Backend(ABC):
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""

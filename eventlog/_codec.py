@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,16 +27,22 @@ from ._records import Event
 DIGEST_HEX = 32
 _SUFFIX_OPEN = b',"h":"'
 SUFFIX_LEN = len(_SUFFIX_OPEN) + DIGEST_HEX + 2  # ,"h":"<hex>"}
-_DUMPS_OPTS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+# Objects orjson would encode on its own (dataclasses, datetimes, str/int/dict subclasses) go to
+# ``default``, which refuses them: stored data is plain JSON or nothing.
+_DUMPS_OPTS = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _RECORD_KEYS = frozenset(("seq", "type", "ts", "data", "h"))
 _sha256 = hashlib.sha256
 _loads = orjson.loads
-new_event = tuple.__new__  # builds an Event without NamedTuple's keyword-handling __new__
+# Builds a NamedTuple (Event, Record) without the keyword handling of its generated __new__.
+new_event = _new_tuple = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    """Where a session's chain ends: the last seq and its digest (``seq`` 0: the genesis)."""
+class Head(NamedTuple):
+    """Where a session's chain ends: the last seq and its digest (``seq`` 0: the genesis).
+
+    NamedTuples (here and for ``Record``): every append builds and compares a few,
+    and a frozen dataclass costs several times as much to build and compare."""
 
     seq: int
     digest: str
@@ -67,8 +72,7 @@ def encode_payload(event_type: str, ts: float, data: Any) -> bytes:
         raise InvalidEventError(f"event data can't be stored as JSON: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """An encoded record ready to store: its seq, digest and line (no newline)."""
 
     seq: int
@@ -79,37 +83,22 @@ class Record:
 def seal(payloads: Iterable[bytes], head: Head, max_bytes: int) -> list[Record]:
     """Number and chain pre-encoded payloads after ``head``. Cheap: runs under the lock."""
     records = []
-    seq, prev = head.seq, head.digest
+    seq, prev = head
     for payload in payloads:
         seq += 1
         body = b'{"seq":%d,' % seq + payload[1:]
-        prev = link(prev, body)
-        line = b"%s%s%s\"}" % (body[:-1], _SUFFIX_OPEN, prev.encode())
+        prev = _sha256(prev.encode() + body).hexdigest()[:DIGEST_HEX]
+        line = b'%s,"h":"%s"}' % (body[:-1], prev.encode())
         if len(line) + 1 > max_bytes:
             raise EventTooLargeError(
                 f"event of {len(line) + 1} bytes is over the store's limit of {max_bytes} bytes"
             )
-        records.append(Record(seq, prev, line))
+        records.append(_new_tuple(Record, (seq, prev, line)))
     return records
 
 
 class Unparseable(Exception):
     """A line that is not a record at all (a torn write, garbage, NUL bytes)."""
-
-
-_TRAILER_START = b'{"sealed":'
-
-
-def looks_like_record(line: bytes) -> bool:
-    """Whether a whole line was written as a record: it starts or ends like one.
-
-    A torn write never leaves such a line behind: a write cut short lacks its final
-    newline, and the members of a cut batch end in a space. So a record-shaped line
-    that can't be read is damage, even at the very end of a log; one bit flip leaves
-    either its start or its end intact. (Segment trailers end like records too.)
-    """
-    return line.startswith(b'{"seq":') or (
-        line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN and not line.startswith(_TRAILER_START))
 
 
 def parse(line: bytes) -> tuple[dict[str, Any], bytes, str]:
@@ -138,7 +127,7 @@ class ChainReader:
     stands after the last record read.
     """
 
-    __slots__ = ("session_id", "seq", "digest", "torn_at")
+    __slots__ = ("digest", "seq", "session_id", "torn_at")
 
     def __init__(self, session_id: str, head: Head) -> None:
         self.session_id = session_id
@@ -158,42 +147,45 @@ class ChainReader:
                                seq=seq if isinstance(seq, int) else None, where=where)
 
     def read(self, lines: Iterable[tuple[str, int, bytes]]) -> Iterator[Event]:
+        """Events from ``(source, line number, line)`` items."""
+        return self.read_chunks((source, lineno, [line]) for source, lineno, line in lines)
+
+    def read_chunks(self, chunks: Iterable[tuple[str, int, list[bytes]]]) -> Iterator[Event]:
+        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop."""
         sha = _sha256
         loads = _loads
         build = new_event
-        for source, lineno, line in lines:
-            # The hot loop of every replay: parse() and link() inlined by hand.
-            obj: Any = None
-            if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+        for source, first, lines in chunks:
+            for index, line in enumerate(lines):
+                # parse() and link() inlined by hand: this runs once per stored event.
+                obj: Any = None
+                if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+                    try:
+                        obj = loads(line)
+                    except orjson.JSONDecodeError:
+                        pass
                 try:
-                    obj = loads(line)
-                except orjson.JSONDecodeError:
-                    pass
-            try:
-                if type(obj) is not dict or len(obj) != 5:
-                    raise KeyError
-                seq = obj["seq"]
-                event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
-            except KeyError:
-                if looks_like_record(line):
-                    # Not a torn tail (see looks_like_record): damage, wherever it is.
-                    raise self.corrupt("a complete record can't be read", source, lineno,
-                                       self.seq + 1) from None
-                if self.torn_at is None:
-                    self.torn_at = (source, lineno)
-                continue
-            if self.torn_at is not None:
-                raise self.corrupt("an unreadable record is followed by readable ones",
-                                   *self.torn_at, self.seq + 1)
-            digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
-            if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
-                raise self.corrupt("digest does not match: the record was altered, or one "
-                                   "before it is missing or out of order", source, lineno, seq)
-            if seq != self.seq + 1:
-                raise self.corrupt(f"expected seq {self.seq + 1}", source, lineno, seq)
-            self.seq = seq
-            self.digest = digest
-            yield event
+                    if type(obj) is not dict or len(obj) != 5:
+                        raise KeyError
+                    seq = obj["seq"]
+                    event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+                except KeyError:
+                    if self.torn_at is None:
+                        self.torn_at = (source, first + index)
+                    continue
+                if self.torn_at is not None:
+                    raise self.corrupt("an unreadable record is followed by readable ones",
+                                       *self.torn_at, self.seq + 1)
+                digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+                if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
+                    raise self.corrupt("digest does not match: the record was altered, or one "
+                                       "before it is missing or out of order",
+                                       source, first + index, seq)
+                if seq != self.seq + 1:
+                    raise self.corrupt(f"expected seq {self.seq + 1}", source, first + index, seq)
+                self.seq = seq
+                self.digest = digest
+                yield event
 
 
 def decode_line(line: bytes) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class SessionPersistence:
     def delete_session(self, session_id: str) -> None:
         self.log.delete_session(session_id)
 
+    def cleanup_old_sessions(self, days: float = 7, **kwargs: Any) -> list[str]:
+        """Remove sessions inactive for more than ``days``; see ``EventLog.cleanup_old_sessions``."""
+        return self.log.cleanup_old_sessions(days, **kwargs)
+
     def close(self) -> None:
         self.log.close()
 

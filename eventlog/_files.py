@@ -2,9 +2,10 @@
 
 Layout under the store's root::
 
-    .eventlog.json                   format marker
+    eventlog.json                    format marker
     <session id>/lock                flock target; its inode names the session's life
     <session id>/seg-<first seq>.jsonl
+    <session id>/seg-<first seq>.jsonl.gz   a sealed segment, archived by compaction
     <session id>/snap-<seq>.json     snapshots (written atomically, self-checking)
     <session id>/quarantine-*.bin    torn tails copied aside before truncation
 
@@ -17,65 +18,102 @@ Invariants kept here:
   session that was deleted under it.
 - A segment is sealed by appending a trailer *before* the next segment is made,
   so a process still holding the old one sees its size change and moves on.
+- Compaction (``archive``) only compresses sealed segments that have a successor,
+  writes the archive beside the segment (temporary file, fsync, rename, fsync of the
+  directory) and only then unlinks the segment, so at every instant each segment is
+  readable under one of its two names; readers that find the plain name gone read
+  the archive. It holds the session directory's flock, which ``delete`` takes too
+  (see ``_files_archive``).
 """
 
 from __future__ import annotations
 
 import errno
-import functools
+import fcntl
+import hashlib
+import mmap
 import os
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 
-from ._backend import Appended, Backend, Build, Lines, Scan
-from ._codec import (ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record,
-                     parse)
-from ._errors import (CorruptLogError, EventLogError, SessionExistsError, SessionNotFoundError,
-                      SessionPoisonedError, StorageError)
+from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
+from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
+from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
+from ._errors import (
+    CorruptLogError,
+    InvalidInputError,
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionPoisonedError,
+    StorageError,
+)
+from ._files_archive import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
-from ._segments import (SEGMENT_RE, SegmentReader, header_line, lines_backward, parse_header,
-                        parse_trailer, segment_name, trailer_line)
+from ._segments import (
+    SEGMENT_RE,
+    Pread,
+    SegmentReader,
+    archive_name,
+    header_line,
+    lines_backward,
+    parse_header,
+    parse_trailer,
+    segment_name,
+    trailer_line,
+)
 from ._validate import SESSION_ID_RE
 
-# Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
-# (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
-FORMAT_FILE = ".eventlog.json"
+FORMAT_FILE = "eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
+# shares with its parent before it touches any session (see FileBackend._after_fork).
+_LIVE: weakref.WeakSet[FileBackend] = weakref.WeakSet()
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+def _close_handles(handles: dict[str, _Handle]) -> None:
+    # The dict is emptied in place: the finalizer and the backend share it.
+    while handles:
+        handles.popitem()[1].close()
 
 
-def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
-                ) -> Callable[Concatenate[FileBackend, str, _P], _R]:
-    """Raise OS errors out of a backend hook as eventlog errors, in this one place: the store's
-    callers catch ``StorageError`` (an ``OSError`` too), and a file that vanished with its
-    session is that session's not-found error. Generators translate in ``_os_error`` themselves."""
-    @functools.wraps(method)
-    def hook(self: FileBackend, session_id: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(self, session_id, *args, **kwargs)
-        except EventLogError:
-            raise
-        except OSError as exc:
-            raise self._os_error(session_id, exc) from exc
-    return hook
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _dir_mode(mode: int) -> int:
     # Give directories search permission wherever the files are readable.
     return mode | ((mode & 0o444) >> 2)
+
+
+SHARED_BYTES = 64
+"""Size of the lock file: a page of state shared by every process that has it mapped.
+
+Only a holder of the session's lock changes it. Words: 0 a generation counter, 1 the
+active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest.
+An appender that finishes publishes all of them and an even generation. The next
+lock holder that finds an even generation takes the head from the page instead of
+reading the end of the log (with several writers, that read and its digest checks
+would otherwise dominate each append). Anyone else holding the lock (delete,
+compaction, an appender in the middle of its write, or one that died there) leaves
+the generation odd, and the next appender reads the truth from the files and
+republishes it.
+"""
 
 
 @dataclass(slots=True)
@@ -89,8 +127,49 @@ class _Handle:
     size: int = 0
     head: Head | None = None
     poisoned: bool = False
+    mapped: mmap.mmap | None = None
+    shared: memoryview | None = None  # the mapped lock file as 64-bit words
+    generation: int = -1  # the even counter value this handle last published or verified
+
+    def adopt(self) -> bool:
+        """Take the head from the shared page if it is published and still this segment's."""
+        shared = self.shared
+        if shared is None:
+            return False
+        generation = shared[0]
+        if generation == self.generation:
+            return True
+        if generation & 1 or not generation or self.seg_fd < 0 or shared[1] != self.seg_first:
+            return False
+        assert self.mapped is not None
+        self.size = shared[2]
+        self.head = Head(shared[3], self.mapped[32:48].hex())
+        self.generation = generation
+        return True
+
+    def publish(self) -> None:
+        shared, mapped, head = self.shared, self.mapped, self.head
+        if shared is None or mapped is None or head is None:
+            return
+        shared[1] = self.seg_first
+        shared[2] = self.size
+        shared[3] = head.seq
+        mapped[32:48] = bytes.fromhex(head.digest)
+        self.generation = (shared[0] | 1) + 1
+        shared[0] = self.generation
+
+    def map_shared(self) -> None:
+        if os.fstat(self.lock_fd).st_size >= SHARED_BYTES:
+            self.mapped = mmap.mmap(self.lock_fd, SHARED_BYTES)
+            self.shared = memoryview(self.mapped).cast("Q")
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.release()
+            self.shared = None
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
         for fd in (self.seg_fd, self.lock_fd):
             if fd >= 0:
                 try:
@@ -100,27 +179,54 @@ class _Handle:
         self.seg_fd = self.lock_fd = -1
 
 
+@dataclass(slots=True)
+class _Source:
+    """A segment opened for reading: plain, or archived and read through its index."""
+
+    fd: int
+    name: str
+    size: int
+    pread: Pread
+    archive: ArchiveReader | None = None
+
+    def backward(self) -> Iterator[tuple[int, bytes]]:
+        """Complete lines from the end back, each with the offset it starts at."""
+        if self.archive is not None:
+            return self.archive.lines_backward()  # inflating only the members reached
+        return lines_backward(self.fd, self.size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class FileBackend(Backend):
     """JSONL files under ``root``. Safe across threads, processes and ``fork()``."""
 
     poll_interval = 0.02
 
     def __init__(self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
-                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000) -> None:
+                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
+                 archive_level: int = DEFAULT_LEVEL) -> None:
         self.root = Path(root)
         self.mode = mode
         self.dir_mode = _dir_mode(mode)
         self.lock_timeout = lock_timeout
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_events = segment_max_events
-        self._pid = os.getpid()
+        if type(archive_level) is not int or not 1 <= archive_level <= 9:
+            raise InvalidInputError(f"archive_level must be a zlib level from 1 to 9, not {archive_level!r}")
+        self.archive_level = archive_level
         self._handles: dict[str, _Handle] = {}
         self._handles_lock = threading.Lock()
+        _LIVE.add(self)
+        # A store dropped without close() must not keep its descriptors (and mappings)
+        # open: the finalizer closes them. It holds the dict, never the backend.
+        self._finalizer = weakref.finalize(self, _close_handles, self._handles)
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
         except OSError as exc:
-            raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
+            raise StorageError(f"can't open store at {self.root}: {exc}") from exc
 
     def _check_format(self) -> None:
         marker = self.root / FORMAT_FILE
@@ -142,27 +248,29 @@ class FileBackend(Backend):
     def _dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def _os_error(self, session_id: str, exc: OSError) -> EventLogError:
-        if isinstance(exc, FileNotFoundError) and not self.exists(session_id):
-            return SessionNotFoundError(session_id)  # deleted while we read it
-        return StorageError(exc.errno, f"session {session_id!r}: {exc}")
-
-    def _segments(self, session_id: str) -> list[tuple[int, str]]:
+    def _listing(self, session_id: str) -> dict[int, tuple[bool, bool]]:
+        """Each segment's first seq: (plain file exists, archive exists)."""
         try:
             names = os.listdir(self._dir(session_id))
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
-        found = []
+        found: dict[int, tuple[bool, bool]] = {}
         for name in names:
             match = SEGMENT_RE.fullmatch(name)
             if match:
-                found.append((int(match.group(1)), name))
-        found.sort()
+                first = int(match.group(1))
+                plain, archived = found.get(first, (False, False))
+                found[first] = (True, archived) if match.group(2) is None else (plain, True)
         return found
 
+    def _segments(self, session_id: str) -> list[tuple[int, str]]:
+        """Segments in order, each by the name to read it under. Both names exist only
+        between an archive's rename and the plain file's unlink (or after a crash
+        there); both hold the same bytes, and the plain one is cheaper to read."""
+        return [(first, segment_name(first) if plain else archive_name(first))
+                for first, (plain, _) in sorted(self._listing(session_id).items())]
+
     def _handle(self, session_id: str) -> _Handle:
-        if os.getpid() != self._pid:
-            self._after_fork()
         handle = self._handles.get(session_id)
         if handle is not None:
             return handle
@@ -172,8 +280,13 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(exc.errno, f"can't open {path}: {exc}") from exc
+            raise StorageError(f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
+        try:
+            handle.map_shared()
+        except (OSError, ValueError):
+            handle.close()
+            raise
         with self._handles_lock:
             existing = self._handles.setdefault(session_id, handle)
         if existing is not handle:
@@ -181,9 +294,6 @@ class FileBackend(Backend):
         return existing
 
     def _drop(self, session_id: str, handle: _Handle) -> None:
-        """Forget and close a handle. Call it holding ``handle.lock``: threads waiting for
-        that lock then find the handle closed and start over, instead of using descriptors
-        closed (or reused) under them."""
         with self._handles_lock:
             if self._handles.get(session_id) is handle:
                 del self._handles[session_id]
@@ -193,51 +303,44 @@ class FileBackend(Backend):
         # A child shares its parent's open file descriptions, and so its flocks:
         # it must take its own descriptors. Thread locks held by parent threads at
         # fork time would never be released here, so they are replaced too.
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+        _close_handles(self._handles)
         self._handles_lock = threading.Lock()
-        self._pid = os.getpid()
 
-    def _locked(self, session_id: str) -> _Handle:
-        """Take the session's lock and return its live handle; the caller must ``_unlock``."""
+    def _locked(self, session_id: str, *, appending: bool = False) -> tuple[_Handle, bool]:
+        """Take the session's lock and return its live handle and whether the handle's
+        cached head is known exact; the caller must ``_unlock``. Anyone but an appender
+        (who republishes when done) leaves the shared generation odd: "look again"."""
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
-            if handle.lock_fd < 0:
-                # Another thread dropped this handle (a delete, or found it stale) while we
-                # waited for its thread lock: its descriptors are closed, so look again.
-                handle.lock.release()
-                continue
             try:
                 acquire_flock(handle.lock_fd, self.lock_timeout, f"session {session_id!r}")
             except BaseException:
                 handle.lock.release()
                 raise
+            shared = handle.shared
+            if appending and handle.adopt():
+                return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
-            try:
-                linked = os.fstat(handle.lock_fd).st_nlink
-            except BaseException:
-                self._unlock(handle)  # an I/O error here must not leave the session locked
-                raise
-            if linked:
-                return handle
-            self._drop(session_id, handle)
+            if os.fstat(handle.lock_fd).st_nlink:
+                handle.generation = -1
+                if shared is not None and not appending:
+                    shared[0] |= 1
+                return handle, False
             self._unlock(handle)
+            self._drop(session_id, handle)
 
     @staticmethod
     def _unlock(handle: _Handle) -> None:
         try:
-            if handle.lock_fd >= 0:  # a dropped handle's flock went with its descriptor
-                release_flock(handle.lock_fd)
+            release_flock(handle.lock_fd)
         finally:
             handle.lock.release()
 
     # Creating ----------------------------------------------------------------------------
 
-    @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         final = self._dir(session_id)
         if final.exists():
@@ -246,7 +349,7 @@ class FileBackend(Backend):
         try:
             os.mkdir(temp, self.dir_mode)
             try:
-                self._write_new(temp / "lock", b"", durable=durable)
+                self._write_new(temp / "lock", bytes(SHARED_BYTES), durable=durable)
                 self._write_new(temp / segment_name(1),
                                 header_line(session_id, genesis(session_id)) + b"\n"
                                 + record.line + b"\n",
@@ -260,7 +363,7 @@ class FileBackend(Backend):
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise SessionExistsError(session_id) from None
-            raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
+            raise StorageError(f"can't create session {session_id!r}: {exc}") from exc
         if durable:
             self._fsync_dir(self.root)
 
@@ -289,7 +392,10 @@ class FileBackend(Backend):
 
     @staticmethod
     def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
+        written = os.write(fd, data)
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
         while view:
             written = os.write(fd, view)
             if written <= 0:  # pragma: no cover - os.write raises rather than return 0
@@ -306,52 +412,89 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
-    @_translated
     def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
-        handle = self._locked(session_id)
+        # The common case (an uncontended lock, nobody else wrote since our last append,
+        # one whole write) is kept flat on purpose: each Python call here costs about as
+        # much as a syscall, and this runs once per message.
+        handle = self._handles.get(session_id)
+        if handle is None or not handle.lock.acquire(False):
+            handle, exact = self._locked(session_id, appending=True)
+        elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
+            handle.lock.release()
+            handle, exact = self._locked(session_id, appending=True)
+        else:
+            try:
+                fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.lock.release()
+                handle, exact = self._locked(session_id, appending=True)
+            else:
+                exact = handle.adopt()
+                if not exact and not os.fstat(handle.lock_fd).st_nlink:
+                    self._unlock(handle)  # deleted meanwhile: take the slow road
+                    handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
         try:
             if handle.poisoned:
                 raise SessionPoisonedError(
                     f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
                     "write to it (the kernel may have dropped unsynced data); reopen to retry")
-            head = self._sync(session_id, handle, durable)
-            # Seal a full segment now, before writing, rather than after the write: then
-            # everything that can fail does so before a record is written, and an append
-            # that raises has written nothing (sealing after the write raised for appends
-            # that were stored, and a half-done seal let the next append go after a trailer).
-            if (handle.size >= self.segment_max_bytes
-                    or head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                head = self._seal(session_id, handle, durable)
+            head = handle.head if exact else self._resync(session_id, handle, durable)
+            assert head is not None
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
-            last = len(records) - 1
-            data = b"".join(r.line + (b"\n" if i == last else b" \n") for i, r in enumerate(records))
-            if durable:
-                sync_fd = os.dup(handle.seg_fd)  # before the write, for the same reason
-            try:
-                self._write_at_end(session_id, handle, data)
-            except BaseException:
-                if sync_fd >= 0:
-                    os.close(sync_fd)
-                raise
+            data = (records[0].line + b"\n" if len(records) == 1 else
+                    b" \n".join([r.line for r in records]) + b"\n")
+            shared = handle.shared
+            if shared is not None:
+                shared[0] |= 1  # in progress: a crash here leaves it odd
+            handle.generation = -1
+            self._write_at_end(session_id, handle, data)
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
+            if (handle.size >= self.segment_max_bytes
+                    or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
+                self._seal(session_id, handle, durable)
+            handle.publish()
+            if durable:
+                sync_fd = os.dup(handle.seg_fd)
         finally:
-            self._unlock(handle)
+            fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
+            handle.lock.release()
         if sync_fd >= 0:
-            # Outside the lock, so concurrent durable appenders share journal commits.
-            try:
-                os.fsync(sync_fd)
-            except OSError as exc:
-                handle.poisoned = True
-                raise StorageError(exc.errno, f"session {session_id!r}: fsync failed: {exc}; the "
-                                   "append may not be durable and this session is now read-only "
-                                   "for this store") from exc
-            finally:
-                os.close(sync_fd)
+            self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
+
+    @staticmethod
+    def _check_poisoned(session_id: str, handle: _Handle) -> None:
+        if handle.poisoned:
+            raise SessionPoisonedError(
+                f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
+                "write to it (the kernel may have dropped unsynced data); reopen to retry")
+
+    def _resync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+        """Read where the log stands from the files (under the lock) and publish it."""
+        head = self._sync(session_id, handle, durable)
+        handle.publish()
+        return head
+
+    @staticmethod
+    def _fsync_appended(session_id: str, handle: _Handle, sync_fd: int) -> None:
+        # Outside the lock, so concurrent durable appenders share journal commits.
+        try:
+            os.fsync(sync_fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages; a later
+            # fsync could then "succeed" without them. Refuse writes from now on, and
+            # make the next append look at the files (where the check lives).
+            handle.poisoned = True
+            handle.generation = -1
+            raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
+                               "may not be durable and this session is now read-only "
+                               "for this store") from exc
+        finally:
+            os.close(sync_fd)
 
     def _position(self, handle: _Handle) -> dict[str, Any] | None:
         assert handle.head is not None
@@ -369,8 +512,8 @@ class FileBackend(Backend):
                 os.ftruncate(handle.seg_fd, handle.size)
             except OSError:
                 handle.head = None
-            raise StorageError(exc.errno, f"session {session_id!r}: write failed, nothing "
-                               f"appended: {exc}") from exc
+            raise StorageError(f"session {session_id!r}: write failed, nothing appended: "
+                               f"{exc}") from exc
         handle.size += len(data)
 
     def _sync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
@@ -423,13 +566,15 @@ class FileBackend(Backend):
             raise CorruptLogError(f"session {session_id!r}: no segment files",
                                   session_id=session_id)
         first, name = segments[-1]
+        if name != segment_name(first):
+            return self._follow_archive(session_id, handle, first, durable)
         self._open_segment(session_id, handle, first)
         end = os.fstat(handle.seg_fd).st_size
         newest: tuple[dict[str, Any], bytes, str, int] | None = None
         for offset, raw in lines_backward(handle.seg_fd, end):
             line = raw.rstrip(b" ")
             if newest is None:
-                if raw.endswith(b" ") or not looks_like_record(line):
+                if raw.endswith(b" ") or not line.startswith(b'{"seq":'):
                     sealed = parse_trailer(raw)
                     if sealed is not None:
                         handle.size = offset + len(raw) + 1
@@ -443,12 +588,7 @@ class FileBackend(Backend):
                 try:
                     obj, body, digest = parse(line)
                 except Unparseable:
-                    # A whole record that can't be read is damage, not a torn tail: cutting
-                    # it off would drop an acknowledged event (see looks_like_record).
-                    raise CorruptLogError(
-                        f"session {session_id!r}, {name} byte {offset}: the last record can't be "
-                        "read; refusing to append to a damaged log", session_id=session_id,
-                        where=name) from None
+                    continue
                 newest = (obj, body, digest, offset + len(raw) + 1)
                 continue
             obj, body, digest, newest_end = newest
@@ -484,41 +624,86 @@ class FileBackend(Backend):
         if durable:
             os.fsync(handle.seg_fd)
 
-    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> None:
         assert handle.head is not None
-        try:
-            self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
-            if durable:
-                os.fsync(handle.seg_fd)
-            return self._next_segment(session_id, handle, handle.head, durable)
-        except BaseException:
-            # The trailer may or may not be there: find out afresh next time, rather than
-            # write a second trailer (or records after the first).
-            handle.head = None
-            raise
+        self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
+        if durable:
+            os.fsync(handle.seg_fd)
+        self._next_segment(session_id, handle, handle.head, durable)
 
     def _next_segment(self, session_id: str, handle: _Handle, sealed: Head, durable: bool) -> Head:
         first = sealed.seq + 1
         directory = self._dir(session_id)
         if not (directory / segment_name(first)).exists():
+            if (directory / archive_name(first)).exists():
+                # Our view is more than a segment behind: the next one is sealed and
+                # archived already. Creating it again would fork the log; start afresh.
+                return self._discover(session_id, handle, durable)
             # A sealer that died between trailer and new segment left this to us.
             self._write_atomic(directory, segment_name(first),
                                header_line(session_id, sealed) + b"\n", durable=durable)
-        self._open_segment(session_id, handle, first)
+        try:
+            self._open_segment(session_id, handle, first)
+        except FileNotFoundError:
+            return self._discover(session_id, handle, durable)  # archived since we looked
         # Another process may have got here first and appended already.
         return self._read_forward(session_id, handle, sealed, 0, durable)
 
+    def _follow_archive(self, session_id: str, handle: _Handle, first: int, durable: bool) -> Head:
+        """The newest segment is archived, so it is sealed, and the process that sealed it
+        died before making its successor (archiving normally skips the newest segment)."""
+        source = self._open_read(session_id, first)
+        try:
+            for _offset, raw in source.backward():
+                sealed = parse_trailer(raw)
+                if sealed is not None:
+                    break
+            else:
+                sealed = None
+        finally:
+            source.close()
+        if sealed is None:
+            raise CorruptLogError(f"session {session_id!r}, {source.name}: archived but not sealed",
+                                  session_id=session_id, where=source.name)
+        handle.head = sealed
+        return self._next_segment(session_id, handle, sealed, durable)
+
     # Reading ---------------------------------------------------------------------------
 
-    def _open_read(self, session_id: str, name: str) -> int:
-        return os.open(self._dir(session_id) / name, os.O_RDONLY | _O_CLOEXEC)
+    def _open_read(self, session_id: str, first: int, name: str | None = None) -> _Source:
+        """Open segment ``first`` for reading under ``name`` (plain by default), or as its
+        archive if the plain file was archived and unlinked since the listing.
+        ``FileNotFoundError`` if neither exists (the session was deleted)."""
+        directory = self._dir(session_id)
+        if name is None or name == segment_name(first):
+            try:
+                fd = os.open(directory / segment_name(first), os.O_RDONLY | _O_CLOEXEC)
+                return _Source(fd, segment_name(first), os.fstat(fd).st_size, os.pread)
+            except FileNotFoundError:
+                pass
+        name = archive_name(first)
+        fd = os.open(directory / name, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            reader = ArchiveReader(fd, read_index(fd), name, session_id)
+        except (ArchiveError, OSError) as exc:
+            os.close(fd)
+            raise CorruptLogError(f"session {session_id!r}, {name}: unreadable archive: {exc}",
+                                  session_id=session_id, where=name) from None
+        return _Source(fd, name, reader.size, reader.pread, reader)
 
-    @_translated
+    def _open_listed(self, session_id: str, first: int, name: str) -> _Source:
+        try:
+            return self._open_read(session_id, first, name)
+        except FileNotFoundError:
+            if not self.exists(session_id):
+                raise SessionNotFoundError(session_id) from None
+            raise CorruptLogError(f"session {session_id!r}: segment {name} vanished",
+                                  session_id=session_id, where=name) from None
+
     def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
         segments = self._segments(session_id)
         if not segments:
             raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
-        index, offset, start = 0, 0, None
         firsts = [first for first, _ in segments]
         if (position is not None and position.get("seq") == after_seq
                 and position.get("segment") in firsts):
@@ -526,137 +711,190 @@ class FileBackend(Backend):
             offset = int(position["offset"])
             start = Head(after_seq, str(position["h"]))
         else:
-            for i, first in enumerate(firsts):
-                if first <= after_seq + 1:
-                    index = i
-        if start is None:
-            fd = self._open_read(session_id, segments[index][1])
-            try:
-                start = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-            finally:
-                os.close(fd)
-            if start is None:
-                raise CorruptLogError(f"session {session_id!r}, {segments[index][1]}: "
-                                      "missing or damaged segment header",
-                                      session_id=session_id, where=segments[index][1])
-        current: list[SegmentReader] = []
+            index = max((i for i, first in enumerate(firsts) if first <= after_seq + 1), default=0)
+            offset, start = self._start_of(session_id, *segments[index], after_seq)
+        readers: list[SegmentReader] = []
+
+        def chunks() -> Chunks:
+            return self._scan_chunks(session_id, *segments[index], offset, readers)
+
+        def lines() -> Lines:
+            for source, lineno, block in chunks():
+                for index, line in enumerate(block):
+                    yield source, lineno + index, line
 
         def where() -> dict[str, Any] | None:
-            if not current:
+            if not readers:
                 return {"segment": segments[index][0], "offset": offset}
-            reader = current[0]
+            reader = readers[0]
+            if reader.sealed is not None:
+                # Read to the trailer but the next segment was not made yet: the position
+                # to go on from is the next segment's start. (An offset past the trailer
+                # would never see the trailer again, and a follower would stop there.)
+                return {"segment": reader.sealed.seq + 1, "offset": 0}
             match = SEGMENT_RE.fullmatch(reader.name)
             assert match is not None
-            return {"segment": int(match.group(1)), "offset": reader.good_end}
+            return {"segment": int(match.group(1)), "offset": readers[0].good_end}
 
-        # The segment is opened when reading starts, not here: a scan that is never read
-        # (``events()`` called and dropped) must not leave a descriptor open.
-        return Scan(start, self._scan_lines(session_id, segments[index], offset, current), where)
+        return Scan(start, lines(), where, chunks())
 
-    def _scan_lines(self, session_id: str, segment: tuple[int, str], offset: int,
-                    current: list[SegmentReader]) -> Lines:
-        first, name = segment
-        fd = -1
+    def _scan_chunks(self, session_id: str, first: int, name: str, offset: int,
+                     readers: list[SegmentReader]) -> Chunks:
+        """Blocks of lines from ``offset`` in segment ``first`` on through the following
+        segments while each is sealed; ``readers`` holds the reader in use."""
+        # Files are opened only once reading starts, so an unread Scan holds nothing.
+        source = self._open_listed(session_id, first, name)
+        while True:
+            try:
+                reader = SegmentReader(source.fd, source.name, offset=offset, pread=source.pread)
+                readers[:] = [reader]
+                yield from reader.chunks()
+            finally:
+                source.close()
+            if reader.sealed is None:
+                return  # the active segment
+            # The trailer names the next segment: open it directly rather than list the
+            # directory, which costs O(segments) per step.
+            try:
+                source = self._open_read(session_id, reader.sealed.seq + 1)
+            except FileNotFoundError:
+                return  # sealed, and its successor not made yet
+            offset = 0
+
+    def _start_of(self, session_id: str, first: int, name: str, after_seq: int) -> tuple[int, Head]:
+        """Where to start reading segment ``first`` for the records after ``after_seq``."""
+        source = self._open_listed(session_id, first, name)
         try:
-            fd = self._open_read(session_id, name)
-            while True:
-                reader = SegmentReader(fd, name, offset=offset)
-                current[:] = [reader]
-                yield from reader
-                following = [s for s in self._segments(session_id) if s[0] > first]
-                if reader.sealed is None and following:
-                    # A sealer writes the trailer before it makes the next segment, so this
-                    # one is sealed: read on to its trailer (it may have come after we got
-                    # to the end). Without one the trailer is damaged, and stopping here
-                    # would quietly hide every later segment.
-                    reader = SegmentReader(fd, name, offset=reader.good_end)
-                    current[:] = [reader]
-                    yield from reader
-                    if reader.sealed is None:
-                        raise CorruptLogError(
-                            f"session {session_id!r}, {name}: later segments exist but this "
-                            "one has no readable trailer", session_id=session_id, where=name)
-                if reader.sealed is None or not following:
-                    return  # the newest segment, or sealed and the next one not made yet
-                os.close(fd)
-                fd = -1
-                first, name = following[0]
-                fd = self._open_read(session_id, name)
-                offset = 0
-        except EventLogError:
-            raise
-        except OSError as exc:
-            raise self._os_error(session_id, exc) from exc
+            if source.archive is not None:
+                # Seek by seq: inflate from the member holding ``after_seq + 1`` on.
+                return source.archive.seek(after_seq)
+            start = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
         finally:
-            if fd >= 0:
-                os.close(fd)
+            source.close()
+        if start is None:
+            raise CorruptLogError(f"session {session_id!r}, {name}: missing or damaged segment "
+                                  "header", session_id=session_id, where=name)
+        return 0, start
 
     def scan_back(self, session_id: str) -> Lines:
-        try:
-            yield from self._scan_back(session_id)
-        except EventLogError:
-            raise
-        except OSError as exc:
-            raise self._os_error(session_id, exc) from exc
-
-    def _scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
         newest = True
-        for _first, name in reversed(segments):
+        for first, name in reversed(segments):
             try:
-                fd = self._open_read(session_id, name)
+                source = self._open_read(session_id, first, name)
             except FileNotFoundError:
                 continue
             try:
-                end = os.fstat(fd).st_size
-                for offset, raw in lines_backward(fd, end):
+                for offset, raw in source.backward():
                     if newest and raw.endswith(b" "):
                         continue  # the tail of a batch cut short
                     newest = False
                     if raw.startswith(b'{"seq":'):
-                        yield name, -offset, raw.rstrip(b" ")
-                    elif offset == 0 and parse_header(raw) is not None:
-                        continue
-                    elif parse_trailer(raw) is not None:
+                        yield source.name, -offset, raw.rstrip(b" ")
+                    elif (offset == 0 and parse_header(raw) is not None) or parse_trailer(raw) is not None:
                         continue
                     else:
-                        yield name, -offset, raw
+                        yield source.name, -offset, raw
             finally:
-                os.close(fd)
+                source.close()
+
+    def last_seq(self, session_id: str) -> int:
+        # Only the newest segment: its last record, or its header when it is empty (just
+        # after compaction sealed the rest), without reading into archives.
+        segments = self._segments(session_id)
+        if not segments:
+            raise CorruptLogError(f"session {session_id!r}: no segment files", session_id=session_id)
+        source = self._open_listed(session_id, *segments[-1])
+        try:
+            for offset, raw in source.backward():
+                if raw.startswith(b'{"seq":') and not raw.endswith(b" "):
+                    try:
+                        return int(parse(raw)[0]["seq"])
+                    except Unparseable:
+                        continue  # torn
+                found = parse_trailer(raw) or (parse_header(raw) if offset == 0 else None)
+                if found is not None:
+                    return found.seq
+        finally:
+            source.close()
+        return super().last_seq(session_id)
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq.
+
+        The watcher maps the lock file for itself rather than borrowing the append
+        handle's mapping: another thread deleting the session closes that handle."""
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            if os.fstat(fd).st_size < SHARED_BYTES:
+                return super().wait(session_id, after_seq, timeout)
+            with mmap.mmap(fd, SHARED_BYTES, access=mmap.ACCESS_READ) as page:
+                shared = memoryview(page).cast("Q")
+                try:
+                    return self._watch(session_id, fd, shared, after_seq, timeout)
+                finally:
+                    shared.release()
+        finally:
+            os.close(fd)
+
+    def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
+               timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.0005, -1
+        while True:
+            generation = shared[0]
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
+                raise SessionNotFoundError(session_id)  # deleted: delete unlinks the lock file
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()
 
     def session_ids(self) -> list[str]:
         ids = []
-        try:
-            with os.scandir(self.root) as entries:
-                for entry in entries:
-                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        ids.append(entry.name)
-        except OSError as exc:
-            raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                    ids.append(entry.name)
         ids.sort()
         return ids
 
-    @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
-        handle = self._locked(session_id)
+        # The directory lock first (the order ``archive`` uses too), so a session is
+        # never moved away under a compactor writing into it.
+        dir_fd = self._lock_dir(session_id)
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
-        removed = False
         try:
-            if if_head is not None and self._sync(session_id, handle, False) != if_head:
-                return False
+            handle, _ = self._locked(session_id)
             try:
-                os.rename(self._dir(session_id), trash)
-                os.unlink(trash / "lock")
-            except OSError as exc:
-                raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
-            removed = True
+                if if_head is not None and self._sync(session_id, handle, False) != if_head:
+                    return False
+                try:
+                    os.rename(self._dir(session_id), trash)
+                    os.unlink(trash / "lock")
+                except OSError as exc:
+                    raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+            finally:
+                self._unlock(handle)
         finally:
-            if removed:
-                self._drop(session_id, handle)  # still under the thread lock: see _drop
-            self._unlock(handle)
+            self._unlock_dir(dir_fd)
+        self._drop(session_id, handle)
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
@@ -674,7 +912,6 @@ class FileBackend(Backend):
             except FileNotFoundError:
                 continue  # pruned meanwhile
 
-    @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         directory = self._dir(session_id)
         try:
@@ -684,7 +921,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(exc.errno, f"can't write snapshot of {session_id!r}: {exc}") from exc
+            raise StorageError(f"can't write snapshot of {session_id!r}: {exc}") from exc
         for name in names[:-SNAPSHOTS_KEPT]:
             try:
                 os.unlink(directory / name)
@@ -693,41 +930,147 @@ class FileBackend(Backend):
 
     # Upkeep ----------------------------------------------------------------------------
 
-    @_translated
+    def _lock_dir(self, session_id: str) -> int:
+        """Open the session's directory and take its flock, the compaction lock; return
+        the descriptor for ``_unlock_dir``. Lock order: this one, then the append lock."""
+        while True:
+            try:
+                fd = os.open(self._dir(session_id), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+            except FileNotFoundError:
+                raise SessionNotFoundError(session_id) from None
+            try:
+                acquire_flock(fd, self.lock_timeout, f"session {session_id!r} (compaction lock)")
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                os.stat("lock", dir_fd=fd)
+                return fd
+            except FileNotFoundError:
+                # Deleted while we waited (``delete`` unlinks the lock file before it lets
+                # go): look again, the id may have been created anew.
+                self._unlock_dir(fd)
+
+    @staticmethod
+    def _unlock_dir(fd: int) -> None:
+        try:
+            release_flock(fd)
+        finally:
+            os.close(fd)
+
+    def seal(self, session_id: str, *, durable: bool) -> Sealed:
+        handle, _ = self._locked(session_id)
+        try:
+            self._check_poisoned(session_id, handle)
+            head = self._sync(session_id, handle, durable)
+            if head.seq >= handle.seg_first:  # the active segment holds records
+                self._seal(session_id, handle, durable)
+            position = self._position(handle)
+            handle.publish()  # exact now, as after an append: the next appender needn't look
+        finally:
+            self._unlock(handle)
+        return Sealed(head, position)
+
+    def archive(self, session_id: str) -> Archived:
+        return archive_sealed_segments(self, session_id)
+
     def size(self, session_id: str) -> int:
         total = 0
         try:
-            with os.scandir(self._dir(session_id)) as entries:
-                for entry in entries:
-                    total += entry.stat(follow_symlinks=False).st_size
+            entries = os.scandir(self._dir(session_id))
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
+        with entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    # Pruned or archived between listing and stat: it no longer counts.
+                    continue
         return total
 
-    @_translated
     def check(self, session_id: str) -> list[str]:
-        problems = []
-        segments = self._segments(session_id)
-        for i, (first, name) in enumerate(segments):
-            fd = self._open_read(session_id, name)
-            try:
-                header = parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0])
-                if header is None or header.seq + 1 != first:
-                    problems.append(f"session {session_id!r}, {name}: header missing or "
-                                    "does not match the file name")
-                if i < len(segments) - 1:
-                    last = next(lines_backward(fd, os.fstat(fd).st_size), (0, b""))[1]
-                    if parse_trailer(last) is None:
-                        problems.append(f"session {session_id!r}, {name}: not the newest "
-                                        "segment, but not sealed")
-            finally:
-                os.close(fd)
+        """Segment structure: names, headers and trailers continuing each other across
+        segments, and each archive's own integrity (see ``ArchiveReader.check``)."""
+        problems: list[str] = []
+        listing = sorted(self._listing(session_id).items())
+        previous = genesis(session_id)
+        for i, (first, (plain, archived)) in enumerate(listing):
+            names = ([segment_name(first)] if plain else []) + ([archive_name(first)] if archived else [])
+            for name in names:
+                where = f"session {session_id!r}, {name}"
+                try:
+                    source = self._open_read(session_id, first, name)
+                except FileNotFoundError:
+                    continue  # archived (the plain name) or the session deleted meanwhile
+                except CorruptLogError as exc:
+                    problems.append(str(exc))
+                    continue
+                try:
+                    found = self._check_segment(source, first, previous, i == len(listing) - 1)
+                    problems.extend(f"{where}: {problem}" for problem in found)
+                except CorruptLogError as exc:
+                    problems.append(str(exc))
+                finally:
+                    source.close()
+            if plain and archived and not self._twins_agree(session_id, first):
+                problems.append(f"session {session_id!r}, {segment_name(first)}: differs from "
+                                f"its archive {archive_name(first)}")
+            previous = Head(-1, "")  # unknown until a trailer is read
+            if names:
+                trailer = self._trailer(session_id, first)
+                if trailer is not None:
+                    previous = trailer
         return problems
+
+    def _check_segment(self, source: _Source, first: int, previous: Head, newest: bool) -> list[str]:
+        problems = []
+        if source.archive is not None:
+            problems.extend(source.archive.check(first, os.fstat(source.fd).st_size))
+        header = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
+        if header is None or header.seq + 1 != first:
+            problems.append("header missing or does not match the file name")
+        elif previous.seq >= 0 and header != previous:
+            problems.append(f"header (after seq {header.seq}) does not continue the previous "
+                            f"segment, sealed at seq {previous.seq}")
+        if not newest:
+            last = next(source.backward(), (0, b""))[1]
+            if parse_trailer(last) is None:
+                problems.append("not the newest segment, but not sealed")
+        return problems
+
+    def _twins_agree(self, session_id: str, first: int) -> bool:
+        directory = self._dir(session_id)
+        try:
+            digest = hashlib.sha256()
+            with open(directory / segment_name(first), "rb") as plain:
+                while chunk := plain.read(1 << 20):
+                    digest.update(chunk)
+            fd = os.open(directory / archive_name(first), os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return True  # the twin was removed meanwhile
+        try:
+            return read_index(fd).sha256 == digest.digest()
+        except ArchiveError:
+            return False
+        finally:
+            os.close(fd)
+
+    def _trailer(self, session_id: str, first: int) -> Head | None:
+        try:
+            source = self._open_read(session_id, first)
+        except (FileNotFoundError, CorruptLogError):
+            return None
+        try:
+            last = next(source.backward(), (0, b""))[1]
+            return parse_trailer(last)
+        except CorruptLogError:
+            return None
+        finally:
+            source.close()
 
     def close(self) -> None:
         with self._handles_lock:
-            handles, self._handles = self._handles, {}
-        for handle in handles.values():
-            handle.close()
+            self._finalizer()
 
 

@@ -55,5 +55,7 @@ def release_flock(fd: int) -> None:
 
 
 def acquire_thread_lock(lock: threading.Lock, timeout: float, what: str) -> None:
+    if lock.acquire(False):  # uncontended: skip the timed wait's setup
+        return
     if not lock.acquire(timeout=timeout):
         raise LockTimeoutError(f"could not lock {what} within {timeout:g} s (another thread holds it)")

@@ -6,12 +6,12 @@ import os
 from typing import Any
 
 from ._errors import InvalidInputError
-from ._store import Durability, EventLog
+from ._store import EventLog
 
 _STORE_OPTIONS = ("durability", "max_event_bytes", "snapshot_every")
 
 
-def open(url: str | os.PathLike[str], **options: Any) -> EventLog:  # noqa: A001 - the API's name
+def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     """Open (creating if missing) the store at ``url``.
 
     - a filesystem path, or ``file:///abs/path``: JSONL files (the default backend)
@@ -26,7 +26,7 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:  # noqa: A001
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"store location must be a non-empty path or URL, not {url!r}")
     scheme, sep, rest = url.partition("://")
-    if not sep or len(scheme) < 2 and os.sep == "\\":
+    if not sep or (len(scheme) < 2 and os.sep == "\\"):
         return _files(url, options, store)
     if scheme == "file":
         if not rest.startswith("/"):

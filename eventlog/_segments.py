@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import orjson
 
 from ._codec import Head
 
-SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl")
+SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
+"""A segment file's name: plain, or archived (``.gz``, see ``_archive``)."""
 CHUNK = 1 << 20
 BACK_CHUNK = 1 << 16
 _RECORD = b'{"seq":'
@@ -32,9 +33,16 @@ _HEADER = b'{"eventlog":'
 _TRAILER = b'{"sealed":'
 BROKEN_BATCH = b"<a batch cut short>"
 
+Pread = Callable[[int, int, int], bytes]
+"""``os.pread``, or an archive's reader of its uncompressed bytes (see ``_archive``)."""
+
 
 def segment_name(first_seq: int) -> str:
     return f"seg-{first_seq:016d}.jsonl"
+
+
+def archive_name(first_seq: int) -> str:
+    return f"seg-{first_seq:016d}.jsonl.gz"
 
 
 def header_line(session_id: str, start: Head) -> bytes:
@@ -69,11 +77,17 @@ def parse_trailer(line: bytes) -> Head | None:
 
 @dataclass(slots=True)
 class SegmentReader:
-    """Reads one segment forward from ``offset``, yielding complete record lines.
+    """Reads one segment forward from ``offset``.
 
-    After (or during) iteration: ``good_end`` is the offset just past the last line
-    yielded whole (a batch counts when complete); ``header`` and ``sealed`` hold the
-    structural lines met; ``end`` where reading stopped.
+    Iterating it yields complete record lines one by one (what writers use); ``chunks``
+    yields them in blocks, which replay uses: a block of plain records goes to the
+    chain check as one list, and only blocks holding structure (the header, a
+    trailer, batch framing) are taken apart line by line.
+
+    After (or during) reading: ``good_end`` is the offset just past the last line
+    handed out whole (a batch counts when complete); ``header`` and ``sealed`` hold
+    the structural lines met; ``end`` where reading stopped. ``pread`` reads the bytes:
+    ``os.pread`` for a plain segment, an ``ArchiveReader``'s for an archived one.
     """
 
     fd: int
@@ -84,53 +98,90 @@ class SegmentReader:
     header: Head | None = None
     sealed: Head | None = None
     end: int = 0
+    _pending: list[tuple[int, int, bytes]] = field(default_factory=list)
+    pread: Pread = os.pread
+
+    def _blocks(self) -> Iterator[tuple[int, bytes]]:
+        """``(offset, block)``: runs of complete lines, newline included, in file order."""
+        pos = self.good_end = self.end = self.offset
+        rest = b""
+        while True:
+            chunk = self.pread(self.fd, CHUNK, pos + len(rest))
+            if not chunk:
+                return
+            buf = rest + chunk if rest else chunk
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                rest = buf
+                continue
+            block, rest = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+            self.end = pos + cut
+            yield pos, block
+            pos += cut
 
     def __iter__(self) -> Iterator[tuple[str, int, bytes]]:
-        fd, name = self.fd, self.name
-        pos = self.offset
-        self.good_end = pos
-        lineno = self.lineno
-        rest = b""
-        pending: list[tuple[int, int, bytes]] = []
-        read = os.pread
-        while True:
-            chunk = read(fd, CHUNK, pos + len(rest))
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                lineno += 1
-                pos += len(line) + 1
-                if line.startswith(_RECORD):
-                    if line[-1] == 32:  # a record inside a batch: hold until the batch ends
-                        pending.append((lineno, pos, line.rstrip(b" ")))
-                        continue
-                    if pending:
-                        for member_lineno, member_end, member in pending:
-                            self.good_end = member_end
-                            yield name, member_lineno, member
-                        pending.clear()
-                    self.good_end = pos
-                    yield name, lineno, line
+        for pos, block in self._blocks():
+            yield from self._careful(block, pos)
+            if self.sealed is not None:
+                return
+
+    def chunks(self) -> Iterator[tuple[str, int, list[bytes]]]:
+        name = self.name
+        for pos, block in self._blocks():
+            if pos == 0:  # the header line: take it apart alone, so the rest can go fast
+                cut = block.index(b"\n") + 1
+                for source, lineno, line in self._careful(block[:cut], 0):
+                    yield source, lineno, [line]
+                pos, block = cut, block[cut:]
+                if not block:
+                    continue
+            if (not self._pending and b" \n" not in block
+                    and b'\n{"sealed":' not in block and not block.startswith(_TRAILER)):
+                lines = block.split(b"\n")
+                lines.pop()  # the empty string after the last newline
+                first = self.lineno + 1
+                self.lineno += len(lines)
+                self.good_end = pos + len(block)
+                yield name, first, lines
+                continue
+            for source, lineno, line in self._careful(block, pos):
+                yield source, lineno, [line]
+            if self.sealed is not None:
+                return
+
+    def _careful(self, block: bytes, pos: int) -> Iterator[tuple[str, int, bytes]]:
+        """One block, line by line: header, trailer, batch framing, garbage."""
+        name, pending = self.name, self._pending
+        lines = block.split(b"\n")
+        lines.pop()
+        for line in lines:
+            self.lineno += 1
+            pos += len(line) + 1
+            if line.startswith(_RECORD):
+                if line[-1] == 32:  # a record inside a batch: hold until the batch ends
+                    pending.append((self.lineno, pos, line.rstrip(b" ")))
                     continue
                 if pending:
-                    # Something other than the batch's last record: the batch never completed.
-                    yield name, pending[0][0], BROKEN_BATCH
+                    for member_lineno, member_end, member in pending:
+                        self.good_end = member_end
+                        yield name, member_lineno, member
                     pending.clear()
-                if lineno == 1 and (head := parse_header(line)) is not None:
-                    self.header = head
-                    self.good_end = pos
-                elif (sealed := parse_trailer(line)) is not None:
-                    self.sealed = sealed
-                    self.good_end = pos
-                    self.end = pos
-                    self.lineno = lineno
-                    return
-                else:
-                    yield name, lineno, line
-        self.end = pos
-        self.lineno = lineno
+                self.good_end = pos
+                yield name, self.lineno, line
+                continue
+            if pending:
+                # Something other than the batch's last record: the batch never completed.
+                yield name, pending[0][0], BROKEN_BATCH
+                pending.clear()
+            if self.lineno == 1 and (head := parse_header(line)) is not None:
+                self.header = head
+                self.good_end = pos
+            elif (sealed := parse_trailer(line)) is not None:
+                self.sealed = sealed
+                self.good_end = self.end = pos
+                return
+            else:
+                yield name, self.lineno, line
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:

@@ -16,7 +16,7 @@ import orjson
 
 from ._codec import Head
 from ._errors import CorruptLogError
-from ._records import ChatMessage, ChatSession, Event
+from ._records import ChatMessage, ChatSession, Event, build_message
 
 CREATED = "session.created"
 JOINED = "session.participant_joined"
@@ -55,9 +55,8 @@ class SessionState:
         elif kind == JOINED:
             if data["participant"] not in self.participants:
                 self.participants.append(data["participant"])
-        elif kind == LEFT:
-            if data["participant"] in self.participants:
-                self.participants.remove(data["participant"])
+        elif kind == LEFT and data["participant"] in self.participants:
+            self.participants.remove(data["participant"])
         if event.ts > self.last_activity or event.seq == 1:
             self.last_activity = event.ts
 
@@ -78,6 +77,11 @@ class SessionState:
             metadata=dict(self.metadata),
         )
 
+    def copy(self) -> SessionState:
+        return SessionState(self.session_id, self.head, list(self.participants),
+                            dict(self.metadata), self.created_at, self.last_activity,
+                            self.message_count)
+
     def same_as(self, other: SessionState) -> bool:
         return self.to_session() == other.to_session() and self.head == other.head
 
@@ -94,10 +98,9 @@ def message_data(message: ChatMessage) -> dict[str, Any]:
 
 def to_message(session_id: str, event: Event) -> ChatMessage:
     data = event.data
-    return ChatMessage(id=data["id"], sender=data["sender"], recipient=data.get("recipient"),
-                       content=data["content"], timestamp=event.ts, session_id=session_id,
-                       message_type=data.get("message_type", "text"),
-                       metadata=data.get("metadata"), seq=event.seq)
+    return build_message(data["sender"], data["content"], session_id, data.get("recipient"),
+                         data["id"], event.ts, data.get("message_type", "text"),
+                         data.get("metadata"), event.seq)
 
 
 # Snapshots ---------------------------------------------------------------------------------

@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-from ._backend import Backend
-from ._codec import (ChainReader, Head, Record, Unparseable, encode_payload, genesis, link,
-                     looks_like_record, parse, seal)
-from ._errors import (ConflictError, CorruptLogError, EventLogError, InvalidEventError,
-                      SessionExistsError, SessionNotFoundError, StoreClosedError)
-from ._records import ChatMessage, ChatSession, Event, VerifyReport
-from ._state import (CREATED, JOINED, LEFT, MESSAGE, SessionState, decode_snapshot,
-                     encode_snapshot, message_data, to_message)
-from ._validate import (RESERVED_PREFIXES, check_event_type, check_json, check_session_id,
-                        check_text, check_timestamp)
+from ._backend import Backend, Scan
+from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._compaction import compact
+from ._errors import (
+    ConflictError,
+    CorruptLogError,
+    EventLogError,
+    InvalidEventError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreClosedError,
+)
+from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ._retention import cleanup_old_sessions
+from ._state import (
+    CREATED,
+    JOINED,
+    LEFT,
+    MESSAGE,
+    SessionState,
+    decode_snapshot,
+    encode_snapshot,
+    message_data,
+    to_message,
+)
+from ._validate import check_event_type, check_json, check_session_id, check_text, check_timestamp
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
+FOLDS_KEPT = 1024
 
 
 def _check_durability(value: object) -> Durability:
     if value not in ("os", "fsync"):
         raise InvalidEventError(f"durability must be 'os' or 'fsync', not {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_seq(name: str, value: object, *, optional: bool = True) -> None:
@@ -51,6 +69,9 @@ class EventLog:
         self.max_event_bytes = max_event_bytes
         self.snapshot_every = snapshot_every
         self._closed = False
+        # The fold of sessions this process appends to, advanced under the append lock while
+        # no other writer interleaves, so checkpoint snapshots need no re-reading.
+        self._folds: dict[str, SessionState] = {}
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -85,9 +106,11 @@ class EventLog:
             import uuid
             session_id = uuid.uuid4().hex
         sid = self._live(session_id)
+        if participants is not None and type(participants) not in (list, tuple):
+            # Not any iterable: a str or a dict would be taken apart silently.
+            raise InvalidEventError("participants must be a list of names, not "
+                                    f"{type(participants).__name__}")
         people = [] if participants is None else list(participants)
-        if isinstance(participants, str):
-            raise InvalidEventError("participants must be a list of names, not a str")
         seen = set()
         for person in people:
             check_text("participant", person)
@@ -109,22 +132,45 @@ class EventLog:
             raise
         state = SessionState(sid, Head(1, record.digest), participants=people, metadata=dict(meta),
                              created_at=ts, last_activity=ts)
+        self._remember_fold(sid, state.copy())
         return state.to_session()
 
     def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
-                         durability: Durability | None) -> list[Record]:
+                         durability: Durability | None,
+                         items: list[tuple[str, float, Any]] | None = None) -> list[Record]:
+        """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold."""
         _check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
+        every = self.snapshot_every
+        captured: list[SessionState] = []
 
         def build(head: Head) -> list[Record]:
+            # Runs under the session's append lock, so the head is the log's true head.
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
-            return seal(payloads, head, limit)
+            records = seal(payloads, head, limit)
+            fold = self._folds.get(sid)
+            if fold is not None:
+                if fold.head == head and items is not None:
+                    for record, (kind, ts, data) in zip(records, items, strict=True):
+                        fold.apply(Event(record.seq, kind, ts, data))
+                    fold.head = Head(records[-1].seq, records[-1].digest)
+                    if records[-1].seq // every != head.seq // every:
+                        captured[:] = [fold.copy()]
+                else:
+                    del self._folds[sid]  # another writer got in between: refold when needed
+            return records
 
-        result = self.backend.append(sid, build, durable=self._durable(durability))
-        if result.records:
-            self._maybe_snapshot(sid, result.records, result.position)
-        return result.records
+        try:
+            result = self.backend.append(sid, build, durable=self._durable(durability))
+        except BaseException:
+            self._folds.pop(sid, None)
+            raise
+        records = result.records
+        if records and records[-1].seq // every != (records[0].seq - 1) // every:
+            self._save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
+                                result.position)
+        return records
 
     def append(self, session_id: str, type: str, data: Any = None, *,
                expected_seq: int | None = None, durability: Durability | None = None) -> Event:
@@ -134,7 +180,7 @@ class EventLog:
         check_json(data)
         ts = time.time()
         record = self._append_payloads(sid, [encode_payload(type, ts, data)], expected_seq,
-                                       durability)[0]
+                                       durability, [(type, ts, None)])[0]
         return Event(record.seq, type, ts, data)
 
     def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
@@ -153,43 +199,33 @@ class EventLog:
             payloads.append(encode_payload(item[0], ts, item[1]))
         if not payloads:
             return []
-        records = self._append_payloads(sid, payloads, expected_seq, durability)
-        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items)]
+        records = self._append_payloads(sid, payloads, expected_seq, durability,
+                                        [(t, ts, None) for t, _ in items])
+        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
 
     def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
                     durability: Durability | None = None) -> ChatMessage:
         """Store a chat message as one event; returns it with its ``seq`` set."""
-        return self.add_messages([message], expected_seq=expected_seq, durability=durability)[0]
+        sid = self._live(_message_session(message))
+        payload, item = _message_payload(message)
+        record = self._append_payloads(sid, [payload], expected_seq, durability, [item])[0]
+        return _with_seq(message, record.seq)
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
         """Store several messages of one session as one atomic batch."""
         if not messages:
             return []
-        payloads = []
-        sid = None
+        sid = self._live(_message_session(messages[0]))
+        payloads, items = [], []
         for message in messages:
-            if not isinstance(message, ChatMessage):
-                raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")
-            check_session_id(message.session_id)
-            if sid is None:
-                sid = self._live(message.session_id)
-            elif message.session_id != sid:
+            if _message_session(message) != sid:
                 raise InvalidEventError("a batch of messages must all belong to one session")
-            check_text("message id", message.id)
-            check_text("sender", message.sender)
-            check_text("recipient", message.recipient, optional=True)
-            check_text("content", message.content, empty=True)
-            check_text("message_type", message.message_type)
-            ts = check_timestamp("timestamp", message.timestamp)
-            if message.metadata is not None:
-                if type(message.metadata) is not dict:
-                    raise InvalidEventError("message metadata must be a dict")
-                check_json(message.metadata, "message metadata")
-            payloads.append(encode_payload(MESSAGE, ts, message_data(message)))
-        assert sid is not None
-        records = self._append_payloads(sid, payloads, expected_seq, durability)
-        return [_with_seq(m, r.seq) for m, r in zip(messages, records)]
+            payload, item = _message_payload(message)
+            payloads.append(payload)
+            items.append(item)
+        records = self._append_payloads(sid, payloads, expected_seq, durability, items)
+        return [_with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
     def add_participant(self, session_id: str, participant: str, *,
                         expected_seq: int | None = None) -> Event:
@@ -207,7 +243,8 @@ class EventLog:
         check_text("participant", participant)
         ts = time.time()
         data = {"participant": participant}
-        record = self._append_payloads(sid, [encode_payload(kind, ts, data)], expected_seq, None)[0]
+        record = self._append_payloads(sid, [encode_payload(kind, ts, data)], expected_seq, None,
+                                       [(kind, ts, data)])[0]
         return Event(record.seq, kind, ts, data)
 
     def import_events(self, session_id: str, events: Iterable[Event], *,
@@ -228,11 +265,7 @@ class EventLog:
             raise InvalidEventError("an imported history must start with a session.created event")
         self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
                             created_at=first.ts, durability=durability)
-        head: Head | None = None  # where our own writes end
         try:
-            chain, created, _ = self._scan_events(sid, 0)
-            next(created)
-            head = chain.head
             seq = 1
             batch: list[bytes] = []
             for event in iterator:
@@ -240,24 +273,22 @@ class EventLog:
                 event = _check_imported(event, seq)
                 batch.append(encode_payload(event.type, event.ts, event.data))
                 if len(batch) >= batch_size:
-                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
-                    head, batch = Head(last.seq, last.digest), []
+                    self._append_payloads(sid, batch, seq - len(batch), durability)
+                    batch = []
             if batch:
                 self._append_payloads(sid, batch, seq - len(batch), durability)
         except BaseException:
-            # Remove the half import only if nobody wrote to it meanwhile: deleting it
-            # regardless dropped their acknowledged events (a conflict is how we notice them).
-            if head is not None:
-                try:
-                    self.backend.delete(sid, if_head=head)
-                except EventLogError:
-                    pass
+            try:
+                self.backend.delete(sid)
+            except EventLogError:
+                pass
             raise
         return self.get_session(sid)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session whole; its id can be created again."""
         sid = self._live(session_id)
+        self._folds.pop(sid, None)
         self.backend.delete(sid)
 
     # Reading -------------------------------------------------------------------------
@@ -266,14 +297,14 @@ class EventLog:
                      position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
         scan = self.backend.scan(sid, after_seq, position)
         chain = ChainReader(sid, scan.start)
-        return chain, chain.read(scan.lines), scan.position
+        return chain, _read(chain, scan), scan.position
 
     def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
         """Every event after ``after_seq``, in order, each checked against the digest chain."""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq, optional=False)
         scan = self.backend.scan(sid, after_seq, None)
-        events = ChainReader(sid, scan.start).read(scan.lines)
+        events = _read(ChainReader(sid, scan.start), scan)
         return events if scan.start.seq >= after_seq else self._skip_to(events, after_seq)
 
     @staticmethod
@@ -312,7 +343,7 @@ class EventLog:
         if scan.start.seq == after.seq and scan.start.digest != after.digest:
             raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
         head = after if scan.start.seq >= after.seq else None
-        for event in chain.read(scan.lines):
+        for event in _read(chain, scan):
             if event.seq <= after.seq:
                 if event.seq == after.seq:
                     if chain.digest != after.digest:
@@ -366,6 +397,18 @@ class EventLog:
         newest_first.reverse()
         return newest_first
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def events_reversed(self, session_id: str) -> Iterator[Event]:
+        """Every event from the newest back to seq 1, reading from the end of the log.
+
+        Each event is yielded only once the one before it has vouched for it (its digest
+        links to it), so a damaged record is never returned; stop whenever you have
+        enough, and nothing older is read."""
+        return self._events_backward(self._live(session_id))
+
     def _events_backward(self, sid: str) -> Iterator[Event]:
         """Events from the newest back, each checked against the one before it.
 
@@ -378,7 +421,7 @@ class EventLog:
             try:
                 obj, body, digest = parse(line)
             except Unparseable:
-                if torn and not looks_like_record(line):
+                if torn:
                     continue  # a torn tail: writers will quarantine it
                 raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
                                       "record before readable ones", session_id=sid,
@@ -421,6 +464,12 @@ class EventLog:
             raise SessionNotFoundError(sid)
         return self.backend.size(sid)
 
+    def session_ids(self) -> list[str]:
+        """Every session's id, sorted; cheap (reads no log)."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return self.backend.session_ids()
+
     def session_exists(self, session_id: str) -> bool:
         return self.backend.exists(self._live(session_id))
 
@@ -445,7 +494,7 @@ class EventLog:
                 if event.seq > seq:
                     yield event
                     seq = event.seq
-            if chain.head.seq == seq:
+            if chain.head.seq == seq and chain.torn_at is None:
                 found = where()
                 if found is not None:
                     position = {**found, "seq": seq, "h": chain.head.digest}
@@ -454,21 +503,58 @@ class EventLog:
 
     # Upkeep --------------------------------------------------------------------------
 
-    def _maybe_snapshot(self, sid: str, records: list[Record], position: dict[str, Any] | None) -> None:
-        every = self.snapshot_every
-        last = records[-1].seq
-        if last // every == (records[0].seq - 1) // every:
-            return
-        # Outside the append lock: folding to ``last`` reads only immutable records.
+    def _save_snapshot(self, sid: str, seq: int, state: SessionState | None,
+                       position: dict[str, Any] | None) -> None:
+        """Write a checkpoint snapshot at ``seq``, outside the append lock.
+
+        ``state`` is the writer's own fold when it saw every event up to ``seq``; otherwise
+        the fold is rebuilt from the newest snapshot (reading only immutable records) and
+        kept, so the next checkpoints of a steady writer cost no reading at all.
+        """
         try:
-            state = self._state(sid, upto=last)
-            if state.head.seq == last:
-                self.backend.save_snapshot(sid, last, encode_snapshot(state, position),
-                                           durable=False)
+            if state is None or state.head.seq != seq:
+                state = self._state(sid, upto=seq)
+                if state.head.seq != seq:
+                    return
+                self._remember_fold(sid, state.copy())
+            self.backend.save_snapshot(sid, seq, encode_snapshot(state, position), durable=False)
         except (EventLogError, OSError):
             # A snapshot is a cache of the fold; the append it follows already succeeded,
             # and readers fall back to older snapshots or a full replay.
             pass
+
+    def _remember_fold(self, sid: str, state: SessionState) -> None:
+        folds = self._folds
+        folds.pop(sid, None)
+        folds[sid] = state
+        while len(folds) > FOLDS_KEPT:
+            folds.pop(next(iter(folds)), None)
+
+    def compact(self, session_id: str | None = None) -> CompactionReport:
+        """Compact one session, or every session when None: seal its active segment,
+        write a durable snapshot at that boundary, and compress its sealed segments
+        (for files: into gzip archives, read transparently from then on).
+
+        Safe beside appenders and readers in any process, and at any crash point.
+        Compacting one session raises for a damaged log; compacting all reports damaged
+        sessions in ``problems`` and goes on with the others."""
+        if session_id is None:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            return compact(self, None)
+        return compact(self, self._live(session_id))
+
+    def cleanup_old_sessions(self, days: float, *, archive_dir: str | os.PathLike[str] | None = None,
+                             dry_run: bool = False) -> list[str]:
+        """Remove every session whose last activity (its newest event timestamp) is more
+        than ``days`` ago (fractions allowed); return their ids.
+
+        ``archive_dir``: first write each one's history there as ``<id>.jsonl`` (a sealed
+        segment: header, records with digests, trailer). ``dry_run``: only return the ids.
+        A session appended to meanwhile is kept whole; damaged sessions are kept."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return cleanup_old_sessions(self, days, archive_dir, dry_run)
 
     def verify(self, session_id: str | None = None) -> VerifyReport:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
@@ -507,7 +593,7 @@ class EventLog:
                 count += 1
                 if event.seq in wanted:
                     state.head = chain.head
-                    folds[event.seq] = _copy_state(state)
+                    folds[event.seq] = state.copy()
             state.head = chain.head
         except CorruptLogError as exc:
             problems.append(str(exc))
@@ -533,41 +619,48 @@ def _check_imported(event: object, seq: int) -> Event:
     check_event_type(event.type, allow_reserved=True)
     check_timestamp(f"event {seq} ts", event.ts)
     check_json(event.data, f"event {seq} data")
-    if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
-        _check_reserved(event)
+    if event.type == MESSAGE:
+        data = event.data
+        if (type(data) is not dict or type(data.get("sender")) is not str
+                or type(data.get("content")) is not str or type(data.get("id")) is not str):
+            raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
     return event
 
 
-def _check_reserved(event: Event) -> None:
-    """An imported eventlog-owned event must look like one eventlog writes: the fold trusts
-    its shape (a join without a participant used to fail later as a raw KeyError, and a
-    second session.created silently reset the session)."""
-    data, where = event.data, f"event {event.seq} ({event.type})"
-    if type(data) is not dict:
-        raise InvalidEventError(f"{where}: data must be an object")
-    if event.type in (JOINED, LEFT):
-        check_text(f"{where} participant", data.get("participant"))
-    elif event.type == MESSAGE:
-        for name in ("id", "sender"):
-            check_text(f"{where} {name}", data.get(name))
-        check_text(f"{where} content", data.get("content"), empty=True)
-        check_text(f"{where} recipient", data.get("recipient"), optional=True)
-        check_text(f"{where} message_type", data.get("message_type", "text"))
-        if data.get("metadata") is not None and type(data["metadata"]) is not dict:
-            raise InvalidEventError(f"{where}: message metadata must be an object")
-    else:
-        raise InvalidEventError(f"{where}: only seq 1 is session.created, and eventlog writes no "
-                                "other session.* or message* types")
+def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
+    return chain.read(scan.lines) if scan.chunks is None else chain.read_chunks(scan.chunks)
 
 
-def _copy_state(state: SessionState) -> SessionState:
-    return SessionState(state.session_id, state.head, list(state.participants),
-                        dict(state.metadata), state.created_at, state.last_activity,
-                        state.message_count)
+def _message_session(message: object) -> str:
+    if not isinstance(message, ChatMessage):
+        raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")
+    return message.session_id
+
+
+def _message_payload(message: ChatMessage) -> tuple[bytes, tuple[str, float, Any]]:
+    """Check a message's fields and encode it: one ``message`` event."""
+    ts = message.timestamp
+    recipient = message.recipient
+    # One combined test for the common, valid case; the detailed checks name the problem.
+    if not (type(message.sender) is str and message.sender and type(message.content) is str
+            and type(message.id) is str and message.id and message.message_type == "text"
+            and (recipient is None or (type(recipient) is str and recipient))
+            and type(ts) is float and ts - ts == 0.0 and message.metadata is None):
+        check_text("message id", message.id)
+        check_text("sender", message.sender)
+        check_text("recipient", recipient, optional=True)
+        check_text("content", message.content, empty=True)
+        check_text("message_type", message.message_type)
+        ts = check_timestamp("timestamp", ts)
+        if message.metadata is not None:
+            if type(message.metadata) is not dict:
+                raise InvalidEventError("message metadata must be a dict")
+            check_json(message.metadata, "message metadata")
+    data = message_data(message)
+    return encode_payload(MESSAGE, ts, data), (MESSAGE, ts, data)
 
 
 def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
     # Not dataclasses.replace: it costs more than the rest of an append's Python work.
-    return ChatMessage(id=m.id, sender=m.sender, recipient=m.recipient, content=m.content,
-                       timestamp=m.timestamp, session_id=m.session_id,
-                       message_type=m.message_type, metadata=m.metadata, seq=seq)
+    return build_message(m.sender, m.content, m.session_id, m.recipient, m.id, float(m.timestamp),
+                         m.message_type, m.metadata, seq)

@@ -23,12 +23,22 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1  # orjson's range: int64 and uint64.
 
 
+_checked_ids: set[str] = set()
+
+
 def check_session_id(session_id: object) -> str:
+    # Every call checks an id; remembering the good ones skips the regex on hot paths.
+    if type(session_id) is str and session_id in _checked_ids:
+        return session_id
     if not isinstance(session_id, str) or SESSION_ID_RE.fullmatch(session_id) is None:
         raise InvalidSessionIdError(
             f"invalid session id {session_id!r}: use 1 to 128 ASCII letters, digits, "
             "'.', '_' or '-', not starting with '.'"
         )
+    if type(session_id) is str:  # not a subclass: its __eq__/__hash__ could lie
+        if len(_checked_ids) > 100_000:
+            _checked_ids.clear()
+        _checked_ids.add(session_id)
     return session_id
 
 
@@ -60,6 +70,14 @@ def check_timestamp(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def _check_number(item: float, what: str, path: str) -> None:
+    if type(item) is int:
+        if not _INT_MIN <= item <= _INT_MAX:
+            raise InvalidEventError(f"{what}{path}: integer {item} does not fit 64 bits")
+    elif not math.isfinite(item):
+        raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+
+
 def check_json(value: Any, what: str = "event data") -> None:
     """Refuse anything that is not plain JSON, naming the path of the first offender."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
@@ -68,13 +86,8 @@ def check_json(value: Any, what: str = "event data") -> None:
         kind = type(item)
         if kind is str or kind is bool or item is None:
             continue
-        if kind is int:
-            if not _INT_MIN <= item <= _INT_MAX:
-                raise InvalidEventError(f"{what}{path or ''}: integer {item} does not fit 64 bits")
-            continue
-        if kind is float:
-            if not math.isfinite(item):
-                raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+        if kind is int or kind is float:
+            _check_number(item, what, path)
             continue
         if depth >= MAX_DEPTH:
             raise InvalidEventError(f"{what}{path}: nested deeper than {MAX_DEPTH} levels")

@@ -1,0 +1,72 @@
+"""Compaction: seal each session's active segment, snapshot that boundary, archive the rest.
+
+The store owns the policy (which sessions, the snapshot's content, what a report
+says); the backend supplies two hooks, ``seal`` and ``archive``, which backends
+without segments leave as their cheap defaults.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ._backend import Sealed
+from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ._records import CompactionReport
+from ._state import decode_snapshot, encode_snapshot
+
+if TYPE_CHECKING:
+    from ._store import EventLog
+
+
+def compact(log: EventLog, session_id: str | None) -> CompactionReport:
+    """Compact one session (errors raise) or every session (damaged or busy ones are
+    reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped)."""
+    started = time.perf_counter()
+    backend = log.backend
+    ids = backend.session_ids() if session_id is None else [session_id]
+    sessions = archived = before = after = 0
+    problems: list[str] = []
+    for sid in ids:
+        try:
+            size = backend.size(sid)
+            sealed = backend.seal(sid, durable=True)
+            snapshot_boundary(log, sid, sealed)
+            done = backend.archive(sid)
+            after += backend.size(sid)
+        except SessionNotFoundError:
+            if session_id is not None:
+                raise
+            continue
+        except (CorruptLogError, LockTimeoutError) as exc:
+            # Damaged, or another process holds its compaction lock for longer than the
+            # lock timeout (compacting a huge segment): leave it, go on with the rest.
+            if session_id is not None:
+                raise
+            problems.append(str(exc))
+            continue
+        sessions += 1
+        archived += done.segments
+        before += size
+    return CompactionReport(sessions=sessions, segments_archived=archived, bytes_before=before,
+                            bytes_after=after, seconds=time.perf_counter() - started,
+                            problems=tuple(problems))
+
+
+def snapshot_boundary(log: EventLog, sid: str, sealed: Sealed) -> None:
+    """Make sure a durable snapshot stands at the sealed head, so that reading the
+    session's state starts there and never needs the archives behind it."""
+    backend = log.backend
+    for blob in backend.snapshots(sid):
+        try:
+            state, _ = decode_snapshot(sid, blob)
+        except CorruptLogError:
+            continue
+        if state.head == sealed.head:
+            return  # nothing appended since the last compaction's snapshot
+        break
+    state = log._state(sid, upto=sealed.head.seq)
+    if state.head != sealed.head:
+        raise CorruptLogError(f"session {sid!r}: the log does not reach the head it was sealed "
+                              f"at (seq {sealed.head.seq})", session_id=sid, seq=sealed.head.seq)
+    backend.save_snapshot(sid, sealed.head.seq, encode_snapshot(state, sealed.position), durable=True)

@@ -1,0 +1,320 @@
+"""Moving histories in and out: ``export``, ``import`` and ``copy``.
+
+An export keeps every event exactly (seq, type, ts, data), so importing it elsewhere
+gives an identical history; the jsonl form puts one header line first, naming the
+session, then the events one per line exactly as ``replay`` prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import orjson
+
+from ._cli import CliError, open_location, open_store, session_id, store_location, usage_error
+from ._codec import ChainReader, Head, genesis
+from ._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
+from ._records import Event
+from ._segments import parse_header, parse_trailer
+from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, to_message
+from ._terminal import Progress, local_time, safe
+
+EXPORT_FORMAT = 1
+HEADER_KEY = "eventlog_export"
+EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+
+
+# export -------------------------------------------------------------------------------------
+
+def export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session", metavar="SESSION", type=session_id)
+    p.add_argument("--format", choices=("jsonl", "json", "markdown"), default="jsonl",
+                   help="jsonl (default) and json keep every event exactly; markdown is for people")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes]]:
+    """Standard output, or a file that appears whole or not at all (written aside, then renamed)."""
+    if path is None:
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=".eventlog-export-")
+    except OSError as exc:
+        raise CliError(f"can't write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with open_store(args) as log:
+        events = log.events(args.session)
+        first = next(events, None)  # before creating a file: an unknown session fails cleanly
+        if first is None:
+            raise CliError(f"session {args.session!r} holds no events to export")
+        with _output(args.output) as out:
+            _EXPORTERS[args.format](args.session, _chain(first, events), out)
+    return 0
+
+
+def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
+    yield first
+    yield from rest
+
+
+def _export_jsonl(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
+    out.write(orjson.dumps({HEADER_KEY: EXPORT_FORMAT, "session_id": sid}) + b"\n")
+    for event in events:
+        out.write(orjson.dumps(event_json(event)) + b"\n")
+
+
+def _export_json(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
+    document = {HEADER_KEY: EXPORT_FORMAT, "session_id": sid,
+                "events": [event_json(e) for e in events]}
+    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _export_markdown(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
+    state = SessionState(sid, genesis(sid))
+    lines: list[str] = []
+    last = 0
+    for event in events:
+        state.apply(event)
+        last = event.seq
+        lines.extend(_markdown_event(sid, event))
+    head = [f"# Session {sid}", "",
+            f"- participants: {safe(', '.join(state.participants)) or '-'}",
+            f"- created: {local_time(state.created_at)}",
+            f"- last activity: {local_time(state.last_activity)}",
+            f"- messages: {state.message_count}, events: {last}", ""]
+    out.write("\n".join(head + lines).encode() + b"\n")
+
+
+def _markdown_event(sid: str, event: Event) -> list[str]:
+    when = local_time(event.ts)
+    if event.type == MESSAGE:
+        m = to_message(sid, event)
+        to = "all" if m.recipient is None else safe(m.recipient)
+        quoted = [f"> {line}" if line else ">" for line in safe(m.content).split("\n")]
+        return [f"**{safe(m.sender)} → {to}** · {when} · seq {event.seq}", "", *quoted, ""]
+    if event.type in (JOINED, LEFT):
+        verb = "joined" if event.type == JOINED else "left"
+        return [f"*{safe(event.data['participant'])} {verb}* · {when} · seq {event.seq}", ""]
+    if event.type == CREATED:
+        return []
+    data = safe(orjson.dumps(event.data).decode())
+    return [f"`{event.type}` · {when} · seq {event.seq}", "", f"    {data}", ""]
+
+
+_EXPORTERS: dict[str, Callable[[str, Iterator[Event], IO[bytes]], None]] = {
+    "jsonl": _export_jsonl, "json": _export_json, "markdown": _export_markdown}
+
+
+# import -------------------------------------------------------------------------------------
+
+def import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="a jsonl or json export ('-': standard input)")
+    p.add_argument("--session", type=session_id, metavar="ID",
+                   help="import under this id (default: the id in the export)")
+
+
+class _ExportReader:
+    """Reads an export (jsonl with or without its header line, or json) as events; also a
+    session archived by ``cleanup --archive-dir`` (a sealed segment), checking its digests."""
+
+    def __init__(self, name: str, stream: IO[bytes], progress: Progress) -> None:
+        self.name = name
+        self.stream = stream
+        self.progress = progress
+        self.session_id: str | None = None
+        self.count = 0
+        self._first: tuple[int, Any] | None = None
+        self._document: list[Any] | None = None
+        self._segment: Head | None = None
+        self._sealed: Head | None = None
+        self._lineno = 0
+        self._read_start()
+
+    def _fail(self, where: str, why: str) -> CliError:
+        return CliError(f"{self.name}{where}: {why}")
+
+    def _read_start(self) -> None:
+        line = self._next_line()
+        if line is None:
+            raise self._fail("", "empty file, nothing to import")
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = self._read_document(line)  # a pretty-printed json export
+        if isinstance(obj, dict) and HEADER_KEY in obj:
+            if obj[HEADER_KEY] != EXPORT_FORMAT or not isinstance(obj.get("session_id"), str):
+                raise self._fail(f" line {self._lineno}", "not an eventlog export header this "
+                                 "version can read")
+            self.session_id = obj["session_id"]
+            if "events" in obj:
+                if not isinstance(obj["events"], list):
+                    raise self._fail("", "'events' is not a list")
+                self._document = obj["events"]
+        elif (start := parse_header(line)) is not None and isinstance(obj.get("session"), str):
+            if start.seq != 0:
+                raise self._fail("", "a segment that does not start the session's history")
+            self.session_id = obj["session"]
+            self._segment = start
+        else:
+            self._first = (self._lineno, obj)
+
+    def _read_document(self, first: bytes) -> Any:
+        rest = self.stream.read()
+        self.progress.advance(len(rest))
+        try:
+            return orjson.loads(first + rest)
+        except orjson.JSONDecodeError as exc:
+            raise self._fail(f" line {self._lineno}", f"not valid JSON ({exc})") from None
+
+    def _next_line(self) -> bytes | None:
+        for line in self.stream:
+            self._lineno += 1
+            self.progress.advance(len(line))
+            if line.strip():
+                return line
+        return None
+
+    def events(self) -> Iterator[Event]:
+        if self._segment is not None:
+            assert self.session_id is not None
+            chain = ChainReader(self.session_id, self._segment)
+            for event in chain.read(self._segment_records()):
+                self.count += 1
+                yield event
+            if chain.torn_at is not None:
+                raise self._fail(f" line {chain.torn_at[1]}", "not a record")
+            if self._sealed != chain.head:
+                # The trailer names the last record: without it, a cut file would pass.
+                raise self._fail("", "the archive is incomplete (its trailer is missing or "
+                                 "does not match its last record)")
+            return
+        if self._document is not None:
+            for index, obj in enumerate(self._document):
+                yield self._event(f" event {index + 1}", obj)
+            return
+        if self._first is not None:
+            yield self._event(f" line {self._first[0]}", self._first[1])
+        while (line := self._next_line()) is not None:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise self._fail(f" line {self._lineno}", f"not valid JSON ({exc})") from None
+            yield self._event(f" line {self._lineno}", obj)
+
+    def _segment_records(self) -> Iterator[tuple[str, int, bytes]]:
+        while (line := self._next_line()) is not None:
+            line = line.rstrip(b" \n")  # records of a batch end with a space
+            sealed = parse_trailer(line)
+            if sealed is None:
+                yield self.name, self._lineno, line
+            else:
+                self._sealed = sealed
+
+    def _event(self, where: str, obj: Any) -> Event:
+        if not isinstance(obj, dict) or obj.keys() != EVENT_KEYS:
+            raise self._fail(where, "not an event (an object with exactly seq, type, ts and data)")
+        seq, kind, ts = obj["seq"], obj["type"], obj["ts"]
+        if type(seq) is not int or type(kind) is not str or type(ts) not in (int, float):
+            raise self._fail(where, "seq must be an integer, type a string and ts a number")
+        self.count += 1
+        return Event(seq, kind, ts, obj["data"])
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    with _input(args.file) as (stream, size), Progress("importing", size, unit="bytes") as progress:
+        reader = _ExportReader("standard input" if args.file == "-" else args.file, stream, progress)
+        sid = args.session or reader.session_id
+        if sid is None:
+            raise usage_error(f"{reader.name} does not name its session (no export header): "
+                              "give --session ID")
+        with open_store(args, create=True) as log:
+            if log.session_exists(sid):
+                raise CliError(f"session {sid!r} already exists in {store_location(args)}; "
+                               "import it under another id with --session ID")
+            try:
+                state = log.import_events(sid, reader.events())
+            except InvalidInputError as exc:  # the file's content, not the command line
+                raise CliError(f"{reader.name}: {exc}; nothing was imported") from None
+    print(f"imported {reader.count} events into session {sid} ({state.message_count} messages)")
+    return 0
+
+
+@contextmanager
+def _input(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    with open(path, "rb") as stream:
+        stat = os.fstat(stream.fileno())
+        yield stream, stat.st_size if stat.st_size else None
+
+
+# copy ---------------------------------------------------------------------------------------
+
+def copy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SRC", help="the store to copy from (path or URL)")
+    p.add_argument("target", metavar="DST", help="the store to copy into (path or URL)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave out sessions DST already has (default: refuse, copy nothing)")
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    copied = skipped = events = 0
+    problems: list[str] = []
+    with open_location(args.source, create=False) as src, \
+            open_location(args.target, create=True) as dst:
+        ids = src.session_ids()
+        existing = [sid for sid in ids if dst.session_exists(sid)]
+        if existing and not args.skip_existing:
+            shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+            raise CliError(f"{len(existing)} session(s) already exist in {args.target} ({shown}); "
+                           "nothing was copied (--skip-existing copies the others)")
+        with Progress("copying", len(ids)) as progress:
+            for sid in ids:
+                progress.advance()
+                if sid in existing:
+                    skipped += 1
+                    continue
+                try:
+                    state = dst.import_events(sid, src.events(sid))
+                except SessionNotFoundError:
+                    continue  # deleted from SRC since it was listed
+                except SessionExistsError:
+                    if not args.skip_existing:
+                        raise
+                    skipped += 1
+                    continue
+                report = dst.verify(sid)
+                problems.extend(report.problems)
+                copied += 1
+                events += state.last_seq
+    for problem in problems:
+        print(f"problem: {safe(problem)}")
+    verdict = "the copy verifies" if not problems else f"{len(problems)} problem(s) in the copy"
+    print(f"copied {copied} session(s), {events} event(s), from {args.source} to {args.target}; "
+          f"skipped {skipped} existing; {verdict}")
+    return 0 if not problems else 1

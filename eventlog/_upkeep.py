@@ -1,0 +1,113 @@
+"""The commands that maintain a store: verify, compact, cleanup, and serve (the HTTP server)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+from ._cli import CliError, open_store, store_location, usage_error
+from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ._store import EventLog
+from ._terminal import Progress, age, human_bytes, parse_duration, print_json, safe
+
+
+def _named_or_all(log: EventLog, names: Sequence[str]) -> list[str]:
+    for name in names:
+        if not log.session_exists(name):
+            raise SessionNotFoundError(name)
+    return list(names) if names else log.session_ids()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    checked = events = 0
+    with open_store(args) as log:
+        ids = _named_or_all(log, args.sessions)
+        with Progress("verifying", len(ids)) as progress:
+            for sid in ids:
+                try:
+                    report = log.verify(sid)
+                except SessionNotFoundError:
+                    if args.sessions:
+                        raise
+                    continue  # deleted since it was listed
+                checked += 1
+                events += report.events_checked
+                problems.extend(report.problems)
+                progress.advance()
+    if args.json:
+        print_json({"ok": not problems, "sessions_checked": checked, "events_checked": events,
+                    "problems": problems})
+    else:
+        for problem in problems:
+            print(f"problem: {safe(problem)}")
+        verdict = "ok" if not problems else f"{len(problems)} problem(s)"
+        print(f"verified {checked} session(s), {events} event(s): {verdict}")
+    return 0 if not problems else 1
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    if bool(args.sessions) == bool(args.all):
+        raise usage_error("name the sessions to compact, or give --all (not both)")
+    done = archived = before = after = 0
+    problems: list[str] = []
+    with open_store(args) as log:
+        ids = _named_or_all(log, args.sessions)
+        with Progress("compacting", len(ids)) as progress:
+            for sid in ids:
+                progress.advance()
+                try:
+                    report = log.compact(sid)
+                except SessionNotFoundError:
+                    if args.sessions:
+                        raise
+                    continue  # deleted since it was listed
+                except (CorruptLogError, LockTimeoutError) as exc:
+                    problems.append(str(exc))  # damaged, or busy: left as it is
+                    continue
+                done += 1
+                archived += report.segments_archived
+                before += report.bytes_before
+                after += report.bytes_after
+                if args.sessions:
+                    print(f"{sid}: {human_bytes(report.bytes_before)} -> "
+                          f"{human_bytes(report.bytes_after)}, "
+                          f"{report.segments_archived} segment(s) archived")
+    for problem in problems:
+        print(f"problem: {safe(problem)}")
+    left = f"; {len(problems)} session(s) left as they were" if problems else ""
+    print(f"compacted {done} session(s): {human_bytes(before)} -> {human_bytes(after)}, "
+          f"{archived} segment(s) archived{left}")
+    return 1 if problems else 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    try:
+        seconds = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise usage_error(f"--older-than: {exc}") from None
+    with open_store(args) as log, Progress("cleaning up", None).spin_while():
+        removed = log.cleanup_old_sessions(seconds / 86400, archive_dir=args.archive_dir,
+                                           dry_run=args.dry_run)
+    if args.json:
+        print_json({"dry_run": args.dry_run, "older_than_seconds": seconds, "sessions": removed})
+        return 0
+    verb = "would remove" if args.dry_run else ("archived" if args.archive_dir else "removed")
+    for sid in removed:
+        print(f"{verb} {sid}")
+    print(f"{verb} {len(removed)} session(s) with no activity in the last {age(seconds)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        server = importlib.import_module("eventlog.server")
+    except ImportError as exc:
+        missing = f" ({exc.name} is missing)" if exc.name else ""
+        raise CliError(f"'eventlog serve' needs the server extra{missing}: "
+                       "pip install 'eventlog[server]'", 2) from None
+    server.serve(store_location(args), host=args.host, port=args.port, read_only=args.read_only,
+                 allow_delete=args.allow_delete, token_file=args.token_file,
+                 cors_origins=list(args.cors_origin or []))
+    return 0

@@ -1,0 +1,134 @@
+"""An OpenAI Agents SDK session kept in an eventlog session.
+
+    from eventlog.integrations.openai_agents import EventLogSession
+    session = EventLogSession("user-42", "chatlogs")   # a store path or URL, or an EventLog
+    result = await Runner.run(agent, "Hello", session=session)
+
+``EventLogSession`` satisfies the SDK's ``Session`` protocol (``agents.memory.Session``):
+``session_id``, ``session_settings``, and the coroutines ``get_items(limit=None)``,
+``add_items(items)``, ``pop_item()`` and ``clear_session()``. Each item is one event of
+type ``agents.item`` whose data is the item itself, so it comes back exactly as given.
+``add_items`` appends its items as one atomic batch. Nothing is erased: ``pop_item``
+appends ``agents.popped`` (``{"seq": <the item's seq>}``) and ``clear_session`` appends
+``agents.cleared``; reads skip what those hide, and ``EventLog.events()`` shows it all.
+
+``pop_item`` is safe with several processes: it appends its marker only if the session
+has not changed since it read the newest item (``expected_seq``), and otherwise reads
+again, so two poppers never pop the same item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any, cast
+
+from .._errors import ConflictError, InvalidInputError, SessionNotFoundError
+from .._validate import check_session_id
+from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
+
+try:
+    from agents import TResponseInputItem
+    from agents.memory import SessionSettings
+except ModuleNotFoundError as exc:
+    raise missing_framework(__name__, "openai-agents", "openai-agents", exc) from None
+
+__all__ = ["CLEARED_EVENT", "ITEM_EVENT", "POPPED_EVENT", "EventLogSession"]
+
+ITEM_EVENT = "agents.item"
+POPPED_EVENT = "agents.popped"
+CLEARED_EVENT = "agents.cleared"
+POP_ATTEMPTS = 100
+"""How often ``pop_item`` reads again after losing a race, before it raises ``ConflictError``.
+Each lost race means another process changed the session, so the session makes progress."""
+_SESSION_METADATA = {"integration": "openai-agents"}
+
+
+class EventLogSession:
+    """OpenAI Agents SDK session ``session_id`` in ``store``.
+
+    ``store`` is a path or URL (opened once per process and shared by every session on
+    it) or an ``EventLog`` you opened and close yourself. The session is created by the
+    first write; until then it reads as empty. ``session_settings`` (a ``SessionSettings``
+    or a dict of its fields) sets the default ``limit`` of ``get_items``, as in the SDK's
+    own ``SQLiteSession``.
+    """
+
+    session_id: str
+    session_settings: SessionSettings | None
+
+    def __init__(self, session_id: str, store: Store,
+                 session_settings: SessionSettings | dict[str, Any] | None = None) -> None:
+        self.session_id = check_session_id(session_id)
+        self.log = resolve_store(store)
+        if session_settings is None:
+            session_settings = SessionSettings()
+        elif isinstance(session_settings, dict):
+            session_settings = SessionSettings(**session_settings)
+        self.session_settings = session_settings
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The newest ``limit`` items in chronological order (all of them if None).
+
+        Without a ``limit``, ``session_settings.limit`` applies. Like the SDK's own
+        ``SQLiteSession``: 0 gives nothing, a negative limit gives everything.
+        """
+        if limit is None and self.session_settings is not None:
+            limit = self.session_settings.limit
+        if limit is not None and type(limit) is not int:
+            raise InvalidInputError(f"limit must be an int or None, not {limit!r}")
+        if limit == 0:
+            return []
+        newest = None if limit is None or limit < 0 else limit
+        return await asyncio.to_thread(self._read, newest)
+
+    def _read(self, limit: int | None) -> list[TResponseInputItem]:
+        live = read_live(self.log, self.session_id, item=ITEM_EVENT, cleared=CLEARED_EVENT,
+                         retracted=POPPED_EVENT, limit=limit)
+        return [cast("TResponseInputItem", event.data) for event in live.items]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Store ``items`` as one atomic batch: all of them, in order, or none."""
+        batch: list[tuple[str, Any]] = [(ITEM_EVENT, item) for item in items]
+        if batch:
+            await write_in_thread(lambda: self._append(batch))
+
+    def _append(self, batch: list[tuple[str, Any]]) -> None:
+        append_events(self.log, self.session_id, batch, metadata=_SESSION_METADATA)
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item (None if there is none), by appending a marker."""
+        return await write_in_thread(self._pop)
+
+    def _pop(self) -> TResponseInputItem | None:
+        conflict: ConflictError | None = None
+        for attempt in range(POP_ATTEMPTS):
+            live = read_live(self.log, self.session_id, item=ITEM_EVENT, cleared=CLEARED_EVENT,
+                             retracted=POPPED_EVENT, limit=1)
+            if not live.items:
+                return None
+            newest = live.items[0]
+            try:
+                self.log.append(self.session_id, POPPED_EVENT, {"seq": newest.seq},
+                                expected_seq=live.head_seq)
+            except ConflictError as exc:
+                conflict = exc
+                # Jittered, growing pause so racing poppers spread out instead of colliding again.
+                time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** attempt)))
+                continue
+            except SessionNotFoundError:
+                return None  # deleted since the read: nothing left to pop
+            return cast("TResponseInputItem", newest.data)
+        assert conflict is not None
+        raise conflict
+
+    async def clear_session(self) -> None:
+        """Hide every item so far (nothing is erased: an ``agents.cleared`` event records it)."""
+        await write_in_thread(self._clear)
+
+    def _clear(self) -> None:
+        try:
+            self.log.append(self.session_id, CLEARED_EVENT, {})
+        except SessionNotFoundError:
+            pass  # never written to: nothing to clear

@@ -1,0 +1,276 @@
+"""The OpenAPI 3.1 document, written by hand to say exactly what the server does.
+
+It is built per server, so a read-only server documents no write route and a server
+without ``allow_delete`` documents no DELETE. The tests check it against every route
+served, and a property-based fuzzer checks every answer against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._context import Settings
+from ._http import SEQ_MAX
+
+SESSION_ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+EVENT_TYPE_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}$"
+RESERVED_TYPE_PATTERN = "^(session\\.|message)"
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "required": list(required)}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _array(items: Schema, **limits: int) -> Schema:
+    return {"type": "array", "items": items, **{_camel(k): v for k, v in limits.items()}}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+_INT = {"type": "integer", "minimum": 0}
+_SEQ = {"type": "integer", "minimum": 0, "maximum": SEQ_MAX}
+_TEXT = {"type": "string", "minLength": 1}
+_JSON_OBJECT = {"type": "object"}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _obj({"error": {"type": "string"}, "message": {"type": "string"}}, ("error", "message"),
+                  closed=False),
+    "SessionId": {"type": "string", "pattern": SESSION_ID_PATTERN},
+    "EventType": {"type": "string", "allOf": [{"pattern": EVENT_TYPE_PATTERN},
+                                              {"not": {"pattern": RESERVED_TYPE_PATTERN}}]},
+    "VerifyStatus": _obj({"ok": {"type": "boolean"}, "events_checked": _INT,
+                          "problems": _array({"type": "string"}), "checked_at": {"type": "number"}},
+                         ("ok", "events_checked", "problems", "checked_at")),
+    "Session": _obj({
+        "session_id": _ref("SessionId"),
+        "participants": _array({"type": "string"}),
+        "created_at": {"type": "number"},
+        "last_activity": {"type": "number"},
+        "message_count": _INT,
+        "last_seq": _INT,
+        "metadata": _JSON_OBJECT,
+        "size_bytes": _nullable(_INT),
+        "verify": _nullable(_ref("VerifyStatus")),
+    }, ("session_id", "participants", "created_at", "last_activity", "message_count", "last_seq",
+        "metadata", "size_bytes", "verify")),
+    "SessionPage": _obj({
+        "sessions": _array(_ref("Session")), "total": _INT, "offset": _INT, "limit": _INT,
+        "unreadable": _array(_obj({"session_id": _ref("SessionId"), "error": {"type": "string"}},
+                                  ("session_id", "error"))),
+    }, ("sessions", "total", "offset", "limit", "unreadable")),
+    "NewSession": _obj({
+        "session_id": _nullable(_ref("SessionId")),
+        "participants": _nullable(_array(_TEXT, unique_items=True)),
+        "metadata": _nullable(_JSON_OBJECT),
+        "created_at": _nullable({"type": "number"}),
+        "exist_ok": {"type": "boolean"},
+    }),
+    "Message": _obj({
+        "seq": _INT, "id": {"type": "string"}, "sender": {"type": "string"},
+        "recipient": _nullable({"type": "string"}), "content": {"type": "string"},
+        "timestamp": {"type": "number"}, "message_type": {"type": "string"},
+        "metadata": _nullable(_JSON_OBJECT),
+    }, ("seq", "id", "sender", "recipient", "content", "timestamp", "message_type", "metadata")),
+    "NewMessage": _obj({
+        "sender": _TEXT, "content": {"type": "string"}, "recipient": _nullable(_TEXT), "id": _TEXT,
+        "timestamp": {"type": "number"}, "message_type": _TEXT, "metadata": _nullable(_JSON_OBJECT),
+    }, ("sender", "content")),
+    "MessageBatch": _obj({"messages": _array(_ref("NewMessage"), min_items=1, max_items=10_000)},
+                         ("messages",)),
+    "MessageList": _obj({"messages": _array(_ref("Message"))}, ("messages",)),
+    "MessagesPosted": _obj({"messages": _array(_ref("Message")), "last_seq": _INT},
+                           ("messages", "last_seq")),
+    "Event": _obj({"seq": _INT, "type": {"type": "string"}, "ts": {"type": "number"}, "data": {}},
+                  ("seq", "type", "ts", "data")),
+    "NewEvent": _obj({"type": _ref("EventType"), "data": {}}, ("type",)),
+    "EventBatch": _obj({"events": _array(_ref("NewEvent"), min_items=1, max_items=10_000)},
+                       ("events",)),
+    "EventsPosted": _obj({"events": _array(_ref("Event")), "last_seq": _INT}, ("events", "last_seq")),
+    "SessionVerify": _obj({"session_id": _ref("SessionId"), "ok": {"type": "boolean"},
+                           "events_checked": _INT, "problems": _array({"type": "string"}),
+                           "checked_at": {"type": "number"}},
+                          ("session_id", "ok", "events_checked", "problems", "checked_at")),
+    "StoreVerify": _obj({"ok": {"type": "boolean"}, "sessions_checked": _INT, "events_checked": _INT,
+                         "problems": _array({"type": "string"})},
+                        ("ok", "sessions_checked", "events_checked", "problems")),
+    "Stats": _obj({
+        "version": {"type": "string"}, "sessions": _INT, "unreadable_sessions": _INT,
+        "events": _INT, "messages": _INT,
+        "bytes": _INT, "uptime_seconds": {"type": "number", "minimum": 0},
+        "read_only": {"type": "boolean"}, "allow_delete": {"type": "boolean"},
+        "live_streams": _INT,
+        "appended_events": _obj({"message": _INT, "event": _INT, "session": _INT},
+                                ("message", "event", "session")),
+    }, ("version", "sessions", "unreadable_sessions", "events", "messages", "bytes", "uptime_seconds",
+        "read_only",
+        "allow_delete", "live_streams", "appended_events")),
+    "Health": _obj({"status": {"type": "string", "enum": ["ok"]}, "version": {"type": "string"}},
+                   ("status", "version")),
+}
+
+_REASONS = {
+    400: "The request could not be parsed (bad JSON, a query parameter that is not a number), or "
+         "its Host header names a host this server does not answer to.",
+    401: "A write without the right bearer token.",
+    404: "No such session.",
+    409: "expected_seq did not match (the body carries current_seq), or the session exists.",
+    413: "The body, or one encoded event, is over the size limit.",
+    415: "The body is not sent as application/json.",
+    422: "The input breaks a rule of the store (ids, names, types, plain JSON data).",
+    500: "A damaged log or a failed disk; the message names the session.",
+    503: "A lock could not be had in time, too many live streams, or the server is stopping.",
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": _REASONS[code], "content": {
+        "application/json": {"schema": _ref("Error")}}} for code in codes}
+
+
+def _ok(schema_name: str, code: int = 200, description: str = "OK") -> dict[str, Any]:
+    return {str(code): {"description": description,
+                        "content": {"application/json": {"schema": _ref(schema_name)}}}}
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_SID = {"name": "session_id", "in": "path", "required": True, "schema": _ref("SessionId")}
+_EXPECTED = _query("expected_seq", _SEQ, "Append only if the session's last seq is this (else 409).")
+_READ_ERRORS = (400, 404, 422, 500, 503)
+_WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
+
+
+def _body(*schemas: str) -> dict[str, Any]:
+    schema = _ref(schemas[0]) if len(schemas) == 1 else {"oneOf": [_ref(s) for s in schemas]}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
+    writes = not settings.read_only
+    secure: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    paths: dict[str, dict[str, Any]] = {
+        "/": {"get": {"operationId": "viewer", "summary": "The web viewer", "responses": {
+            "200": {"description": "The viewer's page", "content": {"text/html": {"schema": {
+                "type": "string"}}}}, **_errors(400)}}},
+        "/static/{name}": {"get": {"operationId": "viewerFile", "summary": "A file of the web viewer",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": sorted(STATIC_FILES)}}],
+            "responses": {"200": {"description": "The file", "content": {
+                kind: {"schema": {"type": "string"}} for kind in sorted(set(STATIC_FILES.values()))}},
+                **_errors(400, 404)}}},
+        "/healthz": {"get": {"operationId": "health", "summary": "Liveness",
+                             "responses": {**_ok("Health"), **_errors(400)}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
+            "200": {"description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors(400, 500, 503)}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": {
+            "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {
+                "type": "object"}}}}, **_errors(400)}}},
+        "/api/stats": {"get": {"operationId": "stats", "summary": "Store totals",
+                               "responses": {**_ok("Stats"), **_errors(400, 500, 503)}}},
+        "/api/verify": {"get": {"operationId": "verifyStore", "summary": "Verify every session",
+                                "responses": {**_ok("StoreVerify"), **_errors(400, 500, 503)}}},
+        "/api/sessions": {"get": {
+            "operationId": "listSessions", "summary": "Sessions, newest activity first (paged)",
+            "parameters": [
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)."),
+                _query("offset", _SEQ, "Sessions to skip."),
+                _query("q", {"type": "string", "maxLength": 200},
+                       "Only sessions whose id or a participant contains this (any case)."),
+                _query("sort", {"type": "string", "enum": ["last_activity", "session_id"]},
+                       "last_activity (newest first, the default) or session_id."),
+            ],
+            "responses": {**_ok("SessionPage"), **_errors(400, 422, 500, 503)}}},
+        "/api/sessions/{session_id}": {"get": {
+            "operationId": "getSession", "summary": "One session's state", "parameters": [_SID],
+            "responses": {**_ok("Session"), **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/messages": {"get": {
+            "operationId": "getMessages",
+            "summary": "Messages with after_seq < seq < before_seq: the newest `limit`, oldest first",
+            "parameters": [_SID,
+                           _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000},
+                                  "How many of the newest to return (100)."),
+                           _query("before_seq", _SEQ, "Only messages before this seq."),
+                           _query("after_seq", _SEQ, "Only messages after this seq.")],
+            "responses": {**_ok("MessageList"), **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/events": {"get": {
+            "operationId": "getEvents", "summary": "The audit replay as NDJSON, one event a line",
+            "parameters": [_SID, _query("after_seq", _SEQ, "Start after this seq (0)."),
+                           _query("limit", {"type": "integer", "minimum": 1, "maximum": SEQ_MAX},
+                                  "At most this many events (all).")],
+            "responses": {"200": {"description": "Events in seq order, one JSON object a line",
+                                  "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+                          **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/stream": {"get": {
+            "operationId": "streamEvents",
+            "summary": "Live events as Server-Sent Events (id = seq); resumes from Last-Event-ID",
+            "parameters": [
+                _SID, _query("after_seq", _SEQ, "Start after this seq (default: from now)."),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                 "description": "The last seq seen; wins over after_seq."}],
+            "responses": {"200": {"description": "An endless event stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/verify": {"get": {
+            "operationId": "verifySession", "summary": "Check one session's digests, seqs and snapshots",
+            "parameters": [_SID], "responses": {**_ok("SessionVerify"), **_errors(*_READ_ERRORS)}}},
+    }
+    if writes:
+        paths["/api/sessions"]["post"] = {
+            "operationId": "createSession", "summary": "Create a session (its creation is seq 1)",
+            "security": secure, "requestBody": _body("NewSession"),
+            "responses": {**_ok("Session", 201, "Created"),
+                          **_ok("Session", 200, "It existed, and exist_ok was true"),
+                          **_errors(400, 401, 409, 413, 415, 422, 500, 503)}}
+        paths["/api/sessions/{session_id}/messages"]["post"] = {
+            "operationId": "postMessages", "summary": "Post one message, or a batch stored atomically",
+            "security": secure, "parameters": [_SID, _EXPECTED],
+            "requestBody": _body("NewMessage", "MessageBatch"),
+            "responses": {**_ok("MessagesPosted", 201, "Stored"), **_errors(*_WRITE_ERRORS)}}
+        paths["/api/sessions/{session_id}/events"]["post"] = {
+            "operationId": "postEvents", "summary": "Append one custom event, or a batch atomically",
+            "security": secure, "parameters": [_SID, _EXPECTED],
+            "requestBody": _body("NewEvent", "EventBatch"),
+            "responses": {**_ok("EventsPosted", 201, "Stored"), **_errors(*_WRITE_ERRORS)}}
+        if settings.allow_delete:
+            paths["/api/sessions/{session_id}"]["delete"] = {
+                "operationId": "deleteSession", "summary": "Delete a session whole",
+                "security": secure, "parameters": [_SID],
+                "responses": {"204": {"description": "Deleted"},
+                              **_errors(400, 401, 404, 422, 500, 503)}}
+    return paths
+
+
+def build_openapi(settings: Settings, version: str) -> dict[str, Any]:
+    mode = "read-only" if settings.read_only else "writes need a bearer token"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "eventlog", "version": version,
+                 "description": f"Durable, append-only chat session logs over HTTP ({mode})."},
+        "paths": _operations(settings),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,215 @@
+"""Routes that read and write sessions: list, get, create, delete, messages and events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
+from .._records import ChatMessage, ChatSession, Event
+from .._store import EventLog
+from ._context import Context, event_json, message_json, session_json
+from ._http import (
+    ApiError,
+    JSONResponse,
+    expect_list,
+    expect_object,
+    invalid,
+    query_int,
+    read_json,
+    require_token,
+)
+
+T = TypeVar("T")
+
+MAX_PAGE = 1000
+MAX_BATCH = 10_000
+MAX_QUERY = 200
+SORTS = ("last_activity", "session_id")
+MESSAGE_FIELDS = frozenset({"sender", "content", "recipient", "id", "timestamp", "message_type",
+                            "metadata"})
+EVENT_FIELDS = frozenset({"type", "data"})
+CREATE_FIELDS = frozenset({"session_id", "participants", "metadata", "created_at", "exist_ok"})
+
+
+def _matches(session: ChatSession, needle: str) -> bool:
+    if needle in session.session_id.lower():
+        return True
+    return any(needle in person.lower() for person in session.participants)
+
+
+def read_all(log: EventLog) -> tuple[list[ChatSession], list[dict[str, str]]]:
+    """Every session's state, by id, and the sessions that cannot be read (with why).
+
+    Not ``EventLog.list_sessions``: one damaged log would fail the whole list, and the
+    list is where a person looks to find the damaged one.
+    """
+    sessions: list[ChatSession] = []
+    unreadable: list[dict[str, str]] = []
+    for sid in log.session_ids():
+        try:
+            sessions.append(log.get_session(sid))
+        except SessionNotFoundError:
+            continue  # deleted meanwhile
+        except CorruptLogError as exc:
+            unreadable.append({"session_id": sid, "error": str(exc)})
+    return sessions, unreadable
+
+
+class SessionRoutes:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.log = ctx.log
+
+    # Helpers ---------------------------------------------------------------------------
+
+    async def _write_body(self, request: Request) -> Any:
+        require_token(request, self.ctx.settings.token)
+        return await read_json(request, self.ctx.settings.max_body_bytes)
+
+    def _size(self, session_id: str) -> int | None:
+        try:
+            return self.log.size(session_id)
+        except SessionNotFoundError:
+            return None  # deleted while we listed it
+
+    def _timed(self, kind: str, count: int, append: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        result = append()
+        self.ctx.metrics.record_append(kind, count, time.perf_counter() - start)
+        return result
+
+    # Sessions --------------------------------------------------------------------------
+
+    async def list_sessions(self, request: Request) -> Response:
+        limit = query_int(request, "limit", default=100, minimum=1, maximum=MAX_PAGE)
+        offset = query_int(request, "offset", default=0)
+        assert limit is not None and offset is not None
+        needle = request.query_params.get("q", "")
+        if len(needle) > MAX_QUERY:
+            raise invalid(f"q must be at most {MAX_QUERY} characters")
+        sort = request.query_params.get("sort", "last_activity")
+        if sort not in SORTS:
+            raise invalid(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+
+        def page() -> tuple[int, list[tuple[ChatSession, int | None]], list[dict[str, str]]]:
+            sessions, unreadable = read_all(self.log)
+            if needle:
+                sessions = [s for s in sessions if _matches(s, needle.lower())]
+                unreadable = [u for u in unreadable if needle.lower() in u["session_id"].lower()]
+            if sort == "last_activity":
+                sessions.sort(key=lambda s: (-s.last_activity, s.session_id))
+            rows = [(s, self._size(s.session_id)) for s in sessions[offset:offset + limit]]
+            return len(sessions), rows, unreadable
+
+        total, rows, unreadable = await self.ctx.run(page)
+        verified = self.ctx.verified
+        return JSONResponse({
+            "sessions": [session_json(s, size=size, verify=verified.get(s.session_id))
+                         for s, size in rows],
+            "total": total, "offset": offset, "limit": limit, "unreadable": unreadable,
+        })
+
+    async def get_session(self, request: Request) -> Response:
+        sid = request.path_params["session_id"]
+
+        def read() -> tuple[ChatSession, int | None]:
+            return self.log.get_session(sid), self._size(sid)
+
+        session, size = await self.ctx.run(read)
+        return JSONResponse(session_json(session, size=size, verify=self.ctx.verified.get(sid)))
+
+    async def create_session(self, request: Request) -> Response:
+        body = expect_object(await self._write_body(request), "request body", CREATE_FIELDS)
+        exist_ok = body.get("exist_ok", False)
+        if type(exist_ok) is not bool:
+            raise invalid("exist_ok must be true or false")
+        created_at = body.get("created_at")
+        participants = body.get("participants")
+        if participants is not None and type(participants) is not list:
+            # The library takes any iterable of names; over JSON only an array means that.
+            raise invalid("participants must be an array of names")
+
+        def create() -> tuple[ChatSession, bool]:
+            try:
+                session = self._timed("session", 1, lambda: self.log.create_session(
+                    body.get("session_id"), participants, body.get("metadata"),
+                    created_at=created_at))
+                return session, True
+            except SessionExistsError:
+                if not exist_ok:
+                    raise
+                return self.log.get_session(body["session_id"]), False
+
+        session, created = await self.ctx.run(create)
+        size = await self.ctx.run(self._size, session.session_id)
+        headers = {"Location": f"/api/sessions/{session.session_id}"}
+        return JSONResponse(session_json(session, size=size), status_code=201 if created else 200,
+                            headers=headers)
+
+    async def delete_session(self, request: Request) -> Response:
+        require_token(request, self.ctx.settings.token)
+        sid = request.path_params["session_id"]
+        await self.ctx.run(self.log.delete_session, sid)
+        self.ctx.verified.pop(sid, None)
+        return Response(status_code=204)
+
+    # Messages and events ---------------------------------------------------------------
+
+    async def get_messages(self, request: Request) -> Response:
+        sid = request.path_params["session_id"]
+        limit = query_int(request, "limit", default=100, minimum=0, maximum=MAX_PAGE)
+        before = query_int(request, "before_seq")
+        after = query_int(request, "after_seq")
+        messages = await self.ctx.run(self.log.get_messages, sid, limit=limit, before_seq=before,
+                                      after_seq=after)
+        return JSONResponse({"messages": [message_json(m) for m in messages]})
+
+    async def post_messages(self, request: Request) -> Response:
+        sid = request.path_params["session_id"]
+        expected = query_int(request, "expected_seq")
+        body = await self._write_body(request)
+        if type(body) is dict and "messages" in body:
+            items = expect_list(expect_object(body, "request body", frozenset({"messages"}))["messages"],
+                                "messages", min_items=1, max_items=MAX_BATCH)
+            messages = [_message(sid, item, f"messages[{i}]") for i, item in enumerate(items)]
+        else:
+            messages = [_message(sid, body, "message")]
+        stored = await self.ctx.run(self._timed, "message", len(messages),
+                                    lambda: self.log.add_messages(messages, expected_seq=expected))
+        last = stored[-1].seq
+        return JSONResponse({"messages": [message_json(m) for m in stored], "last_seq": last},
+                            status_code=201)
+
+    async def post_events(self, request: Request) -> Response:
+        sid = request.path_params["session_id"]
+        expected = query_int(request, "expected_seq")
+        body = await self._write_body(request)
+        if type(body) is dict and "events" in body:
+            items = expect_list(expect_object(body, "request body", frozenset({"events"}))["events"],
+                                "events", min_items=1, max_items=MAX_BATCH)
+            pairs = [_event(item, f"events[{i}]") for i, item in enumerate(items)]
+        else:
+            pairs = [_event(body, "event")]
+        stored: list[Event] = await self.ctx.run(
+            self._timed, "event", len(pairs),
+            lambda: self.log.append_many(sid, pairs, expected_seq=expected))
+        return JSONResponse({"events": [event_json(e) for e in stored], "last_seq": stored[-1].seq},
+                            status_code=201)
+
+
+def _message(sid: str, value: Any, what: str) -> ChatMessage:
+    fields = expect_object(value, what, MESSAGE_FIELDS, frozenset({"sender", "content"}))
+    try:
+        return ChatMessage(session_id=sid, **fields)
+    except TypeError as exc:  # cannot happen with the allow-list above; kept as a 422, not a 500
+        raise ApiError(422, "invalid_input", f"{what}: {exc}") from None
+
+
+def _event(value: Any, what: str) -> tuple[str, Any]:
+    fields = expect_object(value, what, EVENT_FIELDS, frozenset({"type"}))
+    return fields["type"], fields.get("data")
