@@ -844,7 +844,13 @@ class FileBackend(Backend):
     def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
                timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay, seen = 0.0005, -1
+        # The first look goes to the log, not the page: a page published in an earlier life
+        # of the store (written back before the log at a power cut, or copied with a store)
+        # can claim more than the log holds, and trusting it made follow() spin forever,
+        # timeout or not. Changes seen after this come from live writers.
+        delay, seen = 0.0005, shared[0]
+        if self.last_seq(session_id) > after_seq:
+            return True
         while True:
             generation = shared[0]
             if generation != seen:
