@@ -424,15 +424,13 @@ class ApiContract(ContractBase):
         finally:
             again.close()
 
-    @pytest.mark.xfail(strict=True, raises=AttributeError,
-                       reason="cleanup_old_sessions comes with the compaction issue (issue 3)")
     def test_session_persistence_cleanup_old_sessions(self) -> None:
         from eventlog import SessionPersistence
         with SessionPersistence(storage_type=self.storage_type,
                                 storage_path=self.fresh_storage_path()) as p:
             old = p.create_session(created_at=time.time() - 40 * 86400)
             new = p.create_session()
-            p.cleanup_old_sessions(days=7)  # type: ignore[attr-defined]
+            assert p.cleanup_old_sessions(days=7) == [old.session_id]
             assert [s.session_id for s in p.list_sessions()] == [new.session_id]
             with pytest.raises(SessionNotFoundError):
                 p.get_session(old.session_id)
