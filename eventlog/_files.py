@@ -294,6 +294,9 @@ class FileBackend(Backend):
         return existing
 
     def _drop(self, session_id: str, handle: _Handle) -> None:
+        """Forget and close a handle. Call it holding ``handle.lock``: threads waiting for
+        that lock then find the handle closed and start over, instead of using descriptors
+        closed (or reused) under them."""
         with self._handles_lock:
             if self._handles.get(session_id) is handle:
                 del self._handles[session_id]
@@ -313,6 +316,11 @@ class FileBackend(Backend):
         while True:
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
+            if handle.lock_fd < 0:
+                # Another thread dropped this handle (a delete, or found it stale) while we
+                # waited for its thread lock: its descriptors are closed, so look again.
+                handle.lock.release()
+                continue
             try:
                 acquire_flock(handle.lock_fd, self.lock_timeout, f"session {session_id!r}")
             except BaseException:
@@ -329,13 +337,14 @@ class FileBackend(Backend):
                 if shared is not None and not appending:
                     shared[0] |= 1
                 return handle, False
-            self._unlock(handle)
             self._drop(session_id, handle)
+            self._unlock(handle)
 
     @staticmethod
     def _unlock(handle: _Handle) -> None:
         try:
-            release_flock(handle.lock_fd)
+            if handle.lock_fd >= 0:  # a dropped handle's flock went with its descriptor
+                release_flock(handle.lock_fd)
         finally:
             handle.lock.release()
 
@@ -888,6 +897,7 @@ class FileBackend(Backend):
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
         try:
             handle, _ = self._locked(session_id)
+            removed = False
             try:
                 if if_head is not None and self._sync(session_id, handle, False) != if_head:
                     return False
@@ -896,11 +906,13 @@ class FileBackend(Backend):
                     os.unlink(trash / "lock")
                 except OSError as exc:
                     raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+                removed = True
             finally:
+                if removed:
+                    self._drop(session_id, handle)  # still under the thread lock: see _drop
                 self._unlock(handle)
         finally:
             self._unlock_dir(dir_fd)
-        self._drop(session_id, handle)
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
