@@ -2,7 +2,7 @@
 
 Layout under the store's root::
 
-    eventlog.json                    format marker
+    .eventlog.json                   format marker
     <session id>/lock                flock target; its inode names the session's life
     <session id>/seg-<first seq>.jsonl
     <session id>/seg-<first seq>.jsonl.gz   a sealed segment, archived by compaction
@@ -72,7 +72,9 @@ from ._segments import (
 )
 from ._validate import SESSION_ID_RE
 
-FORMAT_FILE = "eventlog.json"
+# Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
+# (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
+FORMAT_FILE = ".eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
