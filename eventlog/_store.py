@@ -32,7 +32,8 @@ from ._state import (
     message_data,
     to_message,
 )
-from ._validate import check_event_type, check_json, check_session_id, check_text, check_timestamp
+from ._validate import (RESERVED_PREFIXES, check_event_type, check_json, check_session_id, check_text,
+                        check_timestamp)
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
@@ -619,12 +620,31 @@ def _check_imported(event: object, seq: int) -> Event:
     check_event_type(event.type, allow_reserved=True)
     check_timestamp(f"event {seq} ts", event.ts)
     check_json(event.data, f"event {seq} data")
-    if event.type == MESSAGE:
-        data = event.data
-        if (type(data) is not dict or type(data.get("sender")) is not str
-                or type(data.get("content")) is not str or type(data.get("id")) is not str):
-            raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
+    if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
+        _check_reserved(event)
     return event
+
+
+def _check_reserved(event: Event) -> None:
+    """An imported eventlog-owned event must look like one eventlog writes: the fold trusts
+    its shape (a join without a participant used to fail later as a raw KeyError, and a
+    second session.created silently reset the session)."""
+    data, where = event.data, f"event {event.seq} ({event.type})"
+    if type(data) is not dict:
+        raise InvalidEventError(f"{where}: data must be an object")
+    if event.type in (JOINED, LEFT):
+        check_text(f"{where} participant", data.get("participant"))
+    elif event.type == MESSAGE:
+        for name in ("id", "sender"):
+            check_text(f"{where} {name}", data.get(name))
+        check_text(f"{where} content", data.get("content"), empty=True)
+        check_text(f"{where} recipient", data.get("recipient"), optional=True)
+        check_text(f"{where} message_type", data.get("message_type", "text"))
+        if data.get("metadata") is not None and type(data["metadata"]) is not dict:
+            raise InvalidEventError(f"{where}: message metadata must be an object")
+    else:
+        raise InvalidEventError(f"{where}: only seq 1 is session.created, and eventlog writes no "
+                                "other session.* or message* types")
 
 
 def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
