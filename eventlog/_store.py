@@ -266,7 +266,11 @@ class EventLog:
             raise InvalidEventError("an imported history must start with a session.created event")
         self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
                             created_at=first.ts, durability=durability)
+        head: Head | None = None  # where our own writes end
         try:
+            chain, created, _ = self._scan_events(sid, 0)
+            next(created)
+            head = chain.head
             seq = 1
             batch: list[bytes] = []
             for event in iterator:
@@ -274,15 +278,18 @@ class EventLog:
                 event = _check_imported(event, seq)
                 batch.append(encode_payload(event.type, event.ts, event.data))
                 if len(batch) >= batch_size:
-                    self._append_payloads(sid, batch, seq - len(batch), durability)
-                    batch = []
+                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
+                    head, batch = Head(last.seq, last.digest), []
             if batch:
                 self._append_payloads(sid, batch, seq - len(batch), durability)
         except BaseException:
-            try:
-                self.backend.delete(sid)
-            except EventLogError:
-                pass
+            # Remove the half import only if nobody wrote to it meanwhile: deleting it
+            # regardless dropped their acknowledged events (a conflict is how we notice them).
+            if head is not None:
+                try:
+                    self.backend.delete(sid, if_head=head)
+                except EventLogError:
+                    pass
             raise
         return self.get_session(sid)
 
