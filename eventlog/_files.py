@@ -47,7 +47,7 @@ import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
-from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
+from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
 from ._errors import (
     CorruptLogError,
     InvalidInputError,
@@ -585,7 +585,7 @@ class FileBackend(Backend):
         for offset, raw in lines_backward(handle.seg_fd, end):
             line = raw.rstrip(b" ")
             if newest is None:
-                if raw.endswith(b" ") or not line.startswith(b'{"seq":'):
+                if raw.endswith(b" ") or not looks_like_record(line):
                     sealed = parse_trailer(raw)
                     if sealed is not None:
                         handle.size = offset + len(raw) + 1
@@ -599,7 +599,12 @@ class FileBackend(Backend):
                 try:
                     obj, body, digest = parse(line)
                 except Unparseable:
-                    continue
+                    # A whole record that can't be read is damage, not a torn tail: cutting
+                    # it off would drop an acknowledged event (see looks_like_record).
+                    raise CorruptLogError(
+                        f"session {session_id!r}, {name} byte {offset}: the last record can't be "
+                        "read; refusing to append to a damaged log", session_id=session_id,
+                        where=name) from None
                 newest = (obj, body, digest, offset + len(raw) + 1)
                 continue
             obj, body, digest, newest_end = newest
@@ -821,8 +826,10 @@ class FileBackend(Backend):
                 if raw.startswith(b'{"seq":') and not raw.endswith(b" "):
                     try:
                         return int(parse(raw)[0]["seq"])
-                    except Unparseable:
-                        continue  # torn
+                    except Unparseable:  # a whole record-shaped line: damage, not torn
+                        raise CorruptLogError(f"session {session_id!r}, {source.name}: the last "
+                                              "record can't be read", session_id=session_id,
+                                              where=source.name) from None
                 found = parse_trailer(raw) or (parse_header(raw) if offset == 0 else None)
                 if found is not None:
                     return found.seq

@@ -8,7 +8,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ._backend import Backend, Scan
-from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._codec import (
+    ChainReader,
+    Head,
+    Record,
+    Unparseable,
+    encode_payload,
+    genesis,
+    link,
+    looks_like_record,
+    parse,
+    seal,
+)
 from ._compaction import compact
 from ._errors import (
     ConflictError,
@@ -32,8 +43,14 @@ from ._state import (
     message_data,
     to_message,
 )
-from ._validate import (RESERVED_PREFIXES, check_event_type, check_json, check_session_id, check_text,
-                        check_timestamp)
+from ._validate import (
+    RESERVED_PREFIXES,
+    check_event_type,
+    check_json,
+    check_session_id,
+    check_text,
+    check_timestamp,
+)
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
@@ -429,7 +446,7 @@ class EventLog:
             try:
                 obj, body, digest = parse(line)
             except Unparseable:
-                if torn:
+                if torn and not looks_like_record(line):
                     continue  # a torn tail: writers will quarantine it
                 raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
                                       "record before readable ones", session_id=sid,
