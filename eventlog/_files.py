@@ -765,17 +765,41 @@ class FileBackend(Backend):
                 reader = SegmentReader(source.fd, source.name, offset=offset, pread=source.pread)
                 readers[:] = [reader]
                 yield from reader.chunks()
+                if reader.sealed is None and self._later_segments(session_id, first):
+                    # A sealer writes the trailer before it makes the next segment, so this
+                    # one is sealed: read on to its trailer (it may have come after we got
+                    # to the end). Without one the trailer is damaged, and stopping here
+                    # would quietly hide every later segment.
+                    reader = SegmentReader(source.fd, source.name, offset=reader.good_end,
+                                           pread=source.pread)
+                    readers[:] = [reader]
+                    yield from reader.chunks()
+                    if reader.sealed is None:
+                        raise CorruptLogError(
+                            f"session {session_id!r}, {source.name}: later segments exist but "
+                            "this one has no readable trailer", session_id=session_id,
+                            where=source.name)
             finally:
                 source.close()
             if reader.sealed is None:
                 return  # the active segment
             # The trailer names the next segment: open it directly rather than list the
             # directory, which costs O(segments) per step.
+            first = reader.sealed.seq + 1
             try:
-                source = self._open_read(session_id, reader.sealed.seq + 1)
+                source = self._open_read(session_id, first)
             except FileNotFoundError:
+                if self._later_segments(session_id, first):  # not "not made yet": lost
+                    raise CorruptLogError(
+                        f"session {session_id!r}: {segment_name(first)} is missing, but later "
+                        "segments exist", session_id=session_id, seq=first,
+                        where=segment_name(first)) from None
                 return  # sealed, and its successor not made yet
             offset = 0
+
+    def _later_segments(self, session_id: str, first: int) -> bool:
+        """Whether segments after segment ``first`` exist (a listing: only at the end of a scan)."""
+        return any(other > first for other in self._listing(session_id))
 
     def _start_of(self, session_id: str, first: int, name: str, after_seq: int) -> tuple[int, Head]:
         """Where to start reading segment ``first`` for the records after ``after_seq``."""
