@@ -334,7 +334,12 @@ class FileBackend(Backend):
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
-            if os.fstat(handle.lock_fd).st_nlink:
+            try:
+                linked = os.fstat(handle.lock_fd).st_nlink
+            except BaseException:
+                self._unlock(handle)  # an I/O error here must not leave the session locked
+                raise
+            if linked:
                 handle.generation = -1
                 if shared is not None and not appending:
                     shared[0] |= 1
@@ -440,8 +445,13 @@ class FileBackend(Backend):
                 handle.lock.release()
                 handle, exact = self._locked(session_id, appending=True)
             else:
-                exact = handle.adopt()
-                if not exact and not os.fstat(handle.lock_fd).st_nlink:
+                try:
+                    exact = handle.adopt()
+                    stale = not exact and not os.fstat(handle.lock_fd).st_nlink
+                except BaseException:
+                    self._unlock(handle)  # an I/O error here must not leave the session locked
+                    raise
+                if stale:
                     self._unlock(handle)  # deleted meanwhile: take the slow road
                     handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
