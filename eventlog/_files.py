@@ -462,24 +462,37 @@ class FileBackend(Backend):
                     "write to it (the kernel may have dropped unsynced data); reopen to retry")
             head = handle.head if exact else self._resync(session_id, handle, durable)
             assert head is not None
+            shared = handle.shared
+            # Seal a full segment now, before writing, rather than after the write: then
+            # everything that can fail does so before a record is written, and an append
+            # that raises has written nothing (sealing after the write raised for appends
+            # that were stored, and a half-done seal let the next append go after a trailer).
+            if (handle.size >= self.segment_max_bytes
+                    or head.seq - handle.seg_first + 1 >= self.segment_max_events):
+                if shared is not None:
+                    shared[0] |= 1  # in progress: a crash here leaves it odd
+                handle.generation = -1
+                head = self._seal(session_id, handle, durable)
+                handle.publish()
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
             data = (records[0].line + b"\n" if len(records) == 1 else
                     b" \n".join([r.line for r in records]) + b"\n")
-            shared = handle.shared
+            if durable:
+                sync_fd = os.dup(handle.seg_fd)  # before the write, for the same reason
             if shared is not None:
                 shared[0] |= 1  # in progress: a crash here leaves it odd
             handle.generation = -1
-            self._write_at_end(session_id, handle, data)
+            try:
+                self._write_at_end(session_id, handle, data)
+            except BaseException:
+                if sync_fd >= 0:
+                    os.close(sync_fd)
+                raise
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
-            if (handle.size >= self.segment_max_bytes
-                    or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                self._seal(session_id, handle, durable)
             handle.publish()
-            if durable:
-                sync_fd = os.dup(handle.seg_fd)
         finally:
             fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
             handle.lock.release()
@@ -650,12 +663,18 @@ class FileBackend(Backend):
         if durable:
             os.fsync(handle.seg_fd)
 
-    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> None:
+    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         assert handle.head is not None
-        self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
-        if durable:
-            os.fsync(handle.seg_fd)
-        self._next_segment(session_id, handle, handle.head, durable)
+        try:
+            self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
+            if durable:
+                os.fsync(handle.seg_fd)
+            return self._next_segment(session_id, handle, handle.head, durable)
+        except BaseException:
+            # The trailer may or may not be there: find out afresh next time, rather than
+            # write a second trailer (or records after the first).
+            handle.head = None
+            raise
 
     def _next_segment(self, session_id: str, handle: _Handle, sealed: Head, durable: bool) -> Head:
         first = sealed.seq + 1
