@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import mmap
 import os
@@ -38,10 +39,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
@@ -50,6 +51,7 @@ from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, S
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
 from ._errors import (
     CorruptLogError,
+    EventLogError,
     InvalidInputError,
     SessionExistsError,
     SessionNotFoundError,
@@ -96,6 +98,27 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
+                ) -> Callable[Concatenate[FileBackend, str, _P], _R]:
+    """Raise OS errors out of a backend hook as eventlog errors, in this one place: callers
+    catch ``StorageError`` (an ``OSError`` too, keeping the errno), and a file that vanished
+    with its session is that session's not-found error. The reading generators translate
+    with ``_os_error`` themselves."""
+    @functools.wraps(method)
+    def hook(self: FileBackend, session_id: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, session_id, *args, **kwargs)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+    return hook
 
 
 def _dir_mode(mode: int) -> int:
@@ -228,7 +251,7 @@ class FileBackend(Backend):
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
         except OSError as exc:
-            raise StorageError(f"can't open store at {self.root}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
 
     def _check_format(self) -> None:
         marker = self.root / FORMAT_FILE
@@ -249,6 +272,11 @@ class FileBackend(Backend):
 
     def _dir(self, session_id: str) -> Path:
         return self.root / session_id
+
+    def _os_error(self, session_id: str, exc: OSError) -> EventLogError:
+        if isinstance(exc, FileNotFoundError) and not self.exists(session_id):
+            return SessionNotFoundError(session_id)  # deleted while we read it
+        return StorageError(exc.errno, f"session {session_id!r}: {exc}")
 
     def _listing(self, session_id: str) -> dict[int, tuple[bool, bool]]:
         """Each segment's first seq: (plain file exists, archive exists)."""
@@ -282,7 +310,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't open {path}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
         try:
             handle.map_shared()
@@ -357,6 +385,7 @@ class FileBackend(Backend):
 
     # Creating ----------------------------------------------------------------------------
 
+    @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         final = self._dir(session_id)
         if final.exists():
@@ -379,7 +408,7 @@ class FileBackend(Backend):
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise SessionExistsError(session_id) from None
-            raise StorageError(f"can't create session {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
         if durable:
             self._fsync_dir(self.root)
 
@@ -428,6 +457,7 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
+    @_translated
     def append(self, session_id: str, build: Build, *, durable: bool) -> Appended:
         # The common case (an uncontended lock, nobody else wrote since our last append,
         # one whole write) is kept flat on purpose: each Python call here costs about as
@@ -462,34 +492,13 @@ class FileBackend(Backend):
                     "write to it (the kernel may have dropped unsynced data); reopen to retry")
             head = handle.head if exact else self._resync(session_id, handle, durable)
             assert head is not None
-            shared = handle.shared
-            # Seal a full segment now, before writing, rather than after the write: then
-            # everything that can fail does so before a record is written, and an append
-            # that raises has written nothing (sealing after the write raised for appends
-            # that were stored, and a half-done seal let the next append go after a trailer).
             if (handle.size >= self.segment_max_bytes
                     or head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                if shared is not None:
-                    shared[0] |= 1  # in progress: a crash here leaves it odd
-                handle.generation = -1
-                head = self._seal(session_id, handle, durable)
-                handle.publish()
+                head = self._seal_full(session_id, handle, durable)
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
-            data = (records[0].line + b"\n" if len(records) == 1 else
-                    b" \n".join([r.line for r in records]) + b"\n")
-            if durable:
-                sync_fd = os.dup(handle.seg_fd)  # before the write, for the same reason
-            if shared is not None:
-                shared[0] |= 1  # in progress: a crash here leaves it odd
-            handle.generation = -1
-            try:
-                self._write_at_end(session_id, handle, data)
-            except BaseException:
-                if sync_fd >= 0:
-                    os.close(sync_fd)
-                raise
+            sync_fd = self._write_records(session_id, handle, records, durable)
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
             handle.publish()
@@ -499,6 +508,35 @@ class FileBackend(Backend):
         if sync_fd >= 0:
             self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
+
+    def _seal_full(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+        """Seal the full active segment before an append writes: then everything that can
+        fail does so before a record is written, and an append that raises has written
+        nothing. (Sealing after the write raised for appends that were stored, and a
+        half-done seal let the next append go after a trailer.)"""
+        if handle.shared is not None:
+            handle.shared[0] |= 1  # in progress: a crash here leaves it odd
+        handle.generation = -1
+        head = self._seal(session_id, handle, durable)
+        handle.publish()
+        return head
+
+    def _write_records(self, session_id: str, handle: _Handle, records: list[Record],
+                       durable: bool) -> int:
+        """Write an append's records in one write; return a descriptor to fsync (or -1)."""
+        data = (records[0].line + b"\n" if len(records) == 1 else
+                b" \n".join([r.line for r in records]) + b"\n")
+        sync_fd = os.dup(handle.seg_fd) if durable else -1  # before the write: see _seal_full
+        if handle.shared is not None:
+            handle.shared[0] |= 1  # in progress: a crash here leaves it odd
+        handle.generation = -1
+        try:
+            self._write_at_end(session_id, handle, data)
+        except BaseException:
+            if sync_fd >= 0:
+                os.close(sync_fd)
+            raise
+        return sync_fd
 
     @staticmethod
     def _check_poisoned(session_id: str, handle: _Handle) -> None:
@@ -524,7 +562,7 @@ class FileBackend(Backend):
             # make the next append look at the files (where the check lives).
             handle.poisoned = True
             handle.generation = -1
-            raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
+            raise StorageError(exc.errno, f"session {session_id!r}: fsync failed: {exc}; the append "
                                "may not be durable and this session is now read-only "
                                "for this store") from exc
         finally:
@@ -546,7 +584,7 @@ class FileBackend(Backend):
                 os.ftruncate(handle.seg_fd, handle.size)
             except OSError:
                 handle.head = None
-            raise StorageError(f"session {session_id!r}: write failed, nothing appended: "
+            raise StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
                                f"{exc}") from exc
         handle.size += len(data)
 
@@ -745,6 +783,7 @@ class FileBackend(Backend):
             raise CorruptLogError(f"session {session_id!r}: segment {name} vanished",
                                   session_id=session_id, where=name) from None
 
+    @_translated
     def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
         segments = self._segments(session_id)
         if not segments:
@@ -788,6 +827,15 @@ class FileBackend(Backend):
         """Blocks of lines from ``offset`` in segment ``first`` on through the following
         segments while each is sealed; ``readers`` holds the reader in use."""
         # Files are opened only once reading starts, so an unread Scan holds nothing.
+        try:
+            yield from self._scan_segments(session_id, first, name, offset, readers)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _scan_segments(self, session_id: str, first: int, name: str, offset: int,
+                       readers: list[SegmentReader]) -> Chunks:
         source = self._open_listed(session_id, first, name)
         while True:
             try:
@@ -846,6 +894,14 @@ class FileBackend(Backend):
         return 0, start
 
     def scan_back(self, session_id: str) -> Lines:
+        try:
+            yield from self._scan_back(session_id)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
         newest = True
         for first, name in reversed(segments):
@@ -867,6 +923,7 @@ class FileBackend(Backend):
             finally:
                 source.close()
 
+    @_translated
     def last_seq(self, session_id: str) -> int:
         # Only the newest segment: its last record, or its header when it is empty (just
         # after compaction sealed the rest), without reading into archives.
@@ -890,6 +947,7 @@ class FileBackend(Backend):
             source.close()
         return super().last_seq(session_id)
 
+    @_translated
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """Watch the session's shared page: a memory read per poll, no system call, until
         the generation moves; then the page (or, if unpublished, the log) says the seq.
@@ -945,13 +1003,17 @@ class FileBackend(Backend):
 
     def session_ids(self) -> list[str]:
         ids = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                    ids.append(entry.name)
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                        ids.append(entry.name)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         ids.sort()
         return ids
 
+    @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         # The directory lock first (the order ``archive`` uses too), so a session is
         # never moved away under a compactor writing into it.
@@ -967,7 +1029,7 @@ class FileBackend(Backend):
                     os.rename(self._dir(session_id), trash)
                     os.unlink(trash / "lock")
                 except OSError as exc:
-                    raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+                    raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
                 removed = True
             finally:
                 if removed:
@@ -982,6 +1044,14 @@ class FileBackend(Backend):
 
     def snapshots(self, session_id: str) -> Iterator[bytes]:
         try:
+            yield from self._snapshots(session_id)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _snapshots(self, session_id: str) -> Iterator[bytes]:
+        try:
             names = sorted((n for n in os.listdir(self._dir(session_id))
                             if n.startswith("snap-") and n.endswith(".json")), reverse=True)
         except FileNotFoundError:
@@ -992,6 +1062,7 @@ class FileBackend(Backend):
             except FileNotFoundError:
                 continue  # pruned meanwhile
 
+    @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         directory = self._dir(session_id)
         try:
@@ -1001,7 +1072,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't write snapshot of {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't write snapshot of {session_id!r}: {exc}") from exc
         for name in names[:-SNAPSHOTS_KEPT]:
             try:
                 os.unlink(directory / name)
@@ -1038,6 +1109,7 @@ class FileBackend(Backend):
         finally:
             os.close(fd)
 
+    @_translated
     def seal(self, session_id: str, *, durable: bool) -> Sealed:
         handle, _ = self._locked(session_id)
         try:
@@ -1051,9 +1123,11 @@ class FileBackend(Backend):
             self._unlock(handle)
         return Sealed(head, position)
 
+    @_translated
     def archive(self, session_id: str) -> Archived:
         return archive_sealed_segments(self, session_id)
 
+    @_translated
     def size(self, session_id: str) -> int:
         total = 0
         try:
@@ -1069,6 +1143,7 @@ class FileBackend(Backend):
                     continue
         return total
 
+    @_translated
     def check(self, session_id: str) -> list[str]:
         """Segment structure: names, headers and trailers continuing each other across
         segments, and each archive's own integrity (see ``ArchiveReader.check``)."""
