@@ -18,6 +18,7 @@ from eventlog import EventLog
 
 from ._contract_base import message
 from ._contract_input import HOSTILE_IDS, VALID_ODD_IDS
+from ._torn import die_mid_write
 from .conformance import StoreContract
 
 
@@ -49,9 +50,7 @@ def _exercise(root: Path, **options: object) -> None:
         sid = log.create_session("s").session_id
         for i in range(7):
             log.append(sid, "x", i)
-        segment = sorted((root / sid).glob("seg-*.jsonl"))[-1]
-        with open(segment, "ab") as f:
-            f.write(b'{"seq":99,"torn')
+        die_mid_write(root, lambda other: other.append(sid, "x", "torn"), 20)
         log.append(sid, "x", "after the torn tail")
         assert log.verify().ok
     names = {p.name.split("-")[0] for p in (root / "s").iterdir()}
