@@ -73,7 +73,7 @@ def spawner() -> Iterator[_procs.Spawner]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("durability", "rounds"), [("os", 40), ("fsync", 10)])
+@pytest.mark.parametrize(("durability", "rounds"), [("os", 30), ("fsync", 10)])
 def test_writers_killed_at_random_moments(tmp_path: Path, spawner: _procs.Spawner, durability: str,
                                           rounds: int) -> None:
     root = tmp_path / "store"
