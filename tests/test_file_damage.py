@@ -112,7 +112,7 @@ class TestTornTail:
         """A writer dies after each possible number of bytes of its write; the next writer is
         one that knew the session before (odd cuts) or a fresh one (even cuts)."""
         template, clean, full, kept = self._prepare(fast_tmp, last)
-        cuts = range(len(full))  # every proper prefix of the last append's bytes ...
+        cuts: list[int] = list(range(len(full)))  # every proper prefix of the last append's bytes ...
         if len(last) > 1:  # ... but for a batch (each cut costs a process), every byte near
             # where its lines meet, and every fifth elsewhere; test_a_cut_batch_never_shows_half
             # reads every prefix of it.
