@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._codec import Head, Record
+from ._errors import CorruptLogError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -168,9 +169,14 @@ class Backend(ABC):
 
     def last_seq(self, session_id: str) -> int:
         """The session's last seq, cheaply; raise ``SessionNotFoundError`` if it is gone."""
-        for _source, _lineno, line in self.scan_back(session_id):
+        for source, _lineno, line in self.scan_back(session_id):
             if line.startswith(b'{"seq":'):
-                return int(line[7:line.index(b",")])
+                try:
+                    return int(line[7:line.index(b",")])
+                except ValueError:  # a damaged record: say so, rather than a raw ValueError
+                    raise CorruptLogError(f"session {session_id!r}, {source}: the last record "
+                                          "can't be read", session_id=session_id,
+                                          where=source) from None
         return 0
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:

@@ -101,6 +101,21 @@ class Unparseable(Exception):
     """A line that is not a record at all (a torn write, garbage, NUL bytes)."""
 
 
+_TRAILER_START = b'{"sealed":'
+
+
+def looks_like_record(line: bytes) -> bool:
+    """Whether a whole line was written as a record: it starts or ends like one.
+
+    A torn write never leaves such a line behind: a write cut short lacks its final
+    newline, and the members of a cut batch end in a space. So a record-shaped line
+    that can't be read is damage, even at the very end of a log; one bit flip leaves
+    either its start or its end intact. (Segment trailers end like records too.)
+    """
+    return line.startswith(b'{"seq":') or (
+        line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN and not line.startswith(_TRAILER_START))
+
+
 def parse(line: bytes) -> tuple[dict[str, Any], bytes, str]:
     """Split a line into its decoded object, its body and its stated digest."""
     if len(line) <= SUFFIX_LEN or line[-SUFFIX_LEN:-DIGEST_HEX - 2] != _SUFFIX_OPEN:
@@ -170,6 +185,10 @@ class ChainReader:
                     seq = obj["seq"]
                     event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
                 except KeyError:
+                    if looks_like_record(line):
+                        # Not a torn tail (see looks_like_record): damage, wherever it is.
+                        raise self.corrupt("a complete record can't be read", source,
+                                           first + index, self.seq + 1) from None
                     if self.torn_at is None:
                         self.torn_at = (source, first + index)
                     continue

@@ -2,7 +2,7 @@
 
 Layout under the store's root::
 
-    eventlog.json                    format marker
+    .eventlog.json                   format marker
     <session id>/lock                flock target; its inode names the session's life
     <session id>/seg-<first seq>.jsonl
     <session id>/seg-<first seq>.jsonl.gz   a sealed segment, archived by compaction
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import mmap
 import os
@@ -39,18 +40,19 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
-from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, parse
+from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
 from ._errors import (
     CorruptLogError,
+    EventLogError,
     InvalidInputError,
     SessionExistsError,
     SessionNotFoundError,
@@ -73,7 +75,9 @@ from ._segments import (
 )
 from ._validate import SESSION_ID_RE
 
-FORMAT_FILE = "eventlog.json"
+# Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
+# (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
+FORMAT_FILE = ".eventlog.json"
 FORMAT = {"format": "eventlog-jsonl", "version": 1}
 SNAPSHOTS_KEPT = 3
 
@@ -107,6 +111,27 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
+                ) -> Callable[Concatenate[FileBackend, str, _P], _R]:
+    """Raise OS errors out of a backend hook as eventlog errors, in this one place: callers
+    catch ``StorageError`` (an ``OSError`` too, keeping the errno), and a file that vanished
+    with its session is that session's not-found error. The reading generators translate
+    with ``_os_error`` themselves."""
+    @functools.wraps(method)
+    def hook(self: FileBackend, session_id: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, session_id, *args, **kwargs)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+    return hook
 
 
 def _dir_mode(mode: int) -> int:
@@ -239,7 +264,7 @@ class FileBackend(Backend):
             self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
             self._check_format()
         except OSError as exc:
-            raise StorageError(f"can't open store at {self.root}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
 
     def _check_format(self) -> None:
         marker = self.root / FORMAT_FILE
@@ -260,6 +285,11 @@ class FileBackend(Backend):
 
     def _dir(self, session_id: str) -> Path:
         return self.root / session_id
+
+    def _os_error(self, session_id: str, exc: OSError) -> EventLogError:
+        if isinstance(exc, FileNotFoundError) and not self.exists(session_id):
+            return SessionNotFoundError(session_id)  # deleted while we read it
+        return StorageError(exc.errno, f"session {session_id!r}: {exc}")
 
     def _listing(self, session_id: str) -> dict[int, tuple[bool, bool]]:
         """Each segment's first seq: (plain file exists, archive exists)."""
@@ -293,7 +323,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't open {path}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't open {path}: {exc}") from exc
         handle = _Handle(fd)
         try:
             handle.map_shared()
@@ -328,6 +358,9 @@ class FileBackend(Backend):
                 excess -= 1
 
     def _drop(self, session_id: str, handle: _Handle) -> None:
+        """Forget and close a handle. Call it holding ``handle.lock``: threads waiting for
+        that lock then find the handle closed and start over, instead of using descriptors
+        closed (or reused) under them."""
         with self._handles_lock:
             if self._handles.get(session_id) is handle:
                 del self._handles[session_id]
@@ -348,7 +381,8 @@ class FileBackend(Backend):
             handle = self._handle(session_id)
             acquire_thread_lock(handle.lock, self.lock_timeout, f"session {session_id!r}")
             if handle.lock_fd < 0:
-                # Closed by another thread (a delete, or evicted) while we waited: look again.
+                # Another thread closed this handle (a delete, an eviction, or it found it
+                # stale) while we waited for its thread lock: look again.
                 handle.lock.release()
                 continue
             try:
@@ -362,23 +396,30 @@ class FileBackend(Backend):
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
             # while we waited: this handle is stale.
-            if os.fstat(handle.lock_fd).st_nlink:
+            try:
+                linked = os.fstat(handle.lock_fd).st_nlink
+            except BaseException:
+                self._unlock(handle)  # an I/O error here must not leave the session locked
+                raise
+            if linked:
                 handle.generation = -1
                 if shared is not None and not appending:
                     shared[0] |= 1
                 return handle, False
-            self._unlock(handle)
             self._drop(session_id, handle)
+            self._unlock(handle)
 
     @staticmethod
     def _unlock(handle: _Handle) -> None:
         try:
-            release_flock(handle.lock_fd)
+            if handle.lock_fd >= 0:  # a dropped handle's flock went with its descriptor
+                release_flock(handle.lock_fd)
         finally:
             handle.lock.release()
 
     # Creating ----------------------------------------------------------------------------
 
+    @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         final = self._dir(session_id)
         if final.exists():
@@ -401,7 +442,7 @@ class FileBackend(Backend):
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise SessionExistsError(session_id) from None
-            raise StorageError(f"can't create session {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
         if durable:
             self._fsync_dir(self.root)
 
@@ -450,6 +491,7 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
+    @_translated
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         # ``build`` runs once, under the session's flock, so ``rebuild`` never matters here.
         # The common case (an uncontended lock, nobody else wrote since our last append,
@@ -468,8 +510,13 @@ class FileBackend(Backend):
                 handle.lock.release()
                 handle, exact = self._locked(session_id, appending=True)
             else:
-                exact = handle.adopt()
-                if not exact and not os.fstat(handle.lock_fd).st_nlink:
+                try:
+                    exact = handle.adopt()
+                    stale = not exact and not os.fstat(handle.lock_fd).st_nlink
+                except BaseException:
+                    self._unlock(handle)  # an I/O error here must not leave the session locked
+                    raise
+                if stale:
                     self._unlock(handle)  # deleted meanwhile: take the slow road
                     handle, exact = self._locked(session_id, appending=True)
         sync_fd = -1
@@ -480,30 +527,51 @@ class FileBackend(Backend):
                     "write to it (the kernel may have dropped unsynced data); reopen to retry")
             head = handle.head if exact else self._resync(session_id, handle, durable)
             assert head is not None
+            if (handle.size >= self.segment_max_bytes
+                    or head.seq - handle.seg_first + 1 >= self.segment_max_events):
+                head = self._seal_full(session_id, handle, durable)
             records = build(head)
             if not records:
                 return Appended([], self._position(handle))
-            data = (records[0].line + b"\n" if len(records) == 1 else
-                    b" \n".join([r.line for r in records]) + b"\n")
-            shared = handle.shared
-            if shared is not None:
-                shared[0] |= 1  # in progress: a crash here leaves it odd
-            handle.generation = -1
-            self._write_at_end(session_id, handle, data)
+            sync_fd = self._write_records(session_id, handle, records, durable)
             handle.head = Head(records[-1].seq, records[-1].digest)
             position = self._position(handle)
-            if (handle.size >= self.segment_max_bytes
-                    or handle.head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                self._seal(session_id, handle, durable)
             handle.publish()
-            if durable:
-                sync_fd = os.dup(handle.seg_fd)
         finally:
             fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
             handle.lock.release()
         if sync_fd >= 0:
             self._fsync_appended(session_id, handle, sync_fd)
         return Appended(records, position)
+
+    def _seal_full(self, session_id: str, handle: _Handle, durable: bool) -> Head:
+        """Seal the full active segment before an append writes: then everything that can
+        fail does so before a record is written, and an append that raises has written
+        nothing. (Sealing after the write raised for appends that were stored, and a
+        half-done seal let the next append go after a trailer.)"""
+        if handle.shared is not None:
+            handle.shared[0] |= 1  # in progress: a crash here leaves it odd
+        handle.generation = -1
+        head = self._seal(session_id, handle, durable)
+        handle.publish()
+        return head
+
+    def _write_records(self, session_id: str, handle: _Handle, records: list[Record],
+                       durable: bool) -> int:
+        """Write an append's records in one write; return a descriptor to fsync (or -1)."""
+        data = (records[0].line + b"\n" if len(records) == 1 else
+                b" \n".join([r.line for r in records]) + b"\n")
+        sync_fd = os.dup(handle.seg_fd) if durable else -1  # before the write: see _seal_full
+        if handle.shared is not None:
+            handle.shared[0] |= 1  # in progress: a crash here leaves it odd
+        handle.generation = -1
+        try:
+            self._write_at_end(session_id, handle, data)
+        except BaseException:
+            if sync_fd >= 0:
+                os.close(sync_fd)
+            raise
+        return sync_fd
 
     @staticmethod
     def _check_poisoned(session_id: str, handle: _Handle) -> None:
@@ -529,7 +597,7 @@ class FileBackend(Backend):
             # make the next append look at the files (where the check lives).
             handle.poisoned = True
             handle.generation = -1
-            raise StorageError(f"session {session_id!r}: fsync failed: {exc}; the append "
+            raise StorageError(exc.errno, f"session {session_id!r}: fsync failed: {exc}; the append "
                                "may not be durable and this session is now read-only "
                                "for this store") from exc
         finally:
@@ -551,7 +619,7 @@ class FileBackend(Backend):
                 os.ftruncate(handle.seg_fd, handle.size)
             except OSError:
                 handle.head = None
-            raise StorageError(f"session {session_id!r}: write failed, nothing appended: "
+            raise StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
                                f"{exc}") from exc
         handle.size += len(data)
 
@@ -613,7 +681,7 @@ class FileBackend(Backend):
         for offset, raw in lines_backward(handle.seg_fd, end):
             line = raw.rstrip(b" ")
             if newest is None:
-                if raw.endswith(b" ") or not line.startswith(b'{"seq":'):
+                if raw.endswith(b" ") or not looks_like_record(line):
                     sealed = parse_trailer(raw)
                     if sealed is not None:
                         handle.size = offset + len(raw) + 1
@@ -627,7 +695,12 @@ class FileBackend(Backend):
                 try:
                     obj, body, digest = parse(line)
                 except Unparseable:
-                    continue
+                    # A whole record that can't be read is damage, not a torn tail: cutting
+                    # it off would drop an acknowledged event (see looks_like_record).
+                    raise CorruptLogError(
+                        f"session {session_id!r}, {name} byte {offset}: the last record can't be "
+                        "read; refusing to append to a damaged log", session_id=session_id,
+                        where=name) from None
                 newest = (obj, body, digest, offset + len(raw) + 1)
                 continue
             obj, body, digest, newest_end = newest
@@ -663,12 +736,18 @@ class FileBackend(Backend):
         if durable:
             os.fsync(handle.seg_fd)
 
-    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> None:
+    def _seal(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         assert handle.head is not None
-        self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
-        if durable:
-            os.fsync(handle.seg_fd)
-        self._next_segment(session_id, handle, handle.head, durable)
+        try:
+            self._write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
+            if durable:
+                os.fsync(handle.seg_fd)
+            return self._next_segment(session_id, handle, handle.head, durable)
+        except BaseException:
+            # The trailer may or may not be there: find out afresh next time, rather than
+            # write a second trailer (or records after the first).
+            handle.head = None
+            raise
 
     def _next_segment(self, session_id: str, handle: _Handle, sealed: Head, durable: bool) -> Head:
         first = sealed.seq + 1
@@ -739,6 +818,7 @@ class FileBackend(Backend):
             raise CorruptLogError(f"session {session_id!r}: segment {name} vanished",
                                   session_id=session_id, where=name) from None
 
+    @_translated
     def scan(self, session_id: str, after_seq: int, position: dict[str, Any] | None) -> Scan:
         segments = self._segments(session_id)
         if not segments:
@@ -808,23 +888,56 @@ class FileBackend(Backend):
         """Blocks of lines from ``offset`` in segment ``first`` on through the following
         segments while each is sealed; ``readers`` holds the reader in use."""
         # Files are opened only once reading starts, so an unread Scan holds nothing.
+        try:
+            yield from self._scan_segments(session_id, first, name, offset, readers)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _scan_segments(self, session_id: str, first: int, name: str, offset: int,
+                       readers: list[SegmentReader]) -> Chunks:
         source = self._open_listed(session_id, first, name)
         while True:
             try:
                 reader = SegmentReader(source.fd, source.name, offset=offset, pread=source.pread)
                 readers[:] = [reader]
                 yield from reader.chunks()
+                if reader.sealed is None and self._later_segments(session_id, first):
+                    # A sealer writes the trailer before it makes the next segment, so this
+                    # one is sealed: read on to its trailer (it may have come after we got
+                    # to the end). Without one the trailer is damaged, and stopping here
+                    # would quietly hide every later segment.
+                    reader = SegmentReader(source.fd, source.name, offset=reader.good_end,
+                                           pread=source.pread)
+                    readers[:] = [reader]
+                    yield from reader.chunks()
+                    if reader.sealed is None:
+                        raise CorruptLogError(
+                            f"session {session_id!r}, {source.name}: later segments exist but "
+                            "this one has no readable trailer", session_id=session_id,
+                            where=source.name)
             finally:
                 source.close()
             if reader.sealed is None:
                 return  # the active segment
             # The trailer names the next segment: open it directly rather than list the
             # directory, which costs O(segments) per step.
+            first = reader.sealed.seq + 1
             try:
-                source = self._open_read(session_id, reader.sealed.seq + 1)
+                source = self._open_read(session_id, first)
             except FileNotFoundError:
+                if self._later_segments(session_id, first):  # not "not made yet": lost
+                    raise CorruptLogError(
+                        f"session {session_id!r}: {segment_name(first)} is missing, but later "
+                        "segments exist", session_id=session_id, seq=first,
+                        where=segment_name(first)) from None
                 return  # sealed, and its successor not made yet
             offset = 0
+
+    def _later_segments(self, session_id: str, first: int) -> bool:
+        """Whether segments after segment ``first`` exist (a listing: only at the end of a scan)."""
+        return any(other > first for other in self._listing(session_id))
 
     def _start_of(self, session_id: str, first: int, name: str, after_seq: int) -> tuple[int, Head]:
         """Where to start reading segment ``first`` for the records after ``after_seq``."""
@@ -842,6 +955,14 @@ class FileBackend(Backend):
         return 0, start
 
     def scan_back(self, session_id: str) -> Lines:
+        try:
+            yield from self._scan_back(session_id)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _scan_back(self, session_id: str) -> Lines:
         segments = self._segments(session_id)
         newest = True
         for first, name in reversed(segments):
@@ -863,6 +984,7 @@ class FileBackend(Backend):
             finally:
                 source.close()
 
+    @_translated
     def last_seq(self, session_id: str) -> int:
         # Only the newest segment: its last record, or its header when it is empty (just
         # after compaction sealed the rest), without reading into archives.
@@ -875,8 +997,10 @@ class FileBackend(Backend):
                 if raw.startswith(b'{"seq":') and not raw.endswith(b" "):
                     try:
                         return int(parse(raw)[0]["seq"])
-                    except Unparseable:
-                        continue  # torn
+                    except Unparseable:  # a whole record-shaped line: damage, not torn
+                        raise CorruptLogError(f"session {session_id!r}, {source.name}: the last "
+                                              "record can't be read", session_id=session_id,
+                                              where=source.name) from None
                 found = parse_trailer(raw) or (parse_header(raw) if offset == 0 else None)
                 if found is not None:
                     return found.seq
@@ -884,6 +1008,7 @@ class FileBackend(Backend):
             source.close()
         return super().last_seq(session_id)
 
+    @_translated
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
         """Watch the session's shared page: a memory read per poll, no system call, until
         the generation moves; then the page (or, if unpublished, the log) says the seq.
@@ -909,7 +1034,13 @@ class FileBackend(Backend):
     def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
                timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay, seen = 0.0005, -1
+        # The first look goes to the log, not the page: a page published in an earlier life
+        # of the store (written back before the log at a power cut, or copied with a store)
+        # can claim more than the log holds, and trusting it made follow() spin forever,
+        # timeout or not. Changes seen after this come from live writers.
+        delay, seen = 0.0005, shared[0]
+        if self.last_seq(session_id) > after_seq:
+            return True
         while True:
             generation = shared[0]
             if generation != seen:
@@ -933,13 +1064,17 @@ class FileBackend(Backend):
 
     def session_ids(self) -> list[str]:
         ids = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                    ids.append(entry.name)
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                        ids.append(entry.name)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         ids.sort()
         return ids
 
+    @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         # The directory lock first (the order ``archive`` uses too), so a session is
         # never moved away under a compactor writing into it.
@@ -947,6 +1082,7 @@ class FileBackend(Backend):
         trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
         try:
             handle, _ = self._locked(session_id)
+            removed = False
             try:
                 if if_head is not None and self._sync(session_id, handle, False) != if_head:
                     return False
@@ -954,18 +1090,28 @@ class FileBackend(Backend):
                     os.rename(self._dir(session_id), trash)
                     os.unlink(trash / "lock")
                 except OSError as exc:
-                    raise StorageError(f"can't delete session {session_id!r}: {exc}") from exc
+                    raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+                removed = True
             finally:
+                if removed:
+                    self._drop(session_id, handle)  # still under the thread lock: see _drop
                 self._unlock(handle)
         finally:
             self._unlock_dir(dir_fd)
-        self._drop(session_id, handle)
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
     # Snapshots -------------------------------------------------------------------------
 
     def snapshots(self, session_id: str) -> Iterator[bytes]:
+        try:
+            yield from self._snapshots(session_id)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def _snapshots(self, session_id: str) -> Iterator[bytes]:
         try:
             names = sorted((n for n in os.listdir(self._dir(session_id))
                             if n.startswith("snap-") and n.endswith(".json")), reverse=True)
@@ -977,6 +1123,7 @@ class FileBackend(Backend):
             except FileNotFoundError:
                 continue  # pruned meanwhile
 
+    @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         directory = self._dir(session_id)
         try:
@@ -986,7 +1133,7 @@ class FileBackend(Backend):
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         except OSError as exc:
-            raise StorageError(f"can't write snapshot of {session_id!r}: {exc}") from exc
+            raise StorageError(exc.errno, f"can't write snapshot of {session_id!r}: {exc}") from exc
         for name in names[:-SNAPSHOTS_KEPT]:
             try:
                 os.unlink(directory / name)
@@ -1023,6 +1170,7 @@ class FileBackend(Backend):
         finally:
             os.close(fd)
 
+    @_translated
     def seal(self, session_id: str, *, durable: bool) -> Sealed:
         handle, _ = self._locked(session_id)
         try:
@@ -1036,9 +1184,11 @@ class FileBackend(Backend):
             self._unlock(handle)
         return Sealed(head, position)
 
+    @_translated
     def archive(self, session_id: str) -> Archived:
         return archive_sealed_segments(self, session_id)
 
+    @_translated
     def size(self, session_id: str) -> int:
         total = 0
         try:
@@ -1054,6 +1204,7 @@ class FileBackend(Backend):
                     continue
         return total
 
+    @_translated
     def check(self, session_id: str) -> list[str]:
         """Segment structure: names, headers and trailers continuing each other across
         segments, and each archive's own integrity (see ``ArchiveReader.check``)."""

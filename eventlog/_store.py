@@ -8,7 +8,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ._backend import Backend, Scan
-from ._codec import ChainReader, Head, Record, Unparseable, encode_payload, genesis, link, parse, seal
+from ._codec import (
+    ChainReader,
+    Head,
+    Record,
+    Unparseable,
+    encode_payload,
+    genesis,
+    link,
+    looks_like_record,
+    parse,
+    seal,
+)
 from ._compaction import compact
 from ._errors import (
     ConflictError,
@@ -32,7 +43,14 @@ from ._state import (
     message_data,
     to_message,
 )
-from ._validate import check_event_type, check_json, check_session_id, check_text, check_timestamp
+from ._validate import (
+    RESERVED_PREFIXES,
+    check_event_type,
+    check_json,
+    check_session_id,
+    check_text,
+    check_timestamp,
+)
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
@@ -272,7 +290,11 @@ class EventLog:
             raise InvalidEventError("an imported history must start with a session.created event")
         self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
                             created_at=first.ts, durability=durability)
+        head: Head | None = None  # where our own writes end
         try:
+            chain, created, _ = self._scan_events(sid, 0)
+            next(created)
+            head = chain.head
             seq = 1
             batch: list[bytes] = []
             for event in iterator:
@@ -280,15 +302,18 @@ class EventLog:
                 event = _check_imported(event, seq)
                 batch.append(encode_payload(event.type, event.ts, event.data))
                 if len(batch) >= batch_size:
-                    self._append_payloads(sid, batch, seq - len(batch), durability)
-                    batch = []
+                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
+                    head, batch = Head(last.seq, last.digest), []
             if batch:
                 self._append_payloads(sid, batch, seq - len(batch), durability)
         except BaseException:
-            try:
-                self.backend.delete(sid)
-            except EventLogError:
-                pass
+            # Remove the half import only if nobody wrote to it meanwhile: deleting it
+            # regardless dropped their acknowledged events (a conflict is how we notice them).
+            if head is not None:
+                try:
+                    self.backend.delete(sid, if_head=head)
+                except EventLogError:
+                    pass
             raise
         return self.get_session(sid)
 
@@ -445,7 +470,7 @@ class EventLog:
             try:
                 obj, body, digest = parse(line)
             except Unparseable:
-                if torn:
+                if torn and not looks_like_record(line):
                     continue  # a torn tail: writers will quarantine it
                 raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
                                       "record before readable ones", session_id=sid,
@@ -639,11 +664,8 @@ def _check_imported(event: object, seq: int) -> Event:
     check_event_type(event.type, allow_reserved=True)
     check_timestamp(f"event {seq} ts", event.ts)
     check_json(event.data, f"event {seq} data")
-    if event.type == MESSAGE:
-        data = event.data
-        if (type(data) is not dict or type(data.get("sender")) is not str
-                or type(data.get("content")) is not str or type(data.get("id")) is not str):
-            raise InvalidEventError(f"event {seq}: a message needs id, sender and content strings")
+    if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
+        _check_reserved(event)
     return event
 
 
@@ -653,6 +675,28 @@ def _remember(cache: dict[str, Any], sid: str, value: Any) -> None:
     cache[sid] = value
     while len(cache) > FOLDS_KEPT:
         cache.pop(next(iter(cache)), None)
+
+
+def _check_reserved(event: Event) -> None:
+    """An imported eventlog-owned event must look like one eventlog writes: the fold trusts
+    its shape (a join without a participant used to fail later as a raw KeyError, and a
+    second session.created silently reset the session)."""
+    data, where = event.data, f"event {event.seq} ({event.type})"
+    if type(data) is not dict:
+        raise InvalidEventError(f"{where}: data must be an object")
+    if event.type in (JOINED, LEFT):
+        check_text(f"{where} participant", data.get("participant"))
+    elif event.type == MESSAGE:
+        for name in ("id", "sender"):
+            check_text(f"{where} {name}", data.get(name))
+        check_text(f"{where} content", data.get("content"), empty=True)
+        check_text(f"{where} recipient", data.get("recipient"), optional=True)
+        check_text(f"{where} message_type", data.get("message_type", "text"))
+        if data.get("metadata") is not None and type(data["metadata"]) is not dict:
+            raise InvalidEventError(f"{where}: message metadata must be an object")
+    else:
+        raise InvalidEventError(f"{where}: only seq 1 is session.created, and eventlog writes no "
+                                "other session.* or message* types")
 
 
 def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
