@@ -112,6 +112,8 @@ def looks_like_record(line: bytes) -> bool:
     that can't be read is damage, even at the very end of a log; one bit flip leaves
     either its start or its end intact. (Segment trailers end like records too.)
     """
+    if type(line) is not bytes:
+        return True  # a backend handed over something no writer of ours stored: damage
     return line.startswith(b'{"seq":') or (
         line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN and not line.startswith(_TRAILER_START))
 
