@@ -113,7 +113,7 @@ def looks_like_record(line: bytes) -> bool:
     either its start or its end intact. (Segment trailers end like records too.)
     """
     if type(line) is not bytes:
-        return True  # not even bytes (a database row edited in place): no torn write either
+        return True  # a backend handed over something no writer of ours stored: damage
     return line.startswith(b'{"seq":') or (
         line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN and not line.startswith(_TRAILER_START))
 

@@ -877,6 +877,16 @@ class FileBackend(Backend):
             if offset == 0:
                 return parse_header(os.pread(fd, 4096, 0).split(b"\n", 1)[0]) == Head(
                     position.get("seq"), digest)
+            prev = position.get("prev")
+            if type(prev) is str:  # re-check the whole newest record against the one before
+                last = next(lines_backward(fd, offset), (0, b""))[1].rstrip(b" ")
+                try:
+                    obj, body, stated = parse(last)
+                except Unparseable:
+                    return False
+                return (stated == digest and obj["seq"] == position.get("seq")
+                        and link(prev, body) == digest
+                        and os.pread(fd, 1, offset - 1) == b"\n")
             tail = os.pread(fd, 40, max(0, offset - 40))
         finally:
             os.close(fd)

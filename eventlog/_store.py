@@ -385,6 +385,9 @@ class EventLog:
         if scan.start.seq == after.seq and scan.start.digest != after.digest:
             raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
         head = after if scan.start.seq >= after.seq else None
+        # The digest before ``head``: a kept position carries it, so whoever trusts the
+        # position later can re-check the newest record itself, not just where it ends.
+        before = position.get("prev") if position is not None else None
         for event in _read(chain, scan):
             if event.seq <= after.seq:
                 if event.seq == after.seq:
@@ -396,14 +399,15 @@ class EventLog:
             if upto is not None and event.seq > upto:
                 break
             state.apply(event)
+            before = head.digest if head is not None else None
             head = Head(event.seq, chain.digest)
         else:
             if head is not None and head.seq and chain.torn_at is None and upto is None:
                 end = scan.position()
-                if end is not None and head.seq == chain.seq:
+                if end is not None and head.seq == chain.seq and before is not None:
                     state.head = head
-                    _remember(self._views, sid, (state.copy(), {**end, "seq": head.seq,
-                                                               "h": head.digest}))
+                    _remember(self._views, sid, (state.copy(), {
+                        **end, "seq": head.seq, "h": head.digest, "prev": before}))
         if head is None:
             raise chain.corrupt("the log is shorter than a snapshot of it", "snapshot", 0,
                                 after.seq)
