@@ -1,0 +1,34 @@
+"""The store contract on the Redis Streams backend, against the server on 127.0.0.1:6379,
+under a key prefix of this test run's own (deleted afterwards). Without a server it skips,
+except under CI=true, where it fails."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from .conformance import StoreContract
+
+
+@pytest.fixture(scope="module")
+def run_prefix() -> Iterator[str]:
+    from . import _redis_support  # skips (fails under CI=true) without redis or a server
+    yield from _redis_support.run_prefix()
+
+
+@pytest.mark.redis
+class TestRedisStore(StoreContract):
+    shared_between_processes = True
+    storage_type = "redis"
+
+    @pytest.fixture(autouse=True)
+    def _prefix(self, run_prefix: str) -> None:
+        self._run_prefix = run_prefix
+
+    def fresh_url(self) -> str:
+        return f"redis://127.0.0.1:6379/0?prefix={self._run_prefix}{uuid.uuid4().hex[:12]}:"
+
+    def fresh_storage_path(self) -> str:
+        return self.fresh_url()  # SessionPersistence(storage_type="redis") takes the URL
