@@ -937,12 +937,17 @@ class FileBackend(Backend):
             try:
                 source = self._open_read(session_id, first)
             except FileNotFoundError:
-                if self._later_segments(session_id, first):  # not "not made yet": lost
+                if not self._later_segments(session_id, first):
+                    return  # sealed, and its successor not made yet
+                try:
+                    # Made (and maybe sealed, with more after it) between our open and the
+                    # listing: segments are created whole, so a second look settles it.
+                    source = self._open_read(session_id, first)
+                except FileNotFoundError:  # not "not made yet": lost
                     raise CorruptLogError(
                         f"session {session_id!r}: {segment_name(first)} is missing, but later "
                         "segments exist", session_id=session_id, seq=first,
                         where=segment_name(first)) from None
-                return  # sealed, and its successor not made yet
             offset = 0
 
     def _later_segments(self, session_id: str, first: int) -> bool:
