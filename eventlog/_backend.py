@@ -72,25 +72,6 @@ class Archived:
     bytes_after: int = 0
 
 
-def poll_until(check: Callable[[], bool], timeout: float | None, longest: float, *,
-               first: float = 0.001, pause: Callable[[float], object] = time.sleep) -> bool:
-    """Call ``check`` with a pause doubling from ``first`` to ``longest`` between calls, until
-    it says True (True) or ``timeout`` seconds pass (False; None waits forever). ``pause``
-    may return early (a backend that can be woken passes its condition's wait)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = first
-    while True:
-        if check():
-            return True
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            delay = min(delay, left)
-        pause(delay)
-        delay = min(delay * 2, longest)
-
-
 class Backend(ABC):
     """Storage hooks. Every method takes an already validated session id."""
 
@@ -202,8 +183,18 @@ class Backend(ABC):
         """Block until the session's last seq passes ``after_seq`` (True) or ``timeout`` (False).
 
         Polls with a backoff from 1 ms; backends that can be woken override this."""
-        return poll_until(lambda: self.last_seq(session_id) > after_seq, timeout,
-                          self.poll_interval)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            if self.last_seq(session_id) > after_seq:
+                return True
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""

@@ -48,7 +48,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
-from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
+from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
 from ._errors import (
     CorruptLogError,
@@ -1048,20 +1048,31 @@ class FileBackend(Backend):
 
     def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
                timeout: float | None) -> bool:
-        seen = -1
-
-        def moved() -> bool:
-            nonlocal seen
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # The first look goes to the log, not the page: a page published in an earlier life
+        # of the store (written back before the log at a power cut, or copied with a store)
+        # can claim more than the log holds, and trusting it made follow() spin forever,
+        # timeout or not. Changes seen after this come from live writers.
+        delay, seen = 0.0005, shared[0]
+        if self.last_seq(session_id) > after_seq:
+            return True
+        while True:
             generation = shared[0]
-            if generation == seen:
-                if not os.fstat(fd).st_nlink:  # deleted: delete unlinks the lock file
-                    raise SessionNotFoundError(session_id)
-                return False
-            seen = generation
-            published = not generation & 1 and generation
-            return (shared[3] if published else self.last_seq(session_id)) > after_seq
-
-        return poll_until(moved, timeout, self.poll_interval, first=0.0005)
+            if generation != seen:
+                seen = generation
+                published = not generation & 1 and generation
+                last = shared[3] if published else self.last_seq(session_id)
+                if last > after_seq:
+                    return True
+            elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
+                raise SessionNotFoundError(session_id)  # deleted: delete unlinks the lock file
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
 
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()

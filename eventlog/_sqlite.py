@@ -29,12 +29,13 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._backend import Appended, Archived, Build, Sealed, poll_until
+from ._backend import Appended, Archived, Build, Sealed
 from ._chunks import pack, rows_in
 from ._codec import Head, Record
 from ._errors import (
@@ -253,12 +254,19 @@ class SQLiteBackend(RowBackend):
             self._changed.notify_all()
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
-        def pause(delay: float) -> None:
-            with self._changed:  # this process's appends wake us; others are polled
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            if self.last_seq(session_id) > after_seq:
+                return True
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            with self._changed:
                 self._changed.wait(delay)
-
-        return poll_until(lambda: self.last_seq(session_id) > after_seq, timeout,
-                          self.poll_interval, pause=pause)
+            delay = min(delay * 2, self.poll_interval)
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         with self._write(f"deleting session {session_id!r}", False) as db:
