@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._codec import Head, Record
 from ._errors import CorruptLogError
@@ -28,9 +28,10 @@ and then nothing is written. An optimistic backend may call it more than once, w
 different heads (see ``Backend.exclusive_build``); only the last call's records are written."""
 
 
-@dataclass(slots=True)
-class Appended:
-    """What an append wrote, and where the log stands after it (a backend hint, may be None)."""
+class Appended(NamedTuple):
+    """What an append wrote, and where the log stands after it (a backend hint, may be None).
+
+    A NamedTuple: every append builds one, and a dataclass costs several times as much."""
 
     records: list[Record]
     position: dict[str, Any] | None = None

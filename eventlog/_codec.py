@@ -80,20 +80,27 @@ class Record(NamedTuple):
     line: bytes
 
 
+def seal_one(payload: bytes, head: Head, max_bytes: int) -> Record:
+    """Number and chain one pre-encoded payload after ``head``. Runs under the lock, once per
+    appended event, so it is kept to one hash and two byte formats."""
+    seq = head[0] + 1
+    body = b'{"seq":%d,' % seq + payload[1:]
+    digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+    line = b'%s,"h":"%s"}' % (body[:-1], digest.encode())
+    if len(line) >= max_bytes:  # the line and its newline must fit
+        raise EventTooLargeError(
+            f"event of {len(line) + 1} bytes is over the store's limit of {max_bytes} bytes"
+        )
+    return _new_tuple(Record, (seq, digest, line))
+
+
 def seal(payloads: Iterable[bytes], head: Head, max_bytes: int) -> list[Record]:
-    """Number and chain pre-encoded payloads after ``head``. Cheap: runs under the lock."""
+    """Number and chain pre-encoded payloads after ``head``."""
     records = []
-    seq, prev = head
     for payload in payloads:
-        seq += 1
-        body = b'{"seq":%d,' % seq + payload[1:]
-        prev = _sha256(prev.encode() + body).hexdigest()[:DIGEST_HEX]
-        line = b'%s,"h":"%s"}' % (body[:-1], prev.encode())
-        if len(line) + 1 > max_bytes:
-            raise EventTooLargeError(
-                f"event of {len(line) + 1} bytes is over the store's limit of {max_bytes} bytes"
-            )
-        records.append(_new_tuple(Record, (seq, prev, line)))
+        record = seal_one(payload, head, max_bytes)
+        records.append(record)
+        head = _new_tuple(Head, (record.seq, record.digest))
     return records
 
 

@@ -93,6 +93,8 @@ def _handles_kept() -> int:
 
 HANDLES_KEPT = _handles_kept()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Builds a NamedTuple (Head, Appended) without the Python-level call of its __new__.
+_new_tuple = tuple.__new__
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
 # shares with its parent before it touches any session (see FileBackend._after_fork).
@@ -470,7 +472,7 @@ class FileBackend(Backend):
             self._fsync_dir(directory)
 
     @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
+    def _write_all(fd: int, data: bytes | memoryview) -> None:
         written = os.write(fd, data)
         if written == len(data):
             return
@@ -491,58 +493,88 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
-    @_translated
-    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+    def append(  # noqa: C901 - one flat function on purpose: see below
+            self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         # ``build`` runs once, under the session's flock, so ``rebuild`` never matters here.
         # The common case (an uncontended lock, nobody else wrote since our last append,
-        # one whole write) is kept flat on purpose: each Python call here costs about as
-        # much as a syscall, and this runs once per message.
-        handle = self._handles.get(session_id)
-        if handle is None or not handle.lock.acquire(False):
-            handle, exact = self._locked(session_id, appending=True)
-        elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
-            handle.lock.release()
-            handle, exact = self._locked(session_id, appending=True)
-        else:
-            try:
-                fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        # one record, one whole write) is kept flat on purpose: each Python call here costs
+        # about as much as a syscall, and this runs once per message. (Not ``_translated``,
+        # for the same reason: it translates OS errors itself.)
+        try:
+            handle = self._handles.get(session_id)
+            if handle is None or not handle.lock.acquire(False):
+                handle, exact = self._locked(session_id, appending=True)
+            elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
                 handle.lock.release()
                 handle, exact = self._locked(session_id, appending=True)
             else:
                 try:
-                    exact = handle.adopt()
-                    stale = not exact and not os.fstat(handle.lock_fd).st_nlink
-                except BaseException:
-                    self._unlock(handle)  # an I/O error here must not leave the session locked
-                    raise
-                if stale:
-                    self._unlock(handle)  # deleted meanwhile: take the slow road
+                    fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.lock.release()
                     handle, exact = self._locked(session_id, appending=True)
-        sync_fd = -1
-        try:
-            if handle.poisoned:
-                raise SessionPoisonedError(
-                    f"session {session_id!r}: an earlier fsync failed, so this store refuses to "
-                    "write to it (the kernel may have dropped unsynced data); reopen to retry")
-            head = handle.head if exact else self._resync(session_id, handle, durable)
-            assert head is not None
-            if (handle.size >= self.segment_max_bytes
-                    or head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                head = self._seal_full(session_id, handle, durable)
-            records = build(head)
-            if not records:
-                return Appended([], self._position(handle))
-            sync_fd = self._write_records(session_id, handle, records, durable)
-            handle.head = Head(records[-1].seq, records[-1].digest)
-            position = self._position(handle)
-            handle.publish()
-        finally:
-            fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
-            handle.lock.release()
-        if sync_fd >= 0:
-            self._fsync_appended(session_id, handle, sync_fd)
-        return Appended(records, position)
+                else:
+                    try:
+                        exact = handle.adopt()
+                        stale = not exact and not os.fstat(handle.lock_fd).st_nlink
+                    except BaseException:
+                        self._unlock(handle)  # an I/O error here must not leave the session locked
+                        raise
+                    if stale:
+                        self._unlock(handle)  # deleted meanwhile: take the slow road
+                        handle, exact = self._locked(session_id, appending=True)
+            sync_fd = -1
+            try:
+                if handle.poisoned:
+                    self._check_poisoned(session_id, handle)
+                head = handle.head if exact else self._resync(session_id, handle, durable)
+                assert head is not None
+                if (handle.size >= self.segment_max_bytes
+                        or head.seq - handle.seg_first + 1 >= self.segment_max_events):
+                    head = self._seal_full(session_id, handle, durable)
+                records = build(head)
+                if len(records) != 1 or durable:
+                    if not records:
+                        return Appended([], self._position(handle))
+                    sync_fd = self._write_records(session_id, handle, records, durable)
+                    last = records[-1]
+                else:
+                    # _write_records and _write_at_end, inlined for one record.
+                    last = records[0]
+                    data = last.line + b"\n"
+                    shared = handle.shared
+                    if shared is not None:
+                        shared[0] |= 1  # in progress: a crash here leaves it odd
+                    handle.generation = -1
+                    try:
+                        written = os.write(handle.seg_fd, data)
+                    except OSError as exc:
+                        raise self._write_failed(session_id, handle, exc) from exc
+                    if written == len(data):
+                        handle.size += written
+                    else:  # a short write: finish it the slow way
+                        self._write_at_end(session_id, handle, data, written)
+                seq, digest = last.seq, last.digest
+                handle.head = _new_tuple(Head, (seq, digest))
+                position = {"segment": handle.seg_first, "offset": handle.size, "seq": seq, "h": digest}
+                shared = handle.shared
+                if shared is not None:  # handle.publish(), inlined
+                    assert handle.mapped is not None
+                    shared[1] = handle.seg_first
+                    shared[2] = handle.size
+                    shared[3] = seq
+                    handle.mapped[32:48] = bytes.fromhex(digest)
+                    shared[0] = handle.generation = (shared[0] | 1) + 1
+            finally:
+                fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
+                handle.lock.release()
+            if sync_fd >= 0:
+                self._fsync_appended(session_id, handle, sync_fd)
+            return _new_tuple(Appended, (records, position))
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
 
     def _seal_full(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         """Seal the full active segment before an append writes: then everything that can
@@ -608,20 +640,28 @@ class FileBackend(Backend):
         return {"segment": handle.seg_first, "offset": handle.size,
                 "seq": handle.head.seq, "h": handle.head.digest}
 
-    def _write_at_end(self, session_id: str, handle: _Handle, data: bytes) -> None:
+    def _write_at_end(self, session_id: str, handle: _Handle, data: bytes, done: int = 0) -> None:
+        """Write ``data`` (of which ``done`` bytes already are) at the end of the segment."""
         try:
-            self._write_all(handle.seg_fd, data)
+            if done:
+                self._write_all(handle.seg_fd, memoryview(data)[done:])
+            else:
+                self._write_all(handle.seg_fd, data)
         except OSError as exc:
-            # Undo the part that made it, so the log ends at its last good record. If even
-            # that fails, the cut bytes are a torn tail the next writer quarantines: a cut
-            # batch never counts, because its last record is what completes it.
-            try:
-                os.ftruncate(handle.seg_fd, handle.size)
-            except OSError:
-                handle.head = None
-            raise StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
-                               f"{exc}") from exc
+            raise self._write_failed(session_id, handle, exc) from exc
         handle.size += len(data)
+
+    @staticmethod
+    def _write_failed(session_id: str, handle: _Handle, exc: OSError) -> StorageError:
+        # Undo the part that made it, so the log ends at its last good record. If even
+        # that fails, the cut bytes are a torn tail the next writer quarantines: a cut
+        # batch never counts, because its last record is what completes it.
+        try:
+            os.ftruncate(handle.seg_fd, handle.size)
+        except OSError:
+            handle.head = None
+        return StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
+                            f"{exc}")
 
     def _sync(self, session_id: str, handle: _Handle, durable: bool) -> Head:
         """Bring the handle's view of the active segment up to date, under the lock."""
