@@ -15,7 +15,7 @@ def test_quick_run_completes_and_reports_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--quiet", "--json", str(out),
-         "--workdir", str(tmp_path)],
+         "--workdir", str(tmp_path), "--compaction"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| workload | eventlog-file |" in proc.stdout
@@ -47,6 +47,12 @@ def test_quick_run_completes_and_reports_every_workload(tmp_path: Path) -> None:
         assert cell["writers"] == sizes["procs"]  # measured: distinct worker pids
     assert results["stream"]["eventlog-file"]["peak_rss_mb"] > 0
     assert results["tail"]["eventlog-file"]["tail_long_ms"] > 0
+    compacted = results["compaction"]["eventlog-file"]
+    assert "error" not in compacted and compacted["bytes_after"] < compacted["bytes_before"]
+    # The other eventlog backends run workload 7 at their capped size, and say so.
+    sqlite_sessions = results["sessions"]["eventlog-sqlite"]
+    assert sqlite_sessions["sessions"] == sqlite_sessions["capped"] == sizes["capped_sessions"]
+    assert results["sessions"]["eventlog-file"]["sessions"] == sizes["sessions"]
 
     statuses = {t["target"]: t["status"] for t in report["targets"]}
     assert statuses["concurrent append: 0 lost/duplicated/damaged, verify ok"] == "PASS"

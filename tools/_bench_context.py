@@ -30,11 +30,12 @@ class Sizes:
     durable_per_proc: int = 500     # 4 messages per durable writer
     replay: int = 200_000           # 5 replayed session
     long: int = 1_000_000           # 5 streaming replay, 6 tail of the long session
-    capped_long: int = 200_000      # 5, 6 the long session of Redis and memory columns
+    capped_long: int = 200_000      # 5, 6 the long session of the capped columns (other eventlog backends)
     tail_small: int = 1_000         # 6 the short session
     tail_calls: int = 50            # 6 calls per median
     sessions: int = 10_000          # 7 sessions...
     session_messages: int = 10      # 7 ...of this many messages
+    capped_sessions: int = 2_000    # 7 sessions of the capped columns
     sample_first: int = 200        # quadratic peers: appends timed at the start...
     sample_last: int = 10           # ...and at the end of the session, then extrapolated
     rewrite_per_proc: int = 100     # quadratic peers' messages per concurrent writer
@@ -45,8 +46,8 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(messages=400, durable=60, per_proc=150, durable_per_proc=20, replay=3_000, long=12_000,
-                   capped_long=6_000, tail_small=200, tail_calls=15, sessions=60, sample_first=40,
-                   sample_last=10, rewrite_per_proc=20, fill_batch=2_000)
+                   capped_long=6_000, tail_small=200, tail_calls=15, sessions=60, capped_sessions=30,
+                   sample_first=40, sample_last=10, rewrite_per_proc=20, fill_batch=2_000)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -69,6 +70,7 @@ class Bench:
     now: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
     verbose: bool = True
+    compaction: bool = False  # also compact the long session and read it again (issue 3's figures)
     _stores: dict[int, tuple[Store, Path]] = field(default_factory=dict)
 
     @property

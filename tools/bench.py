@@ -15,6 +15,7 @@ Examples::
 
     python tools/bench.py
     python tools/bench.py --quick --json /tmp/bench.json
+    python tools/bench.py --compaction          # plus issue 3's compaction figures
     python tools/bench.py --only append,tail --stores eventlog-file,sqlite-wal
     python tools/bench.py --long 200000 --sessions 2000
 """
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"Redis server for the Redis columns (default {DEFAULT_REDIS_URL})")
     parser.add_argument("--workdir", metavar="DIR", help="where the run's temporary directory goes "
                         "(default: the system's; the filesystem matters, and is printed)")
+    parser.add_argument("--compaction", action="store_true",
+                        help="also compact each eventlog column's long session and read it again "
+                        "(issue 3's figures; adds a minute or more)")
     parser.add_argument("--keep", action="store_true", help="keep the run's data directory afterwards")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sizes = parser.add_argument_group("sizes (defaults: issue 5's; --quick shrinks them all)")
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="eventlog-bench-", dir=args.workdir))
     bench = Bench(sizes=_sizes(args), columns=[], workdir=workdir, redis_url=args.redis_url,
-                  verbose=not args.quiet)
+                  verbose=not args.quiet, compaction=args.compaction)
     workloads = _workloads(args)
     try:
         _columns(args, bench)
