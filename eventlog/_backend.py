@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ._codec import Head, Record
-from ._errors import CorruptLogError
+from ._errors import CorruptLogError, SessionNotFoundError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -180,14 +180,34 @@ class Backend(ABC):
                                           where=source) from None
         return 0
 
-    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+    @abstractmethod
+    def incarnation(self, session_id: str) -> object:
+        """A token naming this life of the session; raise ``SessionNotFoundError`` if it is gone.
+
+        Tokens of one life compare equal, and a life deleted and created again under the
+        same id gets a token unequal to every earlier one. ``follow`` takes the token when
+        it starts and hands it to ``wait``: without it, a follower of a session deleted and
+        created again waited on forever (the new log ends below its position) or read the
+        new log on from the old position, as if it were the same one."""
+
+    def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
+             incarnation: object = None) -> bool:
         """Block until the session's last seq passes ``after_seq`` (True) or ``timeout`` (False).
 
+        Raise ``SessionNotFoundError`` once the session is gone or is no longer the life
+        ``incarnation`` names (None: the life found when the wait starts), within about
+        ``poll_interval`` (a second, for backends that block on the server) of that.
         Polls with a backoff from 1 ms; backends that can be woken override this."""
+        life = self.incarnation(session_id) if incarnation is None else incarnation
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.001
         while True:
-            if self.last_seq(session_id) > after_seq:
+            last = self.last_seq(session_id)
+            # Read after the seq: a life never comes back, so if it is still ours now, the
+            # seq read before was ours too.
+            if self.incarnation(session_id) != life:
+                raise SessionNotFoundError(session_id)
+            if last > after_seq:
                 return True
             if deadline is not None:
                 left = deadline - time.monotonic()

@@ -145,7 +145,8 @@ SHARED_BYTES = 64
 """Size of the lock file: a page of state shared by every process that has it mapped.
 
 Only a holder of the session's lock changes it. Words: 0 a generation counter, 1 the
-active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest.
+active segment's first seq, 2 its size, 3 the last seq; bytes 32-47 the last digest;
+bytes 48-63 name the session's life (see ``LIFE_AT``).
 An appender that finishes publishes all of them and an even generation. The next
 lock holder that finds an even generation takes the head from the page instead of
 reading the end of the log (with several writers, that read and its digest checks
@@ -154,6 +155,22 @@ compaction, an appender in the middle of its write, or one that died there) leav
 the generation odd, and the next appender reads the truth from the files and
 republishes it.
 """
+
+LIFE_AT = 48
+"""Offset of 16 random bytes that ``create`` writes into the lock file and nothing changes:
+the session's incarnation. The lock file's inode can't serve alone, since a file system
+may give a deleted lock file's inode number to the next file made. Lock files made before
+these bytes were written hold zeros there and fall back to their inode, which still
+differs from the random bytes of any life made since."""
+
+
+def _life_of(fd: int) -> object:
+    """The incarnation of the session whose lock file ``fd`` is open on."""
+    life = os.pread(fd, 16, LIFE_AT)
+    if len(life) == 16 and any(life):
+        return life
+    stat = os.fstat(fd)
+    return stat.st_dev, stat.st_ino
 
 
 @dataclass(slots=True)
@@ -430,7 +447,8 @@ class FileBackend(Backend):
         try:
             os.mkdir(temp, self.dir_mode)
             try:
-                self._write_new(temp / "lock", bytes(SHARED_BYTES), durable=durable)
+                self._write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
+                                durable=durable)
                 self._write_new(temp / segment_name(1),
                                 header_line(session_id, genesis(session_id)) + b"\n"
                                 + record.line + b"\n",
@@ -1064,19 +1082,36 @@ class FileBackend(Backend):
         return super().last_seq(session_id)
 
     @_translated
-    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
-        """Watch the session's shared page: a memory read per poll, no system call, until
-        the generation moves; then the page (or, if unpublished, the log) says the seq.
-
-        The watcher maps the lock file for itself rather than borrowing the append
-        handle's mapping: another thread deleting the session closes that handle."""
+    def incarnation(self, session_id: str) -> object:
         try:
             fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError:
             raise SessionNotFoundError(session_id) from None
         try:
+            return _life_of(fd)
+        finally:
+            os.close(fd)
+
+    @_translated
+    def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
+             incarnation: object = None) -> bool:
+        """Watch the session's shared page: a memory read per poll, no system call, until
+        the generation moves; then the page (or, if unpublished, the log) says the seq.
+
+        The watcher maps the lock file for itself rather than borrowing the append
+        handle's mapping: another thread deleting the session closes that handle. The
+        page belongs to one life of the session: a new life of the id has a lock file of
+        its own, and ``delete`` unlinks this one."""
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            life = _life_of(fd)
+            if incarnation is not None and life != incarnation:
+                raise SessionNotFoundError(session_id)  # deleted and created again
             if os.fstat(fd).st_size < SHARED_BYTES:
-                return super().wait(session_id, after_seq, timeout)
+                return super().wait(session_id, after_seq, timeout, incarnation=life)
             with mmap.mmap(fd, SHARED_BYTES, access=mmap.ACCESS_READ) as page:
                 shared = memoryview(page).cast("Q")
                 try:
@@ -1094,14 +1129,14 @@ class FileBackend(Backend):
         # can claim more than the log holds, and trusting it made follow() spin forever,
         # timeout or not. Changes seen after this come from live writers.
         delay, seen = 0.0005, shared[0]
-        if self.last_seq(session_id) > after_seq:
+        if self._last_seq_of(session_id, fd) > after_seq:
             return True
         while True:
             generation = shared[0]
             if generation != seen:
                 seen = generation
                 published = not generation & 1 and generation
-                last = shared[3] if published else self.last_seq(session_id)
+                last = shared[3] if published else self._last_seq_of(session_id, fd)
                 if last > after_seq:
                     return True
             elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
@@ -1113,6 +1148,24 @@ class FileBackend(Backend):
                 delay = min(delay, left)
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
+
+    def _last_seq_of(self, session_id: str, fd: int) -> int:
+        """The last seq in the log of the life whose lock file ``fd`` is, or
+        ``SessionNotFoundError`` once the id names another life (or none).
+
+        The log is read by its path, which may lead to a new life by now; so the lock file
+        at that path is compared with ``fd`` after the read. A deleted session's directory
+        never comes back to its path, so if the lock file there is still ours, the read
+        was too; and while ``fd`` holds it open, no other file can have its inode."""
+        last = self.last_seq(session_id)
+        try:
+            there = os.stat(self._dir(session_id) / "lock")
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        ours = os.fstat(fd)
+        if (there.st_dev, there.st_ino) != (ours.st_dev, ours.st_ino):
+            raise SessionNotFoundError(session_id)
+        return last
 
     def exists(self, session_id: str) -> bool:
         return (self._dir(session_id) / "lock").exists()

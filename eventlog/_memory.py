@@ -154,15 +154,19 @@ class MemoryBackend(RowBackend):
             return (sum(len(line) + 1 for line in session.lines)
                     + sum(len(blob) for blob in session.snapshots.values()))
 
-    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+    def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
+             incarnation: object = None) -> bool:
         data = self._data
         with data.changed:
             session = self._session(session_id)
+            if incarnation is not None and session is not incarnation:
+                raise SessionNotFoundError(session_id)  # deleted and created again
 
             def moved() -> bool:
                 return data.sessions.get(session_id) is not session or session.head.seq > after_seq
 
             if not data.changed.wait_for(moved, timeout):
                 return False
-            self._session(session_id)  # deleted while we waited: the not-found error
+            if data.sessions.get(session_id) is not session:
+                raise SessionNotFoundError(session_id)  # deleted (and maybe created again)
             return True

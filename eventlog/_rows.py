@@ -106,6 +106,9 @@ class RowBackend(Backend):
     def last_seq(self, session_id: str) -> int:
         return self.read_head(session_id)[1].seq
 
+    def incarnation(self, session_id: str) -> object:
+        return self.read_head(session_id)[0]  # the generation names the life
+
     def check(self, session_id: str) -> list[str]:
         """The stored head must be the last record: appends update both in one transaction."""
         generation, head = self.read_head(session_id)

@@ -253,11 +253,17 @@ class SQLiteBackend(RowBackend):
         with self._changed:
             self._changed.notify_all()
 
-    def wait(self, session_id: str, after_seq: int, timeout: float | None) -> bool:
+    def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
+             incarnation: object = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.001
         while True:
-            if self.last_seq(session_id) > after_seq:
+            gen, head = self.read_head(session_id)
+            if incarnation is None:
+                incarnation = gen
+            elif gen != incarnation:  # deleted and created again: gens are never reused
+                raise SessionNotFoundError(session_id)
+            if head.seq > after_seq:
                 return True
             if deadline is not None:
                 left = deadline - time.monotonic()

@@ -579,27 +579,39 @@ class EventLog:
         """Yield events as they are appended (by any process), in order, each once.
 
         ``after_seq=None`` starts from now. ``timeout`` is an idle timeout in seconds
-        after which the iterator ends; None waits forever."""
+        after which the iterator ends; None waits forever. Raises ``SessionNotFoundError``
+        once the session is deleted, also when its id is created again meanwhile."""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq)
         if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
             raise InvalidEventError(f"timeout must be a non-negative number, not {timeout!r}")
+        # Taken with the start, at the call: a follower follows one life of the id.
+        life = self.backend.incarnation(sid)
         start = self.backend.last_seq(sid) if after_seq is None else after_seq
-        return self._follow(sid, start, timeout)
+        return self._follow(sid, start, timeout, life)
 
-    def _follow(self, sid: str, seq: int, timeout: float | None) -> Iterator[Event]:
+    def _follow(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
         position: dict[str, Any] | None = None
         while True:
             chain, events, where = self._scan_events(sid, seq, position)
+            checked = False
             for event in events:
                 if event.seq > seq:
+                    if not checked:
+                        # The session may have been deleted and created again since the
+                        # wait, and this read found the new log (its digests can match ours:
+                        # import_events makes exact copies). A life never comes back, so if
+                        # the session is still ours now that the read has begun, so was the read.
+                        if self.backend.incarnation(sid) != life:
+                            raise SessionNotFoundError(sid)
+                        checked = True
                     yield event
                     seq = event.seq
             if chain.head.seq == seq and chain.torn_at is None:
                 found = where()
                 if found is not None:
                     position = {**found, "seq": seq, "h": chain.head.digest}
-            if not self.backend.wait(sid, seq, timeout):
+            if not self.backend.wait(sid, seq, timeout, incarnation=life):
                 return
 
     # Upkeep --------------------------------------------------------------------------

@@ -207,3 +207,24 @@ class ConcurrencyContract(ContractBase):
             seen = [(int(ln[1]), ln[2], json.loads(ln[3])) for ln in lines if ln[0] == "event"]
             assert seen == [(e.seq, e.type, e.data) for e in log.events(sid, after_seq=2)]
             assert lines[-1] == ["done", "30"]
+
+    def test_a_follower_in_another_process_learns_the_session_was_created_again(
+            self, url: str, tmp_path: Path) -> None:
+        # Across processes nothing wakes the follower but what it watches (the file
+        # backend's page, SQLite's polling, Redis's XREAD): a new life must show there too.
+        self.need_processes()
+        with eventlog.open(url) as log:
+            sid = log.create_session().session_id
+            log.append_many(sid, [("x", i) for i in range(5)])
+            ack = tmp_path / "ack"
+            proc = _procs.start("follow", url, sid, 0, 100, 30, ack)
+            _procs.wait_for_line(ack, "event", proc)
+            time.sleep(0.3)  # into its wait
+            log.delete_session(sid)
+            log.create_session(sid)
+            log.append_many(sid, [("y", i) for i in range(9)])  # past where it waits
+            start = time.monotonic()
+            _procs.finish(proc)
+            assert time.monotonic() - start < 10
+            lines = _procs.ack_lines(ack)
+            assert lines[-1] == ["gone", "6"]

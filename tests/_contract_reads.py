@@ -31,6 +31,24 @@ def _busy_session(log: EventLog) -> tuple[str, list[ChatMessage]]:
     return sid, messages
 
 
+def _next_within(follower: Iterator[Event], seconds: float) -> Event | BaseException:
+    """What ``next(follower)`` returns or raises, run in a thread so that a follower that
+    waits on for good fails the test instead of hanging the suite."""
+    outcome: list[Event | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(next(follower))
+        except BaseException as exc:  # handed to the test to judge
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"follow() still waiting after {seconds} s"
+    return outcome[0]
+
+
 def _later(delay: float, action: object) -> threading.Thread:
     def run() -> None:
         time.sleep(delay)
@@ -203,9 +221,6 @@ class ReadContract(ContractBase):
         with pytest.raises(SessionNotFoundError):
             next(follower)  # before it ever waited
 
-    @pytest.mark.xfail(strict=True, reason="follow can't tell a session deleted and created again "
-                       "from the one it followed: it waits on (forever, with timeout=None) or "
-                       "reads the new log from the old position; needs an incarnation check")
     def test_follow_a_session_deleted_and_created_again_raises_not_found(self, log: EventLog) -> None:
         sid = log.create_session().session_id
         log.append_many(sid, [("x", i) for i in range(5)])
@@ -214,6 +229,79 @@ class ReadContract(ContractBase):
         log.delete_session(sid)
         log.create_session(sid)
         log.append(sid, "y", 1)
+        with pytest.raises(SessionNotFoundError):
+            next(follower)
+
+    @pytest.mark.parametrize("appended", [0, 3, 9], ids=["shorter", "as-long", "longer"])
+    def test_follow_a_session_created_again_between_waits_raises_not_found(
+            self, log: EventLog, appended: int) -> None:
+        # The follower sits between waits (at its yield) while the id gets a new log that
+        # ends below, at or past its position: it must not wait on, nor read the new log.
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", i) for i in range(3)])
+        follower = log.follow(sid, timeout=None)
+        log.append(sid, "x", 3)
+        assert next(follower).seq == 5
+        log.delete_session(sid)
+        log.create_session(sid)
+        log.append_many(sid, [("y", i) for i in range(appended)])
+        assert isinstance(_next_within(follower, 5), SessionNotFoundError)
+
+    @pytest.mark.parametrize("appended", [0, 3, 9], ids=["shorter", "as-long", "longer"])
+    def test_follow_a_session_created_again_while_it_waits_raises_not_found(
+            self, log: EventLog, appended: int) -> None:
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", i) for i in range(3)])
+        follower = log.follow(sid, after_seq=0, timeout=None)
+        assert [next(follower).seq for _ in range(4)] == [1, 2, 3, 4]
+
+        def again() -> None:
+            log.delete_session(sid)
+            log.create_session(sid)
+            log.append_many(sid, [("y", i) for i in range(appended)])
+
+        thread = _later(0.3, again)
+        # Blocked in the backend's wait when the new life begins.
+        assert isinstance(_next_within(follower, 5), SessionNotFoundError)
+        thread.join(10)
+
+    def test_follow_refuses_an_exact_copy_made_in_the_old_ones_place(self, log: EventLog) -> None:
+        # import_events can make the new life byte for byte the old one, digests and all:
+        # only the incarnation tells them apart.
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", i) for i in range(3)])
+        follower = log.follow(sid, after_seq=0, timeout=None)
+        assert [next(follower).seq for _ in range(4)] == [1, 2, 3, 4]
+        history = list(log.events(sid))
+        log.delete_session(sid)
+        log.import_events(sid, [*history, Event(5, "x", history[-1].ts, 3)])
+        assert isinstance(_next_within(follower, 5), SessionNotFoundError)
+
+    def test_a_backend_wait_refuses_another_life(self, log: EventLog) -> None:
+        sid = log.create_session().session_id
+        old = log.backend.incarnation(sid)
+        assert log.backend.incarnation(sid) == old
+        log.append(sid, "x", 0)
+        assert log.backend.incarnation(sid) == old  # appends don't change the life
+        log.delete_session(sid)
+        log.create_session(sid)
+        log.append_many(sid, [("y", i) for i in range(5)])
+        new = log.backend.incarnation(sid)
+        assert new != old
+        for after_seq in (0, 6, 100):  # the new log passes it, ends at it, ends below it
+            with pytest.raises(SessionNotFoundError):
+                log.backend.wait(sid, after_seq, 5, incarnation=old)
+        assert log.backend.wait(sid, 0, 0, incarnation=new) is True
+        assert log.backend.wait(sid, 6, 0, incarnation=new) is False
+
+    def test_follow_started_on_one_life_refuses_the_next(self, log: EventLog) -> None:
+        # The life is taken when follow() is called, not at the first next().
+        sid = log.create_session().session_id
+        log.append_many(sid, [("x", i) for i in range(3)])
+        follower = log.follow(sid, after_seq=2, timeout=None)
+        log.delete_session(sid)
+        log.create_session(sid)
+        log.append_many(sid, [("y", i) for i in range(5)])
         with pytest.raises(SessionNotFoundError):
             next(follower)
 

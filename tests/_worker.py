@@ -133,11 +133,15 @@ def follow(url: str, sid: str, after: str, count: str, timeout: str, ack: str) -
                             timeout=float(timeout))
         acks.say("ready")
         got = 0
-        for event in events:
-            acks.say("event", event.seq, event.type, json.dumps(event.data, separators=(",", ":")))
-            got += 1
-            if got == int(count):
-                break
+        try:
+            for event in events:
+                acks.say("event", event.seq, event.type, json.dumps(event.data, separators=(",", ":")))
+                got += 1
+                if got == int(count):
+                    break
+        except eventlog.SessionNotFoundError:
+            acks.say("gone", got)
+            return
         acks.say("done", got)
 
 

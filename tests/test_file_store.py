@@ -18,6 +18,7 @@ from eventlog import EventLog
 
 from ._contract_base import message
 from ._contract_input import HOSTILE_IDS, VALID_ODD_IDS
+from ._contract_reads import _later, _next_within
 from ._torn import die_mid_write
 from .conformance import StoreContract
 
@@ -172,6 +173,39 @@ class TestLocks:
             finally:
                 os.close(fd)
             assert log.append(sid, "x", 1).seq == 2
+
+
+class TestFollowLives:
+    @pytest.mark.parametrize("lock", ["zeros", "empty"])
+    @pytest.mark.parametrize("when", ["between waits", "while it waits"])
+    def test_a_lock_file_from_before_life_bytes_still_tells_lives_apart(
+            self, root: Path, lock: str, when: str) -> None:
+        # Lock files made before create wrote the 16 life bytes hold zeros there, or (older
+        # still) nothing at all: the follower goes by the lock file's inode instead.
+        with eventlog.open(root) as log:
+            sid = log.create_session().session_id
+        path = root / sid / "lock"
+        if lock == "empty":
+            path.write_bytes(b"")
+        else:
+            with path.open("r+b") as f:
+                f.seek(48)
+                f.write(bytes(16))
+        with eventlog.open(root) as log:
+            log.append(sid, "x", 0)
+            follower = log.follow(sid, after_seq=0, timeout=None)
+            assert [next(follower).seq for _ in range(2)] == [1, 2]
+
+            def again() -> None:
+                log.delete_session(sid)
+                log.create_session(sid)
+                log.append_many(sid, [("y", i) for i in range(5)])
+
+            if when == "between waits":
+                again()
+            else:
+                _later(0.3, again)
+            assert isinstance(_next_within(follower, 5), eventlog.SessionNotFoundError)
 
 
 class TestFork:
