@@ -581,6 +581,14 @@ class EventLog:
         ``after_seq=None`` starts from now. ``timeout`` is an idle timeout in seconds
         after which the iterator ends; None waits forever. Raises ``SessionNotFoundError``
         once the session is deleted, also when its id is created again meanwhile."""
+        sid, start, life = self._follow_start(session_id, after_seq, timeout)
+        return self._follow(sid, start, timeout, life)
+
+    def _follow_start(self, session_id: str, after_seq: int | None,
+                      timeout: float | None) -> tuple[str, int, object]:
+        """Check ``follow``'s arguments; return the id, the seq to follow from and the
+        session's life. (The server's follower threads resume ``_follow`` with the same
+        life after each idle timeout, so a stream, too, follows one life of the id.)"""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq)
         if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
@@ -588,7 +596,7 @@ class EventLog:
         # Taken with the start, at the call: a follower follows one life of the id.
         life = self.backend.incarnation(sid)
         start = self.backend.last_seq(sid) if after_seq is None else after_seq
-        return self._follow(sid, start, timeout, life)
+        return sid, start, life
 
     def _follow(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
         position: dict[str, Any] | None = None

@@ -5,7 +5,7 @@ that runs it and hands events to the event loop through a bounded queue. The thr
 plain ``threading.Thread`` rather than one of the shared worker threads: a stream holds its
 thread for as long as the client watches, and forty watchers would otherwise starve every
 other request of workers. The thread looks up at least every ``follow_idle`` seconds (the
-idle timeout of ``follow``, called in a loop), so a disconnect or a shutdown stops it.
+idle timeout of ``follow``, resumed in a loop), so a disconnect or a shutdown stops it.
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ class Follower:
             self._room.release()
 
     def _run(self) -> None:
-        seq = self.after_seq
         try:
+            # One life of the session for the whole stream: a follow started afresh after each
+            # idle timeout would go on reading a session deleted and created again meanwhile.
+            sid, seq, life = self.log._follow_start(self.session_id, self.after_seq, self.idle)
             while not self._stop.is_set():
-                for event in self.log.follow(self.session_id, after_seq=seq, timeout=self.idle):
+                for event in self.log._follow(sid, seq, self.idle, life):
                     if not self._hand(event):
                         return
                     seq = event.seq

@@ -234,3 +234,39 @@ def test_follow_sees_a_delete_by_the_same_log(tmp_path: Path) -> None:
         log.delete_session("gone")
         thread.join(10)
     assert len(failures) == 1 and isinstance(failures[0], eventlog.SessionNotFoundError), failures
+
+
+def test_a_stream_ends_when_its_session_is_created_again_between_idle_timeouts(
+        app_log: eventlog.EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower thread resumes ``follow`` after every idle timeout; it must go on
+    following the same life of the session, not pick up a new one made under the same id
+    between two of its follows (where no wait of its own is running to notice)."""
+    app = create_app(app_log, token=TOKEN)
+    app.state.eventlog.settings.follow_idle = 0.1
+    waiting, recreated = threading.Event(), threading.Event()
+    real_wait = app_log.backend.wait
+
+    def wait(session_id: str, after_seq: int, timeout: float | None, **kwargs: object) -> bool:
+        if not recreated.is_set():
+            # The idle timeout ends this follow; the session is made anew before the next.
+            waiting.set()
+            assert recreated.wait(10)
+            return False
+        return real_wait(session_id, after_seq, timeout, **kwargs)
+
+    monkeypatch.setattr(app_log.backend, "wait", wait)
+    with running(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        response = _stream(client, "live", after_seq=0)
+        try:
+            assert [orjson.loads(e["data"])["seq"] for e in sse_events(response, 1)] == [1]
+            assert waiting.wait(10)
+            app_log.delete_session("live")
+            app_log.create_session("live", participants=["Bob"])
+            for n in range(3):  # the new life grows past the stream's position
+                app_log.append("live", "note", n)
+            recreated.set()
+            events = sse_events(response, 1)
+            assert events[0]["event"] == "eventlog-error", events
+            assert orjson.loads(events[0]["data"])["status"] == 404
+        finally:
+            response.close()
