@@ -199,23 +199,37 @@ class Backend(ABC):
         ``poll_interval`` (a second, for backends that block on the server) of that.
         Polls with a backoff from 1 ms; backends that can be woken override this."""
         life = self.incarnation(session_id) if incarnation is None else incarnation
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.001
-        while True:
+
+        def passed(_delay: float) -> bool:
             last = self.last_seq(session_id)
             # Read after the seq: a life never comes back, so if it is still ours now, the
             # seq read before was ours too.
             if self.incarnation(session_id) != life:
                 raise SessionNotFoundError(session_id)
-            if last > after_seq:
-                return True
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                delay = min(delay, left)
-            time.sleep(delay)
-            delay = min(delay * 2, self.poll_interval)
+            return last > after_seq
+
+        return poll_until(passed, timeout, first=0.001, most=self.poll_interval)
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""
+
+
+def poll_until(check: Callable[[float], bool], timeout: float | None, *, first: float, most: float,
+               sleep: Callable[[float], object] = time.sleep) -> bool:
+    """Call ``check(delay)`` until it returns True (then True) or ``timeout`` seconds pass
+    (then False; None: never), sleeping between calls from ``first`` seconds, doubling up to
+    ``most``. ``check`` stops the wait with an error by raising; it gets the coming delay,
+    so it can do its dearer checks only once the wait has slowed down. The one backoff loop
+    of every backend's ``wait``: each passes its own check, and ``sleep`` if it can be woken."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = first
+    while True:
+        if check(delay):
+            return True
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            delay = min(delay, left)
+        sleep(delay)
+        delay = min(delay * 2, most)

@@ -48,7 +48,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
-from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed
+from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
 from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
 from ._errors import (
     CorruptLogError,
@@ -1123,31 +1123,26 @@ class FileBackend(Backend):
 
     def _watch(self, session_id: str, fd: int, shared: memoryview, after_seq: int,
                timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
         # The first look goes to the log, not the page: a page published in an earlier life
         # of the store (written back before the log at a power cut, or copied with a store)
         # can claim more than the log holds, and trusting it made follow() spin forever,
         # timeout or not. Changes seen after this come from live writers.
-        delay, seen = 0.0005, shared[0]
+        seen = [shared[0]]
         if self._last_seq_of(session_id, fd) > after_seq:
             return True
-        while True:
+
+        def passed(delay: float) -> bool:
             generation = shared[0]
-            if generation != seen:
-                seen = generation
+            if generation != seen[0]:
+                seen[0] = generation
                 published = not generation & 1 and generation
                 last = shared[3] if published else self._last_seq_of(session_id, fd)
-                if last > after_seq:
-                    return True
-            elif delay >= self.poll_interval and not os.fstat(fd).st_nlink:
+                return bool(last > after_seq)
+            if delay >= self.poll_interval and not os.fstat(fd).st_nlink:
                 raise SessionNotFoundError(session_id)  # deleted: delete unlinks the lock file
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                delay = min(delay, left)
-            time.sleep(delay)
-            delay = min(delay * 2, self.poll_interval)
+            return False
+
+        return poll_until(passed, timeout, first=0.0005, most=self.poll_interval)
 
     def _last_seq_of(self, session_id: str, fd: int) -> int:
         """The last seq in the log of the life whose lock file ``fd`` is, or

@@ -29,13 +29,12 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._backend import Appended, Archived, Build, Sealed
+from ._backend import Appended, Archived, Build, Sealed, poll_until
 from ._chunks import pack, rows_in
 from ._codec import Head, Record
 from ._errors import (
@@ -255,24 +254,21 @@ class SQLiteBackend(RowBackend):
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
              incarnation: object = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.001
-        while True:
+        life: list[object] = [incarnation]
+
+        def passed(_delay: float) -> bool:
             gen, head = self.read_head(session_id)
-            if incarnation is None:
-                incarnation = gen
-            elif gen != incarnation:  # deleted and created again: gens are never reused
+            if life[0] is None:
+                life[0] = gen
+            elif gen != life[0]:  # deleted and created again: gens are never reused
                 raise SessionNotFoundError(session_id)
-            if head.seq > after_seq:
-                return True
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                delay = min(delay, left)
-            with self._changed:
+            return head.seq > after_seq
+
+        def sleep(delay: float) -> None:
+            with self._changed:  # an append or delete by this process wakes it at once
                 self._changed.wait(delay)
-            delay = min(delay * 2, self.poll_interval)
+
+        return poll_until(passed, timeout, first=0.001, most=self.poll_interval, sleep=sleep)
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         with self._write(f"deleting session {session_id!r}", False) as db:
