@@ -16,6 +16,7 @@ reordering or flipping a bit in any record breaks the chain at that record.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -36,6 +37,8 @@ _sha256 = hashlib.sha256
 _loads = orjson.loads
 # Builds a NamedTuple (Event, Record) without the keyword handling of its generated __new__.
 new_event = _new_tuple = tuple.__new__
+# An event's fields from its record object in one C call (KeyError if one is missing).
+_EVENT_FIELDS = operator.itemgetter("seq", "type", "ts", "data")
 
 
 class Head(NamedTuple):
@@ -168,45 +171,78 @@ class ChainReader:
         return self.read_chunks((source, lineno, [line]) for source, lineno, line in lines)
 
     def read_chunks(self, chunks: Iterable[tuple[str, int, list[bytes]]]) -> Iterator[Event]:
-        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop."""
+        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop.
+
+        ``parse()`` and ``link()`` inlined by hand, the chain's place kept in locals and
+        written back before each event is handed out (callers read ``head`` as they go).
+        A line the fast loop can't take whole (torn, damaged, out of place) goes to
+        ``_read_line``, which decides what it is exactly as it always did."""
         sha = _sha256
         loads = _loads
         build = new_event
+        pick = _EVENT_FIELDS
+        suffix_open = _SUFFIX_OPEN
         for source, first, lines in chunks:
+            seq = self.seq
+            prev = self.digest.encode()
+            whole = self.torn_at is None  # after a torn line, each readable one is an error
             for index, line in enumerate(lines):
-                # parse() and link() inlined by hand: this runs once per stored event.
-                obj: Any = None
-                if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+                if whole and line[-SUFFIX_LEN:-DIGEST_HEX - 2] == suffix_open:
                     try:
                         obj = loads(line)
-                    except orjson.JSONDecodeError:
+                        if type(obj) is dict and len(obj) == 5:
+                            fields = pick(obj)  # KeyError if one is missing
+                            if fields[0] == seq + 1:
+                                digest = sha(prev + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX]
+                                prev = line[-DIGEST_HEX - 2:-2]
+                                if digest.encode() == prev:
+                                    seq = self.seq = fields[0]
+                                    self.digest = digest
+                                    yield build(Event, fields)
+                                    continue
+                    except (orjson.JSONDecodeError, KeyError):
                         pass
-                try:
-                    if type(obj) is not dict or len(obj) != 5:
-                        raise KeyError
-                    seq = obj["seq"]
-                    event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
-                except KeyError:
-                    if looks_like_record(line):
-                        # Not a torn tail (see looks_like_record): damage, wherever it is.
-                        raise self.corrupt("a complete record can't be read", source,
-                                           first + index, self.seq + 1) from None
-                    if self.torn_at is None:
-                        self.torn_at = (source, first + index)
-                    continue
-                if self.torn_at is not None:
-                    raise self.corrupt("an unreadable record is followed by readable ones",
-                                       *self.torn_at, self.seq + 1)
-                digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
-                if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
-                    raise self.corrupt("digest does not match: the record was altered, or one "
-                                       "before it is missing or out of order",
-                                       source, first + index, seq)
-                if seq != self.seq + 1:
-                    raise self.corrupt(f"expected seq {self.seq + 1}", source, first + index, seq)
-                self.seq = seq
-                self.digest = digest
-                yield event
+                found = self._read_line(source, first + index, line)
+                seq = self.seq
+                prev = self.digest.encode()
+                whole = self.torn_at is None
+                if found is not None:
+                    yield found
+
+    def _read_line(self, source: str, lineno: int, line: bytes) -> Event | None:
+        """One line the fast loop in ``read_chunks`` did not take: its event, ``None`` for an
+        unreadable line that may be a torn tail, or ``CorruptLogError``."""
+        obj: Any = None
+        if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+            try:
+                obj = _loads(line)
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            if type(obj) is not dict or len(obj) != 5:
+                raise KeyError
+            seq = obj["seq"]
+            event: Event = new_event(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+        except KeyError:
+            if looks_like_record(line):
+                # Not a torn tail (see looks_like_record): damage, wherever it is.
+                raise self.corrupt("a complete record can't be read", source, lineno,
+                                   self.seq + 1) from None
+            if self.torn_at is None:
+                self.torn_at = (source, lineno)
+            return None
+        if self.torn_at is not None:
+            raise self.corrupt("an unreadable record is followed by readable ones",
+                               *self.torn_at, self.seq + 1)
+        digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+        if link(self.digest, line[:-SUFFIX_LEN] + b"}") != digest:
+            raise self.corrupt("digest does not match: the record was altered, or one "
+                               "before it is missing or out of order", source, lineno, seq)
+        if seq != self.seq + 1:
+            raise self.corrupt(f"expected seq {self.seq + 1}", source, lineno, seq)
+        self.seq = seq
+        self.digest = digest
+        return event
 
 
 def decode_line(line: bytes) -> dict[str, Any]:
