@@ -98,7 +98,7 @@ def _damage(rng: random.Random, lines: list[bytes]) -> list[Any]:
             break
         at = rng.randrange(len(damaged))
         line = damaged[at]
-        kind = rng.randrange(9)
+        kind = rng.randrange(11)
         if kind == 0:
             del damaged[at]
         elif kind == 1:
@@ -118,6 +118,12 @@ def _damage(rng: random.Random, lines: list[bytes]) -> list[Any]:
             damaged[at] = line[:-2].upper() + line[-2:]
         elif kind == 8:
             damaged[at] = "a str"  # not bytes: no backend of ours hands that over
+        elif kind == 9 and isinstance(line, bytes):  # a newline (or a comma) in the middle
+            spot = rng.randrange(len(line) + 1)
+            damaged[at:at + 1] = [line[:spot], line[spot:]] if rng.random() < 0.5 else [
+                line[:spot] + b"," + line[spot:]]
+        elif kind == 10 and isinstance(line, bytes):  # an object left open, closed later
+            damaged[at:at + 1] = [line[:-1] + b" ", b'"h":"%s"}' % line[-34:-2]]
     return damaged
 
 
@@ -162,3 +168,16 @@ def test_the_chain_hot_loop_decides_as_reading_one_line_at_a_time(
     fast = ChainReader(SID, head)
     slow = ChainReader(SID, head)
     assert _observe(fast, fast.read_chunks(chunks)) == _observe(slow, _line_by_line(slow, chunks))
+
+
+def test_a_record_left_open_and_closed_by_the_next_line_is_damage_on_every_path() -> None:
+    """Decoded together, a record whose closing ``}`` became a space and a next line that
+    closes it (repeating ``"h"``) make one object of five keys, and a line ``1,2`` keeps
+    the count of objects: only the check of each line's end tells the record is damaged."""
+    lines = _chain_lines(random.Random(1), 3)
+    chunk: list[Any] = [lines[0], lines[1][:-1] + b" ", b'"h":"%s"}' % lines[1][-34:-2], b"1,2"]
+    fast = ChainReader(SID, genesis(SID))
+    slow = ChainReader(SID, genesis(SID))
+    seen = _observe(fast, fast.read_chunks([("seg", 1, chunk)]))
+    assert seen == _observe(slow, _line_by_line(slow, [("seg", 1, chunk)]))
+    assert seen[1] is not None and "a complete record can't be read" in seen[1]
