@@ -16,6 +16,7 @@ reordering or flipping a bit in any record breaks the chain at that record.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -36,6 +37,8 @@ _sha256 = hashlib.sha256
 _loads = orjson.loads
 # Builds a NamedTuple (Event, Record) without the keyword handling of its generated __new__.
 new_event = _new_tuple = tuple.__new__
+# An event's fields from its record object in one C call (KeyError if one is missing).
+_EVENT_FIELDS = operator.itemgetter("seq", "type", "ts", "data")
 
 
 class Head(NamedTuple):
@@ -175,45 +178,117 @@ class ChainReader:
         return self.read_chunks((source, lineno, [line]) for source, lineno, line in lines)
 
     def read_chunks(self, chunks: Iterable[tuple[str, int, list[bytes]]]) -> Iterator[Event]:
-        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop."""
+        """Events from ``(source, first line number, lines)`` blocks: the replay hot loop.
+
+        ``parse()`` and ``link()`` inlined by hand, the chain's place kept in locals and
+        written back before each event is handed out (callers read ``head`` as they go).
+        A line the fast loop can't take whole (torn, damaged, out of place) goes to
+        ``_read_line``, which decides what it is exactly as it always did."""
         sha = _sha256
         loads = _loads
         build = new_event
-        for source, first, lines in chunks:
+        pick = _EVENT_FIELDS
+        suffix_open = _SUFFIX_OPEN
+        for source, first, lines, objs in _decoded_runs(chunks):
+            seq = self.seq
+            prev = self.digest.encode()
+            whole = self.torn_at is None  # after a torn line, each readable one is an error
             for index, line in enumerate(lines):
-                # parse() and link() inlined by hand: this runs once per stored event.
-                obj: Any = None
-                if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+                # The line's end is checked whole, ``"}`` too: a run's objects are known to
+                # be its lines' only where each line ends its object (see _decoded_runs).
+                if whole and line[-SUFFIX_LEN:-DIGEST_HEX - 2] == suffix_open and line[-2:] == b'"}':
                     try:
-                        obj = loads(line)
-                    except orjson.JSONDecodeError:
+                        obj = loads(line) if objs is None else objs[index]
+                        if type(obj) is dict and len(obj) == 5:
+                            fields = pick(obj)  # KeyError if one is missing
+                            if fields[0] == seq + 1:
+                                digest = sha(prev + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX]
+                                prev = line[-DIGEST_HEX - 2:-2]
+                                if digest.encode() == prev:
+                                    seq = self.seq = fields[0]
+                                    self.digest = digest
+                                    yield build(Event, fields)
+                                    continue
+                    except (orjson.JSONDecodeError, KeyError):
                         pass
+                # The run's objects are only known to be its lines' while every line before
+                # was a whole record (see _decoded_runs): from here on, one at a time.
+                objs = None
+                found = self._read_line(source, first + index, line)
+                seq = self.seq
+                prev = self.digest.encode()
+                whole = self.torn_at is None
+                if found is not None:
+                    yield found
+
+    def _read_line(self, source: str, lineno: int, line: bytes) -> Event | None:
+        """One line the fast loop in ``read_chunks`` did not take: its event, ``None`` for an
+        unreadable line that may be a torn tail, or ``CorruptLogError``."""
+        obj: Any = None
+        if line[-SUFFIX_LEN:-DIGEST_HEX - 2] == _SUFFIX_OPEN:
+            try:
+                obj = _loads(line)
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            if type(obj) is not dict or len(obj) != 5:
+                raise KeyError
+            seq = obj["seq"]
+            event: Event = new_event(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+        except KeyError:
+            if looks_like_record(line):
+                # Not a torn tail (see looks_like_record): damage, wherever it is.
+                raise self.corrupt("a complete record can't be read", source, lineno,
+                                   self.seq + 1) from None
+            if self.torn_at is None:
+                self.torn_at = (source, lineno)
+            return None
+        if self.torn_at is not None:
+            raise self.corrupt("an unreadable record is followed by readable ones",
+                               *self.torn_at, self.seq + 1)
+        digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+        if link(self.digest, line[:-SUFFIX_LEN] + b"}") != digest:
+            raise self.corrupt("digest does not match: the record was altered, or one "
+                               "before it is missing or out of order", source, lineno, seq)
+        if seq != self.seq + 1:
+            raise self.corrupt(f"expected seq {self.seq + 1}", source, lineno, seq)
+        self.seq = seq
+        self.digest = digest
+        return event
+
+
+_RUN = 128
+"""Lines decoded by one ``orjson.loads``: a call per line costs about a fifth of the
+decoding itself, and a run much longer keeps more decoded objects alive at once than
+the garbage collector's youngest generation holds."""
+
+
+def _decoded_runs(chunks: Iterable[tuple[str, int, list[bytes]]]
+                  ) -> Iterator[tuple[str, int, list[bytes], list[Any] | None]]:
+    """Chunks in runs of ``_RUN`` lines, each with its lines decoded by one ``orjson.loads``
+    of them joined as a JSON array, or ``None`` if that fails (a line is not JSON, or not
+    bytes), and the lines are decoded one by one.
+
+    The objects are each line's only so long as every line before it in the run was
+    taken whole: its digest covers all of it but the closing ``"}``, which is checked
+    too, so it is a record as written, one complete JSON object, and the parser, in step
+    at the run's start, reads exactly it and stands at the next separator. ``read_chunks``
+    drops the objects at the first line it doesn't take: a damaged line can leave the
+    array parseable with the lines after it decoded out of step (an object left open,
+    closed by the next line)."""
+    loads = _loads
+    for source, first, lines in chunks:
+        for start in range(0, len(lines), _RUN):
+            run = lines if len(lines) <= _RUN else lines[start:start + _RUN]
+            objs = None
+            if len(run) > 1:
                 try:
-                    if type(obj) is not dict or len(obj) != 5:
-                        raise KeyError
-                    seq = obj["seq"]
-                    event = build(Event, (seq, obj["type"], obj["ts"], obj["data"]))
-                except KeyError:
-                    if looks_like_record(line):
-                        # Not a torn tail (see looks_like_record): damage, wherever it is.
-                        raise self.corrupt("a complete record can't be read", source,
-                                           first + index, self.seq + 1) from None
-                    if self.torn_at is None:
-                        self.torn_at = (source, first + index)
-                    continue
-                if self.torn_at is not None:
-                    raise self.corrupt("an unreadable record is followed by readable ones",
-                                       *self.torn_at, self.seq + 1)
-                digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
-                if sha(self.digest.encode() + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX] != digest:
-                    raise self.corrupt("digest does not match: the record was altered, or one "
-                                       "before it is missing or out of order",
-                                       source, first + index, seq)
-                if seq != self.seq + 1:
-                    raise self.corrupt(f"expected seq {self.seq + 1}", source, first + index, seq)
-                self.seq = seq
-                self.digest = digest
-                yield event
+                    objs = loads(b"[" + b",".join(run) + b"]")
+                except (orjson.JSONDecodeError, TypeError):
+                    pass
+                if objs is not None and len(objs) != len(run):
+                    objs = None
+            yield source, first + start, run, objs
 
 
 def decode_line(line: bytes) -> dict[str, Any]:

@@ -80,9 +80,9 @@ class SegmentReader:
     """Reads one segment forward from ``offset``.
 
     Iterating it yields complete record lines one by one (what writers use); ``chunks``
-    yields them in blocks, which replay uses: a block of plain records goes to the
-    chain check as one list, and only blocks holding structure (the header, a
-    trailer, batch framing) are taken apart line by line.
+    yields them in blocks, which replay uses: the records of a block go to the chain
+    check as one list (a batch's members once the batch is whole), and only the header
+    and what follows a line that is not a record are taken apart line by line.
 
     After (or during) reading: ``good_end`` is the offset just past the last line
     handed out whole (a batch counts when complete); ``header`` and ``sealed`` hold
@@ -100,6 +100,10 @@ class SegmentReader:
     end: int = 0
     _pending: list[tuple[int, int, bytes]] = field(default_factory=list)
     pread: Pread = os.pread
+    # Members of a batch whose last record is not read yet (a batch of thousands spans many
+    # blocks), like ``_careful``'s pending ones: ``chunks`` hands them out once it ends.
+    _held: list[bytes] = field(default_factory=list)
+    _held_raw: list[bytes] = field(default_factory=list)  # the same lines as read, space and all
 
     def _blocks(self) -> Iterator[tuple[int, bytes]]:
         """``(offset, block)``: runs of complete lines, newline included, in file order."""
@@ -114,7 +118,9 @@ class SegmentReader:
             if cut == 0:
                 rest = buf
                 continue
-            block, rest = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+            # The bytes after the last newline are read again with the next block: cheaper
+            # than joining them to it (a copy of the whole block).
+            block, rest = (buf if cut == len(buf) else buf[:cut]), b""
             self.end = pos + cut
             yield pos, block
             pos += cut
@@ -126,28 +132,69 @@ class SegmentReader:
                 return
 
     def chunks(self) -> Iterator[tuple[str, int, list[bytes]]]:
-        name = self.name
         for pos, block in self._blocks():
             if pos == 0:  # the header line: take it apart alone, so the rest can go fast
                 cut = block.index(b"\n") + 1
-                for source, lineno, line in self._careful(block[:cut], 0):
-                    yield source, lineno, [line]
+                yield from self._careful_chunks(block[:cut], 0)
                 pos, block = cut, block[cut:]
                 if not block:
                     continue
-            if (not self._pending and b" \n" not in block
-                    and b'\n{"sealed":' not in block and not block.startswith(_TRAILER)):
+            cut = 0 if self._pending else len(block)  # careful inside a batch: it reads it on
+            if cut:
                 lines = block.split(b"\n")
                 lines.pop()  # the empty string after the last newline
-                first = self.lineno + 1
-                self.lineno += len(lines)
-                self.good_end = pos + len(block)
-                yield name, first, lines
-                continue
-            for source, lineno, line in self._careful(block, pos):
-                yield source, lineno, [line]
-            if self.sealed is not None:
-                return
+                # What ``_careful`` makes of a run of records, in one pass: batch members lose
+                # the space they end in. A look at each line costs less than a few scans over
+                # the block's bytes would. From the first line that is not a record (a
+                # trailer, damage) on, the block goes the careful way.
+                records = [line.rstrip(b" ") if line[-1] == 32 else line
+                           for line in lines if line.startswith(_RECORD)]
+                if len(records) != len(lines):
+                    cut = _records_first(lines, records)
+                run = self._run(lines, records, pos + cut)
+                if run is not None:
+                    yield self.name, *run
+            if cut < len(block):
+                self._hand_over()
+                yield from self._careful_chunks(block[cut:], pos + cut)
+                if self.sealed is not None:
+                    return
+
+    def _run(self, lines: list[bytes], records: list[bytes], end: int
+             ) -> tuple[int, list[bytes]] | None:
+        """``records`` (read as ``lines``, which end at offset ``end``) after the batch
+        members held before them, as ``(first line number, records)``; the members of a
+        batch going on past them are held back (``None`` if that is all of them)."""
+        held = self._held
+        first = self.lineno + 1 - len(held)
+        self.lineno += len(lines)
+        members = _members_at_end(lines)
+        if held:
+            held += records
+            records = held
+        if members == len(lines):
+            self._held = records
+            self._held_raw += lines
+            return None
+        self._held = records[len(records) - members:]
+        del records[len(records) - members:]
+        self._held_raw = lines[len(lines) - members:]
+        self.good_end = end - sum(map(len, self._held_raw)) - members
+        return first, records
+
+    def _hand_over(self) -> None:
+        """Give the batch members held to ``_careful``, as its pending ones."""
+        if self._held:
+            lineno, end = self.lineno - len(self._held), self.good_end
+            for record, raw in zip(self._held, self._held_raw, strict=True):
+                lineno += 1
+                end += len(raw) + 1
+                self._pending.append((lineno, end, record))
+            self._held, self._held_raw = [], []
+
+    def _careful_chunks(self, block: bytes, pos: int) -> Iterator[tuple[str, int, list[bytes]]]:
+        for source, lineno, line in self._careful(block, pos):
+            yield source, lineno, [line]
 
     def _careful(self, block: bytes, pos: int) -> Iterator[tuple[str, int, bytes]]:
         """One block, line by line: header, trailer, batch framing, garbage."""
@@ -182,6 +229,22 @@ class SegmentReader:
                 return
             else:
                 yield name, self.lineno, line
+
+
+def _records_first(lines: list[bytes], records: list[bytes]) -> int:
+    """Cut ``lines`` and ``records`` (those of them that are records) to the lines before the
+    first that is not one; return the length in bytes of what is left of ``lines``."""
+    stop = next(i for i, line in enumerate(lines) if not line.startswith(_RECORD))
+    del lines[stop:], records[stop:]
+    return sum(map(len, lines)) + stop
+
+
+def _members_at_end(lines: list[bytes]) -> int:
+    """How many of ``lines`` at the end are members of a batch going on past them."""
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index][-1] != 32:
+            return len(lines) - 1 - index
+    return len(lines)
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
