@@ -71,14 +71,10 @@ class VerifyReport:
         return not self.problems
 
 
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(cls.__dict__[name].__set__ for name in names)
+class _Unfrozen:
+    """ChatMessage's slots, without its frozen ``__setattr__``: see ``build_message``."""
 
-
-_MESSAGE_SETTERS = _slot_setters(ChatMessage, (
-    "sender", "content", "session_id", "recipient", "id", "timestamp", "message_type",
-    "metadata", "seq"))
-_new = object.__new__
+    __slots__ = ChatMessage.__slots__
 
 
 def build_message(  # noqa: PLR0913 - one argument per field of the record it builds
@@ -89,22 +85,24 @@ def build_message(  # noqa: PLR0913 - one argument per field of the record it bu
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
     which makes it three times dearer than a plain one; the store builds one per
-    message it returns (fifty for every ``get_messages(limit=50)``), so it sets the
-    slots directly instead. Users still get the frozen, validated-by-us value.
+    message it returns (one per ``add_message``, fifty for every ``get_messages(limit=50)``).
+    So the fields are set on an object of a class with the same slots and no frozen
+    ``__setattr__`` (plain, fast attribute stores), and the object then becomes a
+    ChatMessage: Python allows that switch only between classes of the same layout, and
+    refuses it with a TypeError otherwise. Users still get the frozen, checked value.
     """
-    message = _new(ChatMessage)
-    (set_sender, set_content, set_session, set_recipient, set_id, set_timestamp, set_type,
-     set_metadata, set_seq) = _MESSAGE_SETTERS
-    set_sender(message, sender)
-    set_content(message, content)
-    set_session(message, session_id)
-    set_recipient(message, recipient)
-    set_id(message, id)
-    set_timestamp(message, timestamp)
-    set_type(message, message_type)
-    set_metadata(message, metadata)
-    set_seq(message, seq)
-    return message
+    message: Any = object.__new__(_Unfrozen)
+    message.sender = sender
+    message.content = content
+    message.session_id = session_id
+    message.recipient = recipient
+    message.id = id
+    message.timestamp = timestamp
+    message.message_type = message_type
+    message.metadata = metadata
+    message.seq = seq
+    message.__class__ = ChatMessage
+    return message  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

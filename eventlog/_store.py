@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from ._backend import Backend, Scan
@@ -208,27 +209,13 @@ class EventLog:
         comes this way, and each Python call here costs about as much as a syscall."""
         if expected_seq is not None:
             _check_seq("expected_seq", expected_seq)
-        limit = self.max_event_bytes
         every = self.snapshot_every
-        folds = self._folds if self.backend.exclusive_build else _NO_FOLDS
         captured: list[SessionState] = []
-
-        def build(head: Head) -> list[Record]:
-            if expected_seq is not None and head.seq != expected_seq:
-                raise ConflictError(sid, expected_seq, head.seq)
-            record = seal_one(payload, head, limit)
-            fold = folds.get(sid)
-            if fold is not None:
-                if fold.head == head:
-                    seq = record.seq
-                    fold.apply(new_event(Event, (seq, kind, ts, data)))
-                    fold.head = new_event(Head, (seq, record.digest))
-                    if not seq % every:
-                        captured.append(fold.copy())
-                else:
-                    del folds[sid]  # another writer got in between: refold when needed
-            return [record]
-
+        # A partial of a module function, not a closure: a closure over these ten names
+        # would make a cell for each on every call.
+        build = partial(_build_one, (sid, payload, kind, ts, data, expected_seq, self.max_event_bytes,
+                                     self._folds if self.backend.exclusive_build else _NO_FOLDS,
+                                     every, captured))
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             result = self.backend.append(sid, build, durable=durable, rebuild=expected_seq is None)
@@ -773,6 +760,27 @@ def _check_reserved(event: Event) -> None:
 
 def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
     return chain.read(scan.lines) if scan.chunks is None else chain.read_chunks(scan.chunks)
+
+
+def _build_one(args: tuple[str, bytes, str, float, Any, int | None, int, dict[str, SessionState], int,
+                           list[SessionState]], head: Head) -> list[Record]:
+    """``build`` of ``EventLog._append_one``: seal the one event after ``head`` and advance the
+    writer's fold over it (under the append lock, so no other writer interleaves)."""
+    sid, payload, kind, ts, data, expected_seq, limit, folds, every, captured = args
+    if expected_seq is not None and head.seq != expected_seq:
+        raise ConflictError(sid, expected_seq, head.seq)
+    record = seal_one(payload, head, limit)
+    fold = folds.get(sid)
+    if fold is not None:
+        if fold.head == head:
+            seq = record.seq
+            fold.apply(new_event(Event, (seq, kind, ts, data)))
+            fold.head = new_event(Head, (seq, record.digest))
+            if not seq % every:
+                captured.append(fold.copy())
+        else:
+            del folds[sid]  # another writer got in between: refold when needed
+    return [record]
 
 
 def _message_session(message: object) -> str:

@@ -219,3 +219,23 @@ class InputContract(ContractBase):
         assert stored == events
         for got, value in zip(stored, values, strict=True):
             assert type(got.data) is type(value)
+
+    def test_messages_the_store_returns_are_ordinary_frozen_chat_messages(self, log: EventLog) -> None:
+        # The store builds the messages it returns without ChatMessage's __init__ (see
+        # eventlog._records.build_message): they must behave exactly like constructed ones.
+        import copy
+        import pickle
+
+        sid = log.create_session().session_id
+        sent = ChatMessage(sender="ann", content="hi", session_id=sid, recipient="bob", id="m-1",
+                           timestamp=1_700_000_000.5)
+        stored = log.add_message(sent)
+        read = log.get_messages(sid)[-1]
+        expected = dataclasses.replace(sent, seq=2)
+        for got in (stored, read):
+            assert type(got) is ChatMessage
+            assert got == expected and hash(got) == hash(expected)
+            assert pickle.loads(pickle.dumps(got)) == got and copy.copy(got) == got
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                got.content = "changed"  # type: ignore[misc]
+            assert repr(got).startswith("ChatMessage(sender='ann', content='hi'")
