@@ -37,18 +37,26 @@ class SessionState:
     last_activity: float = 0.0
     message_count: int = 0
 
+    def apply_message(self, ts: float, data: dict[str, Any]) -> None:
+        """``apply`` of a ``message`` event, by its parts: the writer's fold calls it once per
+        appended message, without building an ``Event`` for it."""
+        self.message_count += 1
+        people = self.participants
+        if data["sender"] not in people:
+            people.append(data["sender"])
+        recipient = data.get("recipient")
+        if recipient is not None and recipient not in people:
+            people.append(recipient)
+        if ts > self.last_activity:
+            self.last_activity = ts
+
     def apply(self, event: Event) -> None:
         kind = event.type
         data = event.data
-        if kind == MESSAGE:
-            self.message_count += 1
-            people = self.participants
-            if data["sender"] not in people:
-                people.append(data["sender"])
-            recipient = data.get("recipient")
-            if recipient is not None and recipient not in people:
-                people.append(recipient)
-        elif kind == CREATED:
+        if kind == MESSAGE:  # never seq 1: that is always session.created
+            self.apply_message(event.ts, data)
+            return
+        if kind == CREATED:
             self.participants = list(data.get("participants", []))
             self.metadata = dict(data.get("metadata") or {})
             self.created_at = event.ts

@@ -774,7 +774,10 @@ def _build_one(args: tuple[str, bytes, str, float, Any, int | None, int, dict[st
     if fold is not None:
         if fold.head == head:
             seq = record.seq
-            fold.apply(new_event(Event, (seq, kind, ts, data)))
+            if kind == MESSAGE:
+                fold.apply_message(ts, data)
+            else:
+                fold.apply(new_event(Event, (seq, kind, ts, data)))
             fold.head = new_event(Head, (seq, record.digest))
             if not seq % every:
                 captured.append(fold.copy())
