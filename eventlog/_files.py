@@ -991,11 +991,14 @@ class FileBackend(Backend):
                 return  # the active segment
             # The trailer names the next segment: open it directly rather than list the
             # directory, which costs O(segments) per step.
-            first = reader.sealed.seq + 1
+            sealed_first, first = first, reader.sealed.seq + 1
             try:
                 source = self._open_read(session_id, first)
             except FileNotFoundError:
-                if not self._later_segments(session_id, first):
+                # Any segment after this one will do, not only after the one the trailer
+                # names: a damaged trailer that names a later seq than it ends at would
+                # otherwise hide the real successor, and the read would quietly stop short.
+                if not self._later_segments(session_id, sealed_first):
                     return  # sealed, and its successor not made yet
                 try:
                     # Made (and maybe sealed, with more after it) between our open and the

@@ -278,7 +278,9 @@ class TestCorruption:
 
 
     def test_a_bit_flip_in_a_segment_header_or_trailer_is_detected(self, fast_tmp: Path) -> None:
-        """Where one segment ends and the next begins: a flip must not hide the later segments."""
+        """Where one segment ends and the next begins: a flip must not hide the later segments.
+        Every bit of every byte: a trailer whose seq a flip raised by one (a "4" made "5") once
+        named a successor that does not exist, and the read stopped short without a word."""
         template = fast_tmp / "template"
         with eventlog.open(template, segment_max_events=3) as log:
             log.create_session(SID)
@@ -294,9 +296,9 @@ class TestCorruption:
         targets += [(first.name, data, pos) for pos in range(trailer_start, len(data) - 1)]
         data = second.read_bytes()
         targets += [(second.name, data, pos) for pos in range(data.index(b"\n"))]
-        for name, data, pos in targets:
+        for (name, data, pos), bit in itertools.product(targets, range(8)):
             flipped = bytearray(data)
-            flipped[pos] ^= 1 << (pos % 8)
+            flipped[pos] ^= 1 << bit
             (root / SID / name).write_bytes(bytes(flipped))
             with eventlog.open(root) as log:
                 try:
@@ -305,7 +307,7 @@ class TestCorruption:
                     events = None
                 # Unused fields of a header (its session name, say) may take a flip harmlessly;
                 # what must never happen is a read that quietly stops short.
-                assert events in (None, expected), f"{name} byte {pos}"
+                assert events in (None, expected), f"{name} byte {pos} bit {bit}"
                 if events is None:
                     assert not log.verify().ok
             (root / SID / name).write_bytes(data)
