@@ -91,10 +91,12 @@ def seal_one(payload: bytes, head: Head, max_bytes: int) -> Record:
     digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
     line = b'%s,"h":"%s"}' % (body[:-1], digest.encode())
     if len(line) >= max_bytes:  # the line and its newline must fit
-        raise EventTooLargeError(
-            f"event of {len(line) + 1} bytes is over the store's limit of {max_bytes} bytes"
-        )
+        raise too_large(len(line) + 1, max_bytes)
     return _new_tuple(Record, (seq, digest, line))
+
+
+def too_large(size: int, max_bytes: int) -> EventTooLargeError:
+    return EventTooLargeError(f"event of {size} bytes is over the store's limit of {max_bytes} bytes")
 
 
 def seal(payloads: Iterable[bytes], head: Head, max_bytes: int) -> list[Record]:

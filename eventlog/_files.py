@@ -49,8 +49,20 @@ import orjson
 
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
-from ._codec import ChainReader, Head, Record, Unparseable, genesis, link, looks_like_record, parse
+from ._codec import (
+    DIGEST_HEX,
+    ChainReader,
+    Head,
+    Record,
+    Unparseable,
+    genesis,
+    link,
+    looks_like_record,
+    parse,
+    too_large,
+)
 from ._errors import (
+    ConflictError,
     CorruptLogError,
     EventLogError,
     InvalidInputError,
@@ -95,6 +107,7 @@ HANDLES_KEPT = _handles_kept()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # Builds a NamedTuple (Head, Appended) without the Python-level call of its __new__.
 _new_tuple = tuple.__new__
+_sha256 = hashlib.sha256
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Every open FileBackend, so a forked child can drop the descriptors (and flocks) it
 # shares with its parent before it touches any session (see FileBackend._after_fork).
@@ -511,71 +524,111 @@ class FileBackend(Backend):
 
     # Appending -----------------------------------------------------------------------
 
-    def append(  # noqa: C901 - one flat function on purpose: see below
-            self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+    def _head_for_append(self, session_id: str, handle: _Handle, exact: bool, durable: bool) -> Head:
+        """Under the lock: the head to append after, with the active segment sealed first if full."""
+        if handle.poisoned:
+            self._check_poisoned(session_id, handle)
+        head = handle.head if exact else self._resync(session_id, handle, durable)
+        assert head is not None
+        if (handle.size >= self.segment_max_bytes
+                or head.seq - handle.seg_first + 1 >= self.segment_max_events):
+            head = self._seal_full(session_id, handle, durable)
+        return head
+
+    def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         # ``build`` runs once, under the session's flock, so ``rebuild`` never matters here.
-        # The common case (an uncontended lock, nobody else wrote since our last append,
-        # one record, one whole write) is kept flat on purpose: each Python call here costs
-        # about as much as a syscall, and this runs once per message. (Not ``_translated``,
-        # for the same reason: it translates OS errors itself.)
+        # (Not ``_translated``: it translates OS errors itself, as ``append_one`` must.)
         try:
-            handle = self._handles.get(session_id)
-            if handle is None or not handle.lock.acquire(False):
-                handle, exact = self._locked(session_id, appending=True)
-            elif handle.lock_fd < 0:  # dropped by another thread (a delete) since we looked it up
-                handle.lock.release()
-                handle, exact = self._locked(session_id, appending=True)
-            else:
-                try:
-                    fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    handle.lock.release()
-                    handle, exact = self._locked(session_id, appending=True)
-                else:
-                    try:
-                        exact = handle.adopt()
-                        stale = not exact and not os.fstat(handle.lock_fd).st_nlink
-                    except BaseException:
-                        self._unlock(handle)  # an I/O error here must not leave the session locked
-                        raise
-                    if stale:
-                        self._unlock(handle)  # deleted meanwhile: take the slow road
-                        handle, exact = self._locked(session_id, appending=True)
+            handle, exact = self._locked(session_id, appending=True)
             sync_fd = -1
             try:
-                if handle.poisoned:
-                    self._check_poisoned(session_id, handle)
-                head = handle.head if exact else self._resync(session_id, handle, durable)
-                assert head is not None
-                if (handle.size >= self.segment_max_bytes
-                        or head.seq - handle.seg_first + 1 >= self.segment_max_events):
-                    head = self._seal_full(session_id, handle, durable)
-                records = build(head)
-                if len(records) != 1 or durable:
-                    if not records:
-                        return Appended([], self._position(handle))
-                    sync_fd = self._write_records(session_id, handle, records, durable)
-                    last = records[-1]
+                records = build(self._head_for_append(session_id, handle, exact, durable))
+                if not records:
+                    return Appended([], self._position(handle))
+                sync_fd = self._write_records(session_id, handle, records, durable)
+                handle.head = Head(records[-1].seq, records[-1].digest)
+                handle.publish()
+                position = self._position(handle)
+            finally:
+                self._unlock(handle)
+            if sync_fd >= 0:
+                self._fsync_appended(session_id, handle, sync_fd)
+            return Appended(records, position)
+        except EventLogError:
+            raise
+        except OSError as exc:
+            raise self._os_error(session_id, exc) from exc
+
+    def append_one(  # noqa: C901 - one flat function on purpose: see below
+            self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
+            durable: bool) -> tuple[Head, Head, dict[str, Any] | None]:
+        # Every add_message comes this way, so the common case (an uncontended lock, nobody
+        # else wrote since our last append, one whole write) is kept flat: each Python call
+        # here costs about as much as a syscall. Sealing (``seal_one``) is inlined too, and
+        # the line is built with its newline, so it is never copied again.
+        try:
+            # _locked(appending=True), with its common case inlined: an uncontended lock on a
+            # live handle whose head nobody moved since this process last published it.
+            handle = self._handles.get(session_id)
+            exact = False
+            if handle is not None and not handle.lock.acquire(False):
+                handle = None  # another thread holds it: wait the slow way
+            elif handle is not None:
+                if handle.lock_fd < 0:  # dropped by another thread (a delete) since the lookup
+                    handle.lock.release()
+                    handle = None
                 else:
-                    # _write_records and _write_at_end, inlined for one record.
-                    last = records[0]
-                    data = last.line + b"\n"
-                    shared = handle.shared
-                    if shared is not None:
-                        shared[0] |= 1  # in progress: a crash here leaves it odd
-                    handle.generation = -1
                     try:
-                        written = os.write(handle.seg_fd, data)
-                    except OSError as exc:
-                        raise self._write_failed(session_id, handle, exc) from exc
-                    if written == len(data):
-                        handle.size += written
-                    else:  # a short write: finish it the slow way
-                        self._write_at_end(session_id, handle, data, written)
-                seq, digest = last.seq, last.digest
-                handle.head = _new_tuple(Head, (seq, digest))
-                position = {"segment": handle.seg_first, "offset": handle.size, "seq": seq, "h": digest}
+                        fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        handle.lock.release()
+                        handle = None
+                    else:
+                        shared = handle.shared
+                        # adopt()'s first test, inlined: the page is as we published it.
+                        exact = shared is not None and shared[0] == handle.generation
+                        if not exact:
+                            try:
+                                exact = handle.adopt()  # another process's head, from the page
+                                stale = not exact and not os.fstat(handle.lock_fd).st_nlink
+                            except BaseException:
+                                self._unlock(handle)  # an I/O error must not leave it locked
+                                raise
+                            if stale:  # deleted meanwhile: take the slow road
+                                self._unlock(handle)
+                                handle = None
+            if handle is None:
+                handle, exact = self._locked(session_id, appending=True)
+            sync_fd = -1
+            try:
+                head = (handle.head if exact and not handle.poisoned
+                        and handle.size < self.segment_max_bytes else None)
+                if head is None or head[0] - handle.seg_first + 1 >= self.segment_max_events:
+                    head = self._head_for_append(session_id, handle, exact, durable)
+                if expected_seq is not None and head[0] != expected_seq:
+                    raise ConflictError(session_id, expected_seq, head[0])
+                seq = head[0] + 1
+                body = b'{"seq":%d,' % seq + payload[1:]
+                digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+                data = b'%s,"h":"%s"}\n' % (body[:-1], digest.encode())
+                if len(data) > max_bytes:  # the line and its newline must fit
+                    raise too_large(len(data), max_bytes)
+                if durable:
+                    sync_fd = os.dup(handle.seg_fd)  # before the write: see _seal_full
                 shared = handle.shared
+                if shared is not None:
+                    shared[0] |= 1  # in progress: a crash here leaves it odd
+                handle.generation = -1
+                try:
+                    written = os.write(handle.seg_fd, data)
+                except OSError as exc:
+                    raise self._write_failed(session_id, handle, exc) from exc
+                if written == len(data):
+                    handle.size += written
+                else:  # a short write: finish it the slow way
+                    self._write_at_end(session_id, handle, data, written)
+                handle.head = after = _new_tuple(Head, (seq, digest))
+                position = {"segment": handle.seg_first, "offset": handle.size, "seq": seq, "h": digest}
                 if shared is not None:  # handle.publish(), inlined
                     assert handle.mapped is not None
                     shared[1] = handle.seg_first
@@ -583,12 +636,16 @@ class FileBackend(Backend):
                     shared[3] = seq
                     handle.mapped[32:48] = bytes.fromhex(digest)
                     shared[0] = handle.generation = (shared[0] | 1) + 1
+            except BaseException:
+                if sync_fd >= 0:
+                    os.close(sync_fd)
+                raise
             finally:
                 fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 handle.lock.release()
             if sync_fd >= 0:
                 self._fsync_appended(session_id, handle, sync_fd)
-            return _new_tuple(Appended, (records, position))
+            return after, head, position
         except EventLogError:
             raise
         except OSError as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from functools import partial
 from typing import Any, Literal
+
+import orjson
 
 from ._backend import Backend, Scan
 from ._codec import (
@@ -21,7 +22,6 @@ from ._codec import (
     new_event,
     parse,
     seal,
-    seal_one,
 )
 from ._compaction import compact
 from ._errors import (
@@ -58,8 +58,6 @@ from ._validate import (
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
 FOLDS_KEPT = 1024
-# Where a backend builds optimistically the writer keeps no fold (see _append_payloads).
-_NO_FOLDS: dict[str, SessionState] = {}
 
 
 def _check_durability(value: object) -> Durability:
@@ -204,28 +202,42 @@ class EventLog:
 
     def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
-            expected_seq: int | None, durability: Durability | None) -> Record:
+            expected_seq: int | None, durability: Durability | None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
-        comes this way, and each Python call here costs about as much as a syscall."""
+        comes this way, and each Python call here costs about as much as a syscall. Returns
+        the new head."""
         if expected_seq is not None:
             _check_seq("expected_seq", expected_seq)
-        every = self.snapshot_every
-        captured: list[SessionState] = []
-        # A partial of a module function, not a closure: a closure over these ten names
-        # would make a cell for each on every call.
-        build = partial(_build_one, (sid, payload, kind, ts, data, expected_seq, self.max_event_bytes,
-                                     self._folds if self.backend.exclusive_build else _NO_FOLDS,
-                                     every, captured))
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
-            result = self.backend.append(sid, build, durable=durable, rebuild=expected_seq is None)
+            head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
+                                                            expected_seq, durable)
         except BaseException:
             self._folds.pop(sid, None)
             raise
-        record = result.records[0]
-        if not record.seq % every:
-            self._save_snapshot(sid, record.seq, captured[0] if captured else None, result.position)
-        return record
+        # The writer's fold advances after the append, by the head the record was sealed
+        # after: it is this record's predecessor only if the fold saw every event up to it.
+        # Two threads of this process can reach here in either order; the one whose head
+        # is not the fold's drops it (it is refolded when needed). The fold's head is set
+        # last, so no other thread passes that test before this one is done with it.
+        seq = head[0]
+        captured = None
+        fold = self._folds.get(sid)
+        if fold is not None:
+            if fold.head == after:
+                if kind == MESSAGE:
+                    fold.apply_message(ts, data)
+                else:
+                    fold.apply(new_event(Event, (seq, kind, ts, data)))
+                if not seq % self.snapshot_every:
+                    captured = fold.copy()
+                    captured.head = head
+                fold.head = head
+            else:
+                self._folds.pop(sid, None)  # another writer got in between
+        if not seq % self.snapshot_every:
+            self._save_snapshot(sid, seq, captured, position)
+        return head
 
     def append(self, session_id: str, type: str, data: Any = None, *,
                expected_seq: int | None = None, durability: Durability | None = None) -> Event:
@@ -235,9 +247,9 @@ class EventLog:
         check_json(data)
         ts = time.time()
         # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
-        record = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
-                                  expected_seq, durability)
-        return Event(record.seq, type, ts, data)
+        head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
+                                expected_seq, durability)
+        return Event(head.seq, type, ts, data)
 
     def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
                     expected_seq: int | None = None,
@@ -266,10 +278,10 @@ class EventLog:
             raise StoreClosedError("the store is closed")
         sid = check_session_id(message.session_id if type(message) is ChatMessage
                                else _message_session(message))
-        payload, (kind, ts, data) = _message_payload(message)
-        record = self._append_one(sid, payload, kind, ts, data, expected_seq, durability)
+        payload, ts, data = _message_payload(message)
+        head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
-                             ts, message.message_type, message.metadata, record.seq)
+                             ts, message.message_type, message.metadata, head[0])
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
@@ -281,9 +293,9 @@ class EventLog:
         for message in messages:
             if _message_session(message) != sid:
                 raise InvalidEventError("a batch of messages must all belong to one session")
-            payload, item = _message_payload(message)
+            payload, ts, data = _message_payload(message)
             payloads.append(payload)
-            items.append(item)
+            items.append((MESSAGE, ts, data))
         records = self._append_payloads(sid, payloads, expected_seq, durability, items)
         return [_with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
@@ -303,9 +315,9 @@ class EventLog:
         check_text("participant", participant)
         ts = time.time()
         data = {"participant": participant}
-        record = self._append_one(sid, encode_payload(kind, ts, data), kind, ts, data,
-                                  expected_seq, None)
-        return Event(record.seq, kind, ts, data)
+        head = self._append_one(sid, encode_payload(kind, ts, data), kind, ts, data,
+                                expected_seq, None)
+        return Event(head.seq, kind, ts, data)
 
     def import_events(self, session_id: str, events: Iterable[Event], *,
                       durability: Durability | None = None, batch_size: int = 1000) -> ChatSession:
@@ -762,57 +774,47 @@ def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
     return chain.read(scan.lines) if scan.chunks is None else chain.read_chunks(scan.chunks)
 
 
-def _build_one(args: tuple[str, bytes, str, float, Any, int | None, int, dict[str, SessionState], int,
-                           list[SessionState]], head: Head) -> list[Record]:
-    """``build`` of ``EventLog._append_one``: seal the one event after ``head`` and advance the
-    writer's fold over it (under the append lock, so no other writer interleaves)."""
-    sid, payload, kind, ts, data, expected_seq, limit, folds, every, captured = args
-    if expected_seq is not None and head.seq != expected_seq:
-        raise ConflictError(sid, expected_seq, head.seq)
-    record = seal_one(payload, head, limit)
-    fold = folds.get(sid)
-    if fold is not None:
-        if fold.head == head:
-            seq = record.seq
-            if kind == MESSAGE:
-                fold.apply_message(ts, data)
-            else:
-                fold.apply(new_event(Event, (seq, kind, ts, data)))
-            fold.head = new_event(Head, (seq, record.digest))
-            if not seq % every:
-                captured.append(fold.copy())
-        else:
-            del folds[sid]  # another writer got in between: refold when needed
-    return [record]
-
-
 def _message_session(message: object) -> str:
     if not isinstance(message, ChatMessage):
         raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")
     return message.session_id
 
 
-def _message_payload(message: ChatMessage) -> tuple[bytes, tuple[str, float, Any]]:
-    """Check a message's fields and encode it: one ``message`` event."""
+def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]]:
+    """Check a message's fields and encode it as one ``message`` event: its payload, its
+    timestamp (as a float) and its data."""
     ts = message.timestamp
     recipient = message.recipient
+    sender = message.sender
+    content = message.content
+    mid = message.id
     # One combined test for the common, valid case; the detailed checks name the problem.
-    if not (type(message.sender) is str and message.sender and type(message.content) is str
-            and type(message.id) is str and message.id and message.message_type == "text"
+    if (type(sender) is str and sender and type(content) is str and type(mid) is str and mid
+            and message.message_type == "text"
             and (recipient is None or (type(recipient) is str and recipient))
             and type(ts) is float and ts - ts == 0.0 and message.metadata is None):
-        check_text("message id", message.id)
-        check_text("sender", message.sender)
-        check_text("recipient", recipient, optional=True)
-        check_text("content", message.content, empty=True)
-        check_text("message_type", message.message_type)
-        ts = check_timestamp("timestamp", ts)
-        if message.metadata is not None:
-            if type(message.metadata) is not dict:
-                raise InvalidEventError("message metadata must be a dict")
-            check_json(message.metadata, "message metadata")
+        # message_data() and encode_payload(), inlined for a plain text message.
+        data: dict[str, Any] = {"id": mid, "sender": sender, "recipient": recipient, "content": content}
+        try:
+            return _dumps({"type": MESSAGE, "ts": ts, "data": data}), ts, data
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, say: encode_payload below names it
+    check_text("message id", message.id)
+    check_text("sender", message.sender)
+    check_text("recipient", recipient, optional=True)
+    check_text("content", message.content, empty=True)
+    check_text("message_type", message.message_type)
+    ts = check_timestamp("timestamp", ts)
+    if message.metadata is not None:
+        if type(message.metadata) is not dict:
+            raise InvalidEventError("message metadata must be a dict")
+        check_json(message.metadata, "message metadata")
     data = message_data(message)
-    return encode_payload(MESSAGE, ts, data), (MESSAGE, ts, data)
+    return encode_payload(MESSAGE, ts, data), ts, data
+
+
+# Plain strings and a float only: nothing orjson could encode silently, so no ``default``.
+_dumps = orjson.dumps
 
 
 def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:

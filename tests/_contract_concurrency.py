@@ -4,9 +4,12 @@ several processes appending to one session at once, and following across process
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +17,7 @@ import eventlog
 from eventlog import EventLog, SessionNotFoundError
 
 from . import _procs
-from ._contract_base import ContractBase
+from ._contract_base import ContractBase, fold, message
 
 
 def check_exact(log: EventLog, sid: str, acked: dict[str, int], expected_tags: set[str]) -> None:
@@ -28,6 +31,24 @@ def check_exact(log: EventLog, sid: str, acked: dict[str, int], expected_tags: s
     assert all(at[tag] == seq for tag, seq in acked.items())
     report = log.verify(sid)
     assert report.ok and report.events_checked == len(events), report.problems
+
+
+def _in_threads(work: Callable[[int], None], count: int) -> list[BaseException]:
+    """Run ``work(0)`` .. ``work(count - 1)`` in threads at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(w: int) -> None:
+        try:
+            work(w)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 def _append_until_gone(log: EventLog, sid: str, go: threading.Event, errors: list[BaseException]) -> None:
@@ -46,35 +67,64 @@ class ConcurrencyContract(ContractBase):
     def test_threads_append_to_one_session_at_once(self, log: EventLog) -> None:
         sid = log.create_session().session_id
         acked: dict[str, int] = {}
-        errors: list[BaseException] = []
 
         def worker(w: int) -> None:
-            try:
-                for i in range(40):
-                    if w % 3 == 0:
-                        while True:
-                            last = log.get_session(sid).last_seq
-                            try:
-                                event = log.append(sid, "t", {"w": w, "i": i}, expected_seq=last)
-                                break
-                            except eventlog.ConflictError:
-                                continue
-                        acked[f"{w}-{i}"] = event.seq
-                    elif w % 3 == 1 and i % 2 == 0:
-                        pair = log.append_many(sid, [("t", {"w": w, "i": i}), ("t", {"w": w, "i": i + 1})])
-                        acked[f"{w}-{i}"], acked[f"{w}-{i + 1}"] = pair[0].seq, pair[1].seq
-                    elif w % 3 != 1:
-                        acked[f"{w}-{i}"] = log.append(sid, "t", {"w": w, "i": i}).seq
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+            for i in range(40):
+                if w % 3 == 0:
+                    while True:
+                        last = log.get_session(sid).last_seq
+                        try:
+                            event = log.append(sid, "t", {"w": w, "i": i}, expected_seq=last)
+                            break
+                        except eventlog.ConflictError:
+                            continue
+                    acked[f"{w}-{i}"] = event.seq
+                elif w % 3 == 1 and i % 2 == 0:
+                    pair = log.append_many(sid, [("t", {"w": w, "i": i}), ("t", {"w": w, "i": i + 1})])
+                    acked[f"{w}-{i}"], acked[f"{w}-{i + 1}"] = pair[0].seq, pair[1].seq
+                elif w % 3 != 1:
+                    acked[f"{w}-{i}"] = log.append(sid, "t", {"w": w, "i": i}).seq
 
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        assert _in_threads(worker, 8) == []
         check_exact(log, sid, acked, {f"{w}-{i}" for w in range(8) for i in range(40)})
+
+    def test_threads_racing_keep_the_writers_fold_and_its_snapshots_exact(self, url: str) -> None:
+        """The writer's fold advances after each append's lock is released, so threads of one
+        process reach it in any order. Here each thread is held up at random right there (after
+        its append returned, before the fold takes it), so later appends overtake it: every
+        snapshot written must still equal the fold of the events it covers, and the state read,
+        in this store and a fresh one, must equal the reference fold."""
+        with eventlog.open(url, snapshot_every=5) as log:
+            backend = log.backend
+            real = backend.append_one
+            rng = random.Random(7)
+
+            def held_up(*args: Any) -> Any:
+                done = real(*args)
+                if rng.random() < 0.5:
+                    time.sleep(rng.random() * 0.002)
+                return done
+
+            backend.append_one = held_up  # type: ignore[method-assign,assignment]
+            sid = log.create_session(participants=["host"]).session_id
+
+            def worker(w: int) -> None:
+                for i in range(40):
+                    if i % 7 == 3:
+                        log.add_participant(sid, f"guest-{w}-{i}")
+                    elif i % 11 == 5:
+                        log.append(sid, "note", {"w": w})
+                    else:
+                        log.add_message(message(sid, sender=f"agent-{w}-{i % 4}", content=f"{i}",
+                                                recipient="host" if i % 2 else None))
+
+            assert _in_threads(worker, 6) == []
+            report = log.verify(sid)
+            assert report.ok, report.problems
+            events = list(log.events(sid))
+            assert log.get_session(sid) == fold(sid, events)
+        with eventlog.open(url) as fresh:
+            assert fresh.get_session(sid) == fold(sid, events)
 
     def test_threads_appending_while_the_session_is_deleted(self, log: EventLog) -> None:
         """Writers racing a delete get not-found, never a crash from a handle closed under them."""
