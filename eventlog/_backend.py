@@ -108,10 +108,11 @@ class Backend(ABC):
 
         Returns the head after it (the record's seq and digest), the head it was sealed
         after (for an optimistic backend, the one it was finally written after) and the
-        position hint. With ``expected_seq``,
-        raises ``ConflictError`` unless the head is at that seq, and writes nothing. This
-        default goes through ``append``; a backend may override it with a flatter path
-        (the file backend does: each Python call costs about as much as a syscall there)."""
+        position hint. With ``expected_seq``, raises ``ConflictError`` unless the head is
+        at that seq, and writes nothing. This default goes through ``append``; a backend
+        may override it with a flatter path (the file backend does: each Python call costs
+        about as much as a syscall there). The store advances its writer's fold by the
+        returned pair of heads, after the call, so ``exclusive_build`` does not matter here."""
         after: list[Head] = []
 
         def build(head: Head) -> list[Record]:
