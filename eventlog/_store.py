@@ -7,8 +7,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-import orjson
-
 from ._backend import Backend, Scan
 from ._codec import (
     ChainReader,
@@ -221,6 +219,7 @@ class EventLog:
         # is not the fold's drops it (it is refolded when needed). The fold's head is set
         # last, so no other thread passes that test before this one is done with it.
         seq = head[0]
+        boundary = not seq % self.snapshot_every
         captured = None
         fold = self._folds.get(sid)
         if fold is not None:
@@ -229,13 +228,13 @@ class EventLog:
                     fold.apply_message(ts, data)
                 else:
                     fold.apply(new_event(Event, (seq, kind, ts, data)))
-                if not seq % self.snapshot_every:
+                if boundary:
                     captured = fold.copy()
                     captured.head = head
                 fold.head = head
             else:
                 self._folds.pop(sid, None)  # another writer got in between
-        if not seq % self.snapshot_every:
+        if boundary:
             self._save_snapshot(sid, seq, captured, position)
         return head
 
@@ -785,36 +784,23 @@ def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]
     timestamp (as a float) and its data."""
     ts = message.timestamp
     recipient = message.recipient
-    sender = message.sender
-    content = message.content
-    mid = message.id
     # One combined test for the common, valid case; the detailed checks name the problem.
-    if (type(sender) is str and sender and type(content) is str and type(mid) is str and mid
-            and message.message_type == "text"
+    if not (type(message.sender) is str and message.sender and type(message.content) is str
+            and type(message.id) is str and message.id and message.message_type == "text"
             and (recipient is None or (type(recipient) is str and recipient))
             and type(ts) is float and ts - ts == 0.0 and message.metadata is None):
-        # message_data() and encode_payload(), inlined for a plain text message.
-        data: dict[str, Any] = {"id": mid, "sender": sender, "recipient": recipient, "content": content}
-        try:
-            return _dumps({"type": MESSAGE, "ts": ts, "data": data}), ts, data
-        except orjson.JSONEncodeError:
-            pass  # a lone surrogate, say: encode_payload below names it
-    check_text("message id", message.id)
-    check_text("sender", message.sender)
-    check_text("recipient", recipient, optional=True)
-    check_text("content", message.content, empty=True)
-    check_text("message_type", message.message_type)
-    ts = check_timestamp("timestamp", ts)
-    if message.metadata is not None:
-        if type(message.metadata) is not dict:
-            raise InvalidEventError("message metadata must be a dict")
-        check_json(message.metadata, "message metadata")
+        check_text("message id", message.id)
+        check_text("sender", message.sender)
+        check_text("recipient", recipient, optional=True)
+        check_text("content", message.content, empty=True)
+        check_text("message_type", message.message_type)
+        ts = check_timestamp("timestamp", ts)
+        if message.metadata is not None:
+            if type(message.metadata) is not dict:
+                raise InvalidEventError("message metadata must be a dict")
+            check_json(message.metadata, "message metadata")
     data = message_data(message)
     return encode_payload(MESSAGE, ts, data), ts, data
-
-
-# Plain strings and a float only: nothing orjson could encode silently, so no ``default``.
-_dumps = orjson.dumps
 
 
 def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
