@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._compat import SessionPersistence
-from ._errors import (
+from .core._errors import (
                       ConflictError,
                       CorruptLogError,
                       EventLogError,
@@ -18,9 +17,10 @@ from ._errors import (
                       StorageError,
                       StoreClosedError,
 )
-from ._open import open
-from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
-from ._store import EventLog
+from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from .integrations._persistence import SessionPersistence
+from .store._log import EventLog
+from .store._open import open
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._cli import run
+    from .cli._main import run
     return run(sys.argv[1:] if argv is None else argv)
 
 

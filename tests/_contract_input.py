@@ -222,7 +222,7 @@ class InputContract(ContractBase):
 
     def test_messages_the_store_returns_are_ordinary_frozen_chat_messages(self, log: EventLog) -> None:
         # The store builds the messages it returns without ChatMessage's __init__ (see
-        # eventlog._records.build_message): they must behave exactly like constructed ones.
+        # eventlog.core._records.build_message): they must behave exactly like constructed ones.
         import copy
         import pickle
 

@@ -9,16 +9,16 @@ import struct
 
 import pytest
 
-from eventlog import _archive
-from eventlog._archive import (
+from eventlog.backends.files import _archive
+from eventlog.backends.files._archive import (
     ArchiveError,
     ArchiveReader,
     read_index,
     write_archive,
 )
-from eventlog._codec import Head, encode_payload, genesis, seal
-from eventlog._errors import CorruptLogError
-from eventlog._segments import header_line, trailer_line
+from eventlog.backends.files._segments import header_line, trailer_line
+from eventlog.core._codec import Head, encode_payload, genesis, seal
+from eventlog.core._errors import CorruptLogError
 
 
 def segment_bytes(count: int, *, first: int = 1, batch: int = 1, size: int = 40,

@@ -1,4 +1,4 @@
-"""The ``eventlog`` command line, run in-process through ``eventlog._cli.run`` against real stores.
+"""The ``eventlog`` command line, run in-process through ``eventlog.cli._main.run`` against real stores.
 
 The commands that need a second process (stdin, ``tail -f``, the demo, ``python -m``) are in
 test_cli_processes.py.
@@ -18,9 +18,9 @@ import orjson
 import pytest
 
 import eventlog
-from eventlog._cli import run
-from eventlog._commands import COMMANDS
-from eventlog._terminal import Progress, human_bytes, parse_duration, safe
+from eventlog.cli._commands import COMMANDS
+from eventlog.cli._main import run
+from eventlog.cli._terminal import Progress, human_bytes, parse_duration, safe
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:

@@ -188,7 +188,7 @@ def test_readme_walkthrough_runs(tmp_path, monkeypatch, capsys):
     import io
     import shlex
 
-    from eventlog._cli import run
+    from eventlog.cli._main import run
     section = readme_cli_section()
     start = section.index("```sh\n") + 6
     monkeypatch.chdir(tmp_path)
@@ -218,7 +218,7 @@ def test_readme_walkthrough_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_readme_documents_every_command():
-    from eventlog._commands import COMMANDS
+    from eventlog.cli._commands import COMMANDS
     section = readme_cli_section()
     for command in COMMANDS:
         assert f"| `eventlog {command.name}" in section, command.name

@@ -231,7 +231,7 @@ def test_a_damaged_snapshot_is_detected_and_bypassed(tmp_path: Path, damage: str
 
 
 def test_a_snapshot_that_does_not_equal_the_fold_is_reported(tmp_path: Path) -> None:
-    from eventlog._state import decode_snapshot, encode_snapshot
+    from eventlog.store._state import decode_snapshot, encode_snapshot
 
     log, _ = compacted(tmp_path)
     snapshot = newest_snapshot(tmp_path)
@@ -284,7 +284,7 @@ def test_a_reader_that_reaches_a_trailer_before_the_next_segment_exists_goes_on(
     # The window between a sealer's trailer and its new segment: a follower that read up
     # to the trailer then must resume at the next segment, not past the trailer (where it
     # once waited forever, seeing new seqs it could never reach).
-    from eventlog._codec import ChainReader
+    from eventlog.core._codec import ChainReader
 
     log = open_log(tmp_path, segment_max_events=5)
     log.create_session(SID)

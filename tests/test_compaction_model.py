@@ -21,8 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 import eventlog
 from eventlog import ChatMessage, ChatSession, Event, SessionExistsError, SessionNotFoundError
-from eventlog._codec import ChainReader, genesis
-from eventlog._segments import parse_header, parse_trailer
+from eventlog.backends.files._segments import parse_header, parse_trailer
+from eventlog.core._codec import ChainReader, genesis
 
 SIDS = ("a", "b", "c")
 DAY = 86400.0

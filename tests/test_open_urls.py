@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import eventlog
-from eventlog._compat import store_url
+from eventlog.integrations._persistence import store_url
 
 
 def kind(log: eventlog.EventLog) -> str:

@@ -55,7 +55,7 @@ def raw() -> Iterator[Any]:
 
 
 def backend(log: EventLog) -> Any:
-    from eventlog._redis import RedisBackend
+    from eventlog.backends.redis._backend import RedisBackend
     assert isinstance(log.backend, RedisBackend)
     return log.backend
 

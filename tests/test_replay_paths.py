@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from eventlog import CorruptLogError, _segments
-from eventlog._codec import ChainReader, Head, encode_payload, genesis, seal
-from eventlog._records import Event
-from eventlog._segments import SegmentReader, header_line, trailer_line
+from eventlog import CorruptLogError
+from eventlog.backends.files import _segments
+from eventlog.backends.files._segments import SegmentReader, header_line, trailer_line
+from eventlog.core._codec import ChainReader, Head, encode_payload, genesis, seal
+from eventlog.core._records import Event
 
 SID = "s"
 HEX = "0123456789abcdef" * 2

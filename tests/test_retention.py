@@ -12,8 +12,8 @@ import pytest
 
 import eventlog
 from eventlog import ChatMessage, Event, SessionNotFoundError, SessionPersistence
-from eventlog._codec import ChainReader, genesis
-from eventlog._segments import parse_header, parse_trailer
+from eventlog.backends.files._segments import parse_header, parse_trailer
+from eventlog.core._codec import ChainReader, genesis
 
 DAY = 86400.0
 

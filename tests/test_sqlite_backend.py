@@ -29,7 +29,7 @@ def log(db_path: Path) -> Iterator[EventLog]:
 
 
 def backend(log: EventLog) -> Any:
-    from eventlog._sqlite import SQLiteBackend
+    from eventlog.backends._sqlite import SQLiteBackend
     assert isinstance(log.backend, SQLiteBackend)
     return log.backend
 

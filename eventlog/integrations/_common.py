@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from .._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
-from .._open import open as open_store
-from .._records import Event
-from .._store import EventLog
+from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
+from ..core._records import Event
+from ..store._log import EventLog
+from ..store._open import open as open_store
 
 Store: TypeAlias = str | os.PathLike[str] | EventLog
 """Where an adapter keeps its session: a store path or URL, or an open ``EventLog``."""

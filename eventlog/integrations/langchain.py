@@ -18,8 +18,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import SessionNotFoundError
-from .._validate import check_session_id
+from ..core._errors import SessionNotFoundError
+from ..core._validate import check_session_id
 from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
 
 try:

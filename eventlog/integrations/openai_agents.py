@@ -24,8 +24,8 @@ import random
 import time
 from typing import Any, cast
 
-from .._errors import ConflictError, InvalidInputError, SessionNotFoundError
-from .._validate import check_session_id
+from ..core._errors import ConflictError, InvalidInputError, SessionNotFoundError
+from ..core._validate import check_session_id
 from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
 
 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._errors import EventLogError
+from ..core._errors import EventLogError
 from ._serve import serve
 
 EXAMPLE = """example:

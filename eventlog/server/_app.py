@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._errors import EventLogError, InvalidInputError
-from .._store import EventLog
+from ..core._errors import EventLogError, InvalidInputError
+from ..store._log import EventLog
 from ._context import DEFAULT_MAX_BODY_BYTES, Context, Settings
 from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams

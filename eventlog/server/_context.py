@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from .._records import ChatMessage, ChatSession, Event, VerifyReport
-from .._store import EventLog
+from ..core._records import ChatMessage, ChatSession, Event, VerifyReport
+from ..store._log import EventLog
 from ._metrics import Metrics
 
 T = TypeVar("T")

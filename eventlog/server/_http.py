@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import (
+from ..core._errors import (
     ConflictError,
     CorruptLogError,
     EventLogError,

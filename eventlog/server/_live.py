@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .._errors import EventLogError
-from .._records import Event
-from .._store import EventLog
+from ..core._errors import EventLogError
+from ..core._records import Event
+from ..store._log import EventLog
 from ._context import Context, event_json
 from ._http import ApiError, from_eventlog, parse_int, query_int
 

@@ -10,9 +10,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import SessionNotFoundError
-from .._records import ChatSession
-from .._store import EventLog
+from ..core._errors import SessionNotFoundError
+from ..core._records import ChatSession
+from ..store._log import EventLog
 from ._context import Context
 from ._http import ApiError, JSONResponse
 from ._metrics import CONTENT_TYPE

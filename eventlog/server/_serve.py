@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import uvicorn
 
-from .._open import open as open_store
+from ..store._open import open as open_store
 from ._app import LOOPBACK_HOSTS, create_app
 from ._context import DEFAULT_MAX_BODY_BYTES
 from ._live import Streams

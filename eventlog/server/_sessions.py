@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
-from .._records import ChatMessage, ChatSession, Event
-from .._store import EventLog
+from ..core._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
+from ..core._records import ChatMessage, ChatSession, Event
+from ..store._log import EventLog
 from ._context import Context, event_json, message_json, session_json
 from ._http import (
     ApiError,

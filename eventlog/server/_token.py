@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .._errors import InvalidInputError
+from ..core._errors import InvalidInputError
 
 MIN_TOKEN = 16
 

@@ -48,10 +48,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import KeyT, StreamIdT
 
-from . import _redis_scripts as scripts
-from ._backend import Appended, Archived, Build, Sealed
-from ._codec import Head, Record
-from ._errors import (
+from ...core._codec import Head, Record
+from ...core._errors import (
     ConflictError,
     CorruptLogError,
     InvalidInputError,
@@ -60,8 +58,10 @@ from ._errors import (
     SessionNotFoundError,
     StorageError,
 )
-from ._redis_archive import FileArchive, StreamArchive
-from ._rows import RowBackend, Rows
+from .._base import Appended, Archived, Build, Sealed
+from .._rows import RowBackend, Rows
+from . import _scripts as scripts
+from ._archive import FileArchive, StreamArchive
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from ._codec import Head
-from ._errors import CorruptLogError
-from ._records import ChatMessage, ChatSession, Event, build_message
+from ..core._codec import Head
+from ..core._errors import CorruptLogError
+from ..core._records import ChatMessage, ChatSession, Event, build_message
 
 CREATED = "session.created"
 JOINED = "session.participant_joined"

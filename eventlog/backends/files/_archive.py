@@ -36,8 +36,8 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._codec import DIGEST_HEX, SUFFIX_LEN, Head
-from ._errors import CorruptLogError
+from ...core._codec import DIGEST_HEX, SUFFIX_LEN, Head
+from ...core._errors import CorruptLogError
 from ._segments import parse_header, parse_trailer
 
 ARCHIVE_VERSION = 1

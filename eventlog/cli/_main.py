@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from ._errors import EventLogError, InvalidInputError
-from ._store import EventLog
+from ..core._errors import EventLogError, InvalidInputError
+from ..store._log import EventLog
 
 DEFAULT_STORE = "chatlogs"
 Handler = Callable[[argparse.Namespace], int]
@@ -82,7 +82,7 @@ def positive(text: str) -> int:
 
 
 def session_id(text: str) -> str:
-    from ._validate import check_session_id
+    from ..core._validate import check_session_id
     try:
         return check_session_id(text)
     except InvalidInputError as exc:
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Look at, follow, check and maintain eventlog session logs.",
         epilog="examples:\n  eventlog demo\n  eventlog sessions\n  eventlog tail -f team\n\n"
                "'eventlog COMMAND --help' shows each command's options and an example.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"eventlog {__version__}")
     _add_store(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -1,6 +1,6 @@
 """The processes the demo starts: ``agent`` (posts messages) and ``check`` (a fresh reader).
 
-Run as ``python -m eventlog._demo_procs agent|check ...`` by ``eventlog demo``; not an
+Run as ``python -m eventlog.cli._demo_procs agent|check ...`` by ``eventlog demo``; not an
 interface of its own. Everything a process learns is written to a JSON file the demo
 reads back, and everything ``check`` prints is computed from the store it opens.
 """
@@ -18,7 +18,7 @@ import orjson
 
 import eventlog
 
-from ._state import MESSAGE, to_message
+from ..store._state import MESSAGE, to_message
 from ._terminal import format_message, human_bytes, local_time, safe
 
 MAX_RETRIES = 10_000
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["check"] and len(argv) == 5:
         check(argv[1], Path(argv[2]), Path(argv[3]), int(argv[4]))
         return 0
-    print("usage: python -m eventlog._demo_procs agent|check ... (started by 'eventlog demo')",
+    print("usage: python -m eventlog.cli._demo_procs agent|check ... (started by 'eventlog demo')",
           file=sys.stderr)
     return 2
 

@@ -17,13 +17,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from ...core._errors import CorruptLogError, EventLogError, StorageError
+from .._base import Archived
 from ._archive import ArchiveError, ArchiveReader, read_index, write_archive
-from ._backend import Archived
-from ._errors import CorruptLogError, EventLogError, StorageError
 from ._segments import archive_name, segment_name
 
 if TYPE_CHECKING:
-    from ._files import FileBackend
+    from ._backend import FileBackend
 
 STALE_TEMP_SECONDS = 3600.0
 """A temporary file of an atomic write (snapshot, new segment) older than this was left

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._errors import InvalidInputError
-from ._open import open as open_store
-from ._records import ChatMessage, ChatSession
-from ._store import EventLog
+from ..core._errors import InvalidInputError
+from ..core._records import ChatMessage, ChatSession
+from ..store._log import EventLog
+from ..store._open import open as open_store
 
 STORAGE_TYPES = ("json", "sqlite", "memory", "redis")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")

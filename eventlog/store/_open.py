@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._backend import Backend
-from ._errors import InvalidInputError
-from ._store import EventLog
+from ..backends._base import Backend
+from ..core._errors import InvalidInputError
+from ._log import EventLog
 
 _STORE_OPTIONS = ("durability", "max_event_bytes", "snapshot_every")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -66,7 +66,7 @@ def _build(kind: str, factory: Callable[..., Backend], *args: Any, **kwargs: Any
 
 
 def _files_backend() -> Callable[..., Backend]:
-    from ._files import FileBackend
+    from ..backends.files._backend import FileBackend
     return FileBackend
 
 
@@ -89,7 +89,7 @@ def _open_sqlite(url: str, rest: str, options: dict[str, Any]) -> Backend:
             f"{url!r}: use sqlite:///relative/path.db or sqlite:////abs/path.db (no host; for a "
             "store in memory use memory://)")
     _no_query(url, rest)
-    from ._sqlite import SQLiteBackend
+    from ..backends._sqlite import SQLiteBackend
     return _build("SQLite", SQLiteBackend, rest[1:], **options)
 
 
@@ -97,7 +97,7 @@ def _open_memory(url: str, rest: str, options: dict[str, Any]) -> Backend:
     if rest and not _MEMORY_NAME_RE.fullmatch(rest):
         raise InvalidInputError(f"{url!r}: a memory store's name is 1 to 128 ASCII letters, "
                                 "digits, '.', '_' or '-' (memory://NAME), or nothing (memory://)")
-    from ._memory import MemoryBackend
+    from ..backends._memory import MemoryBackend
     return _build("memory", MemoryBackend, rest or None, **options)
 
 
@@ -105,7 +105,7 @@ def _open_redis(url: str, rest: str, options: dict[str, Any]) -> Backend:
     try:
         from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
-        from ._redis import RedisBackend
+        from ..backends.redis._backend import RedisBackend
     except ImportError as exc:
         raise InvalidInputError(f"{url!r}: Redis stores need the redis package: "
                                 "pip install 'eventlog[redis]'") from exc

@@ -34,16 +34,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._backend import Appended, Archived, Build, Sealed, poll_until
-from ._chunks import pack, rows_in
-from ._codec import Head, Record
-from ._errors import (
+from ..core._codec import Head, Record
+from ..core._errors import (
     CorruptLogError,
     LockTimeoutError,
     SessionExistsError,
     SessionNotFoundError,
     StorageError,
 )
+from ._base import Appended, Archived, Build, Sealed, poll_until
+from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
 
 FORMAT = "eventlog-sqlite"

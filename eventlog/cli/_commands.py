@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from ._cli import CliError, Handler, count, open_store, session_id, store_location, usage_error
-from ._errors import CorruptLogError, SessionNotFoundError
-from ._records import ChatMessage, ChatSession
-from ._state import MESSAGE, to_message
-from ._store import EventLog
+from ..core._errors import CorruptLogError, SessionNotFoundError
+from ..core._records import ChatMessage, ChatSession
+from ..store._log import EventLog
+from ..store._state import MESSAGE, to_message
+from ._main import CliError, Handler, count, open_store, session_id, store_location, usage_error
 from ._terminal import (
     format_message,
     human_bytes,

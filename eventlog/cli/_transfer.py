@@ -17,12 +17,12 @@ from typing import IO, Any
 
 import orjson
 
-from ._cli import CliError, open_location, open_store, session_id, store_location, usage_error
-from ._codec import ChainReader, Head, genesis
-from ._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
-from ._records import Event
-from ._segments import parse_header, parse_trailer
-from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, to_message
+from ..backends.files._segments import parse_header, parse_trailer
+from ..core._codec import ChainReader, Head, genesis
+from ..core._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
+from ..core._records import Event
+from ..store._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, to_message
+from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
 from ._terminal import Progress, local_time, safe
 
 EXPORT_FORMAT = 1

@@ -17,9 +17,9 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from ._backend import Appended, Build
-from ._codec import Head, Record
-from ._errors import SessionExistsError, SessionNotFoundError
+from ..core._codec import Head, Record
+from ..core._errors import SessionExistsError, SessionNotFoundError
+from ._base import Appended, Build
 from ._rows import RowBackend, Rows
 
 SNAPSHOTS_KEPT = 3

@@ -21,19 +21,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._backend import Lines
-from ._codec import ChainReader, Head, genesis
-from ._errors import (
+from ..backends._base import Lines
+from ..backends.files._segments import header_line, trailer_line
+from ..core._codec import ChainReader, Head, genesis
+from ..core._errors import (
     CorruptLogError,
     InvalidInputError,
     LockTimeoutError,
     SessionNotFoundError,
     StorageError,
 )
-from ._segments import header_line, trailer_line
 
 if TYPE_CHECKING:
-    from ._store import EventLog
+    from ._log import EventLog
 
 DAY = 86400.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)

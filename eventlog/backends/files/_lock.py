@@ -18,7 +18,7 @@ import os
 import threading
 import time
 
-from ._errors import LockTimeoutError
+from ...core._errors import LockTimeoutError
 
 _YIELDS = 8
 _MAX_SLEEP = 0.002

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ._codec import Head, Record, seal_one
-from ._errors import ConflictError, CorruptLogError, SessionNotFoundError
+from ..core._codec import Head, Record, seal_one
+from ..core._errors import ConflictError, CorruptLogError, SessionNotFoundError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""

@@ -24,8 +24,8 @@ import orjson
 
 import eventlog
 
-from ._cli import CliError, open_location, positive, usage_error
-from ._store import EventLog
+from ..store._log import EventLog
+from ._main import CliError, open_location, positive, usage_error
 from ._terminal import age, human_bytes, local_time
 
 MAX_AGENTS = 64
@@ -99,7 +99,7 @@ def _run_agents(location: str, names: list[str], sessions: list[str], messages: 
     procs = []
     for name in names:
         peers = ",".join(n for n in names if n != name)
-        cmd = [sys.executable, "-m", "eventlog._demo_procs", "agent", location, name, peers,
+        cmd = [sys.executable, "-m", "eventlog.cli._demo_procs", "agent", location, name, peers,
                str(messages), str(work / f"{name}.json"), *sessions]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, env=_child_env()))
@@ -141,7 +141,7 @@ def _run_agents(location: str, names: list[str], sessions: list[str], messages: 
 
 
 def _check_in_fresh_process(location: str, work: Path, outcome: Outcome) -> None:
-    cmd = [sys.executable, "-m", "eventlog._demo_procs", "check", location,
+    cmd = [sys.executable, "-m", "eventlog.cli._demo_procs", "check", location,
            str(work / "expected.json"), str(work / "found.json"), str(TAIL)]
     done = subprocess.run(cmd, capture_output=True, env=_child_env(), check=False)
     sys.stdout.write(done.stdout.decode(errors="replace"))

@@ -47,9 +47,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
-from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
-from ._backend import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
-from ._codec import (
+from ...core._codec import (
     DIGEST_HEX,
     ChainReader,
     Head,
@@ -61,7 +59,7 @@ from ._codec import (
     parse,
     too_large,
 )
-from ._errors import (
+from ...core._errors import (
     ConflictError,
     CorruptLogError,
     EventLogError,
@@ -71,7 +69,10 @@ from ._errors import (
     SessionPoisonedError,
     StorageError,
 )
-from ._files_archive import archive_sealed_segments
+from ...core._validate import SESSION_ID_RE
+from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
+from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
+from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import (
     SEGMENT_RE,
@@ -85,7 +86,6 @@ from ._segments import (
     segment_name,
     trailer_line,
 )
-from ._validate import SESSION_ID_RE
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
 # (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ._codec import Head
+from ...core._codec import Head
 
 SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
 """A segment file's name: plain, or archived (``.gz``, see ``_archive``)."""

@@ -6,9 +6,9 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from ._cli import CliError, open_store, store_location, usage_error
-from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
-from ._store import EventLog
+from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ..store._log import EventLog
+from ._main import CliError, open_store, store_location, usage_error
 from ._terminal import Progress, age, human_bytes, parse_duration, print_json, safe
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ._backend import Sealed
-from ._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
-from ._records import CompactionReport
+from ..backends._base import Sealed
+from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ..core._records import CompactionReport
 from ._state import decode_snapshot, encode_snapshot
 
 if TYPE_CHECKING:
-    from ._store import EventLog
+    from ._log import EventLog
 
 
 def compact(log: EventLog, session_id: str | None) -> CompactionReport:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-from ._backend import Backend, Scan
-from ._codec import (
+from ..backends._base import Backend, Scan
+from ..core._codec import (
     ChainReader,
     Head,
     Record,
@@ -21,8 +21,7 @@ from ._codec import (
     parse,
     seal,
 )
-from ._compaction import compact
-from ._errors import (
+from ..core._errors import (
     ConflictError,
     CorruptLogError,
     EventLogError,
@@ -31,7 +30,16 @@ from ._errors import (
     SessionNotFoundError,
     StoreClosedError,
 )
-from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ..core._validate import (
+    RESERVED_PREFIXES,
+    check_event_type,
+    check_json,
+    check_session_id,
+    check_text,
+    check_timestamp,
+)
+from ._compaction import compact
 from ._retention import cleanup_old_sessions
 from ._state import (
     CREATED,
@@ -43,14 +51,6 @@ from ._state import (
     encode_snapshot,
     message_data,
     to_message,
-)
-from ._validate import (
-    RESERVED_PREFIXES,
-    check_event_type,
-    check_json,
-    check_session_id,
-    check_text,
-    check_timestamp,
 )
 
 Durability = Literal["os", "fsync"]

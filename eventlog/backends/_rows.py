@@ -15,8 +15,8 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from ._backend import Backend, Chunks, Lines, Scan
-from ._codec import Head, Unparseable, genesis, parse
+from ..core._codec import Head, Unparseable, genesis, parse
+from ._base import Backend, Chunks, Lines, Scan
 
 Rows = list[tuple[int, bytes]]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-from ._errors import CorruptLogError
+from ..core._errors import CorruptLogError
 from ._rows import Rows
 
 CHUNK_BYTES = 64 << 10

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._chunks import pack, rows_in
-from ._codec import Head, Record, Unparseable, link, parse
-from ._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
-from ._rows import Rows
+from ...core._codec import Head, Record, Unparseable, link, parse
+from ...core._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
+from .._chunks import pack, rows_in
+from .._rows import Rows
 
 if TYPE_CHECKING:
-    from ._redis import RedisBackend
+    from ._backend import RedisBackend
 
 Chunk = tuple[int, int, bytes]
 
@@ -77,7 +77,7 @@ class FileArchive:
     """A cold tier: the archived records in a JSONL file store at ``root``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        from ._files import FileBackend
+        from ..files._backend import FileBackend
         self.files = FileBackend(root)
 
     def _head(self, session_id: str) -> Head | None:

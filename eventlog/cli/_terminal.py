@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from ._records import ChatMessage
+from ..core._records import ChatMessage
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
