@@ -46,6 +46,7 @@ from ._state import (
 )
 from ._validate import (
     RESERVED_PREFIXES,
+    TS_END,
     check_event_type,
     check_json,
     check_session_id,
@@ -788,7 +789,7 @@ def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]
     if not (type(message.sender) is str and message.sender and type(message.content) is str
             and type(message.id) is str and message.id and message.message_type == "text"
             and (recipient is None or (type(recipient) is str and recipient))
-            and type(ts) is float and ts - ts == 0.0 and message.metadata is None):
+            and type(ts) is float and 0.0 <= ts < TS_END and message.metadata is None):
         check_text("message id", message.id)
         check_text("sender", message.sender)
         check_text("recipient", recipient, optional=True)

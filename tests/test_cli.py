@@ -137,6 +137,26 @@ def test_show_escapes_terminal_control_characters(capsys, store):
     assert safe("a\x9bb\nc") == "a\\x9bb\nc"
 
 
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_show_and_sessions_escape_bidirectional_overrides(capsys, store):
+    # "\u202egpj.exe\u202c" is shown by a terminal as "exe.jpg"; one RLO in a name reverses
+    # what follows it on the line. Every override and isolate is shown as an escape.
+    with eventlog.open(store) as log:
+        log.create_session("s", ["Ann\u202e", "Bob"])
+        log.add_message(eventlog.ChatMessage(sender="Ann\u202e", recipient="Bob\u2066",
+                                             content="see \u202egpj.exe\u202c " + BIDI,
+                                             session_id="s", message_type="x\u2067"))
+    for command in (["show", "s"], ["sessions"], ["tail", "s"]):
+        out = cli(capsys, *command, "--store", store)[1]
+        assert not set(BIDI) & set(out), (command, out)
+    out = cli(capsys, "show", "s", "--store", store)[1]
+    assert "Ann\\u202e -> Bob\\u2066 [x\\u2067]: see \\u202egpj.exe\\u202c" in out
+    assert safe(BIDI) == "".join(f"\\u{ord(c):04x}" for c in BIDI)
+    assert safe("\u200f\u05d0 \u0627") == "\u200f\u05d0 \u0627"  # right-to-left text itself stays
+
+
 def test_tail_prints_the_last_n(capsys, store, team):
     code, out, _ = cli(capsys, "tail", "-n", "2", "team", "--store", store)
     assert code == 0

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -90,6 +91,28 @@ class Guard:
             logger.exception("%s %s failed", scope["method"], scope.get("path", ""))
             answer = ApiError(500, "internal_error", "internal server error; see the server's log")
             await answer.response()(scope, receive, send_with_headers)
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as the JSON error every other
+    refusal is (Starlette answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        origin = request_headers.get("origin", "")
+        why = bytes(response.body).decode("latin-1").removeprefix("Disallowed CORS ").split(", ")
+        asked = {"origin": f"origin {origin!r}",
+                 "method": f"method {request_headers.get('access-control-request-method')!r}",
+                 "headers": f"headers {request_headers.get('access-control-request-headers')!r}",
+                 "private-network": "private network access"}
+        refused = ", ".join(asked.get(w, w) for w in why)
+        kept = {k: v for k, v in response.headers.items()
+                if k.lower().startswith("access-control-") or k.lower() == "vary"}
+        return ApiError(response.status_code, "cors_refused",
+                        f"CORS preflight refused: {refused} not allowed here",
+                        headers=kept).response()
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -181,8 +204,11 @@ def create_app(  # noqa: PLR0913 - keyword-only settings
     hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
     middleware = [Middleware(Guard, ctx=ctx, hosts=hosts)]
     if origins:  # no CORS unless configured
+        # Only the methods this server serves: a read-only one offers no write to any origin.
+        methods = ["GET", "HEAD", "OPTIONS"] + ([] if read_only else ["POST"])
+        methods += ["DELETE"] if allow_delete else []
         middleware.append(Middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            JSONCORSMiddleware, allow_origins=origins, allow_methods=methods,
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"], max_age=600))
     app = Starlette(routes=_routes(ctx, streams), middleware=middleware, lifespan=lifespan,
                     exception_handlers={ApiError: _api_error, EventLogError: _eventlog_error,
