@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._open import open
 from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from ._search import SearchHit, SearchPage
 from ._store import EventLog
 
 __version__ = "0.1.0"
@@ -38,6 +39,8 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "LockTimeoutError",
+    "SearchHit",
+    "SearchPage",
     "SessionExistsError",
     "SessionNotFoundError",
     "SessionPersistence",

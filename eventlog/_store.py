@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
 from ._retention import cleanup_old_sessions
+from ._search import SearchPage, run_search
 from ._state import (
     CREATED,
     JOINED,
@@ -544,6 +545,31 @@ class EventLog:
                                   f"(oldest readable record is seq {n_obj['seq']})",
                                   session_id=sid, seq=n_obj["seq"])
         yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+
+    def search(  # noqa: PLR0913 - keyword-only filters, one per thing a search narrows by
+            self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
+            recipient: str | None = None, to_everyone: bool = False,
+            types: Sequence[str] | None = None, after_seq: int | None = None,
+            before_seq: int | None = None, descending: bool = False, limit: int = 100,
+            cursor: str | None = None, scan_limit: int | None = None) -> SearchPage:
+        """Events matching ``query`` (case-insensitive, as one substring) and the filters, in
+        one session (``session_id``) or across every session (by id), paged.
+
+        The query is looked for in a message's content, sender, recipient and message type,
+        and in any other event's type and data (as JSON); an empty query matches every event
+        the filters let through. ``sender``, ``recipient`` (or ``to_everyone``: messages to
+        everyone) keep only messages; ``types`` only events of those types; ``after_seq`` <
+        seq < ``before_seq`` bound a single session's scan. Hits come in seq order, newest
+        first with ``descending``. A page holds at most ``limit`` hits; ``next_cursor`` (None
+        at the end) continues the same search. ``scan_limit`` stops a call after examining
+        that many events, with a cursor to go on from."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        filters = {"sender": sender, "recipient": recipient, "to_everyone": to_everyone,
+                   "types": types}
+        return run_search(self, query, session_id=session_id, filters=filters, after_seq=after_seq,
+                          before_seq=before_seq, descending=descending, limit=limit, cursor=cursor,
+                          scan_limit=scan_limit)
 
     def list_sessions(self) -> list[ChatSession]:
         """Every session's state, by id; sessions deleted meanwhile are left out."""

@@ -512,3 +512,41 @@ def test_cleanup_archive_then_import_restores_the_session(capsys, store, team, t
     code, _, err = cli(capsys, "import", saved, "--store", store, "--session", "edited")
     assert code == 1 and "digest does not match" in err
     assert set(all_events(store)) == {"team", "old"}
+
+
+# search -------------------------------------------------------------------------------------
+
+def test_search_finds_text_in_every_session(capsys, store, team):
+    with eventlog.open(store) as log:
+        log.create_session("other", ["Zed"])
+        log.add_message(eventlog.ChatMessage(sender="Zed", content="Hello from \u202eother",
+                                             session_id="other", timestamp=1_700_000_100))
+    code, out, err = cli(capsys, "search", "HELLO", "--store", store)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("other  ") and "#2  Zed -> all: [[Hello]] from \\u202eother" in lines[0]
+    assert lines[1].startswith("team  ") and "#2  Agent-1 -> Agent-2: [[hello]]" in lines[1]
+
+
+def test_search_filters_pages_and_json(capsys, store, team):
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--type", "message", "--sender",
+                       "Agent-1", "--newest-first", "--json", "--store", store)
+    docs = [orjson.loads(chunk) for chunk in re.split(r"\n(?=\{)", out.strip())]
+    assert [d["seq"] for d in docs[:-1]] == [4, 2] and docs[-1] == {"next_cursor": None}
+    assert docs[0]["fields"] == [] and docs[0]["data"]["content"] == "two\nlines"
+    code, out, err = cli(capsys, "search", "", "--session", "team", "--limit", "2", "--store", store)
+    assert code == 0 and len(out.splitlines()) == 2
+    cursor = err.split("--cursor ")[1].split()[0]
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--cursor", cursor, "--store", store)
+    assert [line.split("#")[1].split()[0] for line in out.splitlines()] == ["3", "4", "5"]
+    assert "[tool.result] {\"hits\":3}" in out
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--to", "*", "--store", store)
+    assert len(out.splitlines()) == 1 and "Agent-2 -> all: hi all" in out
+
+
+def test_search_with_no_match_exits_1_and_bad_input_2(capsys, store, team):
+    code, out, err = cli(capsys, "search", "nowhere", "--store", store)
+    assert (code, out, err.strip()) == (1, "", "no match")
+    assert cli(capsys, "search", "x", "--cursor", "bogus", "--store", store)[0] == 2
+    assert cli(capsys, "search", "x", "--session", "missing", "--store", store)[0] == 1
