@@ -265,21 +265,17 @@ def _backward(log: EventLog, sid: str, low: int, high: int | None, window: int |
         yield event
 
 
-def run_search(log: EventLog, query: str, *, session_id: str | None, filters: dict[str, Any],
-               after_seq: int | None, before_seq: int | None, descending: bool, limit: int,
-               cursor: str | None, scan_limit: int | None) -> SearchPage:
-    """Check every argument, then search (``EventLog.search`` is this, bound to a store)."""
-    q = build_query(query, filters.get("sender"), filters.get("recipient"),
-                    filters.get("to_everyone", False), filters.get("types"))
+def make_scope(session_id: object, after_seq: object, before_seq: object, descending: object,
+               limit: object, scan_limit: object) -> Scope:
+    """Check a search's scope arguments (``EventLog.search`` names them)."""
     sid = None if session_id is None else check_session_id(session_id)
     if sid is None and (after_seq is not None or before_seq is not None):
         raise InvalidInputError("after_seq and before_seq need a session_id")
     if type(descending) is not bool:
         raise InvalidInputError(f"descending must be True or False, not {descending!r}")
-    scope = Scope(sid, _check_int("after_seq", after_seq, 0) or 0,
-                  _check_int("before_seq", before_seq, 0), descending,
-                  _check_int("limit", limit, 1, MAX_LIMIT) or 1, _check_int("scan_limit", scan_limit, 1))
-    return search(log, q, scope, cursor)
+    return Scope(sid, _check_int("after_seq", after_seq, 0) or 0, _check_int("before_seq", before_seq, 0),
+                 descending, _check_int("limit", limit, 1, MAX_LIMIT) or 1,
+                 _check_int("scan_limit", scan_limit, 1))
 
 
 Matcher = Callable[[Event], "tuple[str, ...] | None"]

@@ -33,7 +33,7 @@ from ._errors import (
 )
 from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
 from ._retention import cleanup_old_sessions
-from ._search import SearchPage, run_search
+from ._search import SearchPage, build_query, make_scope, search
 from ._state import (
     CREATED,
     JOINED,
@@ -565,11 +565,9 @@ class EventLog:
         that many events, with a cursor to go on from."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        filters = {"sender": sender, "recipient": recipient, "to_everyone": to_everyone,
-                   "types": types}
-        return run_search(self, query, session_id=session_id, filters=filters, after_seq=after_seq,
-                          before_seq=before_seq, descending=descending, limit=limit, cursor=cursor,
-                          scan_limit=scan_limit)
+        matching = build_query(query, sender, recipient, to_everyone, types)
+        scope = make_scope(session_id, after_seq, before_seq, descending, limit, scan_limit)
+        return search(self, matching, scope, cursor)
 
     def list_sessions(self) -> list[ChatSession]:
         """Every session's state, by id; sessions deleted meanwhile are left out."""

@@ -94,7 +94,7 @@ def walk(log: EventLog, query: str, *, page: int, budget: int | None, **kwargs: 
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.sampled_from(WORDS + ["#1", "ann", "NOTE", "tool.result", "guest", "zzz"]),
+@given(query=st.sampled_from([*WORDS, "#1", "ann", "NOTE", "tool.result", "guest", "zzz"]),
        sid=st.sampled_from([None, "alpha", "gamma"]),
        sender=st.sampled_from([None, *NAMES]), recipient=st.sampled_from([None, "Bob", "dana"]),
        to_everyone=st.booleans(), types=st.sampled_from([None, ["message"], ["tool.result"],
