@@ -19,10 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._errors import EventLogError, InvalidInputError
 from .._store import EventLog
 from ._context import DEFAULT_MAX_BODY_BYTES, Context, Settings
+from ._explore import ExploreRoutes
 from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams
 from ._ops import OpsRoutes
 from ._sessions import SessionRoutes
+from ._transcript import TranscriptRoutes
 
 logger = logging.getLogger("eventlog.server")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -145,6 +147,8 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     sessions = SessionRoutes(ctx)
     live = LiveRoutes(ctx, streams)
     ops = OpsRoutes(ctx, streams)
+    transcript = TranscriptRoutes(ctx)
+    explore = ExploreRoutes(ctx)
     writes = not ctx.settings.read_only  # a read-only server has no write route at all: 405, never 401
     sid = "/api/sessions/{session_id}"
     table: dict[str, dict[str, Endpoint]] = {
@@ -156,9 +160,14 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         "/api/stats": {"GET": ops.stats},
         "/api/verify": {"GET": ops.verify_store},
         "/api/sessions": {"GET": sessions.list_sessions},
+        "/api/search": {"GET": explore.search},
         sid: {"GET": sessions.get_session},
         f"{sid}/messages": {"GET": sessions.get_messages},
         f"{sid}/events": {"GET": live.events},
+        f"{sid}/events/{{seq:int}}": {"GET": transcript.event},
+        f"{sid}/transcript": {"GET": transcript.transcript},
+        f"{sid}/graph": {"GET": explore.graph},
+        f"{sid}/export": {"GET": explore.export},
         f"{sid}/stream": {"GET": live.stream},
         f"{sid}/verify": {"GET": ops.verify_session},
     }
