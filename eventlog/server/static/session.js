@@ -9,8 +9,8 @@ import {
   $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionPath, textEl,
 } from "./util.js";
 
-const FACTS_MS = 5000;       // size re-read at most this often while events arrive
-const VERIFY_MS = 20000;     // and the verify status re-checked at most this often
+const FACTS_MS = 3000;       // size re-read at most this often while events arrive
+const VERIFY_MS = 8000;      // and the verify status re-checked at most this often
 const GRAPH_MS = 2000;
 
 // "#123" or "123": a seq; otherwise a local date and time ("2024-05-01 14:03", "14:03").
