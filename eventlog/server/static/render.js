@@ -39,7 +39,7 @@ function rawJson(event) {
 function copyButton(ctx, event) {
   const button = el("button", "ev-action", "Copy JSON");
   button.type = "button";
-  button.setAttribute("aria-label", "Copy event #" + event.seq + " as JSON");
+  button.setAttribute("aria-label", "Copy JSON of event #" + event.seq);
   button.addEventListener("click", async () => {
     try {
       const whole = await fullEvent(ctx, event);
@@ -193,7 +193,6 @@ export function eventNode(ctx, event) {
 
 export function gapNode(seconds, text) {
   const item = el("li", "gap");
-  item.setAttribute("role", "separator");
   item.append(el("span", null, text));
   item.dataset.gap = String(Math.round(seconds));
   return item;

@@ -19,6 +19,8 @@ const EDGE_PX = 700;               // how near an end scrolling fetches the next
 const GAP_SECONDS = 120;           // a pause at least this long is shown between events
 const LIVE_KEPT = 2 * CAP;         // live events kept aside while the window is away from the head
 
+const encoder = new TextEncoder();
+
 export function matches(event, f) {
   const d = event.data || {};
   const message = event.type === "message";
@@ -214,6 +216,10 @@ export class Transcript {
   // Events from the live stream, in seq order.
   live(events) {
     if (this.closed) return;
+    for (const e of events) {
+      // The stream sends events whole; pages say how big each is. Say it for these too.
+      if (e.size === undefined) e.size = encoder.encode(JSON.stringify(e.data)).length;
+    }
     this.headSeq = Math.max(this.headSeq, events[events.length - 1].seq);
     if (!this.atHead) {
       this.aside.push(...events);
@@ -290,7 +296,5 @@ export class Transcript {
 }
 
 export function emptyNote(text) {
-  const item = el("li", "empty", text);
-  item.setAttribute("role", "note");
-  return item;
+  return el("li", "empty", text);
 }
