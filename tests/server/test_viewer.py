@@ -101,7 +101,7 @@ def shot(page: Page, name: str) -> None:
     for width in (1280, 375):
         page.set_viewport_size({"width": width, "height": size["height"]})
         for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            page.emulate_media(color_scheme=scheme)
             page.screenshot(path=str(ARTIFACTS / f"viewer-{name}-{width}-{scheme}.png"))
     page.emulate_media(color_scheme="light")
     page.set_viewport_size(size)
@@ -129,7 +129,8 @@ def viewer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
             ("Planner", None, "Great. Post progress here; the viewer picks it up live."),
         ]
         c.post("/api/sessions/planning-room/messages", json={"messages": [
-            {"sender": s, "recipient": r, "content": text, "timestamp": now - 6000 + 60 * n + (3000 if n == 4 else 0),
+            {"sender": s, "recipient": r, "content": text,
+             "timestamp": now - 6000 + 60 * n + (3000 if n == 4 else 0),
              **({"metadata": {"model": "m-1"}} if n == 1 else {})}
             for n, (s, r, text) in enumerate(lines)]})
         c.post("/api/sessions", json={"session_id": "ops-alerts", "participants": ["Pager"]})
@@ -466,7 +467,8 @@ def team_app() -> Iterator[tuple[str, eventlog.EventLog]]:
         yield url, log
 
 
-def test_search_in_a_session_and_across_sessions(team_app: tuple[str, eventlog.EventLog], watch: Watch) -> None:
+def test_search_in_a_session_and_across_sessions(team_app: tuple[str, eventlog.EventLog],
+                                                  watch: Watch) -> None:
     url, _ = team_app
     page = watch.page
     open_session(page, url, "team")
@@ -493,7 +495,8 @@ def test_search_in_a_session_and_across_sessions(team_app: tuple[str, eventlog.E
     assert page.url.endswith("#/s/other/2")
 
 
-def test_filters_the_agent_picture_and_permalinks(team_app: tuple[str, eventlog.EventLog], watch: Watch) -> None:
+def test_filters_the_agent_picture_and_permalinks(team_app: tuple[str, eventlog.EventLog],
+                                                  watch: Watch) -> None:
     url, _ = team_app
     page = watch.page
     open_session(page, url, "team")
@@ -529,7 +532,7 @@ def test_filters_the_agent_picture_and_permalinks(team_app: tuple[str, eventlog.
 
 
 def test_export_from_the_browser(team_app: tuple[str, eventlog.EventLog], watch: Watch) -> None:
-    url, log = team_app
+    url, _ = team_app
     page = watch.page
     open_session(page, url, "team")
     for selector, first_line in (("#export-jsonl", '{"eventlog_export":1,"session_id":"team"}'),
@@ -550,7 +553,7 @@ def test_accessibility_has_no_serious_or_critical_violations(
     source = AXE.read_text()
     found = {}
     for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        page.emulate_media(color_scheme=scheme)
         for name, path in (("list", "/"), ("session", "/#/s/team")):
             page.goto(url + path)
             if name == "session":
