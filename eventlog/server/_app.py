@@ -164,7 +164,7 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         sid: {"GET": sessions.get_session},
         f"{sid}/messages": {"GET": sessions.get_messages},
         f"{sid}/events": {"GET": live.events},
-        f"{sid}/events/{{seq:int}}": {"GET": transcript.event},
+        f"{sid}/events/{{seq}}": {"GET": transcript.event},
         f"{sid}/transcript": {"GET": transcript.transcript},
         f"{sid}/graph": {"GET": explore.graph},
         f"{sid}/export": {"GET": explore.export},

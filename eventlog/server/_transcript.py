@@ -22,7 +22,7 @@ from .._search import SearchPage, decode_cursor
 from .._state import MESSAGE
 from .._store import EventLog
 from ._context import Context, event_json
-from ._http import ApiError, JSONResponse, invalid, query_bool, query_float, query_int
+from ._http import ApiError, JSONResponse, invalid, parse_int, query_bool, query_float, query_int
 
 MAX_LIMIT = 1000
 DEFAULT_CLIP = 2000             # characters of content (or of data as JSON) a page shows
@@ -221,6 +221,6 @@ class TranscriptRoutes:
 
     async def event(self, request: Request) -> Response:
         sid = request.path_params["session_id"]
-        seq = request.path_params["seq"]
+        seq = parse_int("seq", request.path_params["seq"])
         event = await self.ctx.run(one_event, self.log, sid, seq)
         return JSONResponse(event_json(event))
