@@ -106,7 +106,7 @@ class ExploreRoutes:
         assert limit is not None
         clip = read_clip(request)
         f = read_filters(request)
-        sid = params.get("session_id") or None
+        sid = params.get("session_id")  # "" is refused as an id, not taken for "every session"
         descending = query_bool(request, "descending", default=False)
 
         def run() -> dict[str, Any]:
