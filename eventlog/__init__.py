@@ -21,6 +21,7 @@ from .core._records import ChatMessage, ChatSession, CompactionReport, Event, Ve
 from .integrations._persistence import SessionPersistence
 from .store._log import EventLog
 from .store._open import open
+from .store._search import SearchHit, SearchPage
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,8 @@ __all__ = [
     "InvalidInputError",
     "InvalidSessionIdError",
     "LockTimeoutError",
+    "SearchHit",
+    "SearchPage",
     "SessionExistsError",
     "SessionNotFoundError",
     "SessionPersistence",

@@ -182,6 +182,33 @@ class InputContract(ContractBase):
                 log.add_message(not_a_message)  # type: ignore[arg-type]
         assert contents(log) == before
 
+    # Nanoseconds, milliseconds of year 9999+, before 1970, past year 9999, and numbers no
+    # float holds: each once reached the log and then broke every reader that shows a date.
+    BAD_TIMES: tuple[object, ...] = (1_796_280_000_000_000_000, 1.79628e18, 1e300, 10**400,
+                                     -(10**400), -1, -0.5, 253_402_300_800, 253_402_300_800.0)
+
+    def test_timestamps_outside_years_1970_to_9999_are_refused_on_every_path(
+            self, log: EventLog) -> None:
+        sid = self._populated(log)
+        before = contents(log)
+        created = next(iter(log.events(sid)))
+        for bad in self.BAD_TIMES:
+            calls: list[Callable[[Any], object]] = [
+                lambda t: log.add_message(message(sid, timestamp=t)),
+                lambda t: log.add_messages([message(sid), message(sid, timestamp=t)]),
+                lambda t: log.create_session("late", created_at=t),
+                lambda t: log.import_events("imported", [created._replace(ts=t)]),
+                lambda t: log.import_events("imported", [created, Event(2, "x", t, 1)]),
+            ]
+            for call in calls:
+                with pytest.raises(eventlog.InvalidEventError, match="between 1970 and 9999"):
+                    call(bad)
+            assert contents(log) == before, bad
+        # The edges of the range are kept exactly.
+        for good in (0, 0.0, 253_402_300_799.999):
+            log.add_message(message(sid, timestamp=good))
+        assert [m.timestamp for m in log.get_messages(sid, limit=3)] == [0.0, 0.0, 253_402_300_799.999]
+
     def test_hostile_event_types_are_refused(self, log: EventLog) -> None:
         sid = self._populated(log)
         before = contents(log)

@@ -21,7 +21,7 @@ LEAVES = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
 JSON = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
-TIMES = st.floats(min_value=-1e9, max_value=4e9, allow_nan=False)
+TIMES = st.floats(min_value=0, max_value=4e9, allow_nan=False)  # Unix seconds from 1970
 EXPECT = st.sampled_from(["none", "right", "wrong"])
 WRONG = st.integers(min_value=1, max_value=5)
 

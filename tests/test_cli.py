@@ -66,7 +66,7 @@ def test_every_command_help_shows_an_example(capsys, name):
 def test_the_issue_commands_all_exist():
     assert {c.name for c in COMMANDS} == {
         "demo", "sessions", "show", "tail", "create", "post", "replay", "verify", "compact",
-        "cleanup", "export", "import", "stats", "copy", "serve"}
+        "cleanup", "export", "import", "stats", "copy", "serve", "search"}
 
 
 def test_top_level_help_and_no_command(capsys):
@@ -135,6 +135,26 @@ def test_show_escapes_terminal_control_characters(capsys, store):
     assert "\x1b" not in out and "\x07" not in out
     assert "evil\\x1b]0;x\\x07 -> all: \\x1b[2Jgone\ttab" in out
     assert safe("a\x9bb\nc") == "a\\x9bb\nc"
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_show_and_sessions_escape_bidirectional_overrides(capsys, store):
+    # "\u202egpj.exe\u202c" is shown by a terminal as "exe.jpg"; one RLO in a name reverses
+    # what follows it on the line. Every override and isolate is shown as an escape.
+    with eventlog.open(store) as log:
+        log.create_session("s", ["Ann\u202e", "Bob"])
+        log.add_message(eventlog.ChatMessage(sender="Ann\u202e", recipient="Bob\u2066",
+                                             content="see \u202egpj.exe\u202c " + BIDI,
+                                             session_id="s", message_type="x\u2067"))
+    for command in (["show", "s"], ["sessions"], ["tail", "s"]):
+        out = cli(capsys, *command, "--store", store)[1]
+        assert not set(BIDI) & set(out), (command, out)
+    out = cli(capsys, "show", "s", "--store", store)[1]
+    assert "Ann\\u202e -> Bob\\u2066 [x\\u2067]: see \\u202egpj.exe\\u202c" in out
+    assert safe(BIDI) == "".join(f"\\u{ord(c):04x}" for c in BIDI)
+    assert safe("\u200f\u05d0 \u0627") == "\u200f\u05d0 \u0627"  # right-to-left text itself stays
 
 
 def test_tail_prints_the_last_n(capsys, store, team):
@@ -492,3 +512,41 @@ def test_cleanup_archive_then_import_restores_the_session(capsys, store, team, t
     code, _, err = cli(capsys, "import", saved, "--store", store, "--session", "edited")
     assert code == 1 and "digest does not match" in err
     assert set(all_events(store)) == {"team", "old"}
+
+
+# search -------------------------------------------------------------------------------------
+
+def test_search_finds_text_in_every_session(capsys, store, team):
+    with eventlog.open(store) as log:
+        log.create_session("other", ["Zed"])
+        log.add_message(eventlog.ChatMessage(sender="Zed", content="Hello from \u202eother",
+                                             session_id="other", timestamp=1_700_000_100))
+    code, out, err = cli(capsys, "search", "HELLO", "--store", store)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("other  ") and "#2  Zed -> all: [[Hello]] from \\u202eother" in lines[0]
+    assert lines[1].startswith("team  ") and "#2  Agent-1 -> Agent-2: [[hello]]" in lines[1]
+
+
+def test_search_filters_pages_and_json(capsys, store, team):
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--type", "message", "--sender",
+                       "Agent-1", "--newest-first", "--json", "--store", store)
+    docs = [orjson.loads(chunk) for chunk in re.split(r"\n(?=\{)", out.strip())]
+    assert [d["seq"] for d in docs[:-1]] == [4, 2] and docs[-1] == {"next_cursor": None}
+    assert docs[0]["fields"] == [] and docs[0]["data"]["content"] == "two\nlines"
+    code, out, err = cli(capsys, "search", "", "--session", "team", "--limit", "2", "--store", store)
+    assert code == 0 and len(out.splitlines()) == 2
+    cursor = err.split("--cursor ")[1].split()[0]
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--cursor", cursor, "--store", store)
+    assert [line.split("#")[1].split()[0] for line in out.splitlines()] == ["3", "4", "5"]
+    assert "[tool.result] {\"hits\":3}" in out
+    code, out, _ = cli(capsys, "search", "", "--session", "team", "--to", "*", "--store", store)
+    assert len(out.splitlines()) == 1 and "Agent-2 -> all: hi all" in out
+
+
+def test_search_with_no_match_exits_1_and_bad_input_2(capsys, store, team):
+    code, out, err = cli(capsys, "search", "nowhere", "--store", store)
+    assert (code, out, err.strip()) == (1, "", "no match")
+    assert cli(capsys, "search", "x", "--cursor", "bogus", "--store", store)[0] == 2
+    assert cli(capsys, "search", "x", "--session", "missing", "--store", store)[0] == 1

@@ -280,6 +280,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
+    from ._search import cmd_search, search_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
     from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
     return [
@@ -297,6 +298,10 @@ def _commands() -> list[Command]:
         Command("post", "post a message to a session",
                 ("eventlog post team --sender Agent-1 --to Agent-2 'build is green'",
                  "git log -1 | eventlog post team --sender ci -"), _post_args, cmd_post),
+        Command("search", "find events by text in one session or all (exit 1: no match)",
+                ("eventlog search 'disk full'", "eventlog search timeout --session team --sender Agent-1",
+                 "eventlog search '' --session team --type tool.result --newest-first --limit 5"),
+                search_args, cmd_search),
         Command("replay", "print the raw events as JSON lines (seq, type, ts, data)",
                 ("eventlog replay team --after-seq 100 | jq .data",), _replay_args, cmd_replay),
         Command("verify", "check digests, seq continuity and snapshots (exit 1 on problems)",

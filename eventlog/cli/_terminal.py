@@ -17,8 +17,10 @@ from ..core._records import ChatMessage
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # C0 and C1 control characters other than newline and tab: message content is written by
-# agents, and an escape sequence in it must not be able to drive the reader's terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# agents, and an escape sequence in it must not be able to drive the reader's terminal. And the
+# bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): with them
+# "\u202egpj.exe" reads as "exe.jpg", and one in a name reverses the rest of the line.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def parse_duration(text: str) -> float:
@@ -71,8 +73,14 @@ def human_bytes(count: int) -> str:
 
 
 def safe(text: str) -> str:
-    """``text`` with control characters shown as escapes, so it can't drive a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with control and bidi-override characters shown as escapes (``\\x1b``,
+    ``\\u202e``), so it can neither drive a terminal nor reorder what is shown."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_message(message: ChatMessage) -> str:

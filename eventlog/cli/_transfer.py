@@ -11,27 +11,21 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
 import orjson
 
 from ..backends.files._segments import parse_header, parse_trailer
-from ..core._codec import ChainReader, Head, genesis
+from ..core._codec import ChainReader, Head
 from ..core._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
 from ..core._records import Event
-from ..store._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, to_message
+from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
 from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
-from ._terminal import Progress, local_time, safe
+from ._terminal import Progress, safe
 
-EXPORT_FORMAT = 1
-HEADER_KEY = "eventlog_export"
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
 
 
 # export -------------------------------------------------------------------------------------
@@ -72,61 +66,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if first is None:
             raise CliError(f"session {args.session!r} holds no events to export")
         with _output(args.output) as out:
-            _EXPORTERS[args.format](args.session, _chain(first, events), out)
+            EXPORTERS[args.format](args.session, _chain(first, events), out)
     return 0
 
 
 def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
     yield first
     yield from rest
-
-
-def _export_jsonl(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
-    out.write(orjson.dumps({HEADER_KEY: EXPORT_FORMAT, "session_id": sid}) + b"\n")
-    for event in events:
-        out.write(orjson.dumps(event_json(event)) + b"\n")
-
-
-def _export_json(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
-    document = {HEADER_KEY: EXPORT_FORMAT, "session_id": sid,
-                "events": [event_json(e) for e in events]}
-    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def _export_markdown(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:
-    state = SessionState(sid, genesis(sid))
-    lines: list[str] = []
-    last = 0
-    for event in events:
-        state.apply(event)
-        last = event.seq
-        lines.extend(_markdown_event(sid, event))
-    head = [f"# Session {sid}", "",
-            f"- participants: {safe(', '.join(state.participants)) or '-'}",
-            f"- created: {local_time(state.created_at)}",
-            f"- last activity: {local_time(state.last_activity)}",
-            f"- messages: {state.message_count}, events: {last}", ""]
-    out.write("\n".join(head + lines).encode() + b"\n")
-
-
-def _markdown_event(sid: str, event: Event) -> list[str]:
-    when = local_time(event.ts)
-    if event.type == MESSAGE:
-        m = to_message(sid, event)
-        to = "all" if m.recipient is None else safe(m.recipient)
-        quoted = [f"> {line}" if line else ">" for line in safe(m.content).split("\n")]
-        return [f"**{safe(m.sender)} → {to}** · {when} · seq {event.seq}", "", *quoted, ""]
-    if event.type in (JOINED, LEFT):
-        verb = "joined" if event.type == JOINED else "left"
-        return [f"*{safe(event.data['participant'])} {verb}* · {when} · seq {event.seq}", ""]
-    if event.type == CREATED:
-        return []
-    data = safe(orjson.dumps(event.data).decode())
-    return [f"`{event.type}` · {when} · seq {event.seq}", "", f"    {data}", ""]
-
-
-_EXPORTERS: dict[str, Callable[[str, Iterator[Event], IO[bytes]], None]] = {
-    "jsonl": _export_jsonl, "json": _export_json, "markdown": _export_markdown}
 
 
 # import -------------------------------------------------------------------------------------

@@ -64,10 +64,37 @@ def check_text(name: str, value: object, *, optional: bool = False, empty: bool 
         raise InvalidEventError(f"{name} must not be empty")
 
 
+# Unix seconds from 1970-01-01 up to (not including) 10000-01-01 UTC. Outside it a timestamp is
+# almost surely in the wrong unit (nanoseconds, milliseconds) or garbage, and no reader can
+# show it as a date: Python's datetime and JavaScript's Date both fail on it (issue 20).
+TS_MIN = 0.0
+TS_END = 253_402_300_800.0
+
+
 def check_timestamp(name: str, value: object) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
-        raise InvalidEventError(f"{name} must be a finite number of Unix seconds, not {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    kind = type(value)
+    if kind is float:
+        ts: float = value  # type: ignore[assignment]
+    elif kind is int:
+        # Compared as an int first: float() of 10**400 raises a raw OverflowError.
+        if not -(2**53) <= value <= 2**53:  # type: ignore[operator]
+            raise InvalidEventError(_out_of_range(name, value))
+        ts = float(value)  # type: ignore[arg-type]
+    else:
+        raise InvalidEventError(f"{name} must be a number of Unix seconds, not {value!r}")
+    if not TS_MIN <= ts < TS_END:  # also refuses NaN and the infinities
+        raise InvalidEventError(_out_of_range(name, value) if math.isfinite(ts) else
+                                f"{name} must be a finite number of Unix seconds, not {value!r}")
+    return ts
+
+
+def _out_of_range(name: str, value: object) -> str:
+    if type(value) is int and abs(value) >= 10**30:  # repr() of a huge int is long, or refused
+        shown = f"an integer of {value.bit_length()} bits"
+    else:
+        shown = repr(value)
+    hint = "" if value < 0 else " (nanoseconds or milliseconds, perhaps?)"  # type: ignore[operator]
+    return f"{name} must be Unix seconds between 1970 and 9999 (0 to {TS_END:.0f}), not {shown}{hint}"
 
 
 def _check_number(item: float, what: str, path: str) -> None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -18,10 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..core._errors import EventLogError, InvalidInputError
 from ..store._log import EventLog
 from ._context import DEFAULT_MAX_BODY_BYTES, Context, Settings
+from ._explore import ExploreRoutes
 from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams
 from ._ops import OpsRoutes
 from ._sessions import SessionRoutes
+from ._transcript import TranscriptRoutes
 
 logger = logging.getLogger("eventlog.server")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -92,6 +95,28 @@ class Guard:
             await answer.response()(scope, receive, send_with_headers)
 
 
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as the JSON error every other
+    refusal is (Starlette answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        origin = request_headers.get("origin", "")
+        why = bytes(response.body).decode("latin-1").removeprefix("Disallowed CORS ").split(", ")
+        asked = {"origin": f"origin {origin!r}",
+                 "method": f"method {request_headers.get('access-control-request-method')!r}",
+                 "headers": f"headers {request_headers.get('access-control-request-headers')!r}",
+                 "private-network": "private network access"}
+        refused = ", ".join(asked.get(w, w) for w in why)
+        kept = {k: v for k, v in response.headers.items()
+                if k.lower().startswith("access-control-") or k.lower() == "vary"}
+        return ApiError(response.status_code, "cors_refused",
+                        f"CORS preflight refused: {refused} not allowed here",
+                        headers=kept).response()
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
@@ -122,6 +147,8 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     sessions = SessionRoutes(ctx)
     live = LiveRoutes(ctx, streams)
     ops = OpsRoutes(ctx, streams)
+    transcript = TranscriptRoutes(ctx)
+    explore = ExploreRoutes(ctx)
     writes = not ctx.settings.read_only  # a read-only server has no write route at all: 405, never 401
     sid = "/api/sessions/{session_id}"
     table: dict[str, dict[str, Endpoint]] = {
@@ -133,9 +160,14 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         "/api/stats": {"GET": ops.stats},
         "/api/verify": {"GET": ops.verify_store},
         "/api/sessions": {"GET": sessions.list_sessions},
+        "/api/search": {"GET": explore.search},
         sid: {"GET": sessions.get_session},
         f"{sid}/messages": {"GET": sessions.get_messages},
         f"{sid}/events": {"GET": live.events},
+        f"{sid}/events/{{seq}}": {"GET": transcript.event},
+        f"{sid}/transcript": {"GET": transcript.transcript},
+        f"{sid}/graph": {"GET": explore.graph},
+        f"{sid}/export": {"GET": explore.export},
         f"{sid}/stream": {"GET": live.stream},
         f"{sid}/verify": {"GET": ops.verify_session},
     }
@@ -181,8 +213,11 @@ def create_app(  # noqa: PLR0913 - keyword-only settings
     hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
     middleware = [Middleware(Guard, ctx=ctx, hosts=hosts)]
     if origins:  # no CORS unless configured
+        # Only the methods this server serves: a read-only one offers no write to any origin.
+        methods = ["GET", "HEAD", "OPTIONS"] + ([] if read_only else ["POST"])
+        methods += ["DELETE"] if allow_delete else []
         middleware.append(Middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            JSONCORSMiddleware, allow_origins=origins, allow_methods=methods,
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"], max_age=600))
     app = Starlette(routes=_routes(ctx, streams), middleware=middleware, lifespan=lifespan,
                     exception_handlers={ApiError: _api_error, EventLogError: _eventlog_error,

@@ -120,6 +120,30 @@ def parse_int(name: str, raw: str, *, minimum: int = 0, maximum: int = SEQ_MAX) 
     return value
 
 
+def query_float(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a number (Unix seconds), not {raw[:40]!r}") from None
+    if not math.isfinite(value):
+        raise bad_request(f"{name} must be a finite number, not {raw[:40]!r}")
+    return value
+
+
+def query_bool(request: Request, name: str, *, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise bad_request(f"{name} must be true or false, not {raw[:40]!r}")
+
+
 # Bodies -----------------------------------------------------------------------------------
 
 def _refuse_constant(name: str) -> Any:
@@ -142,7 +166,7 @@ def _reject_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes, what: str = "request body") -> Any:
     """Strict JSON: no NaN/Infinity, no duplicate keys, integers kept exact.
 
     The stdlib decoder rather than orjson here: orjson turns an integer beyond 64 bits
@@ -152,9 +176,9 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float,
                           object_pairs_hook=_reject_pairs)
     except RecursionError:
-        raise bad_request("request body: JSON nested too deeply") from None
+        raise bad_request(f"{what}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}") from None
+        raise bad_request(f"{what} is not valid JSON: {exc}") from None
 
 
 async def read_json(request: Request, limit: int) -> Any:

@@ -162,6 +162,11 @@ class LiveRoutes:
         session = await self.ctx.run(self.ctx.log.get_session, sid)
         if request.method == "HEAD":  # the headers a GET would get, and no endless body
             return Response(media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        if after is not None and after > session.last_seq:
+            # Such a stream would wait for a seq that was never written and then skip the
+            # ones between: the client is following another life of this id, or a typo.
+            raise ApiError(409, "beyond_head", f"cannot resume after seq {after}: session {sid!r} "
+                           f"ends at seq {session.last_seq}", current_seq=session.last_seq)
         start = session.last_seq if after is None else after
         follower = Follower(self.ctx.log, sid, start, asyncio.get_running_loop(),
                             capacity=settings.stream_queue, idle=settings.follow_idle)

@@ -15,7 +15,11 @@ from ._http import SEQ_MAX
 SESSION_ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
 EVENT_TYPE_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}$"
 RESERVED_TYPE_PATTERN = "^(session\\.|message)"
-STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml",
+                "util.js": "text/javascript", "api.js": "text/javascript",
+                "sessions.js": "text/javascript", "transcript.js": "text/javascript",
+                "render.js": "text/javascript", "graph.js": "text/javascript",
+                "session.js": "text/javascript"}
 
 Schema = dict[str, Any]
 
@@ -74,7 +78,31 @@ SCHEMAS: dict[str, Schema] = {
         "sessions": _array(_ref("Session")), "total": _INT, "offset": _INT, "limit": _INT,
         "unreadable": _array(_obj({"session_id": _ref("SessionId"), "error": {"type": "string"}},
                                   ("session_id", "error"))),
-    }, ("sessions", "total", "offset", "limit", "unreadable")),
+        "next_cursor": _nullable({"type": "string"}),
+    }, ("sessions", "total", "offset", "limit", "unreadable", "next_cursor")),
+    "ShownEvent": _obj({
+        "seq": _INT, "type": {"type": "string"}, "ts": {"type": "number"}, "data": {},
+        "size": _INT, "clipped": {"type": "boolean"}, "content_length": _INT,
+        "preview": {"type": "string"},
+    }, ("seq", "type", "ts", "data", "size", "clipped")),
+    "TranscriptPage": _obj({
+        "session_id": _ref("SessionId"), "last_seq": _INT, "anchor_seq": _nullable(_INT),
+        "events": _array(_ref("ShownEvent")), "older_before_seq": _nullable(_INT),
+        "newer_after_seq": _nullable(_INT), "events_scanned": _INT,
+    }, ("session_id", "last_seq", "anchor_seq", "events", "older_before_seq", "newer_after_seq",
+        "events_scanned")),
+    "SearchResults": _obj({
+        "hits": _array(_obj({"session_id": _ref("SessionId"), "event": _ref("ShownEvent"),
+                             "fields": _array({"type": "string"}), "snippet": {"type": "string"}},
+                            ("session_id", "event", "fields", "snippet"))),
+        "next_cursor": _nullable({"type": "string"}), "events_scanned": _INT,
+    }, ("hits", "next_cursor", "events_scanned")),
+    "Graph": _obj({
+        "session_id": _ref("SessionId"), "last_seq": _INT, "participants": _array({"type": "string"}),
+        "pairs": _array(_obj({"sender": {"type": "string"}, "recipient": _nullable({"type": "string"}),
+                              "count": _INT}, ("sender", "recipient", "count"))),
+        "types": _array(_obj({"type": {"type": "string"}, "count": _INT}, ("type", "count"))),
+    }, ("session_id", "last_seq", "participants", "pairs", "types")),
     "NewSession": _obj({
         "session_id": _nullable(_ref("SessionId")),
         "participants": _nullable(_array(_TEXT, unique_items=True)),
@@ -130,7 +158,8 @@ _REASONS = {
          "its Host header names a host this server does not answer to.",
     401: "A write without the right bearer token.",
     404: "No such session.",
-    409: "expected_seq did not match (the body carries current_seq), or the session exists.",
+    409: "expected_seq did not match (the body carries current_seq), or the session exists; "
+         "for a stream, a resume point beyond the session's last seq (beyond_head).",
     413: "The body, or one encoded event, is over the size limit.",
     415: "The body is not sent as application/json.",
     422: "The input breaks a rule of the store (ids, names, types, plain JSON data).",
@@ -157,6 +186,30 @@ _SID = {"name": "session_id", "in": "path", "required": True, "schema": _ref("Se
 _EXPECTED = _query("expected_seq", _SEQ, "Append only if the session's last seq is this (else 409).")
 _READ_ERRORS = (400, 404, 422, 500, 503)
 _WRITE_ERRORS = (400, 401, 404, 409, 413, 415, 422, 500, 503)
+
+
+_CLIP = _query("clip", {"type": "integer", "minimum": 16, "maximum": 1 << 20},
+               "Characters of content (or of data as JSON) shown before it is clipped (2000).")
+_PAGE_PARAMS = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Events a page (100)."),
+    _query("max_bytes", {"type": "integer", "minimum": 1024, "maximum": 16 << 20},
+           "JSON bytes a page at most (1 MiB); at least one event."),
+    _CLIP,
+    _query("before_seq", _SEQ, "The newest events before this seq."),
+    _query("after_seq", _SEQ, "Alone: the oldest events after this seq; with before_seq: a bound."),
+    _query("around_seq", _SEQ, "A page with this seq in its middle."),
+    _query("at_ts", {"type": "number"}, "A page around the first event at or after this time."),
+]
+_FILTER_PARAMS = [
+    _query("q", {"type": "string", "maxLength": 1000},
+           "Text to find (any case) in content, sender, recipient, message type; type and data."),
+    _query("sender", {"type": "string"}, "Only messages from this sender."),
+    _query("recipient", {"type": "string"}, "Only messages to this recipient."),
+    _query("to_everyone", {"type": "boolean"}, "Only messages to everyone."),
+    {"name": "type", "in": "query", "required": False, "style": "form", "explode": True,
+     "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+     "description": "Only events of these types (repeat)."},
+]
 
 
 def _body(*schemas: str) -> dict[str, Any]:
@@ -194,11 +247,22 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
             "operationId": "listSessions", "summary": "Sessions, newest activity first (paged)",
             "parameters": [
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)."),
-                _query("offset", _SEQ, "Sessions to skip."),
+                _query("cursor", {"type": "string"}, "Go on after the page that returned it."),
+                _query("offset", _SEQ, "Sessions to skip (without cursor)."),
                 _query("q", {"type": "string", "maxLength": 200},
                        "Only sessions whose id or a participant contains this (any case)."),
+                _query("participant", {"type": "string"}, "Only sessions with this participant."),
+                _query("metadata", {"type": "string"},
+                       "A JSON object: only sessions whose metadata has these top-level values."),
+                _query("prefix", {"type": "string"}, "Only ids starting with this."),
+                _query("active_after", {"type": "number"}, "Only last activity after this (Unix s)."),
+                _query("active_before", {"type": "number"}, "Only last activity before this."),
+                _query("order", {"type": "string", "enum": ["last_activity", "created_at", "session_id"]},
+                       "The order (last_activity)."),
+                _query("descending", {"type": "boolean"},
+                       "Newest first (default true, false for order=session_id)."),
                 _query("sort", {"type": "string", "enum": ["last_activity", "session_id"]},
-                       "last_activity (newest first, the default) or session_id."),
+                       "Older form: last_activity (newest first) or session_id."),
             ],
             "responses": {**_ok("SessionPage"), **_errors(400, 422, 500, 503)}}},
         "/api/sessions/{session_id}": {"get": {
@@ -231,7 +295,40 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
                  "description": "The last seq seen; wins over after_seq."}],
             "responses": {"200": {"description": "An endless event stream",
                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                          **_errors(*_READ_ERRORS)}}},
+                          **_errors(*_READ_ERRORS, 409)}}},
+        "/api/sessions/{session_id}/transcript": {"get": {
+            "operationId": "getTranscript",
+            "summary": "A page of every event (by count and bytes, long content clipped), newest "
+                       "first unless after_seq alone; around a seq or a time; filtered",
+            "parameters": [_SID, *_PAGE_PARAMS, *_FILTER_PARAMS],
+            "responses": {**_ok("TranscriptPage"), **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/events/{seq}": {"get": {
+            "operationId": "getEvent", "summary": "One event, whole",
+            "parameters": [_SID, {"name": "seq", "in": "path", "required": True,
+                                  "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {**_ok("Event"), **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/graph": {"get": {
+            "operationId": "getGraph", "summary": "Who talks to whom: messages per sender and "
+                                                  "recipient pair, and events per type",
+            "parameters": [_SID], "responses": {**_ok("Graph"), **_errors(*_READ_ERRORS)}}},
+        "/api/sessions/{session_id}/export": {"get": {
+            "operationId": "exportSession", "summary": "The session as a file (as eventlog export)",
+            "parameters": [_SID, _query("format", {"type": "string", "enum": ["jsonl", "json", "markdown"]},
+                                        "jsonl (default), json or markdown.")],
+            "responses": {"200": {"description": "The file, as an attachment", "content": {
+                kind: {"schema": {"type": "string"}} for kind in
+                ("application/x-ndjson", "application/json", "text/markdown")}},
+                **_errors(*_READ_ERRORS)}}},
+        "/api/search": {"get": {
+            "operationId": "search", "summary": "Events matching a text and filters, in one session "
+                                                "or across all, paged by cursor",
+            "parameters": [
+                _query("session_id", _ref("SessionId"), "Only this session."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Hits a page (50)."),
+                _query("cursor", {"type": "string"}, "Go on after the page that returned it."),
+                _query("descending", {"type": "boolean"}, "Newest first (false)."),
+                _CLIP, *_FILTER_PARAMS],
+            "responses": {**_ok("SearchResults"), **_errors(*_READ_ERRORS)}}},
         "/api/sessions/{session_id}/verify": {"get": {
             "operationId": "verifySession", "summary": "Check one session's digests, seqs and snapshots",
             "parameters": [_SID], "responses": {**_ok("SessionVerify"), **_errors(*_READ_ERRORS)}}},

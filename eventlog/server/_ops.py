@@ -13,11 +13,11 @@ from starlette.responses import Response
 from ..core._errors import SessionNotFoundError
 from ..core._records import ChatSession
 from ..store._log import EventLog
+from ._catalog import read_all
 from ._context import Context
 from ._http import ApiError, JSONResponse
 from ._metrics import CONTENT_TYPE
 from ._openapi import STATIC_FILES, build_openapi
-from ._sessions import read_all
 
 
 def _version() -> str:

@@ -9,16 +9,19 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
+from ..core._errors import SessionExistsError, SessionNotFoundError
 from ..core._records import ChatMessage, ChatSession, Event
-from ..store._log import EventLog
+from ._catalog import ORDERS, SessionFilter, SessionPage, offset_page, page_sessions
 from ._context import Context, event_json, message_json, session_json
 from ._http import (
     ApiError,
     JSONResponse,
+    decode_json,
     expect_list,
     expect_object,
     invalid,
+    query_bool,
+    query_float,
     query_int,
     read_json,
     require_token,
@@ -34,30 +37,6 @@ MESSAGE_FIELDS = frozenset({"sender", "content", "recipient", "id", "timestamp",
                             "metadata"})
 EVENT_FIELDS = frozenset({"type", "data"})
 CREATE_FIELDS = frozenset({"session_id", "participants", "metadata", "created_at", "exist_ok"})
-
-
-def _matches(session: ChatSession, needle: str) -> bool:
-    if needle in session.session_id.lower():
-        return True
-    return any(needle in person.lower() for person in session.participants)
-
-
-def read_all(log: EventLog) -> tuple[list[ChatSession], list[dict[str, str]]]:
-    """Every session's state, by id, and the sessions that cannot be read (with why).
-
-    Not ``EventLog.list_sessions``: one damaged log would fail the whole list, and the
-    list is where a person looks to find the damaged one.
-    """
-    sessions: list[ChatSession] = []
-    unreadable: list[dict[str, str]] = []
-    for sid in log.session_ids():
-        try:
-            sessions.append(log.get_session(sid))
-        except SessionNotFoundError:
-            continue  # deleted meanwhile
-        except CorruptLogError as exc:
-            unreadable.append({"session_id": sid, "error": str(exc)})
-    return sessions, unreadable
 
 
 class SessionRoutes:
@@ -89,29 +68,28 @@ class SessionRoutes:
         limit = query_int(request, "limit", default=100, minimum=1, maximum=MAX_PAGE)
         offset = query_int(request, "offset", default=0)
         assert limit is not None and offset is not None
-        needle = request.query_params.get("q", "")
-        if len(needle) > MAX_QUERY:
-            raise invalid(f"q must be at most {MAX_QUERY} characters")
-        sort = request.query_params.get("sort", "last_activity")
-        if sort not in SORTS:
-            raise invalid(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        cursor = request.query_params.get("cursor")
+        if cursor is not None and offset:
+            raise invalid("give cursor or offset, not both")
+        filters = session_filter(request)
+        order, descending = _order(request)
 
-        def page() -> tuple[int, list[tuple[ChatSession, int | None]], list[dict[str, str]]]:
-            sessions, unreadable = read_all(self.log)
-            if needle:
-                sessions = [s for s in sessions if _matches(s, needle.lower())]
-                unreadable = [u for u in unreadable if needle.lower() in u["session_id"].lower()]
-            if sort == "last_activity":
-                sessions.sort(key=lambda s: (-s.last_activity, s.session_id))
-            rows = [(s, self._size(s.session_id)) for s in sessions[offset:offset + limit]]
-            return len(sessions), rows, unreadable
+        def page() -> tuple[SessionPage, list[int | None]]:
+            if cursor is None:
+                found = offset_page(self.log, limit=limit, offset=offset, filters=filters, order=order,
+                                    descending=descending)
+            else:
+                found = page_sessions(self.log, limit=limit, cursor=cursor, filters=filters,
+                                      order=order, descending=descending)
+            return found, [self._size(s.session_id) for s in found.sessions]
 
-        total, rows, unreadable = await self.ctx.run(page)
+        found, sizes = await self.ctx.run(page)
         verified = self.ctx.verified
         return JSONResponse({
             "sessions": [session_json(s, size=size, verify=verified.get(s.session_id))
-                         for s, size in rows],
-            "total": total, "offset": offset, "limit": limit, "unreadable": unreadable,
+                         for s, size in zip(found.sessions, sizes, strict=True)],
+            "total": found.total, "offset": offset, "limit": limit, "unreadable": found.unreadable,
+            "next_cursor": found.next_cursor,
         })
 
     async def get_session(self, request: Request) -> Response:
@@ -200,6 +178,38 @@ class SessionRoutes:
             lambda: self.log.append_many(sid, pairs, expected_seq=expected))
         return JSONResponse({"events": [event_json(e) for e in stored], "last_seq": stored[-1].seq},
                             status_code=201)
+
+
+def _order(request: Request) -> tuple[str, bool]:
+    """``order`` and ``descending``, or the older ``sort`` (newest activity first by default)."""
+    params = request.query_params
+    sort = params.get("sort")
+    if sort is not None:
+        if sort not in SORTS:
+            raise invalid(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        if "order" in params or "descending" in params:
+            raise invalid("give sort, or order and descending, not both")
+        return sort, sort == "last_activity"
+    order = params.get("order", "last_activity")
+    if order not in ORDERS:
+        raise invalid(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    return order, query_bool(request, "descending", default=order != "session_id")
+
+
+def session_filter(request: Request) -> SessionFilter:
+    params = request.query_params
+    needle = params.get("q") or None
+    if needle is not None and len(needle) > MAX_QUERY:
+        raise invalid(f"q must be at most {MAX_QUERY} characters")
+    metadata = None
+    if "metadata" in params:
+        metadata = decode_json(params["metadata"].encode(), "metadata")
+        if type(metadata) is not dict:
+            raise invalid("metadata must be a JSON object of the keys and values to match")
+    return SessionFilter(participant=params.get("participant") or None, metadata=metadata,
+                         prefix=params.get("prefix") or None,
+                         active_after=query_float(request, "active_after"),
+                         active_before=query_float(request, "active_before"), q=needle)
 
 
 def _message(sid: str, value: Any, what: str) -> ChatMessage:

@@ -33,6 +33,7 @@ from ..core._errors import (
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
 from ..core._validate import (
     RESERVED_PREFIXES,
+    TS_END,
     check_event_type,
     check_json,
     check_session_id,
@@ -41,6 +42,7 @@ from ..core._validate import (
 )
 from ._compaction import compact
 from ._retention import cleanup_old_sessions
+from ._search import SearchPage, build_query, make_scope, search
 from ._state import (
     CREATED,
     JOINED,
@@ -544,6 +546,29 @@ class EventLog:
                                   session_id=sid, seq=n_obj["seq"])
         yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
 
+    def search(  # noqa: PLR0913 - keyword-only filters, one per thing a search narrows by
+            self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
+            recipient: str | None = None, to_everyone: bool = False,
+            types: Sequence[str] | None = None, after_seq: int | None = None,
+            before_seq: int | None = None, descending: bool = False, limit: int = 100,
+            cursor: str | None = None, scan_limit: int | None = None) -> SearchPage:
+        """Events matching ``query`` (case-insensitive, as one substring) and the filters, in
+        one session (``session_id``) or across every session (by id), paged.
+
+        The query is looked for in a message's content, sender, recipient and message type,
+        and in any other event's type and data (as JSON); an empty query matches every event
+        the filters let through. ``sender``, ``recipient`` (or ``to_everyone``: messages to
+        everyone) keep only messages; ``types`` only events of those types; ``after_seq`` <
+        seq < ``before_seq`` bound a single session's scan. Hits come in seq order, newest
+        first with ``descending``. A page holds at most ``limit`` hits; ``next_cursor`` (None
+        at the end) continues the same search. ``scan_limit`` stops a call after examining
+        that many events, with a cursor to go on from."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        matching = build_query(query, sender, recipient, to_everyone, types)
+        scope = make_scope(session_id, after_seq, before_seq, descending, limit, scan_limit)
+        return search(self, matching, scope, cursor)
+
     def list_sessions(self) -> list[ChatSession]:
         """Every session's state, by id; sessions deleted meanwhile are left out."""
         if self._closed:
@@ -788,7 +813,7 @@ def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]
     if not (type(message.sender) is str and message.sender and type(message.content) is str
             and type(message.id) is str and message.id and message.message_type == "text"
             and (recipient is None or (type(recipient) is str and recipient))
-            and type(ts) is float and ts - ts == 0.0 and message.metadata is None):
+            and type(ts) is float and 0.0 <= ts < TS_END and message.metadata is None):
         check_text("message id", message.id)
         check_text("sender", message.sender)
         check_text("recipient", recipient, optional=True)
