@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._backend import Watch
 from ._errors import SessionNotFoundError, StorageError
 from ._records import Event
 from ._store import EventLog
@@ -28,7 +29,7 @@ class SessionTail:
     and the backend's position after the last record read. Not thread-safe: one per reader
     (hold a lock around ``read`` to share one)."""
 
-    __slots__ = ("life", "log", "position", "seq", "session_id")
+    __slots__ = ("life", "log", "position", "seq", "session_id", "watch")
 
     def __init__(self, log: EventLog, session_id: str) -> None:
         self.log = log
@@ -36,6 +37,7 @@ class SessionTail:
         self.seq = 0
         self.life: object = None
         self.position: dict[str, Any] | None = None
+        self.watch: Watch | None = None
 
     def read(self) -> tuple[bool, list[Event]]:
         """``(restarted, events)``: the events appended since the last read, in order.
@@ -44,11 +46,18 @@ class SessionTail:
         deleted and made again. ``events`` then starts at seq 1 of the new life, or is
         empty when there is none. A session that never existed reads as ``(False, [])``.
         """
+        if self.watch is not None and not self.watch.changed():
+            return False, []
         restarted = False
         for _ in range(ATTEMPTS):
+            # The watch is made before the read, so whatever is appended after it was
+            # made shows in it, even what this read already returns.
+            watch = self.log.backend.watch(self.session_id) if self.watch is None else None
             try:
                 life = self.log.backend.incarnation(self.session_id)
             except SessionNotFoundError:
+                if watch is not None:
+                    watch.close()
                 gone = self.life is not None
                 self._forget()
                 return restarted or gone, []
@@ -61,9 +70,14 @@ class SessionTail:
                 # A life never comes back: if it is still ours now that the read has
                 # begun, the read was of our log (the same reasoning as ``follow``).
                 if self.log.backend.incarnation(self.session_id) == life:
+                    if watch is not None and watch.life == life:
+                        self.watch, watch = watch, None
                     return restarted, events
             except SessionNotFoundError:
                 pass
+            finally:
+                if watch is not None:
+                    watch.close()
             self._forget()
         raise StorageError(f"session {self.session_id!r} was deleted and made again {ATTEMPTS} times "
                            "while it was being read")
@@ -83,7 +97,14 @@ class SessionTail:
         self.seq = seq
         return found
 
+    def close(self) -> None:
+        """Let go of the watch (a file handle, for the file backend)."""
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
     def _forget(self) -> None:
+        self.close()
         self.seq = 0
         self.life = None
         self.position = None

@@ -277,19 +277,24 @@ class FoldCache(Generic[F]):
 
     def forget(self, session_id: str) -> None:
         with self._lock:
-            self._entries.pop(session_id, None)
+            entry = self._entries.pop(session_id, None)
+        if entry is not None:
+            entry.close()
 
     def _entry(self, session_id: str) -> _Entry[F]:
+        evicted = []
         with self._lock:
             entry = self._entries.get(session_id)
             if entry is None:
                 entry = _Entry(SessionTail(self.log, session_id), self.make())
                 self._entries[session_id] = entry
                 while len(self._entries) > self.keep:
-                    self._entries.popitem(last=False)
+                    evicted.append(self._entries.popitem(last=False)[1])
             else:
                 self._entries.move_to_end(session_id)
-            return entry
+        for old in evicted:
+            old.close()
+        return entry
 
 
 class _Entry(Generic[F]):
@@ -299,3 +304,7 @@ class _Entry(Generic[F]):
         self.tail = tail
         self.fold = fold
         self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:  # not while another thread reads through it
+            self.tail.close()

@@ -300,6 +300,7 @@ class EventLogSaver(BaseCheckpointSaver[str]):
         for sid in sids:
             with self._threads.use(sid) as (thread, _):
                 thread_id = config["configurable"]["thread_id"] if config else framework_id_of(sid)
+                matched = []
                 for space, entries in thread.checkpoints.items():
                     if ns is not None and space != ns:
                         continue
@@ -307,7 +308,11 @@ class EventLogSaver(BaseCheckpointSaver[str]):
                         if ((wanted and cid != wanted) or (bound and cid >= bound)
                                 or (filter and not _matches(stored.metadata, filter))):
                             continue
-                        found.append((thread_id, space, cid, stored, thread.pending(space, cid)))
+                        matched.append((cid, space, stored))
+                # Only the newest ``limit`` of each thread can be among the newest overall.
+                matched.sort(key=lambda item: item[0], reverse=True)
+                found.extend((thread_id, space, cid, stored, thread.pending(space, cid))
+                             for cid, space, stored in matched[:limit])
         found.sort(key=lambda item: item[2], reverse=True)
         return (self._tuple(*item) for item in found[:limit])
 
