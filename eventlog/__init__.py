@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._async import AsyncEventLog, open_async
 from ._compat import SessionPersistence
 from ._errors import (
                       ConflictError,
@@ -25,6 +26,7 @@ from ._store import EventLog
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncEventLog",
     "ChatMessage",
     "ChatSession",
     "CompactionReport",
@@ -46,4 +48,5 @@ __all__ = [
     "StoreClosedError",
     "VerifyReport",
     "open",
+    "open_async",
 ]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from .._async import AsyncEventLog
 from .._errors import CorruptLogError, InvalidInputError, InvalidSessionIdError, SessionNotFoundError
 from .._open import open as open_store
 from .._records import Event
@@ -205,9 +207,17 @@ def _retracted_seq(session_id: str, event: Event) -> int:
     return seq
 
 
-async def read_in_thread(func: Callable[[], T]) -> T:
-    """Run a blocking read in a worker thread."""
-    return await asyncio.to_thread(func)
+_async_logs: weakref.WeakKeyDictionary[EventLog, AsyncEventLog] = weakref.WeakKeyDictionary()
+
+
+def async_of(log: EventLog) -> AsyncEventLog:
+    """The ``AsyncEventLog`` the adapters run ``log``'s calls on (one per store: its worker
+    threads, and the collector pause that keeps the loop's pauses short)."""
+    with _shared_lock:
+        found = _async_logs.get(log)
+        if found is None:
+            found = _async_logs[log] = AsyncEventLog(log)
+        return found
 
 
 async def write_in_thread(func: Callable[[], T]) -> T:

@@ -14,13 +14,12 @@ once and every message lands exactly once, whole, in one order all readers agree
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from .._errors import SessionNotFoundError
 from .._validate import check_session_id
-from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
+from ._common import Store, append_events, async_of, missing_framework, read_live, resolve_store
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -74,14 +73,14 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
             pass  # never written to: nothing to clear
 
     async def aget_messages(self) -> list[BaseMessage]:
-        return await asyncio.to_thread(lambda: self.messages)
+        return await async_of(self.log).run(lambda: self.messages)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         batch = _batch(messages)  # serialised now: the caller may change the messages meanwhile
-        await write_in_thread(lambda: self._append(batch))
+        await async_of(self.log).run_write(self._append, batch)
 
     async def aclear(self) -> None:
-        await write_in_thread(self.clear)
+        await async_of(self.log).run_write(self.clear)
 
 
 def _batch(messages: Sequence[BaseMessage]) -> list[tuple[str, Any]]:

@@ -44,13 +44,12 @@ from ._common import (
     FoldCache,
     Store,
     append_event,
+    async_of,
     framework_id_of,
     missing_framework,
     resolve_store,
     session_id_for,
-    write_in_thread,
 )
-from ._common import read_in_thread as _in_thread
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -170,6 +169,7 @@ class EventLogSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.log = resolve_store(store)
         self._threads: FoldCache[_Thread] = FoldCache(self.log, _Thread)
+        self._async = async_of(self.log)
 
     # Writing ---------------------------------------------------------------------------
 
@@ -352,38 +352,38 @@ class EventLogSaver(BaseCheckpointSaver[str]):
             current_v = int(current.split(".")[0])
         return f"{current_v + 1:032}.{random.random():016}"
 
-    # Async: the same calls in a worker thread (writes finish even if cancelled) ----------
+    # Async: the same calls in the store's worker threads (writes finish even if cancelled) ----------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await _in_thread(lambda: self.get_tuple(config))
+        return await self._async.run(self.get_tuple, config)
 
     async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
                     before: RunnableConfig | None = None,
                     limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
-        found = await _in_thread(lambda: list(self.list(config, filter=filter, before=before,
-                                                        limit=limit)))
+        found = await self._async.run(lambda: list(self.list(config, filter=filter, before=before,
+                                                             limit=limit)))
         for item in found:
             yield item
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                    new_versions: ChannelVersions) -> RunnableConfig:
-        return await write_in_thread(lambda: self.put(config, checkpoint, metadata, new_versions))
+        return await self._async.run_write(lambda: self.put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
                           task_id: str, task_path: str = "") -> None:
-        await write_in_thread(lambda: self.put_writes(config, writes, task_id, task_path))
+        await self._async.run_write(lambda: self.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await write_in_thread(lambda: self.delete_thread(thread_id))
+        await self._async.run_write(lambda: self.delete_thread(thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await write_in_thread(lambda: self.copy_thread(source_thread_id, target_thread_id))
+        await self._async.run_write(lambda: self.copy_thread(source_thread_id, target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await write_in_thread(lambda: self.prune(thread_ids, strategy=strategy))
+        await self._async.run_write(lambda: self.prune(thread_ids, strategy=strategy))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await write_in_thread(lambda: self.delete_for_runs(run_ids))
+        await self._async.run_write(lambda: self.delete_for_runs(run_ids))
 
 
 def _thread_of(config: RunnableConfig) -> tuple[Any, str]:

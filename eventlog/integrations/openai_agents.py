@@ -19,14 +19,13 @@ again, so two poppers never pop the same item.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from typing import Any, cast
 
 from .._errors import ConflictError, InvalidInputError, SessionNotFoundError
 from .._validate import check_session_id
-from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
+from ._common import Store, append_events, async_of, missing_framework, read_live, resolve_store
 
 try:
     from agents import TResponseInputItem
@@ -81,7 +80,7 @@ class EventLogSession:
         if limit == 0:
             return []
         newest = None if limit is None or limit < 0 else limit
-        return await asyncio.to_thread(self._read, newest)
+        return await async_of(self.log).run(self._read, newest)
 
     def _read(self, limit: int | None) -> list[TResponseInputItem]:
         live = read_live(self.log, self.session_id, item=ITEM_EVENT, cleared=CLEARED_EVENT,
@@ -92,14 +91,14 @@ class EventLogSession:
         """Store ``items`` as one atomic batch: all of them, in order, or none."""
         batch: list[tuple[str, Any]] = [(ITEM_EVENT, item) for item in items]
         if batch:
-            await write_in_thread(lambda: self._append(batch))
+            await async_of(self.log).run_write(self._append, batch)
 
     def _append(self, batch: list[tuple[str, Any]]) -> None:
         append_events(self.log, self.session_id, batch, metadata=_SESSION_METADATA)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None if there is none), by appending a marker."""
-        return await write_in_thread(self._pop)
+        return await async_of(self.log).run_write(self._pop)
 
     def _pop(self) -> TResponseInputItem | None:
         conflict: ConflictError | None = None
@@ -125,7 +124,7 @@ class EventLogSession:
 
     async def clear_session(self) -> None:
         """Hide every item so far (nothing is erased: an ``agents.cleared`` event records it)."""
-        await write_in_thread(self._clear)
+        await async_of(self.log).run_write(self._clear)
 
     def _clear(self) -> None:
         try:
