@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from .._async import AsyncEventLog
-from .._errors import CorruptLogError, InvalidInputError, InvalidSessionIdError, SessionNotFoundError
+from .._errors import (
+    ConflictError,
+    CorruptLogError,
+    InvalidInputError,
+    InvalidSessionIdError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from .._open import open as open_store
 from .._records import Event
 from .._store import EventLog
@@ -129,7 +136,15 @@ def resolve_store(store: Store) -> EventLog:
 
 def append_events(log: EventLog, session_id: str, events: list[tuple[str, Any]], *,
                   metadata: dict[str, Any], expected_seq: int | None = None) -> list[Event]:
-    """Append ``events`` as one atomic batch, creating the session on its first write."""
+    """Append ``events`` as one atomic batch, creating the session on its first write.
+
+    ``expected_seq=0``: only if the session does not exist yet (``ConflictError`` if it does)."""
+    if expected_seq == 0:
+        try:
+            log.create_session(session_id, metadata=metadata)
+        except SessionExistsError:
+            raise ConflictError(session_id, 0, log.backend.last_seq(session_id)) from None
+        return log.append_many(session_id, events, expected_seq=1)
     try:
         return log.append_many(session_id, events, expected_seq=expected_seq)
     except SessionNotFoundError:
