@@ -18,8 +18,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import SessionNotFoundError
-from .._validate import check_session_id
-from ._common import Store, append_events, async_of, missing_framework, read_live, resolve_store
+from ._common import (
+    Store,
+    append_events,
+    async_of,
+    missing_framework,
+    read_live,
+    resolve_store,
+    session_id_for,
+)
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -43,7 +50,8 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     """
 
     def __init__(self, session_id: str, store: Store) -> None:
-        self.session_id = check_session_id(session_id)
+        self.session_id = session_id
+        self._sid = session_id_for(session_id)
         self.log = resolve_store(store)
 
     # The base class declares ``messages`` as a plain attribute; LangChain's own stores
@@ -51,7 +59,7 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The messages since the last ``clear()``, oldest first."""
-        live = read_live(self.log, self.session_id, item=MESSAGE_EVENT, cleared=CLEARED_EVENT)
+        live = read_live(self.log, self._sid, item=MESSAGE_EVENT, cleared=CLEARED_EVENT)
         return messages_from_dict([event.data for event in live.items])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -60,7 +68,7 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
 
     def _append(self, batch: list[tuple[str, Any]]) -> None:
         if batch:
-            append_events(self.log, self.session_id, batch, metadata=_SESSION_METADATA)
+            append_events(self.log, self._sid, batch, metadata=_SESSION_METADATA)
 
     def add_message(self, message: BaseMessage) -> None:
         self.add_messages([message])
@@ -68,7 +76,7 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     def clear(self) -> None:
         """Hide every message so far (nothing is erased: a ``langchain.cleared`` event records it)."""
         try:
-            self.log.append(self.session_id, CLEARED_EVENT, {})
+            self.log.append(self._sid, CLEARED_EVENT, {})
         except SessionNotFoundError:
             pass  # never written to: nothing to clear
 
