@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 
 def _wait_for_go() -> None:
@@ -217,7 +217,7 @@ def langgraph_threads(store: str, worker: int, threads: int, turns: int) -> dict
             graph.invoke({"messages": [("human", f"w{worker} t{t} q{n}")]}, config)
             shared = empty_checkpoint()
             saver.put({"configurable": {"thread_id": "shared/thread", "checkpoint_ns": ""}},
-                      shared, {"source": "input", "step": n, "worker": worker}, {})
+                      shared, cast(Any, {"source": "input", "step": n, "worker": worker}), {})
     return {"done": True}
 
 

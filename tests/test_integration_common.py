@@ -37,24 +37,28 @@ def run_hidden(blocked: list[str], code: str) -> subprocess.CompletedProcess[str
 
 
 def test_eventlog_imports_without_any_framework() -> None:
-    done = run_hidden(["langchain_core", "agents", "openai"],
+    done = run_hidden(["langchain_core", "agents", "openai", "langgraph", "google", "pydantic_ai"],
                       "import eventlog, eventlog.integrations\n"
-                      "assert not any(m.split('.')[0] in ('langchain_core', 'agents') for m in sys.modules)\n"
+                      "assert not any(m.split('.')[0] in ('langchain_core', 'agents', 'langgraph', "
+                      "'google', 'pydantic_ai') for m in sys.modules)\n"
                       "print('ok')")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize(("module", "blocked", "extra"), [
-    ("eventlog.integrations.langchain", "langchain_core", "langchain"),
-    ("eventlog.integrations.openai_agents", "agents", "openai-agents"),
+@pytest.mark.parametrize(("module", "blocked", "package", "extra"), [
+    ("eventlog.integrations.langchain", "langchain_core", "langchain-core", "langchain"),
+    ("eventlog.integrations.openai_agents", "agents", "openai-agents", "openai-agents"),
+    ("eventlog.integrations.langgraph", "langgraph", "langgraph", "langgraph"),
+    ("eventlog.integrations.adk", "google", "google-adk", "adk"),
+    ("eventlog.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai", "pydantic-ai"),
 ])
 def test_an_integration_without_its_framework_fails_with_one_line(module: str, blocked: str,
-                                                                   extra: str) -> None:
+                                                                   package: str, extra: str) -> None:
     done = run_hidden([blocked], f"import {module}")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last == (f"ImportError: {module} needs {'langchain-core' if extra == 'langchain' else extra}, "
+    assert last == (f"ImportError: {module} needs {package}, "
                     f"which is not installed (no module named {blocked!r}): "
                     f"pip install 'eventlog[{extra}]'")
     # ``from None``: no chained "During handling of the above exception" traceback.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -167,7 +167,7 @@ def test_threads_from_several_processes_at_once_lose_nothing(tmp_path: Path) -> 
             assert [m.content for m in messages] == expected
             assert len(list(saver.list(config))) == 3 * turns
     shared = list(saver.list({"configurable": {"thread_id": "shared/thread"}}))
-    assert sorted((c.metadata["worker"], c.metadata["step"]) for c in shared) == sorted(
+    assert sorted((cast(Any, c.metadata)["worker"], c.metadata["step"]) for c in shared) == sorted(
         (w, n) for w in range(workers) for n in range(turns) for _ in range(threads))
     # Every thread of the store is listed, under the ids the workers used.
     every = {c.config["configurable"]["thread_id"] for c in saver.list(None)}

@@ -211,7 +211,7 @@ def test_close_as_sqlite_session_has_it(store: str) -> None:
     session.close()  # idempotent
     for call in (session.get_items(), session.add_items([]), session.pop_item(), session.clear_session()):
         with pytest.raises(eventlog.StoreClosedError):
-            run(call)  # type: ignore[arg-type]
+            run(call)
     assert said(run(EventLogSession("s", store).get_items())) == ["kept"]  # the store is not closed
 
 
@@ -223,8 +223,8 @@ def test_a_mistyped_setting_is_refused_like_sqlite_session() -> None:
 def test_get_items_true_is_one_item_like_sqlite_session(store: str) -> None:
     session = EventLogSession("s", store)
     run(session.add_items([{"role": "user", "content": str(n)} for n in range(3)]))
-    assert said(run(session.get_items(True))) == ["2"]  # type: ignore[arg-type]
-    assert run(session.get_items(False)) == []  # type: ignore[arg-type]
+    assert said(run(session.get_items(True))) == ["2"]
+    assert run(session.get_items(False)) == []
 
 
 @pytest.mark.parametrize("framework_id", ["user:42", "thread/123", "alice@example.com", "日本語"])

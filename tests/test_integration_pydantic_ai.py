@@ -87,7 +87,7 @@ def test_append_with_expected_seq_refuses_a_stale_history(tmp_path: Path) -> Non
     one.append([ModelRequest(parts=[UserPromptPart(content="first")])], expected_seq=seq)
     with pytest.raises(eventlog.ConflictError):
         two.append([ModelRequest(parts=[UserPromptPart(content="second")])], expected_seq=seq_two)
-    messages, seq = two.load_with_seq()
+    _, seq = two.load_with_seq()
     two.append([ModelRequest(parts=[UserPromptPart(content="second")])], expected_seq=seq)
     assert [m.parts[0].content for m in one.load()] == ["first", "second"]  # type: ignore[union-attr]
 

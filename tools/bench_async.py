@@ -14,7 +14,8 @@ is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh 
 
 ``--heap`` imports the frameworks first (openai-agents, langgraph, google-adk where
 installed), as an app has them: a full garbage collection walks every object they made.
-``--freeze`` calls ``gc.freeze()`` after the imports, as the README advises. ``--no-gc-pause`` runs the worker calls with the collector left on, to show what the pause
+``--freeze`` calls ``gc.freeze()`` after the imports, as the README advises.
+``--no-gc-pause`` runs the worker calls with the collector left on, to show what the pause
 buys. Each scenario reports the worst pause, the 99th percentile, garbage collections by
 generation (count, worst) and the wall time.
 """
@@ -32,14 +33,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import eventlog  # noqa: E402
-from eventlog import _async  # noqa: E402
+import eventlog
+from eventlog import _async
 
 TICK = 0.001
 
@@ -151,7 +152,7 @@ async def get_items(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     return await measured(work)
 
 
-SCENARIOS: dict[str, Callable[[Path, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+SCENARIOS: dict[str, Callable[[Path, argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]] = {
     "idle": idle, "appends": appends, "read-long": read_long, "get-items": get_items}
 
 

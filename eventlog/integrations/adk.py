@@ -247,7 +247,8 @@ class EventLogSessionService(BaseSessionService):
     # App and user state ----------------------------------------------------------------
 
     def _put_state(self, app_name: str, user_id: str, deltas: dict[str, dict[str, Any]]) -> None:
-        for key, delta in ((_app_key(app_name), deltas["app"]), (_user_key(app_name, user_id), deltas["user"])):
+        for key, delta in ((_app_key(app_name), deltas["app"]),
+                           (_user_key(app_name, user_id), deltas["user"])):
             if delta:
                 append_event(self.log, key, STATE_EVENT, delta, metadata={"integration": INTEGRATION})
 

@@ -31,6 +31,7 @@ return, and every process sees every other's checkpoints at once.
 from __future__ import annotations
 
 import base64
+import builtins
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -61,11 +62,11 @@ try:
         CheckpointMetadata,
         CheckpointTuple,
         PendingWrite,
-        SerializerProtocol,
         get_checkpoint_id,
         get_checkpoint_metadata,
         writes_sort_key,
     )
+    from langgraph.checkpoint.serde.base import SerializerProtocol
 except ModuleNotFoundError as exc:
     raise missing_framework(__name__, "langgraph", "langgraph", exc) from None
 
@@ -296,7 +297,7 @@ class EventLogSaver(BaseCheckpointSaver[str]):
             ns = config["configurable"].get("checkpoint_ns")
             wanted = get_checkpoint_id(config)
         bound = get_checkpoint_id(before) if before is not None else None
-        found: list[_Found] = []
+        found: builtins.list[_Found] = []
         for sid in sids:
             with self._threads.use(sid) as (thread, _):
                 thread_id = config["configurable"]["thread_id"] if config else framework_id_of(sid)
@@ -316,7 +317,7 @@ class EventLogSaver(BaseCheckpointSaver[str]):
         found.sort(key=lambda item: item[2], reverse=True)
         return (self._tuple(*item) for item in found[:limit])
 
-    def _thread_sessions(self) -> list[str]:
+    def _thread_sessions(self) -> builtins.list[str]:
         """Every session of the store that holds a LangGraph thread."""
         ids = []
         for sid in self.log.session_ids():
@@ -325,11 +326,11 @@ class EventLogSaver(BaseCheckpointSaver[str]):
                     ids.append(sid)
         return ids
 
-    def _tuple(self, thread_id: Any, ns: str, cid: str, stored: _Stored, writes: list[_Write],
+    def _tuple(self, thread_id: Any, ns: str, cid: str, stored: _Stored, writes: builtins.list[_Write],
                config: RunnableConfig | None = None) -> CheckpointTuple:
         loads = self.serde.loads_typed
         writes.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
-        pending: list[PendingWrite] = [(w[0], w[1], loads((w[2], base64.b64decode(w[3]))))
+        pending: builtins.list[PendingWrite] = [(w[0], w[1], loads((w[2], base64.b64decode(w[3]))))
                                        for w in writes]
         return CheckpointTuple(
             config or {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
@@ -341,7 +342,7 @@ class EventLogSaver(BaseCheckpointSaver[str]):
             pending,
         )
 
-    def get_next_version(self, current: str | None, channel: None) -> str:  # type: ignore[override]
+    def get_next_version(self, current: str | None, channel: None) -> str:
         # LangGraph's own savers' versions: a zero-padded counter (they compare as strings)
         # and a random fraction.
         if current is None:
