@@ -1,20 +1,18 @@
-"""Framework-free parts of eventlog.integrations: optional imports, the marker fold, the store
-resolution and writes that outlive a cancellation."""
+"""Framework-free parts of eventlog.integrations: optional imports, the marker fold and the store
+resolution (writes that outlive a cancellation: tests/test_async.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import eventlog
-from eventlog.integrations._common import append_events, read_live, resolve_store, write_in_thread
+from eventlog.integrations._common import append_events, read_live, resolve_store
 
 # A child interpreter that sees eventlog as this test does, with some modules made unimportable.
 SOURCE_ROOT = str(Path(eventlog.__file__).resolve().parent.parent)
@@ -173,43 +171,3 @@ def test_a_relative_store_stays_where_it_was_opened(tmp_path: Path,
 def test_resolve_store_refuses_what_is_not_a_store(bad: object) -> None:
     with pytest.raises(eventlog.InvalidInputError):
         resolve_store(bad)  # type: ignore[arg-type]
-
-
-# Writes outlive cancellation ------------------------------------------------------------
-
-def test_cancelled_write_finishes_before_the_cancellation_is_raised() -> None:
-    started = threading.Event()
-    release = threading.Event()
-    finished: list[str] = []
-
-    def write() -> str:
-        started.set()
-        release.wait(10)
-        finished.append("written")
-        return "done"
-
-    async def scenario() -> None:
-        task = asyncio.ensure_future(write_in_thread(write))
-        await asyncio.to_thread(started.wait, 10)
-        task.cancel()
-        await asyncio.sleep(0.05)
-        assert not task.done(), "the cancellation was raised while the write was still running"
-        task.cancel()  # a second cancellation is held too
-        await asyncio.sleep(0.05)
-        assert not task.done()
-        release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert finished == ["written"]
-
-    asyncio.run(scenario())
-
-
-def test_write_in_thread_returns_the_result_and_raises_the_error() -> None:
-    assert asyncio.run(write_in_thread(lambda: 7)) == 7
-
-    def fail() -> None:
-        raise eventlog.ConflictError("s", 1, 2)
-
-    with pytest.raises(eventlog.ConflictError):
-        asyncio.run(write_in_thread(fail))

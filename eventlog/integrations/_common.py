@@ -11,7 +11,6 @@ the retracted items and markers it steps over, not the length of the whole histo
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import weakref
@@ -233,29 +232,6 @@ def async_of(log: EventLog) -> AsyncEventLog:
         if found is None:
             found = _async_logs[log] = AsyncEventLog(log)
         return found
-
-
-async def write_in_thread(func: Callable[[], T]) -> T:
-    """Run a blocking write in a worker thread and always wait for its outcome.
-
-    A thread cannot be stopped, so if the awaiting task is cancelled the write still lands.
-    Returning at once would let the caller move on (say, clear the session) and then have
-    this write appear after it; so cancellation is held until the write has finished, and
-    raised then.
-    """
-    task = asyncio.ensure_future(asyncio.to_thread(func))
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError as exc:
-            if cancelled is None:
-                cancelled = exc
-    if cancelled is not None:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
-        raise cancelled
-    return task.result()
 
 
 # Folds kept up to date ----------------------------------------------------------------------
