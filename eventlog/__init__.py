@@ -19,6 +19,7 @@ from .core._errors import (
 )
 from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from .integrations._persistence import SessionPersistence
+from .store._async import AsyncEventLog, open_async
 from .store._log import EventLog
 from .store._open import open
 from .store._search import SearchHit, SearchPage
@@ -26,6 +27,7 @@ from .store._search import SearchHit, SearchPage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncEventLog",
     "ChatMessage",
     "ChatSession",
     "CompactionReport",
@@ -49,4 +51,5 @@ __all__ = [
     "StoreClosedError",
     "VerifyReport",
     "open",
+    "open_async",
 ]

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 
 def _wait_for_go() -> None:
@@ -167,11 +167,67 @@ def agents_add_then_pop(store: str, session_id: str, worker: int, batches: int) 
     return {"popped": asyncio.run(pop())}
 
 
+# LangGraph ------------------------------------------------------------------------------
+
+def langgraph_graph(checkpointer: Any, first: int = 0) -> tuple[Any, list[list[str]]]:
+    """A one-node chat graph whose fake model answers ``answer N`` and records what it saw."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    seen: list[list[str]] = []
+    model = GenericFakeChatModel(messages=iter([AIMessage(f"answer {n}", id=f"ai-{n}")
+                                                for n in range(first, first + 1000)]))
+
+    def chat(state: MessagesState) -> dict[str, Any]:
+        seen.append([f"{m.type}:{m.content}" for m in state["messages"]])
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    builder.add_edge("chat", END)
+    return builder.compile(checkpointer=checkpointer), seen
+
+
+def langgraph_turns(store: str, thread_id: str, first: int, turns: int) -> dict[str, Any]:
+    """Run ``turns`` turns of the chat graph on one thread; report what the model saw."""
+    from eventlog.integrations.langgraph import EventLogSaver
+
+    graph, seen = langgraph_graph(EventLogSaver(store), first)
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    for n in range(first, first + turns):
+        graph.invoke({"messages": [("human", f"question {n}")]}, config)
+    return {"seen": seen}
+
+
+def langgraph_threads(store: str, worker: int, threads: int, turns: int) -> dict[str, Any]:
+    """Run ``turns`` turns on each of ``threads`` threads of this worker, interleaved, and
+    put ``turns`` raw checkpoints into the thread all workers share."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from eventlog.integrations.langgraph import EventLogSaver
+
+    saver = EventLogSaver(store)
+    graph, _ = langgraph_graph(saver)
+    _wait_for_go()
+    for n in range(turns):
+        for t in range(threads):
+            config: Any = {"configurable": {"thread_id": f"user:{worker}/thread {t}"}}
+            graph.invoke({"messages": [("human", f"w{worker} t{t} q{n}")]}, config)
+            shared = empty_checkpoint()
+            saver.put({"configurable": {"thread_id": "shared/thread", "checkpoint_ns": ""}},
+                      shared, cast(Any, {"source": "input", "step": n, "worker": worker}), {})
+    return {"done": True}
+
+
 COMMANDS = {
     "langchain-turns": lambda a: langchain_turns(a[0], a[1], a[2], int(a[3]), int(a[4])),
     "langchain-writer": lambda a: langchain_writer(a[0], a[1], int(a[2]), int(a[3])),
     "agents-turns": lambda a: agents_turns(a[0], a[1], int(a[2]), int(a[3])),
     "agents-add-then-pop": lambda a: agents_add_then_pop(a[0], a[1], int(a[2]), int(a[3])),
+    "langgraph-turns": lambda a: langgraph_turns(a[0], a[1], int(a[2]), int(a[3])),
+    "langgraph-threads": lambda a: langgraph_threads(a[0], int(a[1]), int(a[2]), int(a[3])),
 }
 
 if __name__ == "__main__":

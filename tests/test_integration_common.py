@@ -1,20 +1,18 @@
-"""Framework-free parts of eventlog.integrations: optional imports, the marker fold, the store
-resolution and writes that outlive a cancellation."""
+"""Framework-free parts of eventlog.integrations: optional imports, the marker fold and the store
+resolution (writes that outlive a cancellation: tests/test_async.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import eventlog
-from eventlog.integrations._common import append_events, read_live, resolve_store, write_in_thread
+from eventlog.integrations._common import append_events, read_live, resolve_store
 
 # A child interpreter that sees eventlog as this test does, with some modules made unimportable.
 SOURCE_ROOT = str(Path(eventlog.__file__).resolve().parent.parent)
@@ -37,24 +35,28 @@ def run_hidden(blocked: list[str], code: str) -> subprocess.CompletedProcess[str
 
 
 def test_eventlog_imports_without_any_framework() -> None:
-    done = run_hidden(["langchain_core", "agents", "openai"],
+    done = run_hidden(["langchain_core", "agents", "openai", "langgraph", "google", "pydantic_ai"],
                       "import eventlog, eventlog.integrations\n"
-                      "assert not any(m.split('.')[0] in ('langchain_core', 'agents') for m in sys.modules)\n"
+                      "assert not any(m.split('.')[0] in ('langchain_core', 'agents', 'langgraph', "
+                      "'google', 'pydantic_ai') for m in sys.modules)\n"
                       "print('ok')")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize(("module", "blocked", "extra"), [
-    ("eventlog.integrations.langchain", "langchain_core", "langchain"),
-    ("eventlog.integrations.openai_agents", "agents", "openai-agents"),
+@pytest.mark.parametrize(("module", "blocked", "package", "extra"), [
+    ("eventlog.integrations.langchain", "langchain_core", "langchain-core", "langchain"),
+    ("eventlog.integrations.openai_agents", "agents", "openai-agents", "openai-agents"),
+    ("eventlog.integrations.langgraph", "langgraph", "langgraph", "langgraph"),
+    ("eventlog.integrations.adk", "google", "google-adk", "adk"),
+    ("eventlog.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai", "pydantic-ai"),
 ])
 def test_an_integration_without_its_framework_fails_with_one_line(module: str, blocked: str,
-                                                                   extra: str) -> None:
+                                                                   package: str, extra: str) -> None:
     done = run_hidden([blocked], f"import {module}")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last == (f"ImportError: {module} needs {'langchain-core' if extra == 'langchain' else extra}, "
+    assert last == (f"ImportError: {module} needs {package}, "
                     f"which is not installed (no module named {blocked!r}): "
                     f"pip install 'eventlog[{extra}]'")
     # ``from None``: no chained "During handling of the above exception" traceback.
@@ -169,43 +171,3 @@ def test_a_relative_store_stays_where_it_was_opened(tmp_path: Path,
 def test_resolve_store_refuses_what_is_not_a_store(bad: object) -> None:
     with pytest.raises(eventlog.InvalidInputError):
         resolve_store(bad)  # type: ignore[arg-type]
-
-
-# Writes outlive cancellation ------------------------------------------------------------
-
-def test_cancelled_write_finishes_before_the_cancellation_is_raised() -> None:
-    started = threading.Event()
-    release = threading.Event()
-    finished: list[str] = []
-
-    def write() -> str:
-        started.set()
-        release.wait(10)
-        finished.append("written")
-        return "done"
-
-    async def scenario() -> None:
-        task = asyncio.ensure_future(write_in_thread(write))
-        await asyncio.to_thread(started.wait, 10)
-        task.cancel()
-        await asyncio.sleep(0.05)
-        assert not task.done(), "the cancellation was raised while the write was still running"
-        task.cancel()  # a second cancellation is held too
-        await asyncio.sleep(0.05)
-        assert not task.done()
-        release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert finished == ["written"]
-
-    asyncio.run(scenario())
-
-
-def test_write_in_thread_returns_the_result_and_raises_the_error() -> None:
-    assert asyncio.run(write_in_thread(lambda: 7)) == 7
-
-    def fail() -> None:
-        raise eventlog.ConflictError("s", 1, 2)
-
-    with pytest.raises(eventlog.ConflictError):
-        asyncio.run(write_in_thread(fail))

@@ -214,10 +214,19 @@ def test_store_can_be_a_path_a_url_or_an_eventlog(tmp_path: Path) -> None:
     assert EventLogChatMessageHistory("t", str(root)).log is EventLogChatMessageHistory("u", root).log
 
 
-@pytest.mark.parametrize("bad", ["", "../escape", "a/b", ".hidden", "x" * 129])
-def test_a_bad_session_id_is_refused_up_front(store: str, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["", "a\x00b", "a\nb", "x" * 256, 42])
+def test_a_bad_session_id_is_refused_up_front(store: str, bad: Any) -> None:
     with pytest.raises(eventlog.InvalidSessionIdError):
         EventLogChatMessageHistory(bad, store)
+
+
+@pytest.mark.parametrize("framework_id", ["user:42", "thread/123", "alice@example.com", "tenant 1",
+                                          "é", "../escape", ".hidden", "_.user_3a42"])
+def test_session_ids_as_frameworks_write_them(store: str, framework_id: str) -> None:
+    EventLogChatMessageHistory(framework_id, store).add_message(HumanMessage(framework_id))
+    with eventlog.open(store) as fresh:
+        assert EventLogChatMessageHistory(framework_id, fresh).messages == [HumanMessage(framework_id)]
+    assert EventLogChatMessageHistory("user-42", store).messages == []  # no two ids share a session
 
 
 # Real clients, several processes -----------------------------------------------------------

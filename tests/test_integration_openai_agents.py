@@ -204,6 +204,37 @@ def test_concurrent_threads_add_everything(store: str) -> None:
     assert sorted(said(run(session.get_items()))) == sorted(f"Message {n}" for n in range(10))  # type: ignore[type-var]
 
 
+def test_close_as_sqlite_session_has_it(store: str) -> None:
+    session = EventLogSession("s", store)
+    run(session.add_items([{"role": "user", "content": "kept"}]))
+    session.close()
+    session.close()  # idempotent
+    for call in (session.get_items(), session.add_items([]), session.pop_item(), session.clear_session()):
+        with pytest.raises(eventlog.StoreClosedError):
+            run(call)
+    assert said(run(EventLogSession("s", store).get_items())) == ["kept"]  # the store is not closed
+
+
+def test_a_mistyped_setting_is_refused_like_sqlite_session() -> None:
+    with pytest.raises(TypeError, match="limt"):
+        EventLogSession("s", "memory://", {"limt": 3})
+
+
+def test_get_items_true_is_one_item_like_sqlite_session(store: str) -> None:
+    session = EventLogSession("s", store)
+    run(session.add_items([{"role": "user", "content": str(n)} for n in range(3)]))
+    assert said(run(session.get_items(True))) == ["2"]
+    assert run(session.get_items(False)) == []
+
+
+@pytest.mark.parametrize("framework_id", ["user:42", "thread/123", "alice@example.com", "日本語"])
+def test_session_ids_as_frameworks_write_them(store: str, framework_id: str) -> None:
+    run(EventLogSession(framework_id, store).add_items([{"role": "user", "content": framework_id}]))
+    with eventlog.open(store) as fresh:
+        assert said(run(EventLogSession(framework_id, fresh).get_items())) == [framework_id]
+    assert EventLogSession(framework_id, store).session_id == framework_id
+
+
 # Append-only pop and clear, exact items, atomic batches ----------------------------------------
 
 RICH_ITEMS: list[Any] = [
@@ -269,12 +300,12 @@ def test_a_never_written_session_reads_empty_and_is_not_created(store: str) -> N
     assert run(session.get_items()) == [] and run(session.get_items(limit=3)) == []
     assert run(session.pop_item()) is None
     run(session.clear_session())
-    assert not session.log.session_exists("nothing")
+    assert not session.log.session_exists(session._sid)
 
 
 def test_a_bad_limit_or_session_id_is_refused(store: str) -> None:
     with pytest.raises(eventlog.InvalidSessionIdError):
-        EventLogSession("../x", store)
+        EventLogSession("a\x00b", store)
     with pytest.raises(eventlog.InvalidInputError):
         run(EventLogSession("s", store).get_items(limit="3"))  # type: ignore[arg-type]
 
@@ -354,3 +385,50 @@ def test_four_processes_adding_then_popping_lose_nothing_and_never_pop_twice(sto
         pops = [e.data["seq"] for e in log.events("busy") if e.type == POPPED_EVENT]
         assert sorted(pops) == list(range(2, 2 + len(items)))  # each item's seq popped once
         assert log.verify("busy").ok
+
+
+# The SDK's own session test ideas, side by side with its SQLiteSession -------------------------
+
+def _failing_model(fail_on: int) -> Any:
+    model = load_worker()._fake_model()
+    answer = model.get_response
+
+    async def get_response(*args: Any, **kwargs: Any) -> Any:
+        if len(model.inputs) + 1 == fail_on:
+            model.inputs.append(None)
+            raise RuntimeError("the model failed mid-turn")
+        return await answer(*args, **kwargs)
+
+    model.get_response = get_response
+    return model
+
+
+async def _sdk_script(session: Any) -> dict[str, Any]:
+    from agents import SQLiteSession  # noqa: F401 - the peer is built by the caller
+
+    agent = Agent(name="assistant", model=_failing_model(fail_on=3))
+    outputs: list[object] = []
+    outputs.append((await Runner.run(agent, "first", session=session)).final_output)
+    outputs.append((await Runner.run(agent, [{"role": "user", "content": "as a list"}], session=session,
+                                     run_config=RunConfig(session_input_callback=lambda history, new:
+                                                          history[-1:] + new))).final_output)
+    try:
+        await Runner.run(agent, "this one fails", session=session)
+    except RuntimeError as exc:
+        outputs.append(str(exc))
+    outputs.append((await Runner.run(agent, "after the failure", session=session)).final_output)
+    return {"outputs": outputs, "items": await session.get_items()}
+
+
+def test_sdk_scenarios_leave_what_sqlite_session_leaves(store: str, runner_env: None) -> None:
+    from agents import SQLiteSession
+
+    ours = run(_sdk_script(EventLogSession("user:1", store)))
+    theirs = run(_sdk_script(SQLiteSession("user:1")))
+    assert ours["outputs"] == theirs["outputs"]
+    assert "the model failed mid-turn" in ours["outputs"]
+
+    def plain(items: list[Any]) -> list[Any]:
+        return [(i.get("role"), i.get("type"), str(i.get("content"))) for i in items]
+
+    assert plain(ours["items"]) == plain(theirs["items"])

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..core._codec import Head, Record, seal_one
 from ..core._errors import ConflictError, CorruptLogError, SessionNotFoundError
@@ -71,6 +71,19 @@ class Archived:
     segments: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+
+
+class Watch(Protocol):
+    """A cheap look at whether one life of a session may have changed (see ``Backend.watch``)."""
+
+    life: object
+    """The life (``Backend.incarnation``) of the session this watch looks at."""
+
+    def changed(self) -> bool:
+        """True if the session may have changed since the watch was made or last said
+        True (or is gone); False only if it surely has not."""
+
+    def close(self) -> None: ...
 
 
 class Backend(ABC):
@@ -214,6 +227,12 @@ class Backend(ABC):
         it starts and hands it to ``wait``: without it, a follower of a session deleted and
         created again waited on forever (the new log ends below its position) or read the
         new log on from the old position, as if it were the same one."""
+
+    def watch(self, session_id: str) -> Watch | None:
+        """A ``Watch`` on the session's life as it is now, for readers that keep what they
+        read and want to skip a read when nothing changed; None if the session does not
+        exist or the backend has no cheaper test than reading."""
+        return None
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
              incarnation: object = None) -> bool:

@@ -11,17 +11,29 @@ the retracted items and markers it steps over, not the length of the whole histo
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-from collections.abc import Callable
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
-from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
+from ..core._errors import (
+    ConflictError,
+    CorruptLogError,
+    InvalidInputError,
+    InvalidSessionIdError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from ..core._records import Event
+from ..core._validate import SESSION_ID_RE, check_session_id
+from ..store._async import AsyncEventLog
 from ..store._log import EventLog
 from ..store._open import open as open_store
+from ..store._tail import SessionTail
 
 Store: TypeAlias = str | os.PathLike[str] | EventLog
 """Where an adapter keeps its session: a store path or URL, or an open ``EventLog``."""
@@ -30,6 +42,67 @@ T = TypeVar("T")
 
 _shared: dict[str, EventLog] = {}
 _shared_lock = threading.Lock()
+
+
+# Session ids -----------------------------------------------------------------------------
+#
+# Frameworks name their sessions freely (``user:42``, ``thread/123``, ``alice@example.com``),
+# and the store accepts only ``[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}`` until issue 15 makes every
+# such id valid. Until then the two functions below map a framework's id onto a valid one
+# and back; they are the only place that does, so the mapping goes with them.
+
+_ENCODED = "_."
+"""Starts every mapped id. Ids already valid pass through unchanged, unless they start with
+this themselves (then they are mapped too, so two ids never meet in one session)."""
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_MAX_ID = 255
+
+
+def session_id_for(framework_id: object) -> str:
+    """The eventlog session id a framework's session id is kept under.
+
+    Refused with ``InvalidSessionIdError``, as issue 15 will refuse them: a non-str, an
+    empty id, more than 255 characters, a control character or a lone surrogate. Until
+    then a mapped id must also fit the store's 128 characters.
+    """
+    if type(framework_id) is not str or not framework_id or len(framework_id) > _MAX_ID:
+        raise InvalidSessionIdError(f"invalid session id {framework_id!r}: use a str of 1 to "
+                                    f"{_MAX_ID} characters")
+    if SESSION_ID_RE.fullmatch(framework_id) and not framework_id.startswith(_ENCODED):
+        return framework_id
+    parts = [_ENCODED]
+    for char in framework_id:
+        if char in _KEPT:
+            parts.append(char)
+            continue
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+            raise InvalidSessionIdError(f"invalid session id {framework_id!r}: no control "
+                                        "characters or lone surrogates")
+        parts.extend(f"_{byte:02x}" for byte in char.encode("utf-8"))
+    mapped = "".join(parts)
+    if len(mapped) > 128:
+        raise InvalidSessionIdError(
+            f"session id {framework_id!r} is too long for this store once mapped ({len(mapped)} "
+            "characters of 128): ids outside [A-Za-z0-9._-] take 3 characters per byte")
+    return check_session_id(mapped)
+
+
+def framework_id_of(session_id: str) -> str:
+    """The framework's id for an eventlog session id (``session_id_for`` undone)."""
+    if not session_id.startswith(_ENCODED):
+        return session_id
+    out = bytearray()
+    text = session_id[len(_ENCODED):]
+    index = 0
+    while index < len(text):
+        if text[index] == "_":
+            out.append(int(text[index + 1:index + 3], 16))
+            index += 3
+        else:
+            out += text[index].encode("ascii")
+            index += 1
+    return out.decode("utf-8")
 
 
 def missing_framework(module: str, package: str, extra: str, exc: ModuleNotFoundError) -> ImportError:
@@ -62,7 +135,15 @@ def resolve_store(store: Store) -> EventLog:
 
 def append_events(log: EventLog, session_id: str, events: list[tuple[str, Any]], *,
                   metadata: dict[str, Any], expected_seq: int | None = None) -> list[Event]:
-    """Append ``events`` as one atomic batch, creating the session on its first write."""
+    """Append ``events`` as one atomic batch, creating the session on its first write.
+
+    ``expected_seq=0``: only if the session does not exist yet (``ConflictError`` if it does)."""
+    if expected_seq == 0:
+        try:
+            log.create_session(session_id, metadata=metadata)
+        except SessionExistsError:
+            raise ConflictError(session_id, 0, log.backend.last_seq(session_id)) from None
+        return log.append_many(session_id, events, expected_seq=1)
     try:
         return log.append_many(session_id, events, expected_seq=expected_seq)
     except SessionNotFoundError:
@@ -70,6 +151,17 @@ def append_events(log: EventLog, session_id: str, events: list[tuple[str, Any]],
     # exist_ok: another process may create it between our append and this call.
     log.create_session(session_id, metadata=metadata, exist_ok=True)
     return log.append_many(session_id, events, expected_seq=expected_seq)
+
+
+def append_event(log: EventLog, session_id: str, kind: str, data: Any, *,
+                 metadata: dict[str, Any]) -> Event:
+    """Append one event, creating the session on its first write."""
+    try:
+        return log.append(session_id, kind, data)
+    except SessionNotFoundError:
+        pass
+    log.create_session(session_id, metadata=metadata, exist_ok=True)
+    return log.append(session_id, kind, data)
 
 
 @dataclass(frozen=True)
@@ -129,24 +221,91 @@ def _retracted_seq(session_id: str, event: Event) -> int:
     return seq
 
 
-async def write_in_thread(func: Callable[[], T]) -> T:
-    """Run a blocking write in a worker thread and always wait for its outcome.
+_async_logs: weakref.WeakKeyDictionary[EventLog, AsyncEventLog] = weakref.WeakKeyDictionary()
 
-    A thread cannot be stopped, so if the awaiting task is cancelled the write still lands.
-    Returning at once would let the caller move on (say, clear the session) and then have
-    this write appear after it; so cancellation is held until the write has finished, and
-    raised then.
+
+def async_of(log: EventLog) -> AsyncEventLog:
+    """The ``AsyncEventLog`` the adapters run ``log``'s calls on (one per store: its worker
+    threads, and the collector pause that keeps the loop's pauses short)."""
+    with _shared_lock:
+        found = _async_logs.get(log)
+        if found is None:
+            found = _async_logs[log] = AsyncEventLog(log)
+        return found
+
+
+# Folds kept up to date ----------------------------------------------------------------------
+
+class Fold:
+    """What an adapter keeps of one session, built by applying its events in order."""
+
+    def apply(self, event: Event) -> None:
+        raise NotImplementedError
+
+
+F = TypeVar("F", bound=Fold)
+
+
+class FoldCache(Generic[F]):
+    """The folds of the sessions an adapter serves, each brought up to date before use.
+
+    Every ``use(session_id)`` reads only the events appended since the fold's last use (by
+    any process; see ``SessionTail``) and starts the fold afresh when the session was
+    deleted or made again meanwhile, so a fold is never stale and never costs a replay of
+    the whole log twice. Writers only append: their own events reach the fold the same way.
+    The ``keep`` most recently used folds stay in memory.
     """
-    task = asyncio.ensure_future(asyncio.to_thread(func))
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError as exc:
-            if cancelled is None:
-                cancelled = exc
-    if cancelled is not None:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
-        raise cancelled
-    return task.result()
+
+    def __init__(self, log: EventLog, make: Callable[[], F], *, keep: int = 256) -> None:
+        self.log = log
+        self.make = make
+        self.keep = keep
+        self._entries: OrderedDict[str, _Entry[F]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self, session_id: str) -> Iterator[tuple[F, int]]:
+        """The session's fold and the seq it is folded to (0: no such session), held
+        locked for the ``with`` block."""
+        entry = self._entry(session_id)
+        with entry.lock:
+            restarted, events = entry.tail.read()
+            if restarted:
+                entry.fold = self.make()
+            for event in events:
+                entry.fold.apply(event)
+            yield entry.fold, entry.tail.seq
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(session_id, None)
+        if entry is not None:
+            entry.close()
+
+    def _entry(self, session_id: str) -> _Entry[F]:
+        evicted = []
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None:
+                entry = _Entry(SessionTail(self.log, session_id), self.make())
+                self._entries[session_id] = entry
+                while len(self._entries) > self.keep:
+                    evicted.append(self._entries.popitem(last=False)[1])
+            else:
+                self._entries.move_to_end(session_id)
+        for old in evicted:
+            old.close()
+        return entry
+
+
+class _Entry(Generic[F]):
+    __slots__ = ("fold", "lock", "tail")
+
+    def __init__(self, tail: SessionTail, fold: F) -> None:
+        self.tail = tail
+        self.fold = fold
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:  # not while another thread reads through it
+            self.tail.close()

@@ -14,13 +14,19 @@ once and every message lands exactly once, whole, in one order all readers agree
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from ..core._errors import SessionNotFoundError
-from ..core._validate import check_session_id
-from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
+from ._common import (
+    Store,
+    append_events,
+    async_of,
+    missing_framework,
+    read_live,
+    resolve_store,
+    session_id_for,
+)
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -44,7 +50,8 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     """
 
     def __init__(self, session_id: str, store: Store) -> None:
-        self.session_id = check_session_id(session_id)
+        self.session_id = session_id
+        self._sid = session_id_for(session_id)
         self.log = resolve_store(store)
 
     # The base class declares ``messages`` as a plain attribute; LangChain's own stores
@@ -52,7 +59,7 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The messages since the last ``clear()``, oldest first."""
-        live = read_live(self.log, self.session_id, item=MESSAGE_EVENT, cleared=CLEARED_EVENT)
+        live = read_live(self.log, self._sid, item=MESSAGE_EVENT, cleared=CLEARED_EVENT)
         return messages_from_dict([event.data for event in live.items])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -61,7 +68,7 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
 
     def _append(self, batch: list[tuple[str, Any]]) -> None:
         if batch:
-            append_events(self.log, self.session_id, batch, metadata=_SESSION_METADATA)
+            append_events(self.log, self._sid, batch, metadata=_SESSION_METADATA)
 
     def add_message(self, message: BaseMessage) -> None:
         self.add_messages([message])
@@ -69,19 +76,19 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
     def clear(self) -> None:
         """Hide every message so far (nothing is erased: a ``langchain.cleared`` event records it)."""
         try:
-            self.log.append(self.session_id, CLEARED_EVENT, {})
+            self.log.append(self._sid, CLEARED_EVENT, {})
         except SessionNotFoundError:
             pass  # never written to: nothing to clear
 
     async def aget_messages(self) -> list[BaseMessage]:
-        return await asyncio.to_thread(lambda: self.messages)
+        return await async_of(self.log).run(lambda: self.messages)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         batch = _batch(messages)  # serialised now: the caller may change the messages meanwhile
-        await write_in_thread(lambda: self._append(batch))
+        await async_of(self.log).run_write(self._append, batch)
 
     async def aclear(self) -> None:
-        await write_in_thread(self.clear)
+        await async_of(self.log).run_write(self.clear)
 
 
 def _batch(messages: Sequence[BaseMessage]) -> list[tuple[str, Any]]:

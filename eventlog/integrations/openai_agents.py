@@ -19,18 +19,25 @@ again, so two poppers never pop the same item.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from typing import Any, cast
 
-from ..core._errors import ConflictError, InvalidInputError, SessionNotFoundError
-from ..core._validate import check_session_id
-from ._common import Store, append_events, missing_framework, read_live, resolve_store, write_in_thread
+from ..core._errors import ConflictError, InvalidInputError, SessionNotFoundError, StoreClosedError
+from ._common import (
+    Store,
+    append_events,
+    async_of,
+    missing_framework,
+    read_live,
+    resolve_store,
+    session_id_for,
+)
 
 try:
     from agents import TResponseInputItem
     from agents.memory import SessionSettings
+    from agents.memory.session_settings import coerce_session_settings
 except ModuleNotFoundError as exc:
     raise missing_framework(__name__, "openai-agents", "openai-agents", exc) from None
 
@@ -51,8 +58,9 @@ class EventLogSession:
     ``store`` is a path or URL (opened once per process and shared by every session on
     it) or an ``EventLog`` you opened and close yourself. The session is created by the
     first write; until then it reads as empty. ``session_settings`` (a ``SessionSettings``
-    or a dict of its fields) sets the default ``limit`` of ``get_items``, as in the SDK's
-    own ``SQLiteSession``.
+    or a dict of its fields; an unknown field raises ``TypeError``) sets the default
+    ``limit`` of ``get_items``, as in the SDK's own ``SQLiteSession``. ``close()`` ends
+    this session object (later calls raise ``StoreClosedError``); the store stays open.
     """
 
     session_id: str
@@ -60,13 +68,21 @@ class EventLogSession:
 
     def __init__(self, session_id: str, store: Store,
                  session_settings: SessionSettings | dict[str, Any] | None = None) -> None:
-        self.session_id = check_session_id(session_id)
+        self.session_id = session_id
+        self._sid = session_id_for(session_id)
         self.log = resolve_store(store)
-        if session_settings is None:
-            session_settings = SessionSettings()
-        elif isinstance(session_settings, dict):
-            session_settings = SessionSettings(**session_settings)
-        self.session_settings = session_settings
+        self.session_settings = (SessionSettings() if session_settings is None
+                                 else coerce_session_settings(session_settings))
+        self._closed = False
+
+    def close(self) -> None:
+        """End this session object, as ``SQLiteSession.close`` does; idempotent. It holds
+        nothing open of its own: the store is shared (or yours to close)."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"session {self.session_id!r} was closed")
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The newest ``limit`` items in chronological order (all of them if None).
@@ -74,43 +90,48 @@ class EventLogSession:
         Without a ``limit``, ``session_settings.limit`` applies. Like the SDK's own
         ``SQLiteSession``: 0 gives nothing, a negative limit gives everything.
         """
+        self._check_open()
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
+        if type(limit) is bool:
+            limit = int(limit)  # as SQLiteSession, whose SQL takes True for 1
         if limit is not None and type(limit) is not int:
             raise InvalidInputError(f"limit must be an int or None, not {limit!r}")
         if limit == 0:
             return []
         newest = None if limit is None or limit < 0 else limit
-        return await asyncio.to_thread(self._read, newest)
+        return await async_of(self.log).run(self._read, newest)
 
     def _read(self, limit: int | None) -> list[TResponseInputItem]:
-        live = read_live(self.log, self.session_id, item=ITEM_EVENT, cleared=CLEARED_EVENT,
+        live = read_live(self.log, self._sid, item=ITEM_EVENT, cleared=CLEARED_EVENT,
                          retracted=POPPED_EVENT, limit=limit)
         return [cast("TResponseInputItem", event.data) for event in live.items]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Store ``items`` as one atomic batch: all of them, in order, or none."""
+        self._check_open()
         batch: list[tuple[str, Any]] = [(ITEM_EVENT, item) for item in items]
         if batch:
-            await write_in_thread(lambda: self._append(batch))
+            await async_of(self.log).run_write(self._append, batch)
 
     def _append(self, batch: list[tuple[str, Any]]) -> None:
-        append_events(self.log, self.session_id, batch, metadata=_SESSION_METADATA)
+        append_events(self.log, self._sid, batch, metadata=_SESSION_METADATA)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None if there is none), by appending a marker."""
-        return await write_in_thread(self._pop)
+        self._check_open()
+        return await async_of(self.log).run_write(self._pop)
 
     def _pop(self) -> TResponseInputItem | None:
         conflict: ConflictError | None = None
         for attempt in range(POP_ATTEMPTS):
-            live = read_live(self.log, self.session_id, item=ITEM_EVENT, cleared=CLEARED_EVENT,
+            live = read_live(self.log, self._sid, item=ITEM_EVENT, cleared=CLEARED_EVENT,
                              retracted=POPPED_EVENT, limit=1)
             if not live.items:
                 return None
             newest = live.items[0]
             try:
-                self.log.append(self.session_id, POPPED_EVENT, {"seq": newest.seq},
+                self.log.append(self._sid, POPPED_EVENT, {"seq": newest.seq},
                                 expected_seq=live.head_seq)
             except ConflictError as exc:
                 conflict = exc
@@ -125,10 +146,11 @@ class EventLogSession:
 
     async def clear_session(self) -> None:
         """Hide every item so far (nothing is erased: an ``agents.cleared`` event records it)."""
-        await write_in_thread(self._clear)
+        self._check_open()
+        await async_of(self.log).run_write(self._clear)
 
     def _clear(self) -> None:
         try:
-            self.log.append(self.session_id, CLEARED_EVENT, {})
+            self.log.append(self._sid, CLEARED_EVENT, {})
         except SessionNotFoundError:
             pass  # never written to: nothing to clear

@@ -70,7 +70,7 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import SESSION_ID_RE
-from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, poll_until
+from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
@@ -184,6 +184,31 @@ def _life_of(fd: int) -> object:
         return life
     stat = os.fstat(fd)
     return stat.st_dev, stat.st_ino
+
+
+class _PageWatch:
+    """``FileBackend.watch``: one life's shared page, held open."""
+
+    def __init__(self, fd: int, page: mmap.mmap) -> None:
+        self.fd = fd
+        self.page = page
+        self.shared = memoryview(page).cast("Q")
+        self.life = _life_of(fd)
+        self.seen = self.shared[0]
+
+    def changed(self) -> bool:
+        generation = self.shared[0]
+        # Odd: an append (or a seal) is under way or died; 0: never published. Either way
+        # only the log can tell.
+        if generation != self.seen or generation & 1 or not generation:
+            self.seen = generation
+            return True
+        return not os.fstat(self.fd).st_nlink
+
+    def close(self) -> None:
+        self.shared.release()
+        self.page.close()
+        os.close(self.fd)
 
 
 @dataclass(slots=True)
@@ -1138,6 +1163,22 @@ class FileBackend(Backend):
             return _life_of(fd)
         finally:
             os.close(fd)
+
+    def watch(self, session_id: str) -> Watch | None:
+        """The session's shared page, mapped: its generation moves with every append (odd
+        while one is under way), and ``delete`` unlinks the lock file it belongs to, so a
+        look costs a memory read and one ``fstat``."""
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size >= SHARED_BYTES:
+                return _PageWatch(fd, mmap.mmap(fd, SHARED_BYTES, access=mmap.ACCESS_READ))
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     @_translated
     def wait(self, session_id: str, after_seq: int, timeout: float | None, *,

@@ -1,0 +1,186 @@
+"""AsyncEventLog: the store's methods as coroutines, async iterators, writes that outlive a
+cancellation, and the collector pause that keeps the loop's pauses short."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import eventlog
+from eventlog.store import _async
+
+
+@pytest.fixture(params=["files", "sqlite", "memory"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return {"files": str(tmp_path / "store"), "sqlite": f"sqlite:///{tmp_path / 's.db'}",
+            "memory": "memory://"}[request.param]
+
+
+def test_the_store_methods_as_coroutines(url: str) -> None:
+    async def scenario() -> None:
+        async with eventlog.open_async(url) as log:
+            assert isinstance(log, eventlog.AsyncEventLog)
+            created = await log.create_session("s", ["a"], {"k": 1})
+            assert created.session_id == "s"
+            stored = await log.add_message(eventlog.ChatMessage(sender="a", content="hi", session_id="s"))
+            assert stored.seq == 2
+            await log.add_messages([eventlog.ChatMessage(sender="b", content=str(n), session_id="s")
+                                    for n in range(3)])
+            assert (await log.append("s", "x.y", {"n": 1})).seq == 6
+            assert [e.seq for e in await log.append_many("s", [("x.y", 1), ("x.y", 2)])] == [7, 8]
+            await log.add_participant("s", "c")
+            await log.remove_participant("s", "c")
+            with pytest.raises(eventlog.ConflictError):
+                await log.append("s", "x.y", 3, expected_seq=2)
+            session = await log.get_session("s")
+            assert session.last_seq == 10 and session.message_count == 4
+            assert [m.content for m in await log.get_messages("s", limit=2)] == ["1", "2"]
+            assert await log.session_ids() == ["s"]
+            assert await log.session_exists("s") and not await log.session_exists("t")
+            assert [s.session_id for s in await log.list_sessions()] == ["s"]
+            assert (await log.verify("s")).ok
+            assert await log.size("s") >= 0
+            events = [e async for e in log.events("s")]
+            assert [e.seq for e in events] == list(range(1, 11))
+            assert [e.seq async for e in log.events("s", after_seq=8)] == [9, 10]
+            newest = []
+            async for event in log.events_reversed("s"):
+                newest.append(event.seq)
+                if len(newest) == 3:
+                    break
+            assert newest == [10, 9, 8]
+            await log.import_events("copy", events)
+            assert [e async for e in log.events("copy")] == events
+            await log.delete_session("copy")
+            with pytest.raises(eventlog.SessionNotFoundError):
+                await log.get_session("copy")
+            await log.compact("s")
+            assert await log.cleanup_old_sessions(1, dry_run=True) == []
+        assert log.closed
+
+    asyncio.run(scenario())
+
+
+def test_events_reads_a_long_session_in_batches(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("long")
+        await log.append_many("long", [("x.y", n) for n in range(_async.BATCH * 3 + 7)])
+        seqs = [e.seq async for e in log.events("long")]
+        assert seqs == list(range(1, _async.BATCH * 3 + 9))
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_follow_yields_what_other_writers_append_and_ends_when_idle(url: str) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(url)
+        await log.create_session("s")
+        other = log.sync
+
+        def write() -> None:
+            for n in range(5):
+                time.sleep(0.02)
+                other.append("s", "x.y", n)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        started = time.monotonic()
+        seen = [(e.seq, e.data) async for e in log.follow("s", timeout=0.6)]
+        writer.join()
+        assert seen == [(n + 2, n) for n in range(5)]
+        assert time.monotonic() - started < 5
+        # From a seq, everything after it; and breaking out frees the worker soon.
+        async for event in log.follow("s", after_seq=3):
+            assert event.seq == 4
+            break
+        await log.delete_session("s")
+        with pytest.raises(eventlog.SessionNotFoundError):
+            async for _ in log.follow("s", timeout=1):
+                pass
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_write_lands_before_the_cancellation_is_raised(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        gate = threading.Event()
+        real = log.sync.append
+
+        def slow_append(*args: object, **kwargs: object) -> eventlog.Event:
+            gate.wait(10)
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        log.sync.append = slow_append  # type: ignore[method-assign]
+        task = asyncio.create_task(log.append("s", "x.y", "late"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [e.data for e in log.sync.events("s")][1:] == ["late"]
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_errors_are_the_stores_own() -> None:
+    with pytest.raises(eventlog.InvalidInputError):
+        eventlog.AsyncEventLog("memory://")  # type: ignore[arg-type]
+    with pytest.raises(eventlog.InvalidInputError):
+        eventlog.open_async("memory://", workers=0)
+
+    async def scenario() -> None:
+        async with eventlog.open_async("memory://") as log:
+            with pytest.raises(eventlog.InvalidSessionIdError):
+                await log.append("../x", "x.y")
+            with pytest.raises(eventlog.SessionNotFoundError):
+                [e async for e in log.events("missing")]
+
+    asyncio.run(scenario())
+
+
+def test_the_collector_is_paused_during_calls_and_restored_after() -> None:
+    states: list[bool] = []
+
+    async def scenario() -> None:
+        async with eventlog.open_async("memory://") as log:
+            await log.run(lambda: states.append(gc.isenabled()))
+            await log.run_write(lambda: states.append(gc.isenabled()))
+
+    assert gc.isenabled()
+    asyncio.run(scenario())
+    assert states == [False, False]
+    assert gc.isenabled()
+    gc.disable()  # an app that turned it off itself keeps it off
+    try:
+        asyncio.run(scenario())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_calls_do_not_keep_the_collector_off_for_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_async, "MAX_PAUSE", 0.05)
+    pause = _async._CollectorPause()
+    with pause:
+        assert not gc.isenabled()
+        time.sleep(0.06)
+        with pause:  # a call that begins after MAX_PAUSE lets the collector run again
+            assert gc.isenabled()
+        assert gc.isenabled()
+    assert gc.isenabled()
+    with pause:
+        assert not gc.isenabled()
+    assert gc.isenabled()
