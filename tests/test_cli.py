@@ -105,7 +105,8 @@ def test_store_from_environment_then_default(capsys, store, team, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(capsys, "sessions")
     assert code == 1
-    assert err == "eventlog: no store at chatlogs (give --store PATH|URL or set EVENTLOG_STORE)\n"
+    assert err == ("eventlog: no store at chatlogs: no such directory "
+                   "(give --store PATH|URL or set EVENTLOG_STORE)\n")
     assert not (tmp_path / "chatlogs").exists()  # looking never creates a store
     assert cli(capsys, "create", "s1")[0] == 0
     assert (tmp_path / "chatlogs" / "s1").is_dir()
