@@ -325,6 +325,16 @@ def test_export_unknown_session_writes_no_file(capsys, store, team, tmp_path):
     assert list(tmp_path.glob(".eventlog-export-*")) == []
 
 
+def test_export_errors_name_the_path_given(capsys, store, team, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, _, err = cli(capsys, "export", "team", "-o", folder, "--store", store)
+    assert (code, err) == (1, f"eventlog: can't write {folder}: it is a directory\n")
+    code, _, err = cli(capsys, "export", "team", "-o", tmp_path / "no" / "x.md", "--store", store)
+    assert (code, err) == (1, f"eventlog: can't write {tmp_path / 'no' / 'x.md'}: No such file or directory\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
+
+
 def test_copy_store_to_store(capsys, store, team, tmp_path):
     with eventlog.open(store) as log:
         log.create_session("second", ["X"])
