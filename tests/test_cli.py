@@ -362,7 +362,22 @@ def test_copy_from_a_missing_store(capsys, tmp_path):
 
 # Compaction and retention (EventLog.compact / cleanup_old_sessions) -------------------------------
 
-def test_compact_named_and_all(capsys, store, team):
+@pytest.fixture
+def compact_tiny(monkeypatch):
+    """Compact sessions of any size (compaction leaves sessions under 4 KiB alone)."""
+    monkeypatch.setattr("eventlog.store._compaction.COMPACT_MIN_BYTES", 0)
+
+
+def test_compact_leaves_a_tiny_session_alone(capsys, store, team):
+    before = {p.name: p.read_bytes() for p in (store / "team").iterdir()}
+    size = sum(map(len, before.values()))
+    code, out, _ = cli(capsys, "compact", "team", "--store", store)
+    assert code == 0
+    assert out.splitlines()[0] == f"team: {human_bytes(size)} -> {human_bytes(size)}, 0 segment(s) archived"
+    assert {p.name: p.read_bytes() for p in (store / "team").iterdir()} == before
+
+
+def test_compact_named_and_all(capsys, store, team, compact_tiny):
     with eventlog.open(store) as log:
         log.create_session("other")
         before = all_events(store)
@@ -381,7 +396,7 @@ def test_compact_named_and_all(capsys, store, team):
     assert cli(capsys, "compact", "nope", "--store", store)[0] == 1
 
 
-def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team):
+def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team, compact_tiny):
     with eventlog.open(store) as log:
         log.create_session("fine")
     [segment] = (store / "team").glob("seg-*.jsonl")
