@@ -58,7 +58,8 @@ def _reset_locks_in_child() -> None:
         data.changed = threading.Condition(threading.Lock())
 
 
-os.register_at_fork(after_in_child=_reset_locks_in_child)
+if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 class MemoryBackend(RowBackend):

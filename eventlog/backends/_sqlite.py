@@ -101,7 +101,8 @@ def _close_idle_before_fork() -> None:
         backend.close_idle()
 
 
-os.register_at_fork(before=_close_idle_before_fork)
+if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)
+    os.register_at_fork(before=_close_idle_before_fork)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
