@@ -331,7 +331,8 @@ def test_export_errors_name_the_path_given(capsys, store, team, tmp_path):
     code, _, err = cli(capsys, "export", "team", "-o", folder, "--store", store)
     assert (code, err) == (1, f"eventlog: can't write {folder}: it is a directory\n")
     code, _, err = cli(capsys, "export", "team", "-o", tmp_path / "no" / "x.md", "--store", store)
-    assert (code, err) == (1, f"eventlog: can't write {tmp_path / 'no' / 'x.md'}: No such file or directory\n")
+    missing = tmp_path / "no" / "x.md"
+    assert (code, err) == (1, f"eventlog: can't write {missing}: No such file or directory\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
 
 

@@ -90,7 +90,7 @@ def test_create_false_opens_existing_stores_and_they_work(tmp_path: Path) -> Non
 
 def test_create_must_be_a_bool(tmp_path: Path) -> None:
     with pytest.raises(eventlog.InvalidInputError, match="create"):
-        eventlog.open(tmp_path / "x", create="no")  # type: ignore[arg-type]
+        eventlog.open(tmp_path / "x", create="no")
     assert not (tmp_path / "x").exists()
 
 

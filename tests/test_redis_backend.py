@@ -10,10 +10,10 @@ import subprocess
 import threading
 import time
 import uuid
-from unittest import mock
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 

@@ -21,7 +21,7 @@ FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.d
          "memory://NAME, redis://[:password@]host:port/db or rediss://...")
 
 
-def open(url: str | os.PathLike[str], *, create: bool = True, **options: Any) -> EventLog:
+def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     """Open the store at ``url``, creating it if missing (unless ``create=False``).
 
     - a filesystem path, or ``file:///abs/path``: JSONL files (the default backend)
@@ -42,10 +42,13 @@ def open(url: str | os.PathLike[str], *, create: bool = True, **options: Any) ->
     holds none (without it, that is refused), and SQLite to add its tables to a database
     that holds other tables.
 
-    ``create=False`` opens only a store that exists: nothing is created, and a location
-    holding no store raises ``StoreNotFoundError`` naming it (every backend honours it:
-    see ``eventlog.backends._base``).
+    ``create`` (default True): with ``create=False``, open only a store that exists: nothing
+    is created, and a location holding no store raises ``StoreNotFoundError`` naming it
+    (every backend honours it: see ``eventlog.backends._base``).
     """
+    # ``create`` rides in ``options`` (not a typed keyword) so that callers passing a dict of
+    # options (``**opts``) type-check as before.
+    create = options.pop("create", True)
     store = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
     if isinstance(url, os.PathLike):
         url = os.fspath(url)

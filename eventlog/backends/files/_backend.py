@@ -280,9 +280,10 @@ class FileBackend(Backend):
 
     poll_interval = 0.02
 
-    def __init__(self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
-                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
-                 archive_level: int = DEFAULT_LEVEL, create: bool = True, adopt: bool = False) -> None:
+    def __init__(  # noqa: PLR0913 - keyword-only options, each named as eventlog.open takes it
+            self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
+            segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
+            archive_level: int = DEFAULT_LEVEL, create: bool = True, adopt: bool = False) -> None:
         self.root = Path(root)
         self.mode = mode
         self.dir_mode = _dir_mode(mode)
@@ -322,7 +323,7 @@ class FileBackend(Backend):
             # list its subdirectories as damaged sessions (and a later delete could remove them).
             if not adopt and _holds_anything(self.root):
                 raise StorageError(f"{self.root} is not empty and holds no eventlog store (no "
-                                   f"{FORMAT_FILE}); open it with adopt=True to make it one")
+                                   f"{FORMAT_FILE}); open it with adopt=True to make it one") from None
             self._write_atomic(self.root, FORMAT_FILE, orjson.dumps(FORMAT), durable=False)
             return
         except orjson.JSONDecodeError:
