@@ -376,8 +376,9 @@ def test_the_checker_catches_what_verify_catches_in_file_stores(tmp_path: Path) 
             if not checker_finds(str(store)):
                 misses.append(what)
         elif checker_finds(str(store)):
-            # Only the checker reads the lock page: records cut from the end of the log
-            # (issue 13's invisible tail cut) leave a page published past the log's end.
+            # Where verify is known to miss damage (issue 13): records cut from the end of the
+            # log, which leave the lock page published past its end (only the checker reads
+            # the page), and flips in an archive's index member.
             only_checker.append((what, check(str(store)).problems))
         shutil.rmtree(store)
     print(f"verify found damage {caught} times of 300; the checker also found all but "
@@ -385,7 +386,8 @@ def test_the_checker_catches_what_verify_catches_in_file_stores(tmp_path: Path) 
     assert caught > 150
     assert misses == []
     for what, problems in only_checker:
-        assert all("records are missing" in p for p in problems), (what, problems)
+        assert all("records are missing" in p or "archive damaged" in p for p in problems), \
+            (what, problems)
 
 
 def test_lock_page_damage(tmp_path: Path) -> None:
