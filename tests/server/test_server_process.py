@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import eventlog
 from eventlog.server._serve import _loopback
 
 from .support import AUTH, ROOT, TOKEN, ServerProcess, server_env, sse_events
@@ -100,6 +101,7 @@ def test_bad_tokens_are_refused(tmp_path: Path, setup: str, message: str) -> Non
 
 def test_read_only_serves_no_write_route(tmp_path: Path) -> None:
     env = _no_env_token(tmp_path)
+    eventlog.open(tmp_path / "store").close()  # a read-only server creates no store
     proc = ServerProcess(tmp_path / "store", "--read-only", env=env)
     try:
         assert "read-only" in proc.output
