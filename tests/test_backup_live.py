@@ -43,7 +43,7 @@ with eventlog.open(url, create=False) as log:
 
 
 def history(log: eventlog.EventLog, sid: str) -> list[tuple[int, str, float, object]]:
-    return [tuple(e) for e in log.events(sid)]  # type: ignore[misc]
+    return [tuple(e) for e in log.events(sid)]
 
 
 @pytest.mark.parametrize("kind", ["files", "sqlite"])
