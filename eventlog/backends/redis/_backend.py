@@ -32,6 +32,10 @@ Compaction seals the head, then moves sealed records into compressed chunks (in 
 them from the log with ``XTRIM MINID``; reading merges both, so nothing is lost to readers.
 
 Durability is the server's: see the README's backends section.
+
+Opening writes nothing to Redis: a store is its key prefix, and a prefix with no keys is an
+empty store, so ``create=False`` (see ``_base``) has nothing to refuse there; it reaches only
+the cold tier's file store (``archive=``), which must then exist.
 """
 
 from __future__ import annotations
