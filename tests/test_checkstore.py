@@ -361,6 +361,7 @@ MUTATIONS: list[Mutation] = [*[flip_a_bit] * 6, cut_short, edit_a_line, edit_a_l
                              swap_sessions]
 
 
+@pytest.mark.slow  # 300 damaged stores: the whole suite runs it, .ci/run's quick subsets don't
 def test_the_checker_catches_what_verify_catches_in_file_stores(tmp_path: Path) -> None:
     pristine = make_file_store(tmp_path / "pristine", compact=True)
     rng = random.Random(21)
