@@ -16,6 +16,7 @@ from .core._errors import (
                       SessionPoisonedError,
                       StorageError,
                       StoreClosedError,
+                      StoreNotFoundError,
 )
 from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from .integrations._persistence import SessionPersistence
@@ -49,6 +50,7 @@ __all__ = [
     "SessionPoisonedError",
     "StorageError",
     "StoreClosedError",
+    "StoreNotFoundError",
     "VerifyReport",
     "open",
     "open_async",

@@ -17,6 +17,10 @@ class ContractBase:
     shared_between_processes: ClassVar[bool]
     """True if several processes can open the same URL and see one store."""
 
+    missing_store_detectable: ClassVar[bool] = True
+    """False where a store can't be told apart from nothing (Redis: a key prefix), so that
+    ``open(url, create=False)`` opens an empty store there rather than raise."""
+
     storage_type: ClassVar[str] = "json"
     """``SessionPersistence(storage_type=...)`` for this backend."""
 

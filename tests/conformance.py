@@ -46,6 +46,20 @@ class ApiContract(ContractBase):
         with eventlog.open(url) as again:
             assert again.get_session(sid).participants == ["a"]
 
+    def test_create_false_opens_only_a_store_that_exists(self, url: str) -> None:
+        """``create=False`` (what every command that only reads uses) creates nothing: a
+        second try finds nothing either; once the store exists it opens and works as usual."""
+        if self.missing_store_detectable:
+            for _ in range(2):
+                with pytest.raises(eventlog.StoreNotFoundError):
+                    eventlog.open(url, create=False)
+        with eventlog.open(url) as log:
+            sid = log.create_session(participants=["a"]).session_id
+        with eventlog.open(url, create=False) as log:
+            assert log.session_ids() == [sid]
+            log.append(sid, "x.y", 1)
+            assert log.get_session(sid).last_seq == 2
+
     def test_every_method_of_a_closed_store_raises_store_closed(self, url: str) -> None:
         log = eventlog.open(url)
         sid = log.create_session().session_id

@@ -105,7 +105,8 @@ def test_store_from_environment_then_default(capsys, store, team, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(capsys, "sessions")
     assert code == 1
-    assert err == "eventlog: no store at chatlogs (give --store PATH|URL or set EVENTLOG_STORE)\n"
+    assert err == ("eventlog: no store at chatlogs: no such directory "
+                   "(give --store PATH|URL or set EVENTLOG_STORE)\n")
     assert not (tmp_path / "chatlogs").exists()  # looking never creates a store
     assert cli(capsys, "create", "s1")[0] == 0
     assert (tmp_path / "chatlogs" / "s1").is_dir()
@@ -344,6 +345,17 @@ def test_export_unknown_session_writes_no_file(capsys, store, team, tmp_path):
     assert list(tmp_path.glob(".eventlog-export-*")) == []
 
 
+def test_export_errors_name_the_path_given(capsys, store, team, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, _, err = cli(capsys, "export", "team", "-o", folder, "--store", store)
+    assert (code, err) == (1, f"eventlog: can't write {folder}: it is a directory\n")
+    code, _, err = cli(capsys, "export", "team", "-o", tmp_path / "no" / "x.md", "--store", store)
+    missing = tmp_path / "no" / "x.md"
+    assert (code, err) == (1, f"eventlog: can't write {missing}: No such file or directory\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]
+
+
 def test_copy_store_to_store(capsys, store, team, tmp_path):
     with eventlog.open(store) as log:
         log.create_session("second", ["X"])
@@ -371,7 +383,22 @@ def test_copy_from_a_missing_store(capsys, tmp_path):
 
 # Compaction and retention (EventLog.compact / cleanup_old_sessions) -------------------------------
 
-def test_compact_named_and_all(capsys, store, team):
+@pytest.fixture
+def compact_tiny(monkeypatch):
+    """Compact sessions of any size (compaction leaves sessions under 4 KiB alone)."""
+    monkeypatch.setattr("eventlog.store._compaction.COMPACT_MIN_BYTES", 0)
+
+
+def test_compact_leaves_a_tiny_session_alone(capsys, store, team):
+    before = {p.name: p.read_bytes() for p in (store / "team").iterdir()}
+    size = sum(map(len, before.values()))
+    code, out, _ = cli(capsys, "compact", "team", "--store", store)
+    assert code == 0
+    assert out.splitlines()[0] == f"team: {human_bytes(size)} -> {human_bytes(size)}, 0 segment(s) archived"
+    assert {p.name: p.read_bytes() for p in (store / "team").iterdir()} == before
+
+
+def test_compact_named_and_all(capsys, store, team, compact_tiny):
     with eventlog.open(store) as log:
         log.create_session("other")
         before = all_events(store)
@@ -390,7 +417,7 @@ def test_compact_named_and_all(capsys, store, team):
     assert cli(capsys, "compact", "nope", "--store", store)[0] == 1
 
 
-def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team):
+def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team, compact_tiny):
     with eventlog.open(store) as log:
         log.create_session("fine")
     [segment] = (store / "team").glob("seg-*.jsonl")

@@ -284,3 +284,23 @@ def test_serve_runs_the_server_until_ctrl_c(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+@pytest.mark.parametrize("command", [["-m", "eventlog.server", "--store", "x"],
+                                     ["-m", "eventlog", "serve", "--store", "x"]],
+                         ids=["python -m eventlog.server", "eventlog serve"])
+def test_the_server_without_its_extra_says_which_extra(tmp_path, command):
+    """Without Starlette (the server extra), one line names the extra: no traceback."""
+    fake = tmp_path / "no-extra"
+    fake.mkdir()
+    (fake / "starlette.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'starlette'\", name='starlette')\n")
+    run_env = env()
+    run_env["PYTHONPATH"] = os.pathsep.join((str(fake), run_env["PYTHONPATH"]))
+    done = subprocess.run([sys.executable, *command], cwd=tmp_path, env=run_env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "pip install 'eventlog[server]'" in lines[0], done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-extra"]

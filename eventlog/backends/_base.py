@@ -5,6 +5,23 @@ The store above owns every rule (validation, the record format, the digest chain
 Each record is handed over already encoded and chained, as a ``Record``; the
 backend gives lines back in order and the store checks them. Anything two
 backends would share belongs in the store, not here.
+
+Opening: ``eventlog.open`` builds a backend by calling its constructor with the
+location, the keyword ``create`` and the caller's backend options. ``create`` is the
+one place a backend learns whether it may make its store:
+
+- ``create=True`` (the default): make whatever the store needs if it is missing
+  (directories, a database file, tables, a format marker).
+- ``create=False`` (commands that only read, ``serve --read-only``, ``copy``'s source):
+  create *nothing*, not a directory, file, table, key nor marker, and raise
+  ``StoreNotFoundError`` naming the location if no store of this backend is there, or
+  if what is there is not one. An existing store opens as usual (and can be written).
+
+Either way, a location that holds something else (a non-empty directory, a database
+with other tables) is refused rather than taken over, unless the backend offers an
+``adopt=True`` option and the caller passed it. A backend whose stores can't be told
+apart from nothing (Redis, where a store is a key prefix) creates nothing when opened
+and says so in its docstring.
 """
 
 from __future__ import annotations
@@ -87,7 +104,9 @@ class Watch(Protocol):
 
 
 class Backend(ABC):
-    """Storage hooks. Every method takes an already validated session id."""
+    """Storage hooks. Every method takes an already validated session id.
+
+    Constructors take ``create: bool = True`` as a keyword (see the module docstring)."""
 
     poll_interval = 0.05
     """Longest sleep of the polling ``wait`` below; backends that can block override ``wait``."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core._codec import Head, Record
-from ..core._errors import SessionExistsError, SessionNotFoundError
+from ..core._errors import SessionExistsError, SessionNotFoundError, StoreNotFoundError
 from ._base import Appended, Build
 from ._rows import RowBackend, Rows
 
@@ -58,7 +58,8 @@ def _reset_locks_in_child() -> None:
         data.changed = threading.Condition(threading.Lock())
 
 
-os.register_at_fork(after_in_child=_reset_locks_in_child)
+if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 class MemoryBackend(RowBackend):
@@ -66,13 +67,22 @@ class MemoryBackend(RowBackend):
 
     source = "memory"
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, create: bool = True) -> None:
         self.name = name
         if name is None:
+            if not create:
+                raise StoreNotFoundError("memory://", "a private memory store is new at each "
+                                         "open, so there is none to open without creating it")
             self._data = _Data()
         else:
             with _named_lock:
-                self._data = _named.setdefault(name, _Data())
+                data = _named.get(name)
+                if data is None:
+                    if not create:
+                        raise StoreNotFoundError(f"memory://{name}", "no store of that name was "
+                                                 "opened in this process")
+                    data = _named[name] = _Data()
+                self._data = data
 
     def _session(self, session_id: str) -> _Session:
         session = self._data.sessions.get(session_id)

@@ -41,6 +41,7 @@ from ..core._errors import (
     SessionExistsError,
     SessionNotFoundError,
     StorageError,
+    StoreNotFoundError,
 )
 from ._base import Appended, Archived, Build, Sealed, poll_until
 from ._chunks import pack, rows_in
@@ -54,6 +55,8 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _MAX_SEQ = (1 << 63) - 1
 _ARCHIVE_BATCH = 4096  # records archived per write transaction, so appenders wait little
 
+_MAGIC = b"SQLite format 3\0"  # the first 16 bytes of every SQLite database file
+_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots"))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS eventlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
@@ -98,7 +101,8 @@ def _close_idle_before_fork() -> None:
         backend.close_idle()
 
 
-os.register_at_fork(before=_close_idle_before_fork)
+if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)
+    os.register_at_fork(before=_close_idle_before_fork)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -115,7 +119,7 @@ class SQLiteBackend(RowBackend):
     poll_interval = 0.02
 
     def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600,
-                 lock_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, create: bool = True, adopt: bool = False) -> None:
         self.path = Path(path)
         self.mode = mode
         self.lock_timeout = lock_timeout
@@ -126,12 +130,22 @@ class SQLiteBackend(RowBackend):
         self._changed = threading.Condition(threading.Lock())
         self._closed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Created here so it gets our mode; SQLite gives its -wal and -shm files the same.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, mode))
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # Created here so it gets our mode; SQLite gives its -wal and -shm files the same.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, mode))
+            elif not self.path.is_file():
+                # sqlite3.connect would create the file: look before it can.
+                raise StoreNotFoundError(str(self.path), "no such file")
+            else:
+                with open(self.path, "rb") as file:
+                    if file.read(len(_MAGIC)) != _MAGIC:
+                        raise StoreNotFoundError(str(self.path), "not an SQLite database")
         except OSError as exc:
+            if isinstance(exc, StoreNotFoundError):
+                raise
             raise StorageError(f"can't open SQLite store at {self.path}: {exc}") from exc
-        self._init_schema()
+        self._init_schema(create, adopt)
         _backends.add(self)
 
     # Connections ----------------------------------------------------------------------
@@ -192,15 +206,30 @@ class SQLiteBackend(RowBackend):
             yield db
             db.execute("COMMIT")
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, create: bool, adopt: bool) -> None:
         with self._db("opening") as db:
+            if not create:
+                # Look before any write (WAL mode, tables): a database that is not a store
+                # must be left exactly as it was.
+                found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                   "name='eventlog_meta'").fetchone()
+                if found is None:
+                    raise StoreNotFoundError(str(self.path), "an SQLite database without eventlog's "
+                                             "tables, so not an eventlog store")
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "eventlog_meta" not in tables:
-                if tables - {"sqlite_sequence"}:
-                    raise StorageError(f"{self.path} is an SQLite database, but not an eventlog store")
+                if not create:
+                    raise StoreNotFoundError(str(self.path), "its eventlog tables were removed")
+                if tables - {"sqlite_sequence"} and not adopt:
+                    raise StorageError(f"{self.path} is an SQLite database, but not an eventlog "
+                                       "store; open it with adopt=True to add eventlog's tables")
+                taken = sorted(tables & _TABLES)
+                if taken:
+                    raise StorageError(f"{self.path}: can't add eventlog's tables, the database "
+                                       f"already has tables named {', '.join(taken)}")
                 # Not executescript: it would commit first, outside our transaction.
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():

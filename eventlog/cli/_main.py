@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from ..core._errors import EventLogError, InvalidInputError
+from ..core._errors import EventLogError, InvalidInputError, StoreNotFoundError
 from ..store._log import EventLog
 
 DEFAULT_STORE = "chatlogs"
@@ -49,13 +49,14 @@ def store_location(args: argparse.Namespace) -> str:
 
 
 def open_location(location: str, *, create: bool) -> EventLog:
-    """Open a store; a command that only reads refuses a directory that does not exist
-    rather than creating an empty store in the wrong place."""
+    """Open a store; a command that only reads (``create=False``) refuses a location that
+    holds no store, on every backend, rather than create an empty one in the wrong place."""
     import eventlog
-    path = location[len("file://"):] if location.startswith("file://") else location
-    if not create and "://" not in path and not os.path.isdir(path):
-        raise CliError(f"no store at {location} (give --store PATH|URL or set EVENTLOG_STORE)")
-    return eventlog.open(location)
+    try:
+        return eventlog.open(location, create=create)
+    except StoreNotFoundError as exc:
+        raise CliError(f"no store at {location}: {exc.reason} "
+                       "(give --store PATH|URL or set EVENTLOG_STORE)") from None
 
 
 def open_store(args: argparse.Namespace, *, create: bool = False) -> EventLog:

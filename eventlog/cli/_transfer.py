@@ -19,7 +19,7 @@ import orjson
 
 from ..backends.files._segments import parse_header, parse_trailer
 from ..core._codec import ChainReader, Head
-from ..core._errors import InvalidInputError, SessionExistsError, SessionNotFoundError
+from ..core._errors import EventLogError, InvalidInputError, SessionExistsError, SessionNotFoundError
 from ..core._records import Event
 from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
 from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
@@ -45,6 +45,8 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    if os.path.isdir(path):
+        raise CliError(f"can't write {path}: it is a directory")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".eventlog-export-")
@@ -54,8 +56,11 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as out:
             yield out
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(temp)
+        if isinstance(exc, OSError) and not isinstance(exc, EventLogError):
+            # The temporary file's name means nothing to the user: name the path given.
+            raise CliError(f"can't write {path}: {exc.strerror or exc}") from None
         raise
 
 

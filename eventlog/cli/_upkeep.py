@@ -13,10 +13,12 @@ from ._terminal import Progress, age, human_bytes, parse_duration, print_json, s
 
 
 def _named_or_all(log: EventLog, names: Sequence[str]) -> list[str]:
+    listed = log.session_ids()
     for name in names:
-        if not log.session_exists(name):
+        # A listed session that can't be opened is a damaged one (see ``EventLog.verify``).
+        if not log.session_exists(name) and name not in listed:
             raise SessionNotFoundError(name)
-    return list(names) if names else log.session_ids()
+    return list(names) if names else listed
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -107,5 +107,18 @@ class SessionPoisonedError(StorageError):
     """
 
 
+class StoreNotFoundError(EventLogError, FileNotFoundError):
+    """No store at the location given to ``eventlog.open(..., create=False)``: nothing there,
+    or something that is not an eventlog store. Nothing was created."""
+
+    def __init__(self, location: str, reason: str = "nothing there") -> None:
+        super().__init__(f"no eventlog store at {location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[StoreNotFoundError], tuple[str, str]]:
+        return (type(self), (self.location, self.reason))
+
+
 class StoreClosedError(EventLogError):
     """The store was closed."""

@@ -5,11 +5,18 @@ Needs the optional extra: ``pip install 'eventlog[server]'`` (Starlette and uvic
 
 from __future__ import annotations
 
+import sys
+
 try:
     import starlette  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError:
-    raise ImportError("eventlog.server needs the server extra: pip install 'eventlog[server]'") from None
+    _NEEDS = "eventlog.server needs the server extra: pip install 'eventlog[server]'"
+    # ``python -m eventlog.server`` imports this package before its __main__ (runpy sets
+    # argv[0] to "-m" meanwhile): a person ran it, so one line, not a traceback.
+    if sys.argv[:1] == ["-m"]:
+        sys.exit(f"python -m eventlog.server: {_NEEDS}")
+    raise ImportError(_NEEDS) from None
 
 from ._app import create_app
 from ._context import DEFAULT_MAX_BODY_BYTES

@@ -84,7 +84,7 @@ def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
     if not _loopback(host):
         print(f"eventlog: warning: listening on {host}: anyone who can reach this address can "
               "read every session", file=sys.stderr, flush=True)
-    log = open_store(store_url)
+    log = open_store(store_url, create=not read_only)  # read-only never creates a store
     try:
         # On loopback only loopback names are answered (no DNS rebinding); elsewhere the names
         # clients use cannot be known here.

@@ -704,7 +704,10 @@ class EventLog:
             ids = self.backend.session_ids()
         else:
             ids = [self._live(session_id)]
-            if not self.backend.exists(ids[0]):
+            # A session the store lists but can't find the head of (a file store's session
+            # directory without its lock file) is damage to report, not a missing session:
+            # listing it as damaged in one place and ok in another gave two answers.
+            if not self.backend.exists(ids[0]) and ids[0] not in self.backend.session_ids():
                 raise SessionNotFoundError(ids[0])
         problems: list[str] = []
         checked = 0

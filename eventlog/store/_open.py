@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,7 +22,7 @@ FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.d
 
 
 def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
-    """Open (creating if missing) the store at ``url``.
+    """Open the store at ``url``, creating it if missing (unless ``create=False``).
 
     - a filesystem path, or ``file:///abs/path``: JSONL files (the default backend)
     - ``sqlite:///relative.db``, ``sqlite:////abs/path.db``: one SQLite database file
@@ -37,21 +38,34 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
     ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``;
     Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``).
+    A file store also takes ``adopt=True``, to make a store of a non-empty directory that
+    holds none (without it, that is refused), and SQLite to add its tables to a database
+    that holds other tables.
+
+    ``create`` (default True): with ``create=False``, open only a store that exists: nothing
+    is created, and a location holding no store raises ``StoreNotFoundError`` naming it
+    (every backend honours it: see ``eventlog.backends._base``).
     """
+    # ``create`` rides in ``options`` (not a typed keyword) so that callers passing a dict of
+    # options (``**opts``) type-check as before.
+    create = options.pop("create", True)
     store = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"store location must be a non-empty path or URL, not {url!r}")
+    if type(create) is not bool:
+        raise InvalidInputError(f"create must be True or False, not {create!r}")
+    options["create"] = create
     return EventLog(open_backend(url, options), **store)
 
 
 def open_backend(url: str, options: dict[str, Any]) -> Backend:
-    """The backend a store location names (see ``open``)."""
+    """The backend a store location names (see ``open``); ``options`` holds ``create``."""
     scheme, sep, rest = url.partition("://")
     windows_drive = len(scheme) < 2 and os.sep == "\\"
     if not sep or windows_drive or not _SCHEME_RE.fullmatch(scheme):
-        return _build("file", _files_backend(), url, **options)
+        return _build("file", _files_backend(url), url, **options)
     opener = _OPENERS.get(scheme.lower())
     if opener is None:
         raise InvalidInputError(f"{url!r}: unknown store scheme {scheme!r}; use {FORMS}")
@@ -65,7 +79,16 @@ def _build(kind: str, factory: Callable[..., Backend], *args: Any, **kwargs: Any
         raise InvalidInputError(f"unknown option for the {kind} store: {exc}") from None
 
 
-def _files_backend() -> Callable[..., Backend]:
+def _files_backend(url: str) -> Callable[..., Backend]:
+    # The file backend locks with POSIX flock (Linux, macOS, the BSDs): where the platform
+    # has no fcntl module (Windows), say so here, before anything is touched, and name
+    # the backends that work there, rather than fail with an ImportError deep inside.
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        raise InvalidInputError(
+            f"{url!r}: the file backend needs POSIX file locks (flock), which this platform "
+            f"({sys.platform}) lacks; use sqlite:///path.db, memory:// or redis://") from None
     from ..backends.files._backend import FileBackend
     return FileBackend
 
@@ -79,7 +102,7 @@ def _no_query(url: str, rest: str) -> None:
 def _open_file(url: str, rest: str, options: dict[str, Any]) -> Backend:
     if not rest.startswith("/"):
         raise InvalidInputError(f"{url!r}: a file URL needs an absolute path (file:///abs/path)")
-    return _build("file", _files_backend(), rest, **options)
+    return _build("file", _files_backend(url), rest, **options)
 
 
 def _open_sqlite(url: str, rest: str, options: dict[str, Any]) -> Backend:

@@ -68,6 +68,7 @@ from ...core._errors import (
     SessionNotFoundError,
     SessionPoisonedError,
     StorageError,
+    StoreNotFoundError,
 )
 from ...core._validate import SESSION_ID_RE
 from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
@@ -147,6 +148,11 @@ def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
         except OSError as exc:
             raise self._os_error(session_id, exc) from exc
     return hook
+
+
+def _holds_anything(directory: Path) -> bool:
+    with os.scandir(directory) as entries:
+        return any(True for _ in entries)
 
 
 def _dir_mode(mode: int) -> int:
@@ -299,9 +305,10 @@ class FileBackend(Backend):
 
     poll_interval = 0.02
 
-    def __init__(self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
-                 segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
-                 archive_level: int = DEFAULT_LEVEL) -> None:
+    def __init__(  # noqa: PLR0913 - keyword-only options, each named as eventlog.open takes it
+            self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
+            segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
+            archive_level: int = DEFAULT_LEVEL, create: bool = True, adopt: bool = False) -> None:
         self.root = Path(root)
         self.mode = mode
         self.dir_mode = _dir_mode(mode)
@@ -318,16 +325,30 @@ class FileBackend(Backend):
         # open: the finalizer closes them. It holds the dict, never the backend.
         self._finalizer = weakref.finalize(self, _close_handles, self._handles)
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
-            self._check_format()
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
+            elif not self.root.is_dir():
+                raise StoreNotFoundError(str(self.root), "not a directory" if self.root.exists()
+                                         else "no such directory")
+            self._check_format(create, adopt)
         except OSError as exc:
+            if isinstance(exc, EventLogError):
+                raise
             raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
 
-    def _check_format(self) -> None:
+    def _check_format(self, create: bool, adopt: bool) -> None:
         marker = self.root / FORMAT_FILE
         try:
             found = orjson.loads(marker.read_bytes())
         except FileNotFoundError:
+            if not create:
+                raise StoreNotFoundError(str(self.root), f"a directory without {FORMAT_FILE}, "
+                                         "so not an eventlog store") from None
+            # A directory holding other things is someone else's: making a store of it would
+            # list its subdirectories as damaged sessions (and a later delete could remove them).
+            if not adopt and _holds_anything(self.root):
+                raise StorageError(f"{self.root} is not empty and holds no eventlog store (no "
+                                   f"{FORMAT_FILE}); open it with adopt=True to make it one") from None
             self._write_atomic(self.root, FORMAT_FILE, orjson.dumps(FORMAT), durable=False)
             return
         except orjson.JSONDecodeError:

@@ -76,9 +76,9 @@ class StreamArchive:
 class FileArchive:
     """A cold tier: the archived records in a JSONL file store at ``root``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         from ..files._backend import FileBackend
-        self.files = FileBackend(root)
+        self.files = FileBackend(root, create=create)
 
     def _head(self, session_id: str) -> Head | None:
         try:

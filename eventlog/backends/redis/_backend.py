@@ -32,6 +32,10 @@ Compaction seals the head, then moves sealed records into compressed chunks (in 
 them from the log with ``XTRIM MINID``; reading merges both, so nothing is lost to readers.
 
 Durability is the server's: see the README's backends section.
+
+Opening writes nothing to Redis: a store is its key prefix, and a prefix with no keys is an
+empty store, so ``create=False`` (see ``_base``) has nothing to refuse there; it reaches only
+the cold tier's file store (``archive=``), which must then exist.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class RedisBackend(RowBackend):
             self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
             ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
             archive: str | os.PathLike[str] | None = None, client: redis.Redis | None = None,
-            **redis_options: Any) -> None:
+            create: bool = True, **redis_options: Any) -> None:
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
@@ -129,8 +133,10 @@ class RedisBackend(RowBackend):
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
+        # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
+        # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
-                                                  else FileArchive(archive))
+                                                  else FileArchive(archive, create=create))
         self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
         self._waitaof: bool | None = None
         self._run("connecting", client.ping)
