@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import ipaddress
 import os
 import socket
@@ -50,23 +49,6 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _refuse_missing(url: str) -> None:
-    """A read-only server never creates anything: opening a file or SQLite store that does
-    not exist would create it (an empty store, in the wrong place, usually a typo)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        path = url
-    elif scheme.lower() == "file":
-        path = rest
-    elif scheme.lower() == "sqlite" and rest.startswith("/"):
-        path = rest[1:]
-    else:
-        return  # memory:// is empty anyway; a Redis server's keys appear only when written
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, "no store at this path (a read-only server never "
-                                "creates one)", path)
-
-
 def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
     store_url: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8765,
     read_only: bool = False, allow_delete: bool = False,
@@ -78,8 +60,6 @@ def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
     Writes need the bearer token from ``token_file``, else ``EVENTLOG_TOKEN``, else the
     default token file (made, and shown once, if missing). ``read_only`` serves no write route.
     """
-    if read_only:
-        _refuse_missing(os.fspath(store_url))
     token = None if read_only else load_token(token_file)
     if not _loopback(host):
         print(f"eventlog: warning: listening on {host}: anyone who can reach this address can "

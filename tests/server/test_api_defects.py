@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import eventlog
+
 from .support import AUTH, ROOT, ServerProcess, server_env
 
 
@@ -47,13 +49,13 @@ def test_read_only_serve_never_creates_a_store(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, *argv], env=server_env(), cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == status, done.stderr
-        assert "no store at" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "no eventlog store at" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not missing.exists()
     sqlite = tmp_path / "missing.db"
     done = subprocess.run([sys.executable, "-m", "eventlog", "serve", "--read-only", "--store",
                            f"sqlite:///{sqlite}", "--port", "0"], env=server_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and "no store at" in done.stderr, done.stderr
+    assert done.returncode == 1 and "no eventlog store at" in done.stderr, done.stderr
     assert not sqlite.exists()
 
 
@@ -71,7 +73,7 @@ def test_stream_refuses_a_resume_point_beyond_the_head(client: httpx.Client, sid
 
 @pytest.fixture
 def read_only_cors(tmp_path: Path) -> Iterator[ServerProcess]:
-    (tmp_path / "store").mkdir()
+    eventlog.open(tmp_path / "store").close()  # a read-only server opens only a store that exists
     proc = ServerProcess(tmp_path / "store", "--read-only", "--cors-origin", "http://viewer.example")
     yield proc
     proc.stop()
