@@ -62,6 +62,7 @@ from ._errors import (
 )
 from ._redis_archive import FileArchive, StreamArchive
 from ._rows import RowBackend, Rows
+from ._validate import check_seconds
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
@@ -104,13 +105,10 @@ class RedisBackend(RowBackend):
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or not ttl > 0):
-            raise InvalidInputError(f"ttl must be a positive number of seconds, not {ttl!r}")
         self.prefix = prefix
-        self.ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
-        self.lock_timeout = lock_timeout
-        self.retry_for = retry_for
+        self.ttl_ms = 0 if ttl is None else max(1, round(check_seconds("ttl", ttl, positive=True) * 1000))
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
+        self.retry_for = check_seconds("retry_for", retry_for)
         self._owns_client = client is None
         if client is None:
             # No retries inside redis-py: the retry loop below knows which writes it may send

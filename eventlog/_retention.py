@@ -13,7 +13,6 @@ too few.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import uuid
@@ -31,6 +30,7 @@ from ._errors import (
     StorageError,
 )
 from ._segments import header_line, trailer_line
+from ._validate import finite, shown
 
 if TYPE_CHECKING:
     from ._store import EventLog
@@ -41,8 +41,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathLike[str] | None,
                          dry_run: bool) -> list[str]:
-    if type(days) not in (int, float) or not math.isfinite(days) or days < 0:
-        raise InvalidInputError(f"days must be a non-negative number, not {days!r}")
+    if type(days) not in (int, float) or not finite(days) or days < 0:
+        raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
     if type(dry_run) is not bool:
         raise InvalidInputError(f"dry_run must be a bool, not {dry_run!r}")
     target = None if archive_dir is None else Path(archive_dir)

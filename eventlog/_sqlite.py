@@ -45,6 +45,7 @@ from ._errors import (
     StorageError,
 )
 from ._rows import RowBackend, Rows
+from ._validate import check_mode, check_seconds
 
 FORMAT = "eventlog-sqlite"
 VERSION = "1"
@@ -117,8 +118,8 @@ class SQLiteBackend(RowBackend):
     def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600,
                  lock_timeout: float = 10.0) -> None:
         self.path = Path(path)
-        self.mode = mode
-        self.lock_timeout = lock_timeout
+        self.mode = check_mode(mode)
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
         self._pid = os.getpid()
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()

@@ -51,10 +51,14 @@ from ._validate import (
     check_session_id,
     check_text,
     check_timestamp,
+    shown,
 )
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
+FOREVER = 2**31
+"""Seconds (68 years): a ``follow`` timeout this long or longer waits forever, as None does.
+Longer ones overflowed the backends' waits (a lock's timeout, a Redis BLOCK in ms)."""
 FOLDS_KEPT = 1024
 
 
@@ -577,8 +581,10 @@ class EventLog:
         """Yield events as they are appended (by any process), in order, each once.
 
         ``after_seq=None`` starts from now. ``timeout`` is an idle timeout in seconds
-        after which the iterator ends; None waits forever. Raises ``SessionNotFoundError``
-        once the session is deleted, also when its id is created again meanwhile."""
+        after which the iterator ends; None (or inf, or anything of ``FOREVER`` or more)
+        waits forever. Raises ``SessionNotFoundError`` once the session is deleted, also
+        when its id is created again meanwhile."""
+        timeout = _follow_timeout(timeout)
         sid, start, life = self._follow_start(session_id, after_seq, timeout)
         return self._follow(sid, start, timeout, life)
 
@@ -589,8 +595,7 @@ class EventLog:
         life after each idle timeout, so a stream, too, follows one life of the id.)"""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq)
-        if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
-            raise InvalidEventError(f"timeout must be a non-negative number, not {timeout!r}")
+        _follow_timeout(timeout)
         # Taken with the start, at the call: a follower follows one life of the id.
         life = self.backend.incarnation(sid)
         start = self.backend.last_seq(sid) if after_seq is None else after_seq
@@ -723,6 +728,20 @@ class EventLog:
                 problems.append(f"session {sid!r}, snapshot at seq {snap.head.seq}: does not "
                                 "equal the fold of the events it covers")
         return count, problems
+
+
+def _follow_timeout(timeout: object) -> float | None:
+    """A ``follow`` timeout checked: None for waiting forever."""
+    if timeout is None:
+        return None
+    # ``not timeout >= 0`` refuses NaN too: it compares false with everything, so a NaN
+    # deadline was never reached and the follower waited forever.
+    if type(timeout) not in (int, float) or not timeout >= 0:  # type: ignore[operator]
+        raise InvalidEventError(f"timeout must be a non-negative number or None, not "
+                                f"{shown(timeout)}")
+    if timeout >= FOREVER:  # type: ignore[operator]
+        return None  # inf, 10**400: past what the backends' waits can count
+    return timeout  # type: ignore[return-value]
 
 
 def _check_imported(event: object, seq: int) -> Event:

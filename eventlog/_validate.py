@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from ._errors import InvalidEventError, InvalidSessionIdError
+from ._errors import InvalidEventError, InvalidInputError, InvalidSessionIdError
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}")
@@ -21,6 +21,9 @@ RESERVED_PREFIXES = ("session.", "message")
 MAX_DEPTH = 200  # orjson refuses nesting deeper than 255; fail first, with our message.
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1  # orjson's range: int64 and uint64.
+MOST_SECONDS = 2**31
+"""The longest duration option (68 years): beyond it a backend's waits and expiries overflow
+(a lock's timeout in C, Redis's expiry in milliseconds)."""
 
 
 _checked_ids: set[str] = set()
@@ -65,15 +68,33 @@ def check_text(name: str, value: object, *, optional: bool = False, empty: bool 
 
 
 def check_timestamp(name: str, value: object) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
-        raise InvalidEventError(f"{name} must be a finite number of Unix seconds, not {value!r}")
+    if type(value) not in (int, float) or not finite(value):  # type: ignore[arg-type]
+        raise InvalidEventError(f"{name} must be a finite number of Unix seconds, not {shown(value)}")
     return float(value)  # type: ignore[arg-type]
+
+
+def finite(value: float) -> bool:
+    """Whether an int or float is a finite float: an int past float's range (``10**400``)
+    is not, and ``math.isfinite`` raised OverflowError for it."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def shown(value: object) -> str:
+    """``repr`` for error messages, but an int past 64 bits is named by its size: one of
+    thousands of digits would drown the message, and Python refuses to print one of over
+    4300 digits at all (ValueError)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
 
 
 def _check_number(item: float, what: str, path: str) -> None:
     if type(item) is int:
         if not _INT_MIN <= item <= _INT_MAX:
-            raise InvalidEventError(f"{what}{path}: integer {item} does not fit 64 bits")
+            raise InvalidEventError(f"{what}{path}: integer {shown(item)} does not fit 64 bits")
     elif not math.isfinite(item):
         raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
 
@@ -107,3 +128,21 @@ def check_json(value: Any, what: str = "event data") -> None:
             f"{what}{path}: {kind.__name__} is not plain JSON "
             "(use dict, list, str, int, float, bool or None)"
         )
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A duration option (``lock_timeout``, ``retry_for``, ``ttl``): a number of seconds,
+    finite, at least 0 (above 0 if ``positive``) and at most ``MOST_SECONDS``."""
+    if (type(value) not in (int, float) or not finite(value)  # type: ignore[arg-type]
+            or not 0 <= value <= MOST_SECONDS or (positive and value == 0)):  # type: ignore[operator]
+        least = "above 0" if positive else "from 0"
+        raise InvalidInputError(f"{name} must be a number of seconds {least} to {MOST_SECONDS}, "
+                                f"not {shown(value)}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_mode(value: object) -> int:
+    """A file mode option: permission bits as an int (``0o600``)."""
+    if type(value) is not int or not 0 <= value <= 0o777:
+        raise InvalidInputError(f"mode must be permission bits from 0o000 to 0o777, not {shown(value)}")
+    return value
