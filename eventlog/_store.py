@@ -42,6 +42,7 @@ from ._state import (
     decode_snapshot,
     encode_snapshot,
     message_data,
+    own_json,
     to_message,
 )
 from ._validate import (
@@ -155,8 +156,8 @@ class EventLog:
             if exist_ok:
                 return self.get_session(sid)
             raise
-        state = SessionState(sid, Head(1, record.digest), participants=people, metadata=dict(meta),
-                             created_at=ts, last_activity=ts)
+        state = SessionState(sid, Head(1, record.digest), participants=people,
+                             metadata=own_json(meta), created_at=ts, last_activity=ts)
         self._remember_fold(sid, state.copy())
         return state.to_session()
 
@@ -283,8 +284,10 @@ class EventLog:
                                else _message_session(message))
         payload, ts, data = _message_payload(message)
         head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
+        metadata = message.metadata
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
-                             ts, message.message_type, message.metadata, head[0])
+                             ts, message.message_type, None if metadata is None else own_json(metadata),
+                             head[0])
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
@@ -825,4 +828,4 @@ def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]
 def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
     # Not dataclasses.replace: it costs more than the rest of an append's Python work.
     return build_message(m.sender, m.content, m.session_id, m.recipient, m.id, float(m.timestamp),
-                         m.message_type, m.metadata, seq)
+                         m.message_type, None if m.metadata is None else own_json(m.metadata), seq)
