@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ._cli import CliError, Handler, count, open_store, session_id, store_location, usage_error
-from ._errors import CorruptLogError, SessionNotFoundError
+from ._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
 from ._records import ChatMessage, ChatSession
 from ._state import MESSAGE, to_message
 from ._store import EventLog
@@ -26,6 +26,7 @@ from ._terminal import (
     shorten,
     table,
 )
+from ._validate import loads_strict
 
 
 def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:
@@ -166,9 +167,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     metadata = None
     if args.metadata is not None:
         try:
-            metadata = orjson.loads(args.metadata)
-        except orjson.JSONDecodeError as exc:
-            raise usage_error(f"--metadata is not valid JSON: {exc}") from None
+            metadata = loads_strict(args.metadata)
+        except InvalidInputError as exc:
+            raise usage_error(f"--metadata: {exc}") from None
     with open_store(args, create=True) as log:
         created = log.create_session(args.session, args.participant or [], metadata)
     print(created.session_id)

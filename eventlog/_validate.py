@@ -9,6 +9,7 @@ JSON types, by exact type.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -146,3 +147,54 @@ def check_mode(value: object) -> int:
     if type(value) is not int or not 0 <= value <= 0o777:
         raise InvalidInputError(f"mode must be permission bits from 0o000 to 0o777, not {shown(value)}")
     return value
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """Decode JSON as the store takes it, or raise ``InvalidInputError`` naming the problem:
+    no NaN or Infinity, no number past float's range, no integer past 64 bits, no key twice.
+
+    For input from outside (imports, command-line JSON). orjson, the store's own decoder,
+    reads an integer past 64 bits as a float and keeps the last of a duplicate key's values,
+    both silently; what append refuses, an import must refuse too. The stdlib decoder, with
+    hooks, sees both."""
+    try:
+        return json.loads(raw, parse_int=_strict_int, parse_float=_strict_float,
+                          parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except InvalidInputError:
+        raise
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"not valid JSON ({exc})") from None
+
+
+def _strict_int(text: str) -> int:
+    # 20 digits hold every 64-bit integer; longer ones are refused before int() reads them
+    # (it refuses over 4300 digits itself, with a message about Python's limits).
+    value = int(text) if len(text) <= 21 else None
+    if value is None or not _INT_MIN <= value <= _INT_MAX:
+        shown_text = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
+        raise InvalidInputError(f"integer {shown_text} does not fit 64 bits")
+    return value
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInputError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise InvalidInputError(f"duplicate key {key!r}")
+            seen.add(key)
+    return found
