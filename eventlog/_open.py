@@ -35,7 +35,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
-    ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``;
+    ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``,
+    ``wal_max_bytes``;
     Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``).
     """
     store = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
