@@ -70,11 +70,21 @@ def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
         gone = False  # someone else removed it meanwhile, or holds it: the next run decides
     except BaseException:
         if exported is not None:
-            exported.unlink(missing_ok=True)
+            _discard(exported)
         raise
     if not gone and exported is not None:
-        exported.unlink(missing_ok=True)  # appended to meanwhile: it stays, so its copy goes
+        _discard(exported)  # appended to meanwhile: it stays, so its copy goes
     return gone
+
+
+def _discard(exported: Path) -> None:
+    """Remove an archived copy of a session that stays. If that fails too, a copy too many
+    is left, never one too few: the error that matters is the one being raised (an OSError
+    here replaced the StorageError of the delete that had failed)."""
+    try:
+        exported.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _tap(lines: Lines, last: list[bytes]) -> Lines:

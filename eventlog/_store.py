@@ -29,6 +29,7 @@ from ._errors import (
     InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
+    StorageError,
     StoreClosedError,
 )
 from ._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
@@ -132,6 +133,17 @@ class EventLog:
             import uuid
             session_id = uuid.uuid4().hex
         sid = self._live(session_id)
+        try:
+            state = self._create(sid, participants, metadata, created_at, durability)
+        except SessionExistsError:
+            if exist_ok:
+                return self.get_session(sid)
+            raise
+        return state.to_session()
+
+    def _create(self, sid: str, participants: Iterable[str] | None, metadata: dict[str, Any] | None,
+                created_at: float | None, durability: Durability | None) -> SessionState:
+        """Check a session's first event and store it; return the new session's state."""
         if participants is not None and type(participants) not in (list, tuple):
             # Not any iterable: a str or a dict would be taken apart silently.
             raise InvalidEventError("participants must be a list of names, not "
@@ -150,16 +162,11 @@ class EventLog:
         ts = time.time() if created_at is None else check_timestamp("created_at", created_at)
         payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
         record = seal([payload], genesis(sid), self.max_event_bytes)[0]
-        try:
-            self.backend.create(sid, record, durable=self._durable(durability))
-        except SessionExistsError:
-            if exist_ok:
-                return self.get_session(sid)
-            raise
+        self.backend.create(sid, record, durable=self._durable(durability))
         state = SessionState(sid, Head(1, record.digest), participants=people,
                              metadata=own_json(meta), created_at=ts, last_activity=ts)
         self._remember_fold(sid, state.copy())
-        return state.to_session()
+        return state
 
     def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
                          durability: Durability | None,
@@ -341,13 +348,11 @@ class EventLog:
         first = _check_imported(first, 1)
         if first.type != CREATED or not isinstance(first.data, dict):
             raise InvalidEventError("an imported history must start with a session.created event")
-        self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
-                            created_at=first.ts, durability=durability)
-        head: Head | None = None  # where our own writes end
+        # Where our own writes end: the created record's head, known without reading it back
+        # (a read that failed here left the half import in place).
+        head = self._create(sid, first.data.get("participants"), first.data.get("metadata"),
+                            first.ts, durability).head
         try:
-            chain, created, _ = self._scan_events(sid, 0)
-            next(created)
-            head = chain.head
             seq = 1
             batch: list[bytes] = []
             for event in iterator:
@@ -359,14 +364,17 @@ class EventLog:
                     head, batch = Head(last.seq, last.digest), []
             if batch:
                 self._append_payloads(sid, batch, seq - len(batch), durability)
-        except BaseException:
+        except BaseException as exc:
             # Remove the half import only if nobody wrote to it meanwhile: deleting it
             # regardless dropped their acknowledged events (a conflict is how we notice them).
-            if head is not None:
-                try:
-                    self.backend.delete(sid, if_head=head)
-                except EventLogError:
-                    pass
+            try:
+                left = None if self.backend.delete(sid, if_head=head) else "its head moved"
+            except EventLogError as failed:
+                left = str(failed)  # a full disk may have no room even for the delete
+            if left is not None and isinstance(exc, EventLogError):
+                # Say so: this time the import is not all or nothing.
+                raise StorageError(f"{exc}; and the partly imported session {sid!r} was not "
+                                   f"removed ({left}): check it before importing again") from exc
             raise
         return self.get_session(sid)
 
