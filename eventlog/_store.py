@@ -368,13 +368,14 @@ class EventLog:
             # Remove the half import only if nobody wrote to it meanwhile: deleting it
             # regardless dropped their acknowledged events (a conflict is how we notice them).
             try:
-                left = None if self.backend.delete(sid, if_head=head) else "its head moved"
+                self.backend.delete(sid, if_head=head)
             except EventLogError as failed:
-                left = str(failed)  # a full disk may have no room even for the delete
-            if left is not None and isinstance(exc, EventLogError):
-                # Say so: this time the import is not all or nothing.
-                raise StorageError(f"{exc}; and the partly imported session {sid!r} was not "
-                                   f"removed ({left}): check it before importing again") from exc
+                if isinstance(exc, EventLogError):
+                    # Say so: this time the import is not all or nothing (a full disk may
+                    # have no room even for the delete).
+                    raise StorageError(f"{exc}; and the partly imported session {sid!r} was "
+                                       f"not removed ({failed}): check it before importing "
+                                       "again") from exc
             raise
         return self.get_session(sid)
 
