@@ -96,26 +96,50 @@ def _last_followed(work: Path) -> int:
     return followed[0][-1][1] if followed else 0
 
 
-def run(url: str, work: Path, seconds: float, kill_every: float, rng: random.Random) -> tuple[int, int]:
+class WalWatch:
+    """For an SQLite store: the largest its write-ahead log got, sampled as the soak runs."""
+
+    def __init__(self, url: str) -> None:
+        self.path = f"{url[len('sqlite:///'):]}-wal" if url.startswith("sqlite:///") else None
+        self.largest = 0
+
+    def sample(self) -> None:
+        if self.path is not None:
+            try:
+                self.largest = max(self.largest, os.path.getsize(self.path))
+            except OSError:
+                pass
+
+
+def run(url: str, work: Path, seconds: float, kill_every: float, rng: random.Random,
+        wal: WalWatch) -> tuple[int, int]:
     """Run the workers for ``seconds``, killing one now and then; return (kills, deaths)."""
     workers = [Worker(name, role) for name, role in WORKERS]
     for worker in workers:
         start(worker, url, work)
     kills = deaths = 0
-    deadline = time.monotonic() + seconds
+    now = time.monotonic()
+    deadline = now + seconds
+
+    def next_kill(after: float) -> float:
+        return after + rng.expovariate(1 / kill_every) if kill_every > 0 else deadline
+
+    kill_at = next_kill(now)
     try:
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, rng.expovariate(1 / kill_every) if kill_every > 0 else left))
+        while (now := time.monotonic()) < deadline:
+            time.sleep(max(0.0, min(deadline, kill_at, now + 0.25) - now))
+            wal.sample()
             for worker in workers:  # one that ended by itself is a bug: count it, start it again
                 pid, _status = os.waitpid(worker.pid, os.WNOHANG)
                 if pid:
                     deaths += 1
                     start(worker, url, work, _last_followed(work))
-            if kill_every > 0 and time.monotonic() < deadline:
+            if time.monotonic() >= kill_at and kill_at < deadline:
                 victim = rng.choice(workers)
                 kill(victim)
                 kills += 1
                 start(victim, url, work, _last_followed(work) if victim.role == "follower" else 0)
+                kill_at = next_kill(time.monotonic())
     finally:
         for worker in workers:
             kill(worker)
@@ -169,13 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="eventlog-soak-") if temporary else args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     kills = deaths = 0
+    wal = WalWatch(args.url)
     if not args.check_only:
         prepare(args.url)
-        kills, deaths = run(args.url, work, args.seconds, args.kill_every, random.Random(args.seed))
+        kills, deaths = run(args.url, work, args.seconds, args.kill_every, random.Random(args.seed),
+                            wal)
     acked = check.read_acks(work)
     held = check.read_store(args.url, work / "archive")
     verdict = check.judge(acked, held)
     code = report(acked, held, verdict, kills, deaths, 0 if args.check_only else args.seconds)
+    if wal.largest:
+        print(f"largest SQLite write-ahead log seen: {wal.largest / 2**20:.1f} MiB")
     if temporary and code == 0:
         shutil.rmtree(work, ignore_errors=True)
     elif code:
