@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 import eventlog
 from eventlog import ChatMessage, Event, EventLog
+from eventlog.core._validate import shown
 
 from ._contract_base import ContractBase, contents, message
 
@@ -71,10 +73,15 @@ HOSTILE_DATA: list[tuple[str, object]] = [
     ("Decimal", decimal.Decimal("1.5")), ("lone surrogate", "\ud800"),
     ("lone surrogate key", {"\udfff": 1}), ("surrogate deep", [[["a\udc80b"]]]),
     ("2**64", 2**64), ("-2**63-1", -(2**63) - 1), ("2**100 nested", {"n": [2**100]}),
+    ("10**5000", 10**5000),  # over Python's 4300 digits to print: the message must not print it
     ("too deep", None), ("function", len), ("type", int), ("range", range(3)),
     ("generator", (i for i in range(2))), ("Ellipsis", ...),
 ]
 """(name, value); "too deep" is built below (a list nested 10,000 levels)."""
+
+
+BAD_NUMBERS: list[object] = [10**400, -(10**400), 2**1024, float("inf"), float("-inf"), float("nan")]
+"""Numbers no timestamp or duration can be: past float's range, infinite, or not a number."""
 
 
 def _too_deep() -> list[Any]:
@@ -266,3 +273,49 @@ class InputContract(ContractBase):
             with pytest.raises(dataclasses.FrozenInstanceError):
                 got.content = "changed"  # type: ignore[misc]
             assert repr(got).startswith("ChatMessage(sender='ann', content='hi'")
+
+    # Numbers out of range: a typed error, never OverflowError, nor a hang ----------------
+
+    def test_numbers_out_of_range_are_refused_with_a_typed_error(self, log: EventLog) -> None:
+        """``10**400`` can't become a float: ``math.isfinite`` and ``float()`` raised a bare
+        OverflowError for ``created_at``, a message ``timestamp`` and cleanup ``days``."""
+        sid = self._populated(log)
+        before = contents(log)
+        history = list(log.events(sid))
+        calls: list[Callable[[Any], object]] = [
+            lambda bad: log.create_session("new", created_at=bad),
+            lambda bad: log.add_message(message(sid, timestamp=bad)),
+            lambda bad: log.add_messages([message(sid), message(sid, timestamp=bad)]),
+            lambda bad: log.import_events("new", [history[0]._replace(ts=bad)]),
+            lambda bad: log.import_events("new", [history[0], history[1]._replace(ts=bad)]),
+            lambda bad: log.cleanup_old_sessions(bad),
+            lambda bad: log.cleanup_old_sessions(bad, dry_run=True),
+        ]
+        tried = 0
+        for bad in BAD_NUMBERS:
+            for call in calls:
+                with pytest.raises(eventlog.InvalidInputError):
+                    call(bad)
+                tried += 1
+            assert contents(log) == before, repr(bad)
+        assert tried == len(BAD_NUMBERS) * len(calls)
+
+    def test_follow_timeouts_are_checked_and_never_hang(self, log: EventLog) -> None:
+        """NaN made ``follow(timeout=nan)`` wait forever (no comparison with NaN is true);
+        inf and huge values raised OverflowError in some backends' waits. NaN, negative and
+        non-numbers are refused; inf and anything of ``FOREVER`` seconds or more wait as
+        None does."""
+        sid = self._populated(log)
+        for bad in (float("nan"), -1, -0.5, float("-inf"), -(10**400), "1", True, [1]):
+            with pytest.raises(eventlog.InvalidInputError):
+                log.follow(sid, timeout=bad)  # type: ignore[arg-type]
+        for endless in (float("inf"), 10**400, 1e300, 2**70):
+            follower = log.follow(sid, timeout=endless)  # from now
+            got: list[object] = []
+            thread = threading.Thread(target=lambda f=follower, g=got: g.append(next(f)), daemon=True)
+            thread.start()
+            thread.join(0.2)
+            assert thread.is_alive() and not got, shown(endless)  # still waiting, no error
+            event = log.append(sid, "wake", 1)
+            thread.join(30)
+            assert got == [event], shown(endless)

@@ -4,7 +4,9 @@ It forwards bytes both ways. Armed with a command name, it drops the connection 
 next request holding that command: before forwarding it (the server never sees it), or
 after the server has answered but before the answer is forwarded (the command ran; its
 reply is lost). That is what a dropped connection does to a client, at exactly the
-worst moment, without patching the client.
+worst moment, without patching the client. Armed with no command, it drops the
+``skip + 1``-th request of any kind; ``on_drop`` runs right then, while the client still
+waits for its answer, so other clients' work lands between a lost reply and its retry.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+from collections.abc import Callable
 
 
 class DroppingProxy:
@@ -19,28 +22,48 @@ class DroppingProxy:
         self.upstream = upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
-        self.armed: tuple[bytes, str] | None = None
+        self.armed: tuple[bytes | None, str] | None = None
         self.dropped = 0
+        self.requests = 0  # requests seen since the last arm()
+        self._skip = 0
+        self._on_drop: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._closing = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
-    def arm(self, command: bytes, when: str) -> None:
-        """Drop the connection of the next request with ``command``: ``when`` is "before"
-        (not forwarded) or "after" (forwarded, executed, reply swallowed)."""
+    def arm(self, command: bytes | None, when: str, *, skip: int = 0,
+            on_drop: Callable[[], None] | None = None) -> None:
+        """Drop the connection of the next request with ``command`` (None: of any request,
+        after ``skip`` of them): ``when`` is "before" (not forwarded) or "after" (forwarded,
+        executed, reply swallowed). ``on_drop`` runs before the client learns of it."""
         assert when in ("before", "after")
         with self._lock:
             self.armed = (command, when)
+            self.requests = 0
+            self._skip = skip
+            self._on_drop = on_drop
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.armed = None
 
     def _take(self, data: bytes) -> str | None:
         with self._lock:
-            if self.armed is not None and self.armed[0] in data:
+            self.requests += 1
+            if self.armed is not None and (self.armed[0] is None or self.armed[0] in data):
+                if self._skip > 0:
+                    self._skip -= 1
+                    return None
                 when = self.armed[1]
                 self.armed = None
                 self.dropped += 1
                 return when
         return None
+
+    def _dropping(self) -> None:
+        if self._on_drop is not None:
+            self._on_drop()
 
     def _accept(self) -> None:
         while not self._closing:
@@ -66,10 +89,12 @@ class DroppingProxy:
                         continue
                     when = self._take(data)
                     if when == "before":
+                        self._dropping()
                         return
                     server.sendall(data)
                     if when == "after":
                         server.recv(65536)  # the reply, which the client never gets
+                        self._dropping()
                         return
         except OSError:
             return

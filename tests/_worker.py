@@ -170,6 +170,58 @@ def fsize(url: str, sid: str, limit: str, batch: str, ack: str) -> None:
         acks.say("done")
 
 
+def _rows(log: eventlog.EventLog) -> dict[str, list[list[object]]]:
+    return {sid: [[e.seq, e.type, e.ts, e.data] for e in log.events(sid)]
+            for sid in log.session_ids()}
+
+
+def _archived(directory: str) -> dict[str, list[list[object]]]:
+    """The sessions ``cleanup --archive-dir`` wrote into ``directory``, read back through
+    ``eventlog import``'s reader (digests and trailer checked)."""
+    from pathlib import Path
+
+    from eventlog.cli._terminal import Progress
+    from eventlog.cli._transfer import _ExportReader
+
+    found: dict[str, list[list[object]]] = {}
+    for path in sorted(Path(directory).glob("*.jsonl")) if os.path.isdir(directory) else []:
+        with path.open("rb") as stream, Progress("reading", None) as progress, \
+                eventlog.open("memory://") as memory:
+            reader = _ExportReader(str(path), stream, progress)
+            assert reader.session_id is not None
+            memory.import_events(reader.session_id, reader.events())
+            found[path.stem] = _rows(memory)[reader.session_id]
+    return found
+
+
+def reader() -> None:
+    """A fresh process's view of stores, on request: reads JSON lines ``{"url", "copy",
+    "archive", "append"}`` on stdin; answers each with one JSON line holding every session's
+    events (``sessions``; ``copied`` for the ``copy`` URL; ``archived`` for an archive
+    directory), ``verify``'s problems, and with ``append``, the seq an append to that
+    session got afterwards (and verify's problems after it). Each request opens the stores
+    anew, so nothing carries over from one to the next."""
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer: dict[str, object] = {}
+        try:
+            with eventlog.open(request["url"]) as log:
+                answer["sessions"] = _rows(log)
+                answer["problems"] = log.verify().problems
+                if request.get("append"):
+                    answer["appended"] = log.append(request["append"], "after.fault", 1).seq
+                    answer["problems_after"] = log.verify().problems
+            if request.get("copy"):
+                with eventlog.open(request["copy"]) as copy:
+                    answer["copied"] = _rows(copy)
+                    answer["copy_problems"] = copy.verify().problems
+            if request.get("archive"):
+                answer["archived"] = _archived(request["archive"])
+        except Exception as exc:  # reported to the test, which fails on it
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        print(json.dumps(answer), flush=True)
+
+
 def spawner() -> None:
     """Fork workers on request, each ready in milliseconds (a new interpreter takes a good part
     of a second on a busy machine). Reads ``start CMD ARGS...`` (answers the child's pid) and
@@ -195,7 +247,7 @@ def spawner() -> None:
 
 COMMANDS: dict[str, Callable[..., None]] = {
     "stress": stress, "crash": crash, "churn": churn, "append-slowly": append_slowly,
-    "follow": follow, "fsize": fsize, "spawner": spawner,
+    "follow": follow, "fsize": fsize, "spawner": spawner, "reader": reader,
 }
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from eventlog import (
     SessionNotFoundError,
 )
 
+from ._contract_aliasing import AliasingContract
 from ._contract_base import ContractBase, contents, message
 from ._contract_concurrency import ConcurrencyContract
 from ._contract_input import InputContract
@@ -460,6 +461,7 @@ class ApiContract(ContractBase):
             SessionPersistence(storage_type="xml", storage_path=self.fresh_storage_path())
 
 
-class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract):
+class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
+                    AliasingContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

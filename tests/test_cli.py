@@ -241,7 +241,7 @@ def test_create_refuses_an_existing_id(capsys, store, team):
     (["show", "team", "--limit", "-1"], 2, "argument --limit: '-1' is negative"),
     (["post", "team", "x"], 2, "the following arguments are required: --sender"),
     (["post", "team", "--sender", "", "x"], 2, "eventlog: sender must not be empty"),
-    (["create", "x", "--metadata", "{"], 2, "--metadata is not valid JSON"),
+    (["create", "x", "--metadata", "{"], 2, "--metadata: not valid JSON"),
     (["cleanup", "--older-than", "7x"], 2, "--older-than: invalid duration '7x'"),
     (["cleanup", "--older-than", "0d"], 2, "it must be longer than zero"),
     (["cleanup"], 2, "the following arguments are required: --older-than"),

@@ -91,3 +91,34 @@ def test_session_persistence_storage_types(tmp_path: Path) -> None:
         a.create_session("s")
         assert b.list_sessions() == []
     assert os.path.exists(directory)
+
+
+OUT_OF_RANGE = [10**400, float("inf"), float("nan"), -1, 2**31 + 1, "10", None, True]
+
+
+def test_duration_and_mode_options_out_of_range_are_refused(tmp_path: Path) -> None:
+    """lock_timeout, retry_for, ttl and mode took anything: ``ttl=inf`` and ``10**400`` raised
+    OverflowError, NaN and negative timeouts were accepted (a NaN deadline never passes)."""
+    stores = {"file": lambda: str(tmp_path / "files"),
+              "sqlite": lambda: f"sqlite:///{tmp_path}/x.db"}
+    options = {"file": ["lock_timeout", "mode"], "sqlite": ["lock_timeout", "mode"]}
+    try:
+        import redis  # noqa: F401
+        stores["redis"] = lambda: "redis://127.0.0.1:1/0"  # refused before connecting
+        options["redis"] = ["lock_timeout", "retry_for", "ttl"]
+    except ImportError:  # pragma: no cover - the extra is not installed
+        pass
+    tried = 0
+    for name, location in stores.items():
+        for option in options[name]:
+            for bad in OUT_OF_RANGE:
+                if option == "mode" and bad == -1:
+                    bad = 0o1000
+                if option == "ttl" and bad is None:
+                    continue  # no expiry: the default
+                with pytest.raises(eventlog.InvalidInputError, match=option):
+                    eventlog.open(location(), **{option: bad})
+                tried += 1
+    assert tried >= 2 * 2 * len(OUT_OF_RANGE)
+    with eventlog.open(tmp_path / "ok", lock_timeout=0, mode=0o640) as log:  # the edges are fine
+        log.create_session("s")

@@ -494,3 +494,81 @@ def test_a_file_tier_copy_lives_and_dies_with_its_session(prefix: str, tmp_path:
         assert [e.type for e in log.events(sid)][1:] == ["new"] * 10 and log.verify(sid).ok
         log.delete_session(sid)
         assert not (cold / sid).exists()
+
+
+@pytest.mark.parametrize("tier", ["stream", "file"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_lost_reply_then_compaction_before_the_retry_lands_once(prefix: str, tmp_path: Path,
+                                                                  tier: str, batch: int) -> None:
+    """Issue 13, item 3. An append's reply is lost; before the retry, another writer appends
+    and compaction moves the appended entry (and its token) to the archive. The retry's
+    own-token check looked only in the log, missed it, and appended again: the same event
+    at seq 3 and 5, verify ok. The archive script keeps the tokens of young entries where
+    the check looks."""
+    cold = f"&archive={tmp_path / 'cold'}" if tier == "file" else ""
+    proxy = DroppingProxy((HOST, PORT))
+    direct = f"redis://{HOST}:{PORT}/0?prefix={prefix}{cold}"
+    try:
+        with eventlog.open(f"redis://{HOST}:{proxy.port}/0?prefix={prefix}{cold}") as log, \
+                eventlog.open(direct) as other:
+            sid = log.create_session().session_id
+            log.append(sid, "x", 0)  # seq 2
+            store = backend(log)
+            real = store._append
+            interleaved: list[str] = []
+
+            def reply_lost_then_others(keys: list[str], args: list[Any]) -> Any:
+                if interleaved:
+                    return real(keys=keys, args=args)  # the retry
+                proxy.arm(b"EVALSHA", "after")  # this one runs, its reply never arrives
+                try:
+                    return real(keys=keys, args=args)
+                except redis.ConnectionError:
+                    # Between the lost reply and the retry: another writer, then compaction.
+                    interleaved.append("other")
+                    other.append(sid, "other", 1)
+                    assert other.compact(sid).ok
+                    raise
+
+            store._append = reply_lost_then_others
+            if batch == 1:
+                stored = [log.append(sid, "mine", 1)]
+            else:
+                stored = log.append_many(sid, [("mine", k) for k in range(batch)])
+            store._append = real
+            assert interleaved and proxy.dropped == 1
+            events = list(other.events(sid))
+            assert [e.type for e in events] == ["session.created", "x", *["mine"] * batch, "other"]
+            assert [e.seq for e in stored] == list(range(3, 3 + batch))
+            assert other.verify(sid).ok
+            assert log.append(sid, "after", 1).seq == 4 + batch
+    finally:
+        proxy.close()
+
+
+def test_kept_tokens_are_bounded_and_go_with_their_session(log: EventLog, raw: Any, prefix: str) -> None:
+    """The archive script keeps the tokens of the entries it trims in ``tok``, renames it to
+    ``tok0`` once older than the keep time (dropping the one before), and delete removes both."""
+    sid = log.create_session().session_id
+    tok, tok0 = f"{prefix}{{{sid}}}:tok", f"{prefix}{{{sid}}}:tok0"
+
+    def round_of_appends(tag: str) -> set[bytes]:
+        for i in range(3):
+            log.append(sid, tag, i)
+        log.append(sid, "head", 0)  # the head's entry stays in the log, with its token
+        archive(log, sid)
+        return {k for k in raw.hkeys(tok) if k != b"~since"}
+
+    first = round_of_appends("a")
+    assert len(first) == 4  # seq 1 (created) and three single appends
+    assert raw.pttl(tok) > 0
+    raw.hset(tok, "~since", 1)  # as if the keep time had passed
+    second = round_of_appends("b")
+    assert {k for k in raw.hkeys(tok0) if k != b"~since"} == first
+    assert second.isdisjoint(first) and len(second) == 4  # the old head, three appends
+    raw.hset(tok, "~since", 1)
+    round_of_appends("c")
+    assert {k for k in raw.hkeys(tok0) if k != b"~since"} == second  # the first window is gone
+    assert log.verify(sid).ok
+    log.delete_session(sid)
+    assert list(raw.scan_iter(match=f"{prefix}*")) == []

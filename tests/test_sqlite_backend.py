@@ -196,3 +196,56 @@ def test_threads_share_a_pool_of_connections(log: EventLog) -> None:
     assert errors == []
     assert log.get_session(sid).last_seq == 181 and log.verify(sid).ok
     assert len(backend(log)._idle) <= 4
+
+
+def _wal_bytes(db_path: Path) -> int:
+    try:
+        return os.path.getsize(f"{db_path}-wal")
+    except FileNotFoundError:
+        return 0
+
+
+def test_a_long_reader_cannot_grow_the_wal_past_its_limit(db_path: Path) -> None:
+    """Issue 13, item 12: while a reader kept a transaction open, every commit added its pages
+    to the write-ahead log (20,000 messages: 239 MB), and the file never shrank afterwards.
+    Past ``wal_max_bytes`` a writer checkpoints, waits for the reader up to lock_timeout, and
+    refuses the write; once the reader is gone the log is truncated back."""
+    limit = 1 << 20
+    with eventlog.open(f"sqlite:///{db_path}", lock_timeout=0.2, wal_max_bytes=limit) as log:
+        sid = log.create_session().session_id
+        reader = raw(db_path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+        acked = 0
+        with pytest.raises(eventlog.LockTimeoutError, match="a reader has kept a transaction open"):
+            for i in range(10_000):
+                log.add_message(eventlog.ChatMessage(sender="a", content=f"m{i} " + "x" * 100,
+                                                     session_id=sid))
+                acked += 1
+                assert _wal_bytes(db_path) < limit + (64 << 10)  # one commit's pages past it
+        assert 20 < acked < 1000
+        assert log.get_session(sid).message_count == acked  # the refused one is not there
+        reader.execute("COMMIT")
+        reader.close()
+        log.add_message(eventlog.ChatMessage(sender="a", content="after", session_id=sid))
+        assert _wal_bytes(db_path) < 64 << 10
+        assert log.verify(sid).ok and log.get_session(sid).message_count == acked + 1
+
+
+def test_the_wal_shrinks_once_a_long_reader_is_gone(db_path: Path) -> None:
+    from eventlog.backends._sqlite import WAL_KEPT_BYTES
+
+    with eventlog.open(f"sqlite:///{db_path}") as log:
+        sid = log.create_session().session_id
+        reader = raw(db_path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+        log.append_many(sid, [("x", "y" * 1000)] * 200)
+        while _wal_bytes(db_path) < 3 * WAL_KEPT_BYTES:
+            log.append(sid, "x", "y" * 1000)
+        reader.execute("COMMIT")
+        reader.close()
+        for _ in range(3):  # a checkpoint, then a commit that starts the log over
+            log.append(sid, "x", 1)
+        assert _wal_bytes(db_path) <= WAL_KEPT_BYTES
+        assert log.verify(sid).ok

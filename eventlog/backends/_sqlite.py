@@ -37,6 +37,7 @@ from typing import Any
 from ..core._codec import Head, Record
 from ..core._errors import (
     CorruptLogError,
+    InvalidInputError,
     LockTimeoutError,
     SessionExistsError,
     SessionNotFoundError,
@@ -46,6 +47,7 @@ from ..core._errors import (
 from ._base import Appended, Archived, Build, Sealed, poll_until
 from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
+from ..core._validate import check_mode, check_seconds, shown
 
 FORMAT = "eventlog-sqlite"
 VERSION = "1"
@@ -54,6 +56,10 @@ _IDLE_KEPT = 4
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _MAX_SEQ = (1 << 63) - 1
 _ARCHIVE_BATCH = 4096  # records archived per write transaction, so appenders wait little
+WAL_KEPT_BYTES = 4 << 20
+"""What a checkpoint that resets the write-ahead log truncates it back to (journal_size_limit):
+without it, SQLite never shrinks the file, and one long reader left it at 239 MB for good."""
+DEFAULT_WAL_MAX_BYTES = 64 << 20
 
 _MAGIC = b"SQLite format 3\0"  # the first 16 bytes of every SQLite database file
 _TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots"))
@@ -119,10 +125,16 @@ class SQLiteBackend(RowBackend):
     poll_interval = 0.02
 
     def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600,
-                 lock_timeout: float = 10.0, create: bool = True, adopt: bool = False) -> None:
+                 lock_timeout: float = 10.0, create: bool = True, adopt: bool = False,
+                 wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> None:
         self.path = Path(path)
-        self.mode = mode
-        self.lock_timeout = lock_timeout
+        self.mode = check_mode(mode)
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
+        if type(wal_max_bytes) is not int or not 64 << 10 <= wal_max_bytes <= 1 << 62:
+            raise InvalidInputError(f"wal_max_bytes must be an int of at least 65536, not "
+                                    f"{shown(wal_max_bytes)}")
+        self.wal_max_bytes = wal_max_bytes
+        self._wal = f"{self.path}-wal"
         self._pid = os.getpid()
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
@@ -155,6 +167,7 @@ class SQLiteBackend(RowBackend):
                              check_same_thread=False, factory=_Connection)
         assert isinstance(db, _Connection)
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         return db
 
     @contextlib.contextmanager
@@ -202,9 +215,33 @@ class SQLiteBackend(RowBackend):
             if db.full_sync != durable:
                 db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 db.full_sync = durable
+            self._bound_wal(db, what)
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
+
+    def _bound_wal(self, db: _Connection, what: str) -> None:
+        """Keep the write-ahead log under ``wal_max_bytes``, or write nothing.
+
+        A checkpoint can copy the log into the database only up to the oldest open read
+        transaction's snapshot, so while one reader keeps a transaction open, every commit
+        adds its pages to the log (20,000 messages took it to 239 MB). Past the limit, a
+        writer first checkpoints and truncates the log, waiting for such readers up to
+        ``lock_timeout`` (SQLite's busy handler), and refuses the write if one is still
+        there: a typed error, rather than a disk filled for every other user of it."""
+        try:
+            size = os.stat(self._wal).st_size
+        except OSError:
+            return  # no log yet; or the stat failed, and the write will tell
+        if size <= self.wal_max_bytes:
+            return
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            raise LockTimeoutError(
+                f"SQLite store {self.path}: {what}: refused: the write-ahead log is "
+                f"{size >> 20} MiB, over wal_max_bytes ({self.wal_max_bytes >> 20} MiB), because "
+                f"a reader has kept a transaction open for over {self.lock_timeout:g} s; "
+                "nothing was written")
 
     def _init_schema(self, create: bool, adopt: bool) -> None:
         with self._db("opening") as db:

@@ -11,11 +11,21 @@ from typing import Any
 
 import orjson
 
-from ..core._errors import CorruptLogError, SessionNotFoundError
-from ..core._records import ChatMessage, ChatSession
+from ..core._errors import CorruptLogError
+from ..core._errors import SessionNotFoundError
+from ..core._records import ChatMessage
+from ..core._records import ChatSession
 from ..store._log import EventLog
-from ..store._state import MESSAGE, to_message
-from ._main import CliError, Handler, count, open_store, session_id, store_location, usage_error
+from ..store._state import MESSAGE
+from ..store._state import to_message
+from ._main import CliError
+from ._main import Handler
+from ._main import count
+from ._main import open_store
+from ._main import session_id
+from ._main import store_location
+from ._main import usage_error
+from ..core._errors import InvalidInputError
 from ._terminal import (
     format_message,
     human_bytes,
@@ -26,6 +36,7 @@ from ._terminal import (
     shorten,
     table,
 )
+from ..core._validate import loads_strict
 
 
 def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:
@@ -166,9 +177,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     metadata = None
     if args.metadata is not None:
         try:
-            metadata = orjson.loads(args.metadata)
-        except orjson.JSONDecodeError as exc:
-            raise usage_error(f"--metadata is not valid JSON: {exc}") from None
+            metadata = loads_strict(args.metadata)
+        except InvalidInputError as exc:
+            raise usage_error(f"--metadata: {exc}") from None
     with open_store(args, create=True) as log:
         created = log.create_session(args.session, args.participant or [], metadata)
     print(created.session_id)

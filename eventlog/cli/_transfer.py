@@ -17,13 +17,38 @@ from typing import IO, Any
 
 import orjson
 
-from ..backends.files._segments import parse_header, parse_trailer
-from ..core._codec import ChainReader, Head
-from ..core._errors import EventLogError, InvalidInputError, SessionExistsError, SessionNotFoundError
+from ..backends.files._segments import parse_header
+from ..backends.files._segments import parse_trailer
+from ..core._codec import ChainReader
+from ..core._codec import Head
+from ..core._errors import EventLogError
+from ..core._errors import InvalidInputError
+from ..core._errors import SessionExistsError
+from ..core._errors import SessionNotFoundError
 from ..core._records import Event
-from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
-from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
-from ._terminal import Progress, safe
+from ._export import EXPORT_FORMAT
+from ._export import EXPORTERS
+from ._export import HEADER_KEY
+from ._main import CliError
+from ._main import open_location
+from ._main import open_store
+from ._main import session_id
+from ._main import store_location
+from ._main import usage_error
+from ._terminal import Progress
+from ._terminal import safe
+from ..core._codec import genesis
+from ..core._errors import CorruptLogError
+from ..core._records import ChatSession
+from ..store._state import CREATED
+from ..store._state import JOINED
+from ..store._state import LEFT
+from ..store._state import MESSAGE
+from ..store._state import SessionState
+from ..store._state import to_message
+from ..store._log import EventLog
+from ._terminal import local_time
+from ..core._validate import loads_strict
 
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
 
@@ -113,9 +138,11 @@ class _ExportReader:
         if line is None:
             raise self._fail("", "empty file, nothing to import")
         try:
-            obj = orjson.loads(line)
+            orjson.loads(line)
         except orjson.JSONDecodeError:
             obj = self._read_document(line)  # a pretty-printed json export
+        else:
+            obj = self._decode(line)
         if isinstance(obj, dict) and HEADER_KEY in obj:
             if obj[HEADER_KEY] != EXPORT_FORMAT or not isinstance(obj.get("session_id"), str):
                 raise self._fail(f" line {self._lineno}", "not an eventlog export header this "
@@ -136,10 +163,15 @@ class _ExportReader:
     def _read_document(self, first: bytes) -> Any:
         rest = self.stream.read()
         self.progress.advance(len(rest))
+        return self._decode(first + rest, "")
+
+    def _decode(self, raw: bytes, where: str | None = None) -> Any:
+        """JSON read as strictly as append checks it: an integer past 64 bits or a key given
+        twice is refused, not turned into a float or its last value (see ``loads_strict``)."""
         try:
-            return orjson.loads(first + rest)
-        except orjson.JSONDecodeError as exc:
-            raise self._fail(f" line {self._lineno}", f"not valid JSON ({exc})") from None
+            return loads_strict(raw)
+        except InvalidInputError as exc:
+            raise self._fail(f" line {self._lineno}" if where is None else where, str(exc)) from None
 
     def _next_line(self) -> bytes | None:
         for line in self.stream:
@@ -170,17 +202,15 @@ class _ExportReader:
         if self._first is not None:
             yield self._event(f" line {self._first[0]}", self._first[1])
         while (line := self._next_line()) is not None:
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise self._fail(f" line {self._lineno}", f"not valid JSON ({exc})") from None
-            yield self._event(f" line {self._lineno}", obj)
+            yield self._event(f" line {self._lineno}", self._decode(line))
 
     def _segment_records(self) -> Iterator[tuple[str, int, bytes]]:
         while (line := self._next_line()) is not None:
             line = line.rstrip(b" \n")  # records of a batch end with a space
             sealed = parse_trailer(line)
             if sealed is None:
+                if line.startswith(b'{"seq":'):
+                    self._decode(line)  # the chain reads it with orjson: check it first
                 yield self.name, self._lineno, line
             else:
                 self._sealed = sealed
@@ -236,6 +266,7 @@ def copy_args(p: argparse.ArgumentParser) -> None:
 def cmd_copy(args: argparse.Namespace) -> int:
     copied = skipped = events = 0
     problems: list[str] = []
+    damaged: list[str] = []
     with open_location(args.source, create=False) as src, \
             open_location(args.target, create=True) as dst:
         ids = src.session_ids()
@@ -251,21 +282,36 @@ def cmd_copy(args: argparse.Namespace) -> int:
                     skipped += 1
                     continue
                 try:
-                    state = dst.import_events(sid, src.events(sid))
-                except SessionNotFoundError:
-                    continue  # deleted from SRC since it was listed
-                except SessionExistsError:
-                    if not args.skip_existing:
-                        raise
+                    state = _copy_session(src, dst, sid, args.skip_existing)
+                except (CorruptLogError, InvalidInputError) as exc:
+                    # A damaged source session is not copied (the import takes back what it
+                    # wrote), and it never stops the copy of the others.
+                    damaged.append(f"{sid}: {exc}")
+                    continue
+                if state is None:
                     skipped += 1
                     continue
-                report = dst.verify(sid)
-                problems.extend(report.problems)
+                problems.extend(dst.verify(sid).problems)
                 copied += 1
                 events += state.last_seq
+    for problem in damaged:
+        print(f"damaged: {safe(problem)}")
     for problem in problems:
         print(f"problem: {safe(problem)}")
     verdict = "the copy verifies" if not problems else f"{len(problems)} problem(s) in the copy"
+    left = f"; {len(damaged)} damaged session(s) not copied" if damaged else ""
     print(f"copied {copied} session(s), {events} event(s), from {args.source} to {args.target}; "
-          f"skipped {skipped} existing; {verdict}")
-    return 0 if not problems else 1
+          f"skipped {skipped} existing{left}; {verdict}")
+    return 0 if not problems and not damaged else 1
+
+
+def _copy_session(src: EventLog, dst: EventLog, sid: str, skip_existing: bool) -> ChatSession | None:
+    """Copy one session whole; None if it is gone from SRC or (``skip_existing``) in DST."""
+    try:
+        return dst.import_events(sid, src.events(sid))
+    except SessionNotFoundError:
+        return None  # deleted from SRC since it was listed
+    except SessionExistsError:
+        if not skip_existing:
+            raise
+        return None

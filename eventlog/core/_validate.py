@@ -9,11 +9,12 @@ JSON types, by exact type.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
-from ._errors import InvalidEventError, InvalidSessionIdError
+from ._errors import InvalidEventError, InvalidInputError, InvalidSessionIdError
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}")
@@ -21,6 +22,9 @@ RESERVED_PREFIXES = ("session.", "message")
 MAX_DEPTH = 200  # orjson refuses nesting deeper than 255; fail first, with our message.
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1  # orjson's range: int64 and uint64.
+MOST_SECONDS = 2**31
+"""The longest duration option (68 years): beyond it a backend's waits and expiries overflow
+(a lock's timeout in C, Redis's expiry in milliseconds)."""
 
 
 _checked_ids: set[str] = set()
@@ -97,10 +101,28 @@ def _out_of_range(name: str, value: object) -> str:
     return f"{name} must be Unix seconds between 1970 and 9999 (0 to {TS_END:.0f}), not {shown}{hint}"
 
 
+def finite(value: float) -> bool:
+    """Whether an int or float is a finite float: an int past float's range (``10**400``)
+    is not, and ``math.isfinite`` raised OverflowError for it."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def shown(value: object) -> str:
+    """``repr`` for error messages, but an int past 64 bits is named by its size: one of
+    thousands of digits would drown the message, and Python refuses to print one of over
+    4300 digits at all (ValueError)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def _check_number(item: float, what: str, path: str) -> None:
     if type(item) is int:
         if not _INT_MIN <= item <= _INT_MAX:
-            raise InvalidEventError(f"{what}{path}: integer {item} does not fit 64 bits")
+            raise InvalidEventError(f"{what}{path}: integer {shown(item)} does not fit 64 bits")
     elif not math.isfinite(item):
         raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
 
@@ -134,3 +156,72 @@ def check_json(value: Any, what: str = "event data") -> None:
             f"{what}{path}: {kind.__name__} is not plain JSON "
             "(use dict, list, str, int, float, bool or None)"
         )
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A duration option (``lock_timeout``, ``retry_for``, ``ttl``): a number of seconds,
+    finite, at least 0 (above 0 if ``positive``) and at most ``MOST_SECONDS``."""
+    if (type(value) not in (int, float) or not finite(value)  # type: ignore[arg-type]
+            or not 0 <= value <= MOST_SECONDS or (positive and value == 0)):  # type: ignore[operator]
+        least = "above 0" if positive else "from 0"
+        raise InvalidInputError(f"{name} must be a number of seconds {least} to {MOST_SECONDS}, "
+                                f"not {shown(value)}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_mode(value: object) -> int:
+    """A file mode option: permission bits as an int (``0o600``)."""
+    if type(value) is not int or not 0 <= value <= 0o777:
+        raise InvalidInputError(f"mode must be permission bits from 0o000 to 0o777, not {shown(value)}")
+    return value
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """Decode JSON as the store takes it, or raise ``InvalidInputError`` naming the problem:
+    no NaN or Infinity, no number past float's range, no integer past 64 bits, no key twice.
+
+    For input from outside (imports, command-line JSON). orjson, the store's own decoder,
+    reads an integer past 64 bits as a float and keeps the last of a duplicate key's values,
+    both silently; what append refuses, an import must refuse too. The stdlib decoder, with
+    hooks, sees both."""
+    try:
+        return json.loads(raw, parse_int=_strict_int, parse_float=_strict_float,
+                          parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except InvalidInputError:
+        raise
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"not valid JSON ({exc})") from None
+
+
+def _strict_int(text: str) -> int:
+    # 20 digits hold every 64-bit integer; longer ones are refused before int() reads them
+    # (it refuses over 4300 digits itself, with a message about Python's limits).
+    value = int(text) if len(text) <= 21 else None
+    if value is None or not _INT_MIN <= value <= _INT_MAX:
+        shown_text = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
+        raise InvalidInputError(f"integer {shown_text} does not fit 64 bits")
+    return value
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInputError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise InvalidInputError(f"duplicate key {key!r}")
+            seen.add(key)
+    return found

@@ -28,6 +28,7 @@ from ..core._errors import (
     InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
+    StorageError,
     StoreClosedError,
 )
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
@@ -52,11 +53,22 @@ from ._state import (
     decode_snapshot,
     encode_snapshot,
     message_data,
+    own_json,
     to_message,
 )
+from ..core._validate import RESERVED_PREFIXES
+from ..core._validate import check_event_type
+from ..core._validate import check_json
+from ..core._validate import check_session_id
+from ..core._validate import check_text
+from ..core._validate import check_timestamp
+from ..core._validate import shown
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
+FOREVER = 2**31
+"""Seconds (68 years): a ``follow`` timeout this long or longer waits forever, as None does.
+Longer ones overflowed the backends' waits (a lock's timeout, a Redis BLOCK in ms)."""
 FOLDS_KEPT = 1024
 
 
@@ -129,6 +141,17 @@ class EventLog:
             import uuid
             session_id = uuid.uuid4().hex
         sid = self._live(session_id)
+        try:
+            state = self._create(sid, participants, metadata, created_at, durability)
+        except SessionExistsError:
+            if exist_ok:
+                return self.get_session(sid)
+            raise
+        return state.to_session()
+
+    def _create(self, sid: str, participants: Iterable[str] | None, metadata: dict[str, Any] | None,
+                created_at: float | None, durability: Durability | None) -> SessionState:
+        """Check a session's first event and store it; return the new session's state."""
         if participants is not None and type(participants) not in (list, tuple):
             # Not any iterable: a str or a dict would be taken apart silently.
             raise InvalidEventError("participants must be a list of names, not "
@@ -147,16 +170,11 @@ class EventLog:
         ts = time.time() if created_at is None else check_timestamp("created_at", created_at)
         payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
         record = seal([payload], genesis(sid), self.max_event_bytes)[0]
-        try:
-            self.backend.create(sid, record, durable=self._durable(durability))
-        except SessionExistsError:
-            if exist_ok:
-                return self.get_session(sid)
-            raise
-        state = SessionState(sid, Head(1, record.digest), participants=people, metadata=dict(meta),
-                             created_at=ts, last_activity=ts)
+        self.backend.create(sid, record, durable=self._durable(durability))
+        state = SessionState(sid, Head(1, record.digest), participants=people,
+                             metadata=own_json(meta), created_at=ts, last_activity=ts)
         self._remember_fold(sid, state.copy())
-        return state.to_session()
+        return state
 
     def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
                          durability: Durability | None,
@@ -281,8 +299,10 @@ class EventLog:
                                else _message_session(message))
         payload, ts, data = _message_payload(message)
         head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
+        metadata = message.metadata
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
-                             ts, message.message_type, message.metadata, head[0])
+                             ts, message.message_type, None if metadata is None else own_json(metadata),
+                             head[0])
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
@@ -336,13 +356,11 @@ class EventLog:
         first = _check_imported(first, 1)
         if first.type != CREATED or not isinstance(first.data, dict):
             raise InvalidEventError("an imported history must start with a session.created event")
-        self.create_session(sid, first.data.get("participants"), first.data.get("metadata"),
-                            created_at=first.ts, durability=durability)
-        head: Head | None = None  # where our own writes end
+        # Where our own writes end: the created record's head, known without reading it back
+        # (a read that failed here left the half import in place).
+        head = self._create(sid, first.data.get("participants"), first.data.get("metadata"),
+                            first.ts, durability).head
         try:
-            chain, created, _ = self._scan_events(sid, 0)
-            next(created)
-            head = chain.head
             seq = 1
             batch: list[bytes] = []
             for event in iterator:
@@ -354,14 +372,18 @@ class EventLog:
                     head, batch = Head(last.seq, last.digest), []
             if batch:
                 self._append_payloads(sid, batch, seq - len(batch), durability)
-        except BaseException:
+        except BaseException as exc:
             # Remove the half import only if nobody wrote to it meanwhile: deleting it
             # regardless dropped their acknowledged events (a conflict is how we notice them).
-            if head is not None:
-                try:
-                    self.backend.delete(sid, if_head=head)
-                except EventLogError:
-                    pass
+            try:
+                self.backend.delete(sid, if_head=head)
+            except EventLogError as failed:
+                if isinstance(exc, EventLogError):
+                    # Say so: this time the import is not all or nothing (a full disk may
+                    # have no room even for the delete).
+                    raise StorageError(f"{exc}; and the partly imported session {sid!r} was "
+                                       f"not removed ({failed}): check it before importing "
+                                       "again") from exc
             raise
         return self.get_session(sid)
 
@@ -602,8 +624,10 @@ class EventLog:
         """Yield events as they are appended (by any process), in order, each once.
 
         ``after_seq=None`` starts from now. ``timeout`` is an idle timeout in seconds
-        after which the iterator ends; None waits forever. Raises ``SessionNotFoundError``
-        once the session is deleted, also when its id is created again meanwhile."""
+        after which the iterator ends; None (or inf, or anything of ``FOREVER`` or more)
+        waits forever. Raises ``SessionNotFoundError`` once the session is deleted, also
+        when its id is created again meanwhile."""
+        timeout = _follow_timeout(timeout)
         sid, start, life = self._follow_start(session_id, after_seq, timeout)
         return self._follow(sid, start, timeout, life)
 
@@ -614,8 +638,7 @@ class EventLog:
         life after each idle timeout, so a stream, too, follows one life of the id.)"""
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq)
-        if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
-            raise InvalidEventError(f"timeout must be a non-negative number, not {timeout!r}")
+        _follow_timeout(timeout)
         # Taken with the start, at the call: a follower follows one life of the id.
         life = self.backend.incarnation(sid)
         start = self.backend.last_seq(sid) if after_seq is None else after_seq
@@ -753,6 +776,20 @@ class EventLog:
         return count, problems
 
 
+def _follow_timeout(timeout: object) -> float | None:
+    """A ``follow`` timeout checked: None for waiting forever."""
+    if timeout is None:
+        return None
+    # ``not timeout >= 0`` refuses NaN too: it compares false with everything, so a NaN
+    # deadline was never reached and the follower waited forever.
+    if type(timeout) not in (int, float) or not timeout >= 0:  # type: ignore[operator]
+        raise InvalidEventError(f"timeout must be a non-negative number or None, not "
+                                f"{shown(timeout)}")
+    if timeout >= FOREVER:  # type: ignore[operator]
+        return None  # inf, 10**400: past what the backends' waits can count
+    return timeout  # type: ignore[return-value]
+
+
 def _check_imported(event: object, seq: int) -> Event:
     if not isinstance(event, Event):
         raise InvalidEventError(f"expected an Event to import, not {type(event).__name__}")
@@ -834,4 +871,4 @@ def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]
 def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
     # Not dataclasses.replace: it costs more than the rest of an append's Python work.
     return build_message(m.sender, m.content, m.session_id, m.recipient, m.id, float(m.timestamp),
-                         m.message_type, m.metadata, seq)
+                         m.message_type, None if m.metadata is None else own_json(m.metadata), seq)

@@ -36,7 +36,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
-    ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``;
+    ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``,
+    ``wal_max_bytes``;
     Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``).
     A file store also takes ``adopt=True``, to make a store of a non-empty directory that
     holds none (without it, that is refused), and SQLite to add its tables to a database

@@ -13,7 +13,6 @@ too few.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import uuid
@@ -31,6 +30,10 @@ from ..core._errors import (
     SessionNotFoundError,
     StorageError,
 )
+from ..backends.files._segments import header_line
+from ..backends.files._segments import trailer_line
+from ..core._validate import finite
+from ..core._validate import shown
 
 if TYPE_CHECKING:
     from ._log import EventLog
@@ -41,8 +44,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathLike[str] | None,
                          dry_run: bool) -> list[str]:
-    if type(days) not in (int, float) or not math.isfinite(days) or days < 0:
-        raise InvalidInputError(f"days must be a non-negative number, not {days!r}")
+    if type(days) not in (int, float) or not finite(days) or days < 0:
+        raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
     if type(dry_run) is not bool:
         raise InvalidInputError(f"dry_run must be a bool, not {dry_run!r}")
     target = None if archive_dir is None else Path(archive_dir)
@@ -70,11 +73,21 @@ def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
         gone = False  # someone else removed it meanwhile, or holds it: the next run decides
     except BaseException:
         if exported is not None:
-            exported.unlink(missing_ok=True)
+            _discard(exported)
         raise
     if not gone and exported is not None:
-        exported.unlink(missing_ok=True)  # appended to meanwhile: it stays, so its copy goes
+        _discard(exported)  # appended to meanwhile: it stays, so its copy goes
     return gone
+
+
+def _discard(exported: Path) -> None:
+    """Remove an archived copy of a session that stays. If that fails too, a copy too many
+    is left, never one too few: the error that matters is the one being raised (an OSError
+    here replaced the StorageError of the delete that had failed)."""
+    try:
+        exported.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _tap(lines: Lines, last: list[bytes]) -> Lines:

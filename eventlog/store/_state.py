@@ -58,7 +58,7 @@ class SessionState:
             return
         if kind == CREATED:
             self.participants = list(data.get("participants", []))
-            self.metadata = dict(data.get("metadata") or {})
+            self.metadata = own_json(data.get("metadata") or {})
             self.created_at = event.ts
         elif kind == JOINED:
             if data["participant"] not in self.participants:
@@ -82,16 +82,26 @@ class SessionState:
             last_activity=self.last_activity,
             message_count=self.message_count,
             last_seq=self.head.seq,
-            metadata=dict(self.metadata),
+            metadata=own_json(self.metadata),
         )
 
     def copy(self) -> SessionState:
         return SessionState(self.session_id, self.head, list(self.participants),
-                            dict(self.metadata), self.created_at, self.last_activity,
+                            own_json(self.metadata), self.created_at, self.last_activity,
                             self.message_count)
 
     def same_as(self, other: SessionState) -> bool:
         return self.to_session() == other.to_session() and self.head == other.head
+
+
+def own_json(value: Any) -> Any:
+    """A deep copy of a plain JSON value, as stored (tuples become lists): a fold's metadata
+    is never shared with a caller, either way. A nested dict given to ``create_session``
+    (or found in a returned ``ChatSession``) and mutated afterwards changed what later
+    calls returned, and the next boundary snapshot stored a value the log never held."""
+    if not value:
+        return {} if type(value) is dict else value
+    return orjson.loads(orjson.dumps(value))
 
 
 def message_data(message: ChatMessage) -> dict[str, Any]:

@@ -87,6 +87,9 @@ from ._segments import (
     segment_name,
     trailer_line,
 )
+from ...core._validate import SESSION_ID_RE
+from ...core._validate import check_mode
+from ...core._validate import check_seconds
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
 # (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
@@ -310,9 +313,9 @@ class FileBackend(Backend):
             segment_max_bytes: int = 64 << 20, segment_max_events: int = 100_000,
             archive_level: int = DEFAULT_LEVEL, create: bool = True, adopt: bool = False) -> None:
         self.root = Path(root)
-        self.mode = mode
+        self.mode = check_mode(mode)
         self.dir_mode = _dir_mode(mode)
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_events = segment_max_events
         if type(archive_level) is not int or not 1 <= archive_level <= 9:

@@ -41,7 +41,7 @@ class StreamArchive:
 
     def rows(self, session_id: str, generation: Any, first: int, last: int, limit: int,
              *, newest_first: bool) -> Rows:
-        head_key, _log, _snap, arch_key = self.backend.keys(session_id)
+        head_key, _log, _snap, arch_key = self.backend.keys(session_id)[:4]
         found: Rows = []
         cursor = last if newest_first else first  # the seq the next chunk read must hold
         while len(found) < limit and first <= cursor <= last:

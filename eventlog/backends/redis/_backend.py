@@ -12,6 +12,8 @@ one slot and every script (``_redis_scripts``) touches one slot only::
     <prefix>{<sid>}:snap   hash: seq -> snapshot
     <prefix>{<sid>}:arch   stream of archived records: entry 0-<first seq> holds last (its
                            last seq) and z (the record lines, zlib-compressed: see _chunks)
+    <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
+    <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
     <prefix>sessions       set: the registry of session ids, for listing
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
@@ -25,7 +27,9 @@ caller pinned the head with ``expected_seq``: then it is a ``ConflictError``.
 
 Every write carries a random token, and a script that finds its own token already in the
 log reports success instead of writing again. So a write whose reply was lost (a dropped
-connection, a timeout, a restarted server) can always be sent again: it lands once.
+connection, a timeout, a restarted server) can always be sent again: it lands once. That
+holds across compaction too: the archive script keeps the tokens of the entries it trims
+(``tok``) for twice the longest retry window any writer declared, where the check looks.
 
 Compaction seals the head, then moves sealed records into compressed chunks (in the
 ``arch`` stream, or a file store given as ``archive=``: see ``_redis_archive``) and trims
@@ -62,10 +66,16 @@ from ...core._errors import (
     SessionNotFoundError,
     StorageError,
 )
-from .._base import Appended, Archived, Build, Sealed
-from .._rows import RowBackend, Rows
+from .._base import Appended
+from .._base import Archived
+from .._base import Build
+from .._base import Sealed
+from .._rows import RowBackend
+from .._rows import Rows
 from . import _scripts as scripts
-from ._archive import FileArchive, StreamArchive
+from ._archive import FileArchive
+from ._archive import StreamArchive
+from ...core._validate import check_seconds
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
@@ -108,13 +118,14 @@ class RedisBackend(RowBackend):
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or not ttl > 0):
-            raise InvalidInputError(f"ttl must be a positive number of seconds, not {ttl!r}")
         self.prefix = prefix
-        self.ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
-        self.lock_timeout = lock_timeout
-        self.retry_for = retry_for
+        self.ttl_ms = 0 if ttl is None else max(1, round(check_seconds("ttl", ttl, positive=True) * 1000))
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
+        self.retry_for = check_seconds("retry_for", retry_for)
+        # How long after an append's first send its last retry may still run (the retry
+        # loop's deadline, its longest sleep, and a margin for the network): the archive
+        # script keeps trimmed entries' tokens this long (see _redis_scripts.APPEND).
+        self._retry_window_ms = round((self.retry_for + 1.5) * 1000)
         self._owns_client = client is None
         if client is None:
             # No retries inside redis-py: the retry loop below knows which writes it may send
@@ -144,9 +155,9 @@ class RedisBackend(RowBackend):
     # Keys and the error edge ----------------------------------------------------------------
 
     def keys(self, session_id: str) -> list[str]:
-        """The session's keys: head, log, snap, arch."""
+        """The session's keys: head, log, snap, arch, tok, tok0."""
         base = f"{self.prefix}{{{session_id}}}:"
-        return [base + "head", base + "log", base + "snap", base + "arch"]
+        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
 
     @property
     def _registry(self) -> str:
@@ -250,7 +261,8 @@ class RedisBackend(RowBackend):
         """Run the append script; None once the records are in, else the head that moved."""
         keys = self.keys(session_id)
         args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
-                                         records[-1].digest, *(r.line for r in records)]
+                                         records[-1].digest, self._retry_window_ms,
+                                         *(r.line for r in records)]
         try:
             reply = self._run(f"appending to session {session_id!r}",
                               lambda: self._append(keys=keys, args=args))
@@ -378,7 +390,7 @@ class RedisBackend(RowBackend):
         return [sid for sid, found in zip(ids, alive, strict=True) if found]
 
     def snapshots(self, session_id: str) -> Iterator[bytes]:
-        head_key, _log, snap_key, _arch = self.keys(session_id)
+        head_key, _log, snap_key = self.keys(session_id)[:3]
         found, blobs = self._run(f"reading snapshots of {session_id!r}", lambda: self._pipeline(
             True, [("exists", (head_key,)), ("hgetall", (snap_key,))]))
         if not found:
@@ -450,7 +462,7 @@ class RedisBackend(RowBackend):
         """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
         Each step is one script, so a reader sees a record in the log or in the archive,
         never in neither."""
-        head_key, log_key, _snap, arch_key = self.keys(session_id)
+        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:
@@ -473,8 +485,8 @@ class RedisBackend(RowBackend):
             args: list[Any] = [generation, done, upto, raw]
             for low, high, blob in packed:
                 args += [low, high, blob]
-            status = self._run(what, partial(self._archive, keys=[head_key, log_key, arch_key],
-                                             args=args))
+            status = self._run(what, partial(self._archive, args=args,
+                                             keys=[head_key, log_key, arch_key, tok_key, tok0_key]))
             if status == 0:
                 raise SessionNotFoundError(session_id)
             if status == 1:

@@ -15,28 +15,35 @@ if ttl > 0 then
 end
 """
 
-# KEYS head, log, snap, arch; ARGV token, line, digest, ttl ms. Returns 1 created, 0 exists.
+# KEYS head, log, snap, arch, tok, tok0; ARGV token, line, digest, ttl ms. Returns 1 created,
+# 0 exists.
 CREATE = """
 local g = redis.call('HGET', KEYS[1], 'g')
 if g then
   if g == ARGV[1] then return 1 end  -- our own create, sent again
   return 0
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])  -- leftovers of an expiring life
+redis.call('DEL', unpack(KEYS))  -- leftovers of an expiring life
 redis.call('XADD', KEYS[2], '0-1', 'r', ARGV[2], 't', ARGV[1])
 redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] + 1, 'sb', 0)
 """ + EXPIRE.format(ttl=4) + """
 return 1
 """
 
-# KEYS head, log, snap, arch; ARGV base seq, base digest, token, ttl ms, new digest, lines...
-# Returns {0} appended, {3} appended earlier (this very write, sent again), {1, seq, h}
-# the head moved, {2} no such session, {4, last id} head and log disagree.
+# KEYS head, log, snap, arch, tok, tok0; ARGV base seq, base digest, token, ttl ms, new
+# digest, the writer's retry window in ms, lines... Returns {0} appended, {3} appended
+# earlier (this very write, sent again), {1, seq, h} the head moved, {2} no such session,
+# {4, last id} head and log disagree.
+#
+# The own-token check: a write sent again finds its token on the log entry at the seq its
+# last record got, or, once compaction moved that entry to the archive, in ``tok``/``tok0``,
+# where the archive script keeps the tokens of the entries it trims for as long as any
+# writer's retries may still come (``rw``, the longest retry window a writer declared).
 APPEND = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived')
 if not head[1] then return {2} end
 local base = tonumber(ARGV[1])
-local n = #ARGV - 5
+local n = #ARGV - 6
 if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
   local mine = string.format('0-%d', base + n)
   local entry = redis.call('XRANGE', KEYS[2], mine, mine)[1]
@@ -44,6 +51,11 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
     local f = entry[2]
     for i = 1, #f - 1, 2 do
       if f[i] == 't' and f[i + 1] == ARGV[3] then return {3} end
+    end
+  elseif base + n <= (tonumber(head[4]) or 0) then
+    local seq = string.format('%d', base + n)
+    if redis.call('HGET', KEYS[5], seq) == ARGV[3] or redis.call('HGET', KEYS[6], seq) == ARGV[3] then
+      return {3}
     end
   end
   return {1, head[1], head[2]}
@@ -54,22 +66,26 @@ if not last or last[1] ~= string.format('0-%d', base) then
 end
 local bytes = n
 for i = 1, n - 1 do
-  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[5 + i])
-  bytes = bytes + #ARGV[5 + i]
+  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[6 + i])
+  bytes = bytes + #ARGV[6 + i]
 end
-redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[5 + n], 't', ARGV[3])
+redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[6 + n], 't', ARGV[3])
 redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'h', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[5 + n]))
+redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[6 + n]))
+if tonumber(ARGV[6]) > (tonumber(head[3]) or 0) then
+  redis.call('HSET', KEYS[1], 'rw', ARGV[6])
+end
 """ + EXPIRE.format(ttl=4) + """
 return {0}
 """
 
-# KEYS head, log, snap, arch; ARGV if seq, if digest ('' for none). 1 deleted, 0 none, 2 moved.
+# KEYS head, log, snap, arch, tok, tok0; ARGV if seq, if digest ('' for none). 1 deleted,
+# 0 none, 2 moved.
 DELETE = """
 local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
 if not head[1] then return 0 end
 if ARGV[1] ~= '' and (head[1] ~= ARGV[1] or head[2] ~= ARGV[2]) then return 2 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', unpack(KEYS))
 return 1
 """
 
@@ -81,13 +97,20 @@ redis.call('HSET', KEYS[1], 'sealed', head[1])
 return head
 """
 
-# KEYS head, log, arch; ARGV generation, archived mark before, mark after, bytes of the
-# records moved, then per chunk kept in Redis: first, last, blob (none when the archive is
-# a file store, already written). 1 archived, 0 no such session (this life), 2 someone
-# archived first. The head's entry stays in the log: the append script checks that the log
-# ends at the head.
+# KEYS head, log, arch, tok, tok0; ARGV generation, archived mark before, mark after, bytes
+# of the records moved, then per chunk kept in Redis: first, last, blob (none when the
+# archive is a file store, already written). 1 archived, 0 no such session (this life), 2
+# someone archived first. The head's entry stays in the log: the append script checks that
+# the log ends at the head.
+#
+# Before trimming, the tokens on the entries it trims go to ``tok`` (seq -> token), so that
+# a write whose reply was lost, retried after this, still finds its own token (issue 13: it
+# appended again). ``tok`` is renamed to ``tok0`` (dropping the one before) once it is older
+# than the keep time, twice the longest retry window a writer declared plus a second, so a
+# token stays for at least that long and memory holds about two keep times' worth.
 ARCHIVE = """
-local head = redis.call('HMGET', KEYS[1], 'g', 'archived', 'seq')
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME then writes (Redis < 7)
+local head = redis.call('HMGET', KEYS[1], 'g', 'archived', 'seq', 'rw')
 if head[1] ~= ARGV[1] then return 0 end
 if (tonumber(head[2]) or 0) ~= tonumber(ARGV[2]) then return 2 end
 local bytes = 0
@@ -96,10 +119,36 @@ for i = 5, #ARGV - 2, 3 do
   bytes = bytes + #ARGV[i + 2]
 end
 local mark = tonumber(ARGV[3])
+local trim = string.format('0-%d', math.min(mark + 1, tonumber(head[3])))
+local tokens = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '(' .. trim)) do
+  local f = entry[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 't' then
+      tokens[#tokens + 1] = string.sub(entry[1], 3)
+      tokens[#tokens + 1] = f[i + 1]
+    end
+  end
+end
+if #tokens > 0 then
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local keep = 2 * (tonumber(head[4]) or 0) + 1000
+  local since = tonumber(redis.call('HGET', KEYS[4], '~since'))
+  if since and since < ms - keep then
+    redis.call('RENAME', KEYS[4], KEYS[5])
+    since = nil
+  end
+  if not since then redis.call('HSET', KEYS[4], '~since', ms) end
+  for i = 1, #tokens, 1000 do  -- unpack() has a limit on how many values it takes
+    redis.call('HSET', KEYS[4], unpack(tokens, i, math.min(i + 999, #tokens)))
+  end
+  redis.call('PEXPIRE', KEYS[4], 2 * keep)
+end
 redis.call('HSET', KEYS[1], 'archived', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'ab', string.format('%d', bytes))
 redis.call('HINCRBY', KEYS[1], 'b', '-' .. ARGV[4])
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('0-%d', math.min(mark + 1, tonumber(head[3]))))
+redis.call('XTRIM', KEYS[2], 'MINID', trim)
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return 1
