@@ -41,7 +41,8 @@ def row(event: Event) -> Row:
 
 def populate(log: EventLog) -> None:
     log.create_session(SID, participants=["a"], metadata={"k": [1]})
-    log.append_many(SID, [("x", i) for i in range(2)])  # seq 1-3: the next append is seq 4
+    # seq 1-3: the next append is seq 4; over 4 KiB, so that compaction does not skip it as tiny
+    log.append_many(SID, [("x", {"i": i, "pad": "p" * 2500}) for i in range(2)])
     old = time.time() - 40 * DAY
     log.create_session(OLD, participants=["o"], created_at=old)
     log.add_messages([ChatMessage(sender="o", content=f"m{i}", session_id=OLD, timestamp=old + i)

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 import eventlog
-from eventlog.core._codec import Head, genesis, seal
 from eventlog.backends.files._segments import header_line, trailer_line
+from eventlog.core._codec import Head, genesis, seal
 
 from .test_cli import cli
 

@@ -44,10 +44,10 @@ from ..core._errors import (
     StorageError,
     StoreNotFoundError,
 )
+from ..core._validate import check_mode, check_seconds, shown
 from ._base import Appended, Archived, Build, Sealed, poll_until
 from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
-from ..core._validate import check_mode, check_seconds, shown
 
 FORMAT = "eventlog-sqlite"
 VERSION = "1"

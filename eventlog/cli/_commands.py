@@ -11,21 +11,12 @@ from typing import Any
 
 import orjson
 
-from ..core._errors import CorruptLogError
-from ..core._errors import SessionNotFoundError
-from ..core._records import ChatMessage
-from ..core._records import ChatSession
+from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
+from ..core._records import ChatMessage, ChatSession
+from ..core._validate import loads_strict
 from ..store._log import EventLog
-from ..store._state import MESSAGE
-from ..store._state import to_message
-from ._main import CliError
-from ._main import Handler
-from ._main import count
-from ._main import open_store
-from ._main import session_id
-from ._main import store_location
-from ._main import usage_error
-from ..core._errors import InvalidInputError
+from ..store._state import MESSAGE, to_message
+from ._main import CliError, Handler, count, open_store, session_id, store_location, usage_error
 from ._terminal import (
     format_message,
     human_bytes,
@@ -36,7 +27,6 @@ from ._terminal import (
     shorten,
     table,
 )
-from ..core._validate import loads_strict
 
 
 def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:

@@ -17,38 +17,21 @@ from typing import IO, Any
 
 import orjson
 
-from ..backends.files._segments import parse_header
-from ..backends.files._segments import parse_trailer
-from ..core._codec import ChainReader
-from ..core._codec import Head
-from ..core._errors import EventLogError
-from ..core._errors import InvalidInputError
-from ..core._errors import SessionExistsError
-from ..core._errors import SessionNotFoundError
-from ..core._records import Event
-from ._export import EXPORT_FORMAT
-from ._export import EXPORTERS
-from ._export import HEADER_KEY
-from ._main import CliError
-from ._main import open_location
-from ._main import open_store
-from ._main import session_id
-from ._main import store_location
-from ._main import usage_error
-from ._terminal import Progress
-from ._terminal import safe
-from ..core._codec import genesis
-from ..core._errors import CorruptLogError
-from ..core._records import ChatSession
-from ..store._state import CREATED
-from ..store._state import JOINED
-from ..store._state import LEFT
-from ..store._state import MESSAGE
-from ..store._state import SessionState
-from ..store._state import to_message
-from ..store._log import EventLog
-from ._terminal import local_time
+from ..backends.files._segments import parse_header, parse_trailer
+from ..core._codec import ChainReader, Head
+from ..core._errors import (
+    CorruptLogError,
+    EventLogError,
+    InvalidInputError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
+from ..core._records import ChatSession, Event
 from ..core._validate import loads_strict
+from ..store._log import EventLog
+from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
+from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
+from ._terminal import Progress, safe
 
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
 

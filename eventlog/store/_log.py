@@ -40,6 +40,7 @@ from ..core._validate import (
     check_session_id,
     check_text,
     check_timestamp,
+    shown,
 )
 from ._compaction import compact
 from ._retention import cleanup_old_sessions
@@ -56,13 +57,6 @@ from ._state import (
     own_json,
     to_message,
 )
-from ..core._validate import RESERVED_PREFIXES
-from ..core._validate import check_event_type
-from ..core._validate import check_json
-from ..core._validate import check_session_id
-from ..core._validate import check_text
-from ..core._validate import check_timestamp
-from ..core._validate import shown
 
 Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20

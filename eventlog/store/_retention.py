@@ -30,10 +30,7 @@ from ..core._errors import (
     SessionNotFoundError,
     StorageError,
 )
-from ..backends.files._segments import header_line
-from ..backends.files._segments import trailer_line
-from ..core._validate import finite
-from ..core._validate import shown
+from ..core._validate import finite, shown
 
 if TYPE_CHECKING:
     from ._log import EventLog

@@ -70,7 +70,7 @@ from ...core._errors import (
     StorageError,
     StoreNotFoundError,
 )
-from ...core._validate import SESSION_ID_RE
+from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
 from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
@@ -87,9 +87,6 @@ from ._segments import (
     segment_name,
     trailer_line,
 )
-from ...core._validate import SESSION_ID_RE
-from ...core._validate import check_mode
-from ...core._validate import check_seconds
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
 # (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).

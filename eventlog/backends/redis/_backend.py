@@ -66,16 +66,11 @@ from ...core._errors import (
     SessionNotFoundError,
     StorageError,
 )
-from .._base import Appended
-from .._base import Archived
-from .._base import Build
-from .._base import Sealed
-from .._rows import RowBackend
-from .._rows import Rows
-from . import _scripts as scripts
-from ._archive import FileArchive
-from ._archive import StreamArchive
 from ...core._validate import check_seconds
+from .._base import Appended, Archived, Build, Sealed
+from .._rows import RowBackend, Rows
+from . import _scripts as scripts
+from ._archive import FileArchive, StreamArchive
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
