@@ -24,7 +24,7 @@ def test_a_failed_transition_forgets_the_head() -> None:
         handle.know(Head(4, "cd" * 16), 160)  # moved part way, then failed
         raise OSError(errno.EIO, "EIO")
     assert handle.state == "re-discover"
-    assert handle.head is None and handle.generation == -1
+    assert (handle.head, handle.generation) == (None, -1)
     handle.know(Head(3, "ab" * 16), 120)
     with handle.transition():  # one that succeeds keeps what it found
         handle.advance(Head(4, "cd" * 16), 40)
