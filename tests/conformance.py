@@ -309,7 +309,7 @@ class ApiContract(ContractBase):
         calls = [lambda: log.append(sid, "x", 1, expected_seq=wrong),
                  lambda: log.append_many(sid, [("x", 1), ("y", 2)], expected_seq=wrong),
                  lambda: log.add_message(message(sid), expected_seq=wrong),
-                 lambda: log.add_messages([message(sid)] * 2, expected_seq=wrong),
+                 lambda: log.add_messages([message(sid), message(sid)], expected_seq=wrong),
                  lambda: log.add_participant(sid, "p", expected_seq=wrong),
                  lambda: log.remove_participant(sid, "p", expected_seq=wrong)]
         for call in calls:
