@@ -29,6 +29,7 @@ from eventlog import (
 from ._contract_aliasing import AliasingContract
 from ._contract_base import ContractBase, contents, message
 from ._contract_concurrency import ConcurrencyContract
+from ._contract_history import HistoryContract
 from ._contract_input import InputContract
 from ._contract_model import ModelContract
 from ._contract_reads import ReadContract
@@ -462,6 +463,7 @@ class ApiContract(ContractBase):
 
 
 class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
+                    HistoryContract,
                     AliasingContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

@@ -577,3 +577,23 @@ def test_search_with_no_match_exits_1_and_bad_input_2(capsys, store, team):
     assert (code, out, err.strip()) == (1, "", "no match")
     assert cli(capsys, "search", "x", "--cursor", "bogus", "--store", store)[0] == 2
     assert cli(capsys, "search", "x", "--session", "missing", "--store", store)[0] == 1
+
+
+def test_fork_and_rewind_commands(capsys: pytest.CaptureFixture[str], store: Path) -> None:
+    assert cli(capsys, "create", "team", "--store", store)[0] == 0
+    for word in ("one", "two", "three"):
+        assert cli(capsys, "post", "team", "--sender", "A", word, "--store", store)[0] == 0
+    code, out, _ = cli(capsys, "fork", "team", "team-b", "--at-seq", "3", "--store", store)
+    assert (code, out) == (0, "team-b\n")
+    code, out, _ = cli(capsys, "fork", "team", "--store", store)
+    assert code == 0 and len(out.strip()) == 32
+    code, out, _ = cli(capsys, "rewind", "team", "--to-seq", "2", "--reason", "undo",
+                       "--store", store)
+    assert code == 0 and "seq 5" in out
+    code, _, err = cli(capsys, "rewind", "team", "--to-seq", "99", "--store", store)
+    assert code != 0 and "to_seq" in err
+    with eventlog.open(store) as log:
+        assert [m.content for m in log.get_messages("team")] == ["one"]
+        assert log.get_session("team-b").forked_from == ("team", 3)
+        assert [m.content for m in log.get_messages("team-b")] == ["one", "two"]
+        assert log.events("team").__next__().seq == 1 and log.get_session("team").last_seq == 5
