@@ -134,7 +134,9 @@ class FormatV1:
             obj = json.loads(blob)
         except ValueError as exc:
             raise Damage(f"not valid JSON ({exc})") from None
-        keys = tuple(obj) if isinstance(obj, dict) else ()
+        if not isinstance(obj, dict):
+            raise Damage("not a snapshot object")
+        keys = tuple(obj)
         if keys != self.SNAPSHOT_KEYS and keys != (*self.SNAPSHOT_KEYS[:9], "forked_from",
                                                    *self.SNAPSHOT_KEYS[9:]):
             raise Damage("not a snapshot object")
