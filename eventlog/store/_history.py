@@ -65,8 +65,12 @@ def rewind(log: EventLog, sid: str, to_seq: int, reason: str | None,
     # so to_seq stays in range. ``items`` None: the writer's fold is dropped (refolded).
     log._folds.pop(sid, None)
     log._windows.drop(sid)
+    # snapshot=True: a snapshot at the rewind. The state after it is an older state, which
+    # a reader would otherwise fold from the newest snapshot at or before to_seq (only the
+    # newest few are kept, so in a long session that can be a replay from seq 1): the
+    # rewinder pays that once.
     record = log._append_payloads(sid, [encode_payload(REWOUND, ts, data)], expected_seq,
-                                  None)[0]
+                                  None, snapshot=True)[0]
     log._folds.pop(sid, None)
     log._windows.drop(sid)
     return Event(record.seq, REWOUND, ts, data)
@@ -95,7 +99,7 @@ def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
                     {"parent": sid, "seq": at, "h": chain.digest if chain.seq == at else
                      _digest_at(log, sid, at)})
 
-    return log.import_events(new, copied(), durability=durability)
+    return log._import(new, copied(), durability, 1000, False)
 
 
 def _digest_at(log: EventLog, sid: str, seq: int) -> str:

@@ -187,7 +187,8 @@ class EventLog:
             self, sid: str, payloads: list[bytes], expected_seq: int | None,
             durability: Durability | None, items: list[tuple[str, float, Any]] | None = None,
             guard: Callable[[Head], None] | None = None,
-            window: tuple[list[tuple[str, int]], str | None] | None = None) -> list[Record]:
+            window: tuple[list[tuple[str, int]], str | None] | None = None,
+            snapshot: bool = False) -> list[Record]:
         """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold.
         ``guard(head)`` runs first under the lock (see ``_retries``); ``window``: the message
         ids (by index in the batch) and the key the batch adds to the session's window."""
@@ -233,7 +234,7 @@ class EventLog:
         records = result.records
         self._windows.after_batch(sid, records, afters, result.position,
                                   None if items is None else window or ([], None))
-        if records and records[-1].seq // every != (records[0].seq - 1) // every:
+        if records and (snapshot or records[-1].seq // every != (records[0].seq - 1) // every):
             self._save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
                                 result.position)
         return records
@@ -421,7 +422,12 @@ class EventLog:
         event is checked like a new one. The session must not exist. If anything fails
         part-way, the partly imported session is removed again, so an import is all or nothing.
         """
-        sid = self._live(session_id)
+        return self._import(self._live(session_id), events, durability, batch_size, True)
+
+    def _import(self, sid: str, events: Iterable[Event], durability: Durability | None,
+                batch_size: int, check: bool) -> ChatSession:
+        """``import_events``; ``check`` False for events read from this store's own chain
+        (``fork``): they are not checked again."""
         iterator = iter(events)
         first = next(iterator, None)
         if first is None:
@@ -436,15 +442,24 @@ class EventLog:
         try:
             seq = 1
             batch: list[bytes] = []
+            # What the batch adds to the writer's fold, so its snapshots need no re-reading;
+            # None for a batch holding a rewind, whose state only a read can tell.
+            items: list[tuple[str, float, Any]] | None = []
             for event in iterator:
                 seq += 1
-                event = _check_imported(event, seq)
+                if check:
+                    event = _check_imported(event, seq)
                 batch.append(encode_payload(event.type, event.ts, event.data, event.key))
+                if items is not None:
+                    items.append((event.type, event.ts, event.data))
+                    if event.type == REWOUND:
+                        items = None
                 if len(batch) >= batch_size:
-                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
-                    head, batch = Head(last.seq, last.digest), []
+                    last = self._append_payloads(sid, batch, seq - len(batch), durability,
+                                                 items)[-1]
+                    head, batch, items = Head(last.seq, last.digest), [], []
             if batch:
-                self._append_payloads(sid, batch, seq - len(batch), durability)
+                self._append_payloads(sid, batch, seq - len(batch), durability, items)
         except BaseException as exc:
             # Remove the half import only if nobody wrote to it meanwhile: deleting it
             # regardless dropped their acknowledged events (a conflict is how we notice them).
