@@ -125,12 +125,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from ._export import event_json  # the one JSON form of an event: export's
     out = sys.stdout.buffer
     sys.stdout.flush()
     with open_store(args) as log:
         for event in log.events(args.session, after_seq=args.after_seq):
-            out.write(orjson.dumps({"seq": event.seq, "type": event.type, "ts": event.ts,
-                                    "data": event.data}) + b"\n")
+            out.write(orjson.dumps(event_json(event)) + b"\n")
     out.flush()
     return 0
 
