@@ -35,6 +35,7 @@ class DroppingProxy:
         self._closing = False
         self._down = False
         self._open: set[socket.socket] = set()
+        self.cut_links = 0  # connections closed by cut() and down()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -58,6 +59,7 @@ class DroppingProxy:
         """Close every connection now (both ends), as a restarting server or a cut link does."""
         with self._lock:
             socks, self._open = list(self._open), set()
+            self.cut_links += len(socks) // 2
         for sock in socks:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -130,7 +132,7 @@ class DroppingProxy:
                         server.recv(65536)  # the reply, which the client never gets
                         self._dropping()
                         return
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
             return
         finally:
             with self._lock:
