@@ -1,10 +1,10 @@
 """The PostgreSQL backend (``pip install 'eventlog[postgres]'``): every session in a few
 tables of one schema (see ``_schema``), on psycopg 3 and its pool.
 
-An append is one statement, one round trip (``_statements.APPEND_ONE``): the server locks
-the session's row, numbers and chains the record with its own ``sha256()`` (the bytes and
-digests are those of every other backend), inserts it and moves the head, so concurrent
-writers of a session, on any machine, queue on that row instead of retrying. A batch
+An append is one statement, one round trip (``_statements.APPEND_ONE``): the server moves
+the session's head (which locks its row), numbers and chains the record with its own
+``sha256()`` (the bytes and digests are those of every other backend) and inserts it, so
+concurrent writers of a session, on any machine, queue on that row instead of retrying. A batch
 (``append_many``, ``add_messages``) locks the row, builds on the head it read, writes.
 
 Exactly once across a lost connection: every write carries a token (the last record of an
@@ -157,20 +157,23 @@ class PostgresBackend(RowBackend):
                     return None
                 mine = self._x(conn, "FIND_TOKEN", {"g": found[0], "t": params["t"]}).fetchone()
                 if mine is not None:  # the lost attempt committed: report it, write nothing
-                    return (mine[0] - 1, "", mine[0], mine[1], 0, 0)
+                    return (mine[0] - 1, "", mine[0], mine[1], 0)
                 return self._x(conn, "APPEND_ONE", params).fetchone()
 
-        row = self._conns.write(f"appending to session {session_id!r}", first, again,
-                                unknown=_UNKNOWN_APPEND)
-        if row is None:
-            raise SessionNotFoundError(session_id)
-        if row[2] is None:
-            assert expected_seq is not None
-            raise ConflictError(session_id, expected_seq, row[0])
-        if row[4] >= max_bytes:
-            raise too_large(row[4] + 1, max_bytes)
-        # The head before is a hint for the store's fold; after a retry it is unknown ("").
-        return Head(row[2], row[3]), Head(row[0], row[1]), None
+        what = f"appending to session {session_id!r}"
+        while True:
+            row = self._conns.write(what, first, again, unknown=_UNKNOWN_APPEND)
+            if row is not None:
+                # The head before is a hint for the store's fold; after a retry it is "".
+                return Head(row[2], row[3]), Head(row[0], row[1]), None
+            # Nothing written: say why, from the head as it is now.
+            head = self.read_head(session_id)[1]
+            if expected_seq is not None and head.seq != expected_seq:
+                raise ConflictError(session_id, expected_seq, head.seq)
+            size = len(payload) + len(str(head.seq + 1)) + 46
+            if size >= max_bytes:
+                raise too_large(size + 1, max_bytes)
+            # The head moved between the two looks (the size depends on the seq): again.
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         token = Int8(_token())

@@ -3,10 +3,11 @@
 Every table lives in the store's own schema (``?schema=NAME``, default ``eventlog``)::
 
     eventlog_meta(key, value)              format marker and the schema's version
-    sessions(gen, id, seq, h, sealed,      one row per session: its head (seq, h); ``gen``
-             archived, ctok, bytes,        names this life of the id (an identity: never
-             watched)                      reused); compaction's marks; the creating write's
-                                           token; bytes of live records; the followers' lease
+    sessions(gen, id, seq, h, ph, sealed,  one row per session: its head (seq, h) and the
+             archived, ctok, bytes,        digest before it; ``gen`` names this life of the id
+             watched)                      (an identity: never reused); compaction's marks;
+                                           the creating write's token; bytes of live records;
+                                           the followers' lease
     events(session, seq, line, tok)        the same record lines as the file backend, keyed by
                                            (sessions.gen, seq); ``tok``: the writing call's token
     archive(session, first, last, blob)    compacted records: chunks of lines, compressed
@@ -44,6 +45,7 @@ MIGRATIONS: list[list[str]] = [[
         id text NOT NULL UNIQUE,
         seq bigint NOT NULL,
         h text NOT NULL,
+        ph text NOT NULL DEFAULT '',
         sealed bigint NOT NULL DEFAULT 0,
         archived bigint NOT NULL DEFAULT 0,
         ctok bigint NOT NULL,

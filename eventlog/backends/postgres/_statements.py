@@ -1,10 +1,11 @@
 """The PostgreSQL backend's statements, each one round trip (tables: see ``_schema``).
 
-The append is one statement: it locks the session's row (so concurrent writers of one
-session queue there, in the server, instead of retrying), checks ``expected_seq``, numbers
-the record, chains it with the server's ``sha256()`` exactly as ``core._codec.seal_one``
-does, checks its size, inserts it, moves the head and, only while someone follows the
-session (``watched``, a lease the followers renew), notifies them. Notifying from every
+The append is one statement: it moves the session's head, which locks its row (so
+concurrent writers of one session queue there, in the server, instead of retrying),
+checking ``expected_seq`` and the record's size, numbering the record and chaining it with
+the server's ``sha256()`` exactly as ``core._codec.seal_one`` does; it inserts the record
+and, only while someone follows the session (``watched``, a lease the followers renew),
+notifies them. Notifying from every
 append would serialize all commits of the database: PostgreSQL holds one lock per database
 from a notifying transaction's pre-commit to its end, the WAL flush included.
 
@@ -14,37 +15,33 @@ Parameters are named; ``{s}`` is the quoted schema.
 from __future__ import annotations
 
 # %(id)s session id, %(p)s the payload ({"type":..,"ts":..,"data":..}), %(t)s token, %(x)s
-# expected seq or NULL, %(m)s max line bytes, %(c)s channel. One row (before seq, before h,
-# new seq, new h, line length, notified) or none if the session does not exist; new seq is
-# NULL if the expected seq did not match; nothing is written unless length < max bytes.
+# expected seq or NULL, %(m)s max line bytes, %(c)s channel. One row (seq before, h before,
+# new seq, new h, notified), or none if the session does not exist, the expected seq did
+# not match, or the line would be too long (``len(line)`` is ``len(payload) + digits of
+# seq + 46``): then nothing was written, and the caller looks which.
 #
-# The CTEs all see the snapshot the statement started with, but ``FOR UPDATE`` returns the
-# newest version of the row once its lock is granted, and the UPDATE follows that row to
-# the same version: so the head read and the head written are the same.
+# The UPDATE both takes the row's lock and moves the head, from the newest version of the
+# row once the lock is granted (its WHERE is checked again on that version), so the head
+# read and the head written are one; it keeps the head before in ``ph`` for the reply.
 APPEND_ONE = """
-WITH s AS (
-  SELECT gen, seq, h, watched FROM {s}.sessions WHERE id = %(id)s FOR UPDATE
-), b AS (
-  SELECT gen, seq + 1 AS seq, h AS ph,
-         convert_to('{"seq":' || (seq + 1) || ',', 'UTF8') || substr(%(p)s::bytea, 2) AS body
-  FROM s WHERE %(x)s::bigint IS NULL OR seq = %(x)s::bigint
-), r AS (
-  SELECT gen, seq, body, left(encode(sha256(convert_to(ph, 'UTF8') || body), 'hex'), 32) AS h FROM b
-), l AS (
-  SELECT gen, seq, h, substr(body, 1, length(body) - 1) || convert_to(',"h":"' || h || '"}', 'UTF8')
-         AS line
-  FROM r
-), ok AS (
-  SELECT gen, seq, h, line FROM l WHERE length(line) < %(m)s::bigint
+WITH u AS (
+  UPDATE {s}.sessions SET seq = seq + 1, ph = h,
+    h = left(encode(sha256(convert_to(h, 'UTF8') || convert_to('{"seq":' || (seq + 1) || ',', 'UTF8')
+                           || substr(%(p)s::bytea, 2)), 'hex'), 32),
+    bytes = bytes + length(%(p)s::bytea) + length((seq + 1)::text) + 47
+  WHERE id = %(id)s AND (%(x)s::bigint IS NULL OR seq = %(x)s::bigint)
+    AND length(%(p)s::bytea) + length((seq + 1)::text) + 46 < %(m)s::bigint
+  RETURNING gen, seq, h, ph, watched
 ), i AS (
-  INSERT INTO {s}.events (session, seq, line, tok) SELECT gen, seq, line, %(t)s::bigint FROM ok
-), u AS (
-  UPDATE {s}.sessions SET seq = ok.seq, h = ok.h, bytes = sessions.bytes + length(ok.line) + 1
-  FROM ok WHERE sessions.gen = ok.gen
+  INSERT INTO {s}.events (session, seq, line, tok)
+  SELECT gen, seq, convert_to('{"seq":' || seq || ',', 'UTF8')
+         || substr(%(p)s::bytea, 2, length(%(p)s::bytea) - 2)
+         || convert_to(',"h":"' || h || '"}', 'UTF8'), %(t)s::bigint
+  FROM u
 ), n AS (
-  SELECT pg_notify(%(c)s, ok.gen || ' ' || ok.seq) FROM ok, s WHERE s.watched > now()
+  SELECT pg_notify(%(c)s, gen || ' ' || seq) FROM u WHERE watched > now()
 )
-SELECT s.seq, s.h, l.seq, l.h, length(l.line), (SELECT count(*) FROM n) FROM s LEFT JOIN l ON true
+SELECT seq - 1, ph, seq, h, (SELECT count(*) FROM n) FROM u
 """
 
 # The head, locked: the first step of a batch append, a seal, or a retry.
