@@ -7,6 +7,10 @@ reply is lost). That is what a dropped connection does to a client, at exactly t
 worst moment, without patching the client. Armed with no command, it drops the
 ``skip + 1``-th request of any kind; ``on_drop`` runs right then, while the client still
 waits for its answer, so other clients' work lands between a lost reply and its retry.
+
+``cut()`` closes every connection at once, and ``down()``/``up()`` refuse new ones in
+between: what a client sees of a server restart, or of a network link cut and restored,
+while the server itself runs on.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class DroppingProxy:
         self._on_drop: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._closing = False
+        self._down = False
+        self._open: set[socket.socket] = set()
+        self.cut_links = 0  # connections closed by cut() and down()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -47,6 +54,28 @@ class DroppingProxy:
     def disarm(self) -> None:
         with self._lock:
             self.armed = None
+
+    def cut(self) -> None:
+        """Close every connection now (both ends), as a restarting server or a cut link does."""
+        with self._lock:
+            socks, self._open = list(self._open), set()
+            self.cut_links += len(socks) // 2
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def down(self) -> None:
+        """Cut every connection, and close new ones at once until ``up()``."""
+        with self._lock:
+            self._down = True
+        self.cut()
+
+    def up(self) -> None:
+        with self._lock:
+            self._down = False
 
     def _take(self, data: bytes) -> str | None:
         with self._lock:
@@ -71,7 +100,14 @@ class DroppingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            with self._lock:
+                down = self._down
+            if down:
+                client.close()
+                continue
             server = socket.create_connection(self.upstream)
+            with self._lock:
+                self._open.update((client, server))
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
@@ -96,9 +132,11 @@ class DroppingProxy:
                         server.recv(65536)  # the reply, which the client never gets
                         self._dropping()
                         return
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
             return
         finally:
+            with self._lock:
+                self._open.difference_update((client, server))
             client.close()
             server.close()
 

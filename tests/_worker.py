@@ -71,6 +71,25 @@ def stress(url: str, sid: str, worker: str, count: str, mode: str, go: str, ack:
         acks.say("done")
 
 
+def steady(url: str, sid: str, worker: str, count: str, go: str, ack: str) -> None:
+    """Append ``count`` events once ``go`` exists, through faults: an append that raises
+    ``StorageError`` (its fate unknown, or no server for a while) is reported as ``unsure``
+    and the next one is tried, so the test knows which events may be stored at most once."""
+    acks = Acks(ack)
+    with eventlog.open(url) as log:
+        acks.say("ready")
+        wait_for(go)
+        for i in range(int(count)):
+            try:
+                event = log.append(sid, "stress.event", {"w": worker, "i": i})
+            except eventlog.StorageError:
+                acks.say("unsure", f"{worker}-{i}")
+                time.sleep(0.05)
+                continue
+            acks.say("ack", f"{worker}-{i}", event.seq)
+        acks.say("done")
+
+
 def crash(url: str, sid: str, worker: str, ack: str, durability: str, seed: str) -> None:
     """Append forever (messages, events, batches, now and then a big batch) until killed."""
     rng = random.Random(int(seed))
@@ -247,7 +266,7 @@ def spawner() -> None:
 
 COMMANDS: dict[str, Callable[..., None]] = {
     "stress": stress, "crash": crash, "churn": churn, "append-slowly": append_slowly,
-    "follow": follow, "fsize": fsize, "spawner": spawner, "reader": reader,
+    "follow": follow, "fsize": fsize, "spawner": spawner, "reader": reader, "steady": steady,
 }
 
 if __name__ == "__main__":

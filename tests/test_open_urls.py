@@ -57,7 +57,7 @@ def test_bad_redis_urls_are_refused_before_connecting(bad: str) -> None:
 
 
 def test_unknown_schemes_and_options() -> None:
-    for bad in ("ftp://x/y", "postgres://db/x", ""):
+    for bad in ("ftp://x/y", "mysql://db/x", ""):
         with pytest.raises(eventlog.InvalidInputError):
             eventlog.open(bad)
     with pytest.raises(eventlog.InvalidInputError, match="option"):
@@ -78,6 +78,12 @@ def test_session_persistence_storage_types(tmp_path: Path) -> None:
     assert store_url("redis", "rediss://:pw@h:6380/2") == "rediss://:pw@h:6380/2"
     with pytest.raises(eventlog.InvalidInputError, match="URL"):
         store_url("redis", "/some/dir")
+    url = "postgresql://u:pw@h:5433/db?schema=chat"
+    assert store_url("postgresql", url) == url
+    assert store_url("postgresql", "postgres://h/db") == "postgres://h/db"
+    for bad in ("sessions", "/some/dir", "redis://h/0"):  # no default server: a URL is needed
+        with pytest.raises(eventlog.InvalidInputError, match="URL"):
+            store_url("postgresql", bad)
     with pytest.raises(eventlog.InvalidInputError, match="storage_type"):
         store_url("mongo")
     directory = tmp_path / "sessions"
@@ -122,3 +128,25 @@ def test_duration_and_mode_options_out_of_range_are_refused(tmp_path: Path) -> N
     assert tried >= 2 * 2 * len(OUT_OF_RANGE)
     with eventlog.open(tmp_path / "ok", lock_timeout=0, mode=0o640) as log:  # the edges are fine
         log.create_session("s")
+
+
+def test_postgresql_urls_are_checked_before_connecting() -> None:
+    """Bad PostgreSQL URLs and options are refused at once, naming what is wrong, without
+    a server (none answers on port 1)."""
+    pytest.importorskip("psycopg")
+    cases = [
+        ("postgresql://127.0.0.1:1/db?schema=Bad-Name", "schema name"),
+        ("postgresql://127.0.0.1:1/db?schema=", "schema name"),
+        ("postgres://127.0.0.1:1/db?nosuch=1", "nosuch"),
+        ("postgresql://127.0.0.1:99999/db", "[Pp]ort"),
+    ]
+    for url, why in cases:
+        with pytest.raises(eventlog.InvalidInputError, match=why):
+            eventlog.open(url)
+    with pytest.raises(eventlog.InvalidInputError, match="pool_size"):
+        eventlog.open("postgresql://127.0.0.1:1/db", pool_size=0)
+    with pytest.raises(eventlog.InvalidInputError, match="option"):
+        eventlog.open("postgresql://127.0.0.1:1/db", no_such_option=1)
+    # A server that does not answer: a StorageError saying so, soon (not a hang).
+    with pytest.raises(eventlog.StorageError, match=r"127\.0\.0\.1:1"):
+        eventlog.open("postgresql://127.0.0.1:1/db", retry_for=0.5)

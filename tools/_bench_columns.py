@@ -15,7 +15,8 @@ class Column:
     name: str
     kind: str
     template: str
-    """The store's location: ``{dir}`` is a fresh directory per workload, ``{redis}`` the server URL."""
+    """The store's location: ``{dir}`` is a fresh directory per workload, ``{redis}`` the server URL,
+    ``{postgres}`` the PostgreSQL server's URL with a schema named after that directory."""
     about: str
     capped: bool = False
     """Its long session stops at ``Sizes.capped_long``, and workload 7 makes ``Sizes.capped_sessions``
@@ -37,15 +38,23 @@ COLUMNS = (
     Column("eventlog-redis", "eventlog", "{redis}", "eventlog.open('redis://...'): Redis Streams",
            capped=True),
     Column("redis-xadd", "redis-xadd", "{redis}", "one plain XADD per append: the Redis floor", capped=True),
+    Column("eventlog-postgres", "eventlog", "{postgres}", "eventlog.open('postgresql://...'): "
+           "PostgreSQL, a schema per store", capped=True),
+    Column("postgres-insert", "postgres-insert", "{postgres}", "psycopg, one INSERT of one row per "
+           "append in its own transaction: the PostgreSQL floor", capped=True),
     Column("eventlog-memory", "eventlog", "memory://", "eventlog.open('memory://'): process-local",
            capped=True),
 )
 BY_NAME = {c.name: c for c in COLUMNS}
-FLOORS = {"eventlog-sqlite": "sqlite-wal", "eventlog-redis": "redis-xadd"}
+FLOORS = {"eventlog-sqlite": "sqlite-wal", "eventlog-redis": "redis-xadd",
+          "eventlog-postgres": "postgres-insert"}
 """The raw store each other eventlog backend is compared with (issue 6)."""
 
 
 def location(column: Column, directory: str, redis_url: str) -> str:
+    if column.template == "{postgres}":
+        from _bench_postgres import postgres_location
+        return postgres_location(os.path.abspath(directory))
     return column.template.format(dir=os.path.abspath(directory), redis=redis_url)
 
 
@@ -62,10 +71,20 @@ def unavailable(column: Column, probe_dir: str, redis_url: str) -> str:
         reason = check_redis(redis_url)
         if reason:
             return reason
+    if column.template == "{postgres}":
+        from _bench_postgres import check_postgres
+        reason = check_postgres()
+        if reason:
+            return reason
     if column.kind == "langchain-file":
         return check_langchain()
     if column.kind == "eventlog" and column.name != "eventlog-file":
-        return check_url(location(column, os.path.join(probe_dir, column.name), redis_url))
+        url = location(column, os.path.join(probe_dir, column.name), redis_url)
+        reason = check_url(url)
+        if column.template == "{postgres}" and not reason:
+            from _bench_postgres import drop
+            drop(url)
+        return reason
     return ""
 
 
@@ -75,9 +94,10 @@ def make_store(spec: Spec) -> Store:
         from _bench_eventlog import EventlogStore
         return EventlogStore(spec)
     from _bench_peers import FloorStore, SqliteWalStore
+    from _bench_postgres import PostgresInsertStore
     from _bench_redis import RedisXaddStore
     from _bench_rewrite import JsonRewriteStore, LangchainFileStore
     kinds: dict[str, type[Store]] = {"floor": FloorStore, "sqlite-wal": SqliteWalStore,
                                      "json-rewrite": JsonRewriteStore, "langchain-file": LangchainFileStore,
-                                     "redis-xadd": RedisXaddStore}
+                                     "redis-xadd": RedisXaddStore, "postgres-insert": PostgresInsertStore}
     return kinds[spec.kind](spec)

@@ -75,6 +75,10 @@ class EventlogStore(Store):
 
     def discard(self) -> None:
         # Only a server's data outlives the run's directory; remove exactly what this run made.
+        if self.spec.location.startswith("postgresql://"):
+            from _bench_postgres import drop
+            drop(self.spec.location)  # the store's own schema
+            return
         if self.spec.location.startswith(("redis://", "rediss://")) and self.spec.prefix:
             for session in self.log.list_sessions():
                 if session.session_id.startswith(self.spec.prefix):

@@ -12,7 +12,7 @@ from ..core._records import ChatMessage, ChatSession
 from ..store._log import EventLog
 from ..store._open import open as open_store
 
-STORAGE_TYPES = ("json", "sqlite", "memory", "redis")
+STORAGE_TYPES = ("json", "sqlite", "memory", "redis", "postgresql")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 DEFAULT_PATH = "sessions"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -28,6 +28,8 @@ def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_
       (unless the path is a ``memory://NAME`` URL: then that shared store)
     - ``redis``: the path is the server's URL; the default ``"sessions"`` means
       ``redis://127.0.0.1:6379/0``
+    - ``postgresql``: the path is the server's URL (``postgresql://...`` or ``postgres://...``,
+      ``?schema=NAME`` to pick the schema); there is no default server
     """
     if storage_type not in STORAGE_TYPES:
         raise InvalidInputError(
@@ -45,6 +47,11 @@ def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_
         if not path.startswith(("redis://", "rediss://")):
             raise InvalidInputError(f"storage_type='redis' needs the server's URL as storage_path "
                                     f"(redis://host:port/db), not {path!r}")
+        return path
+    if storage_type == "postgresql":
+        if not path.startswith(("postgresql://", "postgres://")):
+            raise InvalidInputError(f"storage_type='postgresql' needs the server's URL as storage_path "
+                                    f"(postgresql://user@host:port/dbname), not {path!r}")
         return path
     if path.startswith("sqlite:"):
         return path

@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..backends._base import Backend
 from ..core._errors import InvalidInputError
@@ -18,7 +18,8 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _MEMORY_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _REDIS_OWN_QUERY = {"prefix": str, "ttl": float, "archive": str}
 FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.db, memory://, "
-         "memory://NAME, redis://[:password@]host:port/db or rediss://...")
+         "memory://NAME, redis://[:password@]host:port/db, rediss://..., or "
+         "postgresql://[user[:password]@]host[:port]/dbname[?schema=NAME]")
 
 
 def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
@@ -33,12 +34,15 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
       session lives after its last write), ``archive`` (a directory: compacted records go
       to a file store there instead of staying in Redis), besides redis-py's own (``socket_timeout``,
       ``ssl_ca_certs``...)
+    - ``postgresql://[user[:password]@]host[:port]/dbname`` (or ``postgres://``): tables in one
+      schema, query option ``schema`` (default ``eventlog``), besides libpq's own (``sslmode``...)
 
     Store options: ``durability`` ("os" or "fsync"), ``max_event_bytes``,
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
     ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``,
     ``wal_max_bytes``;
-    Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``).
+    Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``;
+    PostgreSQL: ``schema``, ``lock_timeout``, ``retry_for``, ``pool_size``, ``adopt``).
     A file store also takes ``adopt=True``, to make a store of a non-empty directory that
     holds none (without it, that is refused), and SQLite to add its tables to a database
     that holds other tables.
@@ -58,7 +62,12 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     if type(create) is not bool:
         raise InvalidInputError(f"create must be True or False, not {create!r}")
     options["create"] = create
-    return EventLog(open_backend(url, options), **store)
+    backend = open_backend(url, options)
+    try:
+        return EventLog(backend, **store)
+    except BaseException:
+        backend.close()  # a bad store option: release what the backend holds (a pool)
+        raise
 
 
 def open_backend(url: str, options: dict[str, Any]) -> Backend:
@@ -155,10 +164,30 @@ def _open_redis(url: str, rest: str, options: dict[str, Any]) -> Backend:
     return _build("Redis", RedisBackend, server, **options)
 
 
+def _open_postgres(url: str, rest: str, options: dict[str, Any]) -> Backend:
+    try:
+        from ..backends.postgres._backend import PostgresBackend
+    except ImportError as exc:
+        raise InvalidInputError(f"{url!r}: PostgreSQL stores need psycopg 3 and its pool: "
+                                "pip install 'eventlog[postgres]'") from exc
+    parts = urlsplit(url)
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "schema":
+            options.setdefault("schema", value)
+        else:
+            query.append((name, value))  # libpq's own (sslmode...): libpq checks them
+    # quote, not quote_plus: libpq reads no '+' as a space
+    server = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote), fragment=""))
+    return _build("PostgreSQL", PostgresBackend, server, **options)
+
+
 _OPENERS: dict[str, Callable[[str, str, dict[str, Any]], Backend]] = {
     "file": _open_file,
     "sqlite": _open_sqlite,
     "memory": _open_memory,
     "redis": _open_redis,
     "rediss": _open_redis,
+    "postgresql": _open_postgres,
+    "postgres": _open_postgres,
 }

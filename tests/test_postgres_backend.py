@@ -1,0 +1,328 @@
+"""The PostgreSQL backend's own guarantees, beyond the store contract: the records are
+byte for byte those of the other backends, opening creates nothing it was not asked to,
+and an append lands exactly once whatever happens to its connection (its server process
+ended before, during or after the commit; its reply lost; the server unreachable while it
+retries), with other writers and compaction getting in between. Followers wake on NOTIFY.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eventlog
+from eventlog import ChatMessage
+
+from ._tcp_proxy import DroppingProxy
+
+pg = pytest.importorskip("tests._pg_support", reason="psycopg is not installed")
+
+
+@pytest.fixture(scope="module")
+def schemas() -> Iterator[Any]:
+    yield from pg.schemas()
+
+
+@pytest.fixture
+def proxy() -> Iterator[DroppingProxy]:
+    proxy = DroppingProxy((pg.HOST, pg.PORT))
+    yield proxy
+    proxy.close()
+
+
+def _lines(conn: Any, schema: str, sid: str) -> list[bytes]:
+    return [bytes(r[0]) for r in conn.execute(
+        f'SELECT e.line FROM "{schema}".events e JOIN "{schema}".sessions s ON e.session = s.gen '
+        "WHERE s.id = %s ORDER BY e.seq", (sid,))]
+
+
+def _tags(log: eventlog.EventLog, sid: str) -> list[Any]:
+    events = list(log.events(sid))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert log.verify(sid).ok
+    return [e.data.get("tag") if isinstance(e.data, dict) else None for e in events[1:]]
+
+
+def test_records_are_byte_for_byte_those_of_the_other_backends(schemas: Any, tmp_path: Path) -> None:
+    """The server chains the records (sha256() in SQL): the lines it stores are the very
+    bytes the SQLite backend stores for the same calls, odd characters and all."""
+    url = schemas.url()
+    texts = ["plain", "é ü 中文 🙂", 'quotes " and \\ backslashes \\u0000', "\t\n\r", "x" * 3000]
+    stored = []
+    for where in (url, f"sqlite:///{tmp_path / 'same.db'}"):
+        with eventlog.open(where) as log:
+            log.create_session("s", participants=["a"], metadata={"ü": [1, 2.5, None]}, created_at=1e9)
+            for i, text in enumerate(texts):
+                log.add_message(ChatMessage(sender="a", content=text, session_id="s", id=f"m{i}",
+                                            timestamp=1e9 + i, metadata={"n": i}))
+            log.add_messages([ChatMessage(sender="b", content=t, session_id="s", id=f"b{i}",
+                                          timestamp=2e9) for i, t in enumerate(texts)])
+            stored.append([e for e in log.events("s")])
+    assert stored[0] == stored[1]
+    schema = url.split("schema=")[1]
+    import sqlite3
+    lite = [bytes(r[0]) for r in sqlite3.connect(tmp_path / "same.db").execute(
+        "SELECT line FROM events ORDER BY seq")]
+    assert _lines(schemas.conn, schema, "s") == lite and len(lite) == 1 + 2 * len(texts)
+
+
+def test_open_without_create_makes_nothing_and_a_foreign_schema_needs_adopt(schemas: Any) -> None:
+    schema = schemas.fresh()
+    url = f"{pg.SERVER}?schema={schema}"
+    found = "SELECT count(*) FROM pg_namespace WHERE nspname = %s"
+    for _ in range(2):
+        with pytest.raises(eventlog.StoreNotFoundError, match="no schema"):
+            eventlog.open(url, create=False)
+    assert schemas.conn.execute(found, (schema,)).fetchone()[0] == 0
+    schemas.conn.execute(f'CREATE SCHEMA "{schema}"')
+    schemas.conn.execute(f'CREATE TABLE "{schema}".theirs (x int)')
+    with pytest.raises(eventlog.StoreNotFoundError, match="no eventlog tables"):
+        eventlog.open(url, create=False)
+    with pytest.raises(eventlog.StorageError, match="adopt=True"):
+        eventlog.open(url)
+    with eventlog.open(url, adopt=True) as log:
+        log.create_session("s")
+    with eventlog.open(url, create=False) as log:
+        assert log.session_ids() == ["s"]
+    clash = schemas.fresh()
+    schemas.conn.execute(f'CREATE SCHEMA "{clash}"')
+    schemas.conn.execute(f'CREATE TABLE "{clash}".events (x int)')
+    with pytest.raises(eventlog.StorageError, match="already has tables named events"):
+        eventlog.open(f"{pg.SERVER}?schema={clash}", adopt=True)
+
+
+def test_many_processes_opening_a_new_store_at_once_make_it_once(schemas: Any) -> None:
+    url = schemas.url()
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            with eventlog.open(url) as log:
+                log.session_ids()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _backend_pids(conn: Any, schema: str) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE %s",
+        (f'%"{schema}".%',))]
+
+
+def test_a_server_process_ended_while_the_append_waits_for_the_lock(schemas: Any) -> None:
+    """Ended before its commit: the append is sent again and lands once."""
+    url = schemas.url()
+    schema = url.split("schema=")[1]
+    with eventlog.open(url) as log:
+        log.create_session("s")
+        log.append("s", "x", {"tag": "first"})
+        holder = pg.psycopg.connect(pg.SERVER)  # not autocommit: holds the row lock
+        holder.execute(f'SELECT 1 FROM "{schema}".sessions WHERE id = %s FOR UPDATE', ("s",))
+        result: list[Any] = []
+        writer = threading.Thread(target=lambda: result.append(log.append("s", "x", {"tag": "t"})))
+        writer.start()
+        deadline = time.monotonic() + 10
+        waiting: list[Any] = []
+        while not waiting and time.monotonic() < deadline:
+            waiting = schemas.conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (f'%"{schema}".sessions%',)).fetchall()
+        assert waiting, "the append never queued on the session's row"
+        schemas.conn.execute("SELECT pg_terminate_backend(%s, 5000)", (waiting[0][0],))
+        holder.commit()
+        holder.close()
+        writer.join(30)
+        assert [e.seq for e in result] == [3]
+        assert _tags(log, "s") == ["first", "t"]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_lost_request_or_reply_lands_once_with_others_between(schemas: Any, proxy: DroppingProxy,
+                                                                 when: str, compact: bool) -> None:
+    """The connection drops before the append reaches the server, or after it committed
+    (its reply lost); meanwhile another writer appends, and maybe compacts the session so
+    that the append's record moves to the archive. The retry lands it, or finds it, once."""
+    schema = schemas.fresh()
+    direct = f"{pg.SERVER}?schema={schema}"
+    other = eventlog.open(direct)
+    other.create_session("s")
+    other.append("s", "pad", {"pad": "p" * 5000})  # over 4 KiB, so compaction works on it
+
+    def meanwhile() -> None:
+        for i in range(3):
+            other.append("s", "x", {"tag": f"other-{i}"})
+        if compact:
+            other.compact("s")
+
+    with eventlog.open(f"{pg.server_url(port=proxy.port)}?schema={schema}") as log:
+        proxy.arm(b"the-tag", when, on_drop=meanwhile)
+        event = log.append("s", "x", {"tag": "the-tag"})
+        assert proxy.dropped == 1
+    tags = _tags(other, "s")
+    assert tags.count("the-tag") == 1
+    assert tags[event.seq - 2] == "the-tag"
+    assert tags == ([None, "the-tag", "other-0", "other-1", "other-2"] if when == "after" else
+                    [None, "other-0", "other-1", "other-2", "the-tag"])
+    other.close()
+
+
+def test_a_batch_whose_reply_is_lost_lands_once(schemas: Any, proxy: DroppingProxy) -> None:
+    schema = schemas.fresh()
+    with eventlog.open(f"{pg.SERVER}?schema={schema}") as other:
+        other.create_session("s")
+        with eventlog.open(f"{pg.server_url(port=proxy.port)}?schema={schema}") as log:
+            def meanwhile() -> None:
+                other.append("s", "x", {"tag": "o"})
+
+            proxy.arm(b"COMMIT", "after", on_drop=meanwhile)
+            events = log.append_many("s", [("x", {"tag": "b0"}), ("x", {"tag": "b1"})])
+            assert proxy.dropped == 1
+        assert [e.seq for e in events] == [2, 3]
+        assert _tags(other, "s") == ["b0", "b1", "o"]
+
+
+def test_an_append_whose_fate_cant_be_learnt_says_so(schemas: Any, proxy: DroppingProxy) -> None:
+    """The reply is lost and the server stays unreachable for longer than retry_for: a
+    StorageError saying the append may or may not be stored; it is there once."""
+    schema = schemas.fresh()
+    with eventlog.open(f"{pg.SERVER}?schema={schema}") as other:
+        other.create_session("s")
+        with eventlog.open(f"{pg.server_url(port=proxy.port)}?schema={schema}", retry_for=0.5) as log:
+            proxy.arm(b"lost", "after", on_drop=proxy.down)
+            with pytest.raises(eventlog.StorageError, match="may or may not have been stored"):
+                log.append("s", "x", {"tag": "lost"})
+            proxy.up()
+            log.append("s", "x", {"tag": "next"})  # the store works again once the server answers
+        assert _tags(other, "s") == ["lost", "next"]
+
+
+def test_server_processes_ended_at_random_during_appends(schemas: Any) -> None:
+    """Every server process of the store is ended again and again while two threads append:
+    before, during or after commits. Acknowledged appends are there once, at their seq;
+    an append that raised is there at most once."""
+    url = schemas.url()
+    schema = url.split("schema=")[1]
+    stop = threading.Event()
+    ended = [0]
+
+    def killer() -> None:
+        killer_conn = pg.psycopg.connect(pg.SERVER, autocommit=True)
+        while not stop.is_set():
+            for pid in _backend_pids(killer_conn, schema):
+                killer_conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                ended[0] += 1
+            time.sleep(0.15)
+        killer_conn.close()
+
+    acked: dict[str, int] = {}
+    unsure: set[str] = set()
+    with eventlog.open(url) as log:
+        log.create_session("s")
+
+        def write(w: int) -> None:
+            for i in range(40):
+                tag = f"{w}-{i}"
+                try:
+                    acked[tag] = log.append("s", "x", {"tag": tag}).seq
+                except eventlog.StorageError as exc:
+                    assert "may or may not" in str(exc) or "nothing was written" in str(exc), exc
+                    unsure.add(tag)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        writers = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        thread.join()
+    with eventlog.open(url) as log:
+        tags = _tags(log, "s")
+    assert ended[0] > 0
+    print(f"ended {ended[0]} server processes; {len(acked)} appends acknowledged, {len(unsure)} unsure")
+    assert len(tags) == len(set(tags)), "an append was stored twice"
+    for tag, seq in acked.items():
+        assert tags[seq - 2] == tag
+    assert set(tags) - set(acked) <= unsure
+
+
+def test_follow_wakes_on_notify_not_by_polling(schemas: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the follower's periodic look stretched to a minute, it still gets an append
+    from another store (another process's pool) at once: NOTIFY woke it."""
+    from eventlog.backends.postgres import _backend
+    monkeypatch.setattr(_backend, "_FOLLOW_SLICE", 60.0)
+    url = schemas.url()
+    with eventlog.open(url) as log, eventlog.open(url) as writer:
+        log.create_session("s")
+        got: list[Any] = []
+        follower = threading.Thread(target=lambda: got.extend(
+            e.seq for _, e in zip(range(2), log.follow("s", timeout=30), strict=False)))
+        follower.start()
+        time.sleep(0.5)  # the follower is waiting
+        writer.append("s", "x", 1)
+        time.sleep(0.2)
+        writer.append("s", "x", 2)
+        follower.join(10)
+        assert not follower.is_alive(), "the follower was not woken"
+        assert got == [2, 3]
+        writer.delete_session("s")
+
+
+def test_a_forked_child_uses_its_own_connections(schemas: Any) -> None:
+    url = schemas.url()
+    with eventlog.open(url) as log:
+        log.create_session("s")
+        log.append("s", "x", 1)
+        pid = os.fork()
+        if pid == 0:  # the child: its own pool; the parent's connections left alone
+            code = 1
+            try:
+                log.append("s", "x", 2)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        log.append("s", "x", 3)  # the parent's connections still work
+        assert [e.data for e in log.events("s")][1:] == [1, 2, 3]
+
+
+def _record_lines(root: Path) -> list[bytes]:
+    """Every record line of a file store, sessions by name, records in order (without the
+    spaces the file backend may pad a line with: readers strip them, they are no record's)."""
+    lines = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        lines += [line.rstrip(b" ") for line in path.read_bytes().split(b"\n")
+                  if line.startswith(b'{"seq":')]
+    return lines
+
+
+def test_copy_file_to_postgresql_to_sqlite_to_file_is_byte_for_byte(schemas: Any, tmp_path: Path) -> None:
+    from eventlog.cli._main import run
+    source, back = tmp_path / "source", tmp_path / "back"
+    with eventlog.open(source) as log:
+        log.create_session("a", participants=["x"], metadata={"ü": "中文"})
+        log.add_messages([ChatMessage(sender="x", content=f"m{i} 🙂", session_id="a") for i in range(30)])
+        log.append("a", "custom.event", {"nested": [1, {"k": None}], "f": 2.5})
+        log.create_session("b")
+        log.append_many("b", [("x", i) for i in range(5)])
+    url = schemas.url()
+    for src, dst in ((source, url), (url, f"sqlite:///{tmp_path / 'mid.db'}"),
+                     (f"sqlite:///{tmp_path / 'mid.db'}", back)):
+        assert run(["copy", str(src), str(dst)]) == 0, (src, dst)
+    assert _record_lines(back) == _record_lines(source) and len(_record_lines(source)) == 38
