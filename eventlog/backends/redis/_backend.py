@@ -52,8 +52,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.commands.core import Script
 from redis.typing import KeyT, StreamIdT
 
 from ...core._codec import Head, Record
@@ -69,6 +68,7 @@ from ...core._errors import (
 from ...core._validate import check_seconds
 from .._base import Appended, Archived, Build, Sealed
 from .._rows import RowBackend, Rows
+from . import _cluster
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 
@@ -82,12 +82,19 @@ _FOLLOW_BLOCK_MS = 1000  # a follower re-checks that its session is still the sa
 # A dropped connection, a timeout, a server loading its data after a restart, or a replica
 # not yet promoted after a failover: worth sending again (every write is idempotent).
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-              redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+              redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError,
+              redis.exceptions.MovedError, redis.exceptions.AskError,
+              redis.exceptions.SlotNotCoveredError)
 _FATAL = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _first_key(command: tuple[str, tuple[Any, ...]]) -> str:
+    name, args = command
+    return str(next(iter(args[0])) if name == "xread" else args[0])
 
 
 def _seq_of(entry_id: Any) -> int:
@@ -100,6 +107,11 @@ class RedisBackend(RowBackend):
     ``client`` (instead of ``url``) uses a redis-py client you built, for example
     Sentinel's ``master_for``; build it with ``retry=Retry(NoBackoff(), 0)`` so that only
     this backend's retry rules apply. The backend closes only a client it built itself.
+
+    ``cluster=True`` (the URL scheme ``redis+cluster://``) talks to a Redis Cluster through
+    redis-py's ``RedisCluster``; ``replicas`` (default 1 on a cluster, 0 elsewhere) is how
+    many replicas must hold an append or a create before it is acknowledged (see
+    ``_cluster``).
     """
 
     source = "redis"
@@ -109,7 +121,8 @@ class RedisBackend(RowBackend):
             self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
             ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
             archive: str | os.PathLike[str] | None = None, client: redis.Redis | None = None,
-            create: bool = True, **redis_options: Any) -> None:
+            create: bool = True, cluster: bool = False, replicas: int | None = None,
+            **redis_options: Any) -> None:
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
@@ -121,18 +134,16 @@ class RedisBackend(RowBackend):
         # loop's deadline, its longest sleep, and a margin for the network): the archive
         # script keeps trimmed entries' tokens this long (see _redis_scripts.APPEND).
         self._retry_window_ms = round((self.retry_for + 1.5) * 1000)
+        if replicas is not None and (type(replicas) is not int or not 0 <= replicas <= 100):
+            raise InvalidInputError(f"replicas must be an int from 0 to 100, not {replicas!r}")
         self._owns_client = client is None
         if client is None:
-            # No retries inside redis-py: the retry loop below knows which writes it may send
-            # again, and how to tell an append that landed from one that did not.
-            redis_options.setdefault("retry", Retry(NoBackoff(), 0))
-            try:
-                client = redis.Redis.from_url(url, **redis_options)
-            except (ValueError, TypeError) as exc:
-                raise InvalidInputError(f"bad Redis URL or option: {exc}") from None
+            client, self.where = _cluster.connect(url, cluster=cluster, options=redis_options)
+        else:
+            self.where = _cluster.where(client)
         self.client: redis.Redis = client
-        kwargs = client.connection_pool.connection_kwargs
-        self.where = f"Redis at {kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
+        self.cluster = _cluster.is_cluster(client)
+        self.replicas = (1 if self.cluster else 0) if replicas is None else replicas
         self._create = client.register_script(scripts.CREATE)
         self._append = client.register_script(scripts.APPEND)
         self._delete = client.register_script(scripts.DELETE)
@@ -187,15 +198,25 @@ class RedisBackend(RowBackend):
             heads.pop(next(iter(heads)), None)
         heads[session_id] = head
 
-    def _sync(self, what: str) -> None:
+    def _write(self, script: Script, keys: list[str], args: list[Any],
+               written: Callable[[Any], bool]) -> Any:
+        """Run a write script; with ``replicas``, acknowledged once that many replicas hold
+        it (``written(reply)`` tells whether the reply acknowledges a write)."""
+        if not self.replicas:
+            return script(keys=keys, args=args)
+        return _cluster.replicated(self.client, script, keys, args, self.replicas, written)
+
+    def _sync(self, what: str, session_id: str) -> None:
         """Wait until the server has fsynced its AOF, where the server can tell us (WAITAOF,
-        Redis 7.2+ with appendonly yes); elsewhere durability is the server's setting."""
+        Redis 7.2+ with appendonly yes); elsewhere durability is the server's setting. On a
+        cluster, the server is the node that holds the session's slot."""
+        node = _cluster.node_client(self.client, self.keys(session_id)[0])
         if self._waitaof is None:
-            info = self._run(what, lambda: self.client.info())
+            info = self._run(what, lambda: node.info())
             version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
             self._waitaof = version >= (7, 2) and bool(info.get("aof_enabled"))
         if self._waitaof:
-            local, _replicas = self._run(what, lambda: self.client.waitaof(1, 0, 10_000))
+            local, _replicas = self._run(what, lambda: node.waitaof(1, 0, 10_000))
             if local < 1:
                 raise StorageError(f"{self.where}: {what}: written, but the server did not "
                                    "fsync its append-only file within 10 s")
@@ -209,14 +230,15 @@ class RedisBackend(RowBackend):
         # skips ids without a head), and again after, in case a delete of an earlier life
         # unregistered it meanwhile (see _unregister).
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
-        created = self._run(what, lambda: self._create(
-            keys=self.keys(session_id), args=[token, record.line, record.digest, self.ttl_ms]))
+        created = self._run(what, lambda: self._write(
+            self._create, self.keys(session_id), [token, record.line, record.digest, self.ttl_ms],
+            bool))
         if not created:
             raise SessionExistsError(session_id)
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
         self._remember(session_id, Head(record.seq, record.digest))
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         token = os.urandom(8).hex()
@@ -239,7 +261,7 @@ class RedisBackend(RowBackend):
             moved = self._send_append(session_id, token, head, records)
             if moved is None:
                 if durable:
-                    self._sync(f"appending to session {session_id!r}")
+                    self._sync(f"appending to session {session_id!r}", session_id)
                 return Appended(records)
             if not rebuild and fresh:
                 raise ConflictError(session_id, head.seq, moved.seq)
@@ -260,7 +282,8 @@ class RedisBackend(RowBackend):
                                          *(r.line for r in records)]
         try:
             reply = self._run(f"appending to session {session_id!r}",
-                              lambda: self._append(keys=keys, args=args))
+                              lambda: self._write(self._append, keys, args,
+                                                  lambda reply: int(reply[0]) in (0, 3)))
         except StorageError as exc:
             if not isinstance(exc.__cause__, _TRANSIENT):
                 raise
@@ -321,14 +344,19 @@ class RedisBackend(RowBackend):
                                                       args=[seq, blob, SNAPSHOTS_KEPT])):
             raise SessionNotFoundError(session_id)
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
 
     # Reading --------------------------------------------------------------------------------
 
     def _pipeline(self, transaction: bool, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        def fill(pipe: Any) -> None:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+
+        if transaction and self.cluster:  # one session's keys: one node (see _cluster.on_node)
+            return _cluster.on_node(self.client, _first_key(commands[0]), True, fill)
         pipe = self.client.pipeline(transaction=transaction)
-        for name, args in commands:
-            getattr(pipe, name)(*args)
+        fill(pipe)
         return pipe.execute()
 
     def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -450,7 +478,7 @@ class RedisBackend(RowBackend):
         if not found:
             raise SessionNotFoundError(session_id)
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
         return Sealed(Head(int(found[0]), _text(found[1])))
 
     def archive(self, session_id: str) -> Archived:

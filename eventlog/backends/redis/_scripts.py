@@ -20,7 +20,10 @@ end
 CREATE = """
 local g = redis.call('HGET', KEYS[1], 'g')
 if g then
-  if g == ARGV[1] then return 1 end  -- our own create, sent again
+  if g == ARGV[1] then  -- our own create, sent again
+    redis.call('HINCRBY', KEYS[1], 'b', 0)  -- a no-op write, for the WAIT after it (_cluster)
+    return 1
+  end
   return 0
 end
 redis.call('DEL', unpack(KEYS))  -- leftovers of an expiring life
@@ -50,11 +53,15 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
   if entry then
     local f = entry[2]
     for i = 1, #f - 1, 2 do
-      if f[i] == 't' and f[i + 1] == ARGV[3] then return {3} end
+      if f[i] == 't' and f[i + 1] == ARGV[3] then
+        redis.call('HINCRBY', KEYS[1], 'b', 0)  -- a no-op write, for the WAIT after it (_cluster)
+        return {3}
+      end
     end
   elseif base + n <= (tonumber(head[4]) or 0) then
     local seq = string.format('%d', base + n)
     if redis.call('HGET', KEYS[5], seq) == ARGV[3] or redis.call('HGET', KEYS[6], seq) == ARGV[3] then
+      redis.call('HINCRBY', KEYS[1], 'b', 0)
       return {3}
     end
   end
