@@ -5,13 +5,16 @@ the registry listing them all. Without redis-server it skips, except under CI=tr
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 import eventlog
 
 from ._redis_cluster import Cluster
+from ._redis_support import HOST, OwnServer
 from .conformance import StoreContract
 
 pytestmark = pytest.mark.redis
@@ -70,3 +73,25 @@ def test_a_cluster_url_is_a_cluster_store(redis_cluster: Cluster) -> None:
     with eventlog.open(url + "&replicas=0") as log:
         assert log.backend.replicas == 0  # type: ignore[attr-defined]
         assert log.session_ids() == ["a"]
+
+
+def test_an_append_no_replica_confirms_fails_saying_its_fate_and_lands_once(tmp_path: Path) -> None:
+    """``replicas=1`` on a server with no replica: the append is written on the master, but
+    no replica confirms it, so after ``retry_for`` it raises a StorageError that says its
+    fate is unknown; it was sent again meanwhile with the same token, and is there once."""
+    server = OwnServer(tmp_path).start()
+    try:
+        url = f"redis://{HOST}:{server.port}/0?prefix=nr:"
+        with eventlog.open(url) as log:
+            log.create_session("s")
+        with eventlog.open(url, replicas=1, retry_for=2.5) as log:
+            started = time.monotonic()
+            with pytest.raises(eventlog.StorageError, match="may or may not") as info:
+                log.append("s", "x.y", {"n": 1})
+            assert 2.5 <= time.monotonic() - started < 6
+            assert "replica" in str(info.value)
+        with eventlog.open(url) as log:
+            assert [e.data for e in log.events("s")][1:] == [{"n": 1}]
+            assert log.verify().ok
+    finally:
+        server.stop()
