@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,16 @@ def fast_tmp(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """One real Redis Cluster (three masters, three replicas) on loopback for the whole test
+    run, stopped and its files removed at the end; skips without redis-server (fails under
+    CI=true). See tests/_redis_cluster.py."""
+    from ._redis_cluster import Cluster
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

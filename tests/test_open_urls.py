@@ -49,6 +49,9 @@ def test_memory_urls() -> None:
     "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero", "redis://127.0.0.1:6379/0/1",
     "redis://127.0.0.1:6379/0?nosuch=1", "redis://127.0.0.1:6379/0?prefix=a{b}",
     "redis://127.0.0.1:6379/0?ttl=soon", "redis://127.0.0.1:6379/0?ttl=-1",
+    "redis://127.0.0.1:6379/0?replicas=one", "redis://127.0.0.1:6379/0?replicas=-1",
+    "redis+cluster://127.0.0.1:6379/3", "redis+cluster://127.0.0.1:6379/0/1",
+    "rediss+cluster://127.0.0.1:6379/0?nosuch=1", "redis+cluster://127.0.0.1:6379/0?prefix={x}",
 ])
 def test_bad_redis_urls_are_refused_before_connecting(bad: str) -> None:
     pytest.importorskip("redis")

@@ -44,9 +44,10 @@ def store_url(storage_type: str, storage_path: str | os.PathLike[str] = DEFAULT_
     if storage_type == "redis":
         if path == DEFAULT_PATH:
             return DEFAULT_REDIS
-        if not path.startswith(("redis://", "rediss://")):
+        if not path.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
             raise InvalidInputError(f"storage_type='redis' needs the server's URL as storage_path "
-                                    f"(redis://host:port/db), not {path!r}")
+                                    f"(redis://host:port/db, or redis+cluster://host:port), "
+                                    f"not {path!r}")
         return path
     if storage_type == "postgresql":
         if not path.startswith(("postgresql://", "postgres://")):

@@ -16,9 +16,10 @@ from ._log import EventLog
 _STORE_OPTIONS = ("durability", "max_event_bytes", "snapshot_every")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _MEMORY_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
-_REDIS_OWN_QUERY = {"prefix": str, "ttl": float, "archive": str}
+_REDIS_OWN_QUERY = {"prefix": str, "ttl": float, "archive": str, "replicas": int}
 FORMS = ("a path, file:///abs/path, sqlite:///relative.db, sqlite:////abs/path.db, memory://, "
          "memory://NAME, redis://[:password@]host:port/db, rediss://..., or "
+         "redis+cluster://host:port (a Redis Cluster), "
          "postgresql://[user[:password]@]host[:port]/dbname[?schema=NAME]")
 
 
@@ -32,8 +33,11 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     - ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS): Redis Streams;
       query options ``prefix`` (key prefix, default ``eventlog:``) and ``ttl`` (seconds a
       session lives after its last write), ``archive`` (a directory: compacted records go
-      to a file store there instead of staying in Redis), besides redis-py's own (``socket_timeout``,
+      to a file store there instead of staying in Redis), ``replicas`` (how many replicas must
+      hold an append before it is acknowledged), besides redis-py's own (``socket_timeout``,
       ``ssl_ca_certs``...)
+    - ``redis+cluster://[[user]:password@]host:port`` (``rediss+cluster://`` for TLS): the
+      same on a Redis Cluster, reached through any of its nodes; ``replicas`` defaults to 1
     - ``postgresql://[user[:password]@]host[:port]/dbname`` (or ``postgres://``): tables in one
       schema, query option ``schema`` (default ``eventlog``), besides libpq's own (``sslmode``...)
 
@@ -41,8 +45,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> EventLog:
     ``snapshot_every``; the rest go to the backend (files: ``mode``, ``lock_timeout``,
     ``segment_max_bytes``, ``segment_max_events``; SQLite: ``mode``, ``lock_timeout``,
     ``wal_max_bytes``;
-    Redis: ``prefix``, ``ttl``, ``archive``, ``lock_timeout``, ``retry_for``, ``client``;
-    PostgreSQL: ``schema``, ``lock_timeout``, ``retry_for``, ``pool_size``, ``adopt``).
+    Redis: ``prefix``, ``ttl``, ``archive``, ``replicas``, ``lock_timeout``, ``retry_for``,
+    ``client``; PostgreSQL: ``schema``, ``lock_timeout``, ``retry_for``, ``pool_size``, ``adopt``).
     A file store also takes ``adopt=True``, to make a store of a non-empty directory that
     holds none (without it, that is refused), and SQLite to add its tables to a database
     that holds other tables.
@@ -147,6 +151,12 @@ def _open_redis(url: str, rest: str, options: dict[str, Any]) -> Backend:
         parts.port  # noqa: B018 - urlsplit checks the port only when asked
     except ValueError as exc:
         raise InvalidInputError(f"{url!r}: {exc}") from None
+    cluster = parts.scheme.lower().endswith("+cluster")
+    if cluster:  # redis-py's RedisCluster takes the plain scheme
+        parts = parts._replace(scheme=parts.scheme.lower().removesuffix("+cluster"))
+        options["cluster"] = True
+        if parts.path not in ("", "/", "/0"):
+            raise InvalidInputError(f"{url!r}: a Redis Cluster has only database 0 (no path, or /0)")
     if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
         raise InvalidInputError(f"{url!r}: the path of a Redis URL is the database number (/0)")
     query = []
@@ -188,6 +198,8 @@ _OPENERS: dict[str, Callable[[str, str, dict[str, Any]], Backend]] = {
     "memory": _open_memory,
     "redis": _open_redis,
     "rediss": _open_redis,
+    "redis+cluster": _open_redis,
+    "rediss+cluster": _open_redis,
     "postgresql": _open_postgres,
     "postgres": _open_postgres,
 }

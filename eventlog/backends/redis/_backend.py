@@ -14,6 +14,8 @@ one slot and every script (``_redis_scripts``) touches one slot only::
                            last seq) and z (the record lines, zlib-compressed: see _chunks)
     <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
+    <prefix>{<sid>}:baton  list: the baton of contending appenders, "<seq> <digest>" (_queue);
+                           the head's field bq says one was made
     <prefix>sessions       set: the registry of session ids, for listing
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
@@ -22,8 +24,9 @@ Appending is optimistic, because Lua has no SHA-256 to chain records on the serv
 client reads the head (or remembers it from its last append), builds the records, and
 one script appends them and moves the head only if the head is still the one they were
 built on, with every check done before its first write. When the head moved, the script
-answers with the new head and the client builds again (bounded, with jitter), unless the
-caller pinned the head with ``expected_seq``: then it is a ``ConflictError``.
+answers with the new head and the client queues for the session's baton (``_queue``)
+and builds again on the head it carries, unless the caller pinned the head with
+``expected_seq``: then it is a ``ConflictError``.
 
 Every write carries a random token, and a script that finds its own token already in the
 log reports success instead of writing again. So a write whose reply was lost (a dropped
@@ -52,9 +55,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.typing import KeyT, StreamIdT
+from redis.commands.core import Script
 
 from ...core._codec import Head, Record
 from ...core._errors import (
@@ -69,6 +70,7 @@ from ...core._errors import (
 from ...core._validate import check_seconds
 from .._base import Appended, Archived, Build, Sealed
 from .._rows import RowBackend, Rows
+from . import _cluster, _follow, _queue
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 
@@ -77,17 +79,23 @@ SNAPSHOTS_KEPT = 3
 DEFAULT_PREFIX = "eventlog:"
 _HEADS_CACHED = 10_000
 _ARCHIVE_BATCH = 4096  # records archived per script, so appenders wait little
-_FOLLOW_BLOCK_MS = 1000  # a follower re-checks that its session is still the same life this often
 
 # A dropped connection, a timeout, a server loading its data after a restart, or a replica
 # not yet promoted after a failover: worth sending again (every write is idempotent).
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-              redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+              redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError,
+              redis.exceptions.MovedError, redis.exceptions.AskError,
+              redis.exceptions.SlotNotCoveredError)
 _FATAL = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _first_key(command: tuple[str, tuple[Any, ...]]) -> str:
+    name, args = command
+    return str(next(iter(args[0])) if name == "xread" else args[0])
 
 
 def _seq_of(entry_id: Any) -> int:
@@ -100,6 +108,11 @@ class RedisBackend(RowBackend):
     ``client`` (instead of ``url``) uses a redis-py client you built, for example
     Sentinel's ``master_for``; build it with ``retry=Retry(NoBackoff(), 0)`` so that only
     this backend's retry rules apply. The backend closes only a client it built itself.
+
+    ``cluster=True`` (the URL scheme ``redis+cluster://``) talks to a Redis Cluster through
+    redis-py's ``RedisCluster``; ``replicas`` (default 1 on a cluster, 0 elsewhere) is how
+    many replicas must hold an append or a create before it is acknowledged (see
+    ``_cluster``).
     """
 
     source = "redis"
@@ -109,7 +122,8 @@ class RedisBackend(RowBackend):
             self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
             ttl: float | None = None, lock_timeout: float = 10.0, retry_for: float = 5.0,
             archive: str | os.PathLike[str] | None = None, client: redis.Redis | None = None,
-            create: bool = True, **redis_options: Any) -> None:
+            create: bool = True, cluster: bool = False, replicas: int | None = None,
+            **redis_options: Any) -> None:
         if "{" in prefix or "}" in prefix:
             raise InvalidInputError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' "
                                     "(they would move every session into one cluster slot)")
@@ -121,24 +135,24 @@ class RedisBackend(RowBackend):
         # loop's deadline, its longest sleep, and a margin for the network): the archive
         # script keeps trimmed entries' tokens this long (see _redis_scripts.APPEND).
         self._retry_window_ms = round((self.retry_for + 1.5) * 1000)
+        if replicas is not None and (type(replicas) is not int or not 0 <= replicas <= 100):
+            raise InvalidInputError(f"replicas must be an int from 0 to 100, not {replicas!r}")
         self._owns_client = client is None
         if client is None:
-            # No retries inside redis-py: the retry loop below knows which writes it may send
-            # again, and how to tell an append that landed from one that did not.
-            redis_options.setdefault("retry", Retry(NoBackoff(), 0))
-            try:
-                client = redis.Redis.from_url(url, **redis_options)
-            except (ValueError, TypeError) as exc:
-                raise InvalidInputError(f"bad Redis URL or option: {exc}") from None
+            client, self.where = _cluster.connect(url, cluster=cluster, options=redis_options)
+        else:
+            self.where = _cluster.where(client)
         self.client: redis.Redis = client
-        kwargs = client.connection_pool.connection_kwargs
-        self.where = f"Redis at {kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
+        self.cluster = _cluster.is_cluster(client)
+        self.replicas = (1 if self.cluster else 0) if replicas is None else replicas
         self._create = client.register_script(scripts.CREATE)
         self._append = client.register_script(scripts.APPEND)
         self._delete = client.register_script(scripts.DELETE)
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
+        self._take = client.register_script(scripts.TAKE)
+        self._release = client.register_script(scripts.RELEASE)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -150,9 +164,10 @@ class RedisBackend(RowBackend):
     # Keys and the error edge ----------------------------------------------------------------
 
     def keys(self, session_id: str) -> list[str]:
-        """The session's keys: head, log, snap, arch, tok, tok0."""
+        """The session's keys: head, log, snap, arch, tok, tok0, baton."""
         base = f"{self.prefix}{{{session_id}}}:"
-        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
+        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0",
+                base + "baton"]
 
     @property
     def _registry(self) -> str:
@@ -187,15 +202,25 @@ class RedisBackend(RowBackend):
             heads.pop(next(iter(heads)), None)
         heads[session_id] = head
 
-    def _sync(self, what: str) -> None:
+    def _write(self, script: Script, keys: list[str], args: list[Any],
+               written: Callable[[Any], bool]) -> Any:
+        """Run a write script; with ``replicas``, acknowledged once that many replicas hold
+        it (``written(reply)`` tells whether the reply acknowledges a write)."""
+        if not self.replicas:
+            return script(keys=keys, args=args)
+        return _cluster.replicated(self.client, script, keys, args, self.replicas, written)
+
+    def _sync(self, what: str, session_id: str) -> None:
         """Wait until the server has fsynced its AOF, where the server can tell us (WAITAOF,
-        Redis 7.2+ with appendonly yes); elsewhere durability is the server's setting."""
+        Redis 7.2+ with appendonly yes); elsewhere durability is the server's setting. On a
+        cluster, the server is the node that holds the session's slot."""
+        node = _cluster.node_client(self.client, self.keys(session_id)[0])
         if self._waitaof is None:
-            info = self._run(what, lambda: self.client.info())
+            info = self._run(what, lambda: node.info())
             version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
             self._waitaof = version >= (7, 2) and bool(info.get("aof_enabled"))
         if self._waitaof:
-            local, _replicas = self._run(what, lambda: self.client.waitaof(1, 0, 10_000))
+            local, _replicas = self._run(what, lambda: node.waitaof(1, 0, 10_000))
             if local < 1:
                 raise StorageError(f"{self.where}: {what}: written, but the server did not "
                                    "fsync its append-only file within 10 s")
@@ -209,16 +234,26 @@ class RedisBackend(RowBackend):
         # skips ids without a head), and again after, in case a delete of an earlier life
         # unregistered it meanwhile (see _unregister).
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
-        created = self._run(what, lambda: self._create(
-            keys=self.keys(session_id), args=[token, record.line, record.digest, self.ttl_ms]))
+        created = self._run(what, lambda: self._write(
+            self._create, self.keys(session_id), [token, record.line, record.digest, self.ttl_ms],
+            bool))
         if not created:
             raise SessionExistsError(session_id)
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
         self._remember(session_id, Head(record.seq, record.digest))
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
+        baton = _queue.Baton()
+        try:
+            return self._append_loop(session_id, build, durable, rebuild, baton)
+        finally:
+            if baton.held:  # not handed on by an append script: an error, or nothing to write
+                _queue.release(self, session_id)
+
+    def _append_loop(self, session_id: str, build: Build, durable: bool, rebuild: bool,
+                     baton: _queue.Baton) -> Appended:
         token = os.urandom(8).hex()
         head = self._heads.get(session_id)
         fresh = head is None  # a remembered head is only a guess until a script confirms it
@@ -236,10 +271,11 @@ class RedisBackend(RowBackend):
                 continue
             if not records:
                 return Appended([])
-            moved = self._send_append(session_id, token, head, records)
+            moved = self._send_append(session_id, token, head, records, baton.held)
             if moved is None:
+                baton.held = False  # the script handed it on
                 if durable:
-                    self._sync(f"appending to session {session_id!r}")
+                    self._sync(f"appending to session {session_id!r}", session_id)
                 return Appended(records)
             if not rebuild and fresh:
                 raise ConflictError(session_id, head.seq, moved.seq)
@@ -248,19 +284,22 @@ class RedisBackend(RowBackend):
                 raise LockTimeoutError(
                     f"session {session_id!r}: could not append within {self.lock_timeout:g} s: "
                     f"other writers moved the head first {attempts} times")
-            if fresh:  # a real race, not a stale guess: back off, with jitter
-                time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempts, 10))))
+            if fresh and not baton.held:  # a real race, not a stale guess: queue (see _queue)
+                moved = _queue.take(self, session_id, deadline, attempts)
+                baton.held = True
             head, fresh = moved, True
 
-    def _send_append(self, session_id: str, token: str, head: Head, records: list[Record]) -> Head | None:
+    def _send_append(self, session_id: str, token: str, head: Head, records: list[Record],
+                     release: bool = False) -> Head | None:
         """Run the append script; None once the records are in, else the head that moved."""
         keys = self.keys(session_id)
         args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
                                          records[-1].digest, self._retry_window_ms,
-                                         *(r.line for r in records)]
+                                         int(release), *(r.line for r in records)]
         try:
             reply = self._run(f"appending to session {session_id!r}",
-                              lambda: self._append(keys=keys, args=args))
+                              lambda: self._write(self._append, keys, args,
+                                                  lambda reply: int(reply[0]) in (0, 3)))
         except StorageError as exc:
             if not isinstance(exc.__cause__, _TRANSIENT):
                 raise
@@ -321,14 +360,19 @@ class RedisBackend(RowBackend):
                                                       args=[seq, blob, SNAPSHOTS_KEPT])):
             raise SessionNotFoundError(session_id)
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
 
     # Reading --------------------------------------------------------------------------------
 
     def _pipeline(self, transaction: bool, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        def fill(pipe: Any) -> None:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+
+        if transaction and self.cluster:  # one session's keys: one node (see _cluster.on_node)
+            return _cluster.on_node(self.client, _first_key(commands[0]), True, fill)
         pipe = self.client.pipeline(transaction=transaction)
-        for name, args in commands:
-            getattr(pipe, name)(*args)
+        fill(pipe)
         return pipe.execute()
 
     def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -404,32 +448,7 @@ class RedisBackend(RowBackend):
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
              incarnation: object = None) -> bool:
-        """``XREAD BLOCK`` from the last entry seen, in slices, each followed by a read of the
-        session's generation token in the same round trip. A blocked XREAD does not notice
-        a deleted key, and when the id is created again it wakes only once the new log
-        passes ``after_seq``: the token, not the log, tells whether the life is ours."""
-        head_key, log_key = self.keys(session_id)[:2]
-        what = f"following session {session_id!r}"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        block: int | None = None  # the first look does not block, so a new life shows at once
-        while True:
-            streams: dict[KeyT, StreamIdT] = {log_key: f"0-{after_seq}"}
-            # Not a transaction (XREAD would not block in one): the server reads the token
-            # once the XREAD returns, and a life never comes back, so if the token is still
-            # ours then, the entries were ours too.
-            found, now = self._run(what, partial(self._pipeline, False, [
-                ("xread", (streams, 1, block)), ("hget", (head_key, "g"))]))
-            if incarnation is None:
-                incarnation = now
-            if now is None or now != incarnation:
-                raise SessionNotFoundError(session_id)
-            if found:
-                return True
-            block = _FOLLOW_BLOCK_MS
-            if deadline is not None:
-                block = min(block, int((deadline - time.monotonic()) * 1000))
-                if block <= 0:
-                    return False
+        return _follow.wait(self, session_id, after_seq, timeout, incarnation)
 
     def check(self, session_id: str) -> list[str]:
         problems = super().check(session_id)
@@ -450,14 +469,14 @@ class RedisBackend(RowBackend):
         if not found:
             raise SessionNotFoundError(session_id)
         if durable:
-            self._sync(what)
+            self._sync(what, session_id)
         return Sealed(Head(int(found[0]), _text(found[1])))
 
     def archive(self, session_id: str) -> Archived:
         """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
         Each step is one script, so a reader sees a record in the log or in the archive,
         never in neither."""
-        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)
+        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)[:6]
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:
