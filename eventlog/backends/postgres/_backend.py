@@ -107,6 +107,8 @@ class PostgresBackend(RowBackend):
         self._channel = self._listener.channel
         self._leases: dict[int, float] = {}  # gen -> when our lease on it ends (monotonic)
         self._leases_refused = False
+        # The head after this process's last guarded append, per session (``_append_guarded``).
+        self._written: dict[str, Head] = {}
         # On a connection of its own, so that a server refusing us says why, at once.
         try:
             with self._conns.connect() as conn:
@@ -145,9 +147,7 @@ class PostgresBackend(RowBackend):
                    durable: bool, guard: Callable[[Head], None] | None = None,
                    ) -> tuple[Head, Head, dict[str, Any] | None]:
         if guard is not None:
-            # The store's check for a message id or key already stored must see the head
-            # under the row's lock, in Python: the locked transaction of ``append`` does it.
-            return super().append_one(session_id, payload, max_bytes, expected_seq, durable, guard)
+            return self._append_guarded(session_id, payload, max_bytes, expected_seq, durable, guard)
         params = {"id": session_id, "p": payload, "t": Int8(_token()),
                   "x": None if expected_seq is None else Int8(expected_seq), "m": Int8(max_bytes),
                   "c": self._channel}
@@ -180,6 +180,36 @@ class PostgresBackend(RowBackend):
                 raise too_large(size + 1, max_bytes)
             # The head moved between the two looks (the size depends on the seq): again.
 
+    def _append_guarded(self, session_id: str, payload: bytes, max_bytes: int,
+                        expected_seq: int | None, durable: bool,
+                        guard: Callable[[Head], None]) -> tuple[Head, Head, dict[str, Any] | None]:
+        """``append_one`` with the store's check for a message id or key already stored.
+
+        The check is Python and may read the log (another connection), so it can't run
+        inside the statement nor while this call holds a pooled connection under the row's
+        lock (threads holding every connection would wait for a fifth). It runs first, on
+        the head this process last wrote (or a fresh read), and the append is then
+        conditional on that seq: if another writer got in first, nothing is written and the
+        check runs again on the new head. One round trip for a lone writer, as without it."""
+        head = self._written.get(session_id)
+        while True:
+            if head is None or (expected_seq is not None and head.seq != expected_seq):
+                head = self.read_head(session_id)[1]
+            guard(head)
+            if expected_seq is not None and head.seq != expected_seq:
+                raise ConflictError(session_id, expected_seq, head.seq)
+            try:
+                done = self.append_one(session_id, payload, max_bytes, head.seq, durable)
+            except ConflictError:
+                if expected_seq is not None:
+                    raise
+                head = None
+                continue
+            if len(self._written) >= 1024:
+                self._written.clear()
+            self._written[session_id] = done[0]
+            return done
+
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         token = Int8(_token())
         built: list[list[Record]] = []
@@ -210,6 +240,7 @@ class PostgresBackend(RowBackend):
         return Appended(records)
 
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        self._written.pop(session_id, None)
         params = {"id": session_id, "c": self._channel,
                   "q": None if if_head is None else Int8(if_head.seq),
                   "h": None if if_head is None else if_head.digest}
