@@ -193,9 +193,19 @@ class PostgresBackend(RowBackend):
         check runs again on the new head. One round trip for a lone writer, as without it."""
         head = self._written.get(session_id)
         while True:
-            if head is None or (expected_seq is not None and head.seq != expected_seq):
+            fresh = head is None or (expected_seq is not None and head.seq != expected_seq)
+            if fresh:
                 head = self.read_head(session_id)[1]
-            guard(head)
+            assert head is not None
+            try:
+                guard(head)
+            except Exception:
+                # The remembered head may be stale (a rewind by another process changes what
+                # the check finds): only a refusal on the head as it is now counts.
+                if fresh:
+                    raise
+                head = None
+                continue
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
             try:
