@@ -115,17 +115,3 @@ def test_queueing_for_a_deleted_session_raises_not_found(url: str) -> None:
         log.delete_session("s")
         with pytest.raises(eventlog.SessionNotFoundError):
             _queue.take(log.backend, "s", time.monotonic() + 10, 1)  # type: ignore[arg-type]
-
-
-def test_a_baton_expires_with_its_session(url: str, raw: Any) -> None:
-    """With ``ttl``, the baton carries the session's expiry, however it was handed on."""
-    from eventlog.backends.redis import _queue
-    with eventlog.open(url + "&ttl=60") as log:
-        log.create_session("s")
-        *_, baton = log.backend.keys("s")  # type: ignore[attr-defined]
-    assert not _race(url + "&ttl=60", "s")
-    with eventlog.open(url + "&ttl=60") as log:
-        raw.delete(baton)
-        _queue.release(log.backend, "s")  # type: ignore[arg-type]
-    assert raw.llen(baton) == 1
-    assert 0 < raw.pttl(baton) <= 60_000

@@ -58,8 +58,6 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
         redis.call('HINCRBY', KEYS[1], 'b', 0)  -- a no-op write, for the WAIT after it (_cluster)
         if ARGV[7] == '1' and redis.call('LLEN', KEYS[7]) == 0 then
           redis.call('RPUSH', KEYS[7], head[1] .. ' ' .. head[2])
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl > 0 then redis.call('PEXPIRE', KEYS[7], ttl) end
         end
         return {3}
       end
@@ -211,8 +209,6 @@ RELEASE = """
 local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
 if head[1] and redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('RPUSH', KEYS[2], head[1] .. ' ' .. head[2])
-  local ttl = redis.call('PTTL', KEYS[1])  -- the baton goes when its session expires
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 return 1
 """
