@@ -53,7 +53,6 @@ from typing import Any, TypeVar
 
 import redis
 from redis.commands.core import Script
-from redis.typing import KeyT, StreamIdT
 
 from ...core._codec import Head, Record
 from ...core._errors import (
@@ -68,7 +67,7 @@ from ...core._errors import (
 from ...core._validate import check_seconds
 from .._base import Appended, Archived, Build, Sealed
 from .._rows import RowBackend, Rows
-from . import _cluster
+from . import _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 
@@ -77,7 +76,6 @@ SNAPSHOTS_KEPT = 3
 DEFAULT_PREFIX = "eventlog:"
 _HEADS_CACHED = 10_000
 _ARCHIVE_BATCH = 4096  # records archived per script, so appenders wait little
-_FOLLOW_BLOCK_MS = 1000  # a follower re-checks that its session is still the same life this often
 
 # A dropped connection, a timeout, a server loading its data after a restart, or a replica
 # not yet promoted after a failover: worth sending again (every write is idempotent).
@@ -432,32 +430,7 @@ class RedisBackend(RowBackend):
 
     def wait(self, session_id: str, after_seq: int, timeout: float | None, *,
              incarnation: object = None) -> bool:
-        """``XREAD BLOCK`` from the last entry seen, in slices, each followed by a read of the
-        session's generation token in the same round trip. A blocked XREAD does not notice
-        a deleted key, and when the id is created again it wakes only once the new log
-        passes ``after_seq``: the token, not the log, tells whether the life is ours."""
-        head_key, log_key = self.keys(session_id)[:2]
-        what = f"following session {session_id!r}"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        block: int | None = None  # the first look does not block, so a new life shows at once
-        while True:
-            streams: dict[KeyT, StreamIdT] = {log_key: f"0-{after_seq}"}
-            # Not a transaction (XREAD would not block in one): the server reads the token
-            # once the XREAD returns, and a life never comes back, so if the token is still
-            # ours then, the entries were ours too.
-            found, now = self._run(what, partial(self._pipeline, False, [
-                ("xread", (streams, 1, block)), ("hget", (head_key, "g"))]))
-            if incarnation is None:
-                incarnation = now
-            if now is None or now != incarnation:
-                raise SessionNotFoundError(session_id)
-            if found:
-                return True
-            block = _FOLLOW_BLOCK_MS
-            if deadline is not None:
-                block = min(block, int((deadline - time.monotonic()) * 1000))
-                if block <= 0:
-                    return False
+        return _follow.wait(self, session_id, after_seq, timeout, incarnation)
 
     def check(self, session_id: str) -> list[str]:
         problems = super().check(session_id)
