@@ -184,11 +184,11 @@ def test_expected_seq_never_retries_but_plain_appends_rebuild(url: str) -> None:
         real = store._send_append
         sent: list[int] = []
 
-        def racing(session_id: str, token: str, head: Any, records: Any, *rest: Any) -> Any:
+        def racing(session_id: str, token: str, head: Any, records: Any) -> Any:
             sent.append(head.seq)
             if len(sent) == 1:
                 other.append(sid, "other", len(sent))  # another writer gets in first
-            return real(session_id, token, head, records, *rest)
+            return real(session_id, token, head, records)
 
         store._send_append = racing
         with pytest.raises(eventlog.ConflictError) as info:

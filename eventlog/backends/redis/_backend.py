@@ -14,8 +14,6 @@ one slot and every script (``_redis_scripts``) touches one slot only::
                            last seq) and z (the record lines, zlib-compressed: see _chunks)
     <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
-    <prefix>{<sid>}:baton  list: the baton of contending appenders, "<seq> <digest>" (_queue);
-                           the head's field bq says one was made
     <prefix>sessions       set: the registry of session ids, for listing
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
@@ -24,9 +22,8 @@ Appending is optimistic, because Lua has no SHA-256 to chain records on the serv
 client reads the head (or remembers it from its last append), builds the records, and
 one script appends them and moves the head only if the head is still the one they were
 built on, with every check done before its first write. When the head moved, the script
-answers with the new head and the client queues for the session's baton (``_queue``)
-and builds again on the head it carries, unless the caller pinned the head with
-``expected_seq``: then it is a ``ConflictError``.
+answers with the new head and the client builds again (bounded, with jitter), unless the
+caller pinned the head with ``expected_seq``: then it is a ``ConflictError``.
 
 Every write carries a random token, and a script that finds its own token already in the
 log reports success instead of writing again. So a write whose reply was lost (a dropped
@@ -70,7 +67,7 @@ from ...core._errors import (
 from ...core._validate import check_seconds
 from .._base import Appended, Archived, Build, Sealed
 from .._rows import RowBackend, Rows
-from . import _cluster, _follow, _queue
+from . import _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 
@@ -151,8 +148,6 @@ class RedisBackend(RowBackend):
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
-        self._take = client.register_script(scripts.TAKE)
-        self._release = client.register_script(scripts.RELEASE)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -164,10 +159,9 @@ class RedisBackend(RowBackend):
     # Keys and the error edge ----------------------------------------------------------------
 
     def keys(self, session_id: str) -> list[str]:
-        """The session's keys: head, log, snap, arch, tok, tok0, baton."""
+        """The session's keys: head, log, snap, arch, tok, tok0."""
         base = f"{self.prefix}{{{session_id}}}:"
-        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0",
-                base + "baton"]
+        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
 
     @property
     def _registry(self) -> str:
@@ -245,15 +239,6 @@ class RedisBackend(RowBackend):
             self._sync(what, session_id)
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
-        baton = _queue.Baton()
-        try:
-            return self._append_loop(session_id, build, durable, rebuild, baton)
-        finally:
-            if baton.held:  # not handed on by an append script: an error, or nothing to write
-                _queue.release(self, session_id)
-
-    def _append_loop(self, session_id: str, build: Build, durable: bool, rebuild: bool,
-                     baton: _queue.Baton) -> Appended:
         token = os.urandom(8).hex()
         head = self._heads.get(session_id)
         fresh = head is None  # a remembered head is only a guess until a script confirms it
@@ -271,9 +256,8 @@ class RedisBackend(RowBackend):
                 continue
             if not records:
                 return Appended([])
-            moved = self._send_append(session_id, token, head, records, baton.held)
+            moved = self._send_append(session_id, token, head, records)
             if moved is None:
-                baton.held = False  # the script handed it on
                 if durable:
                     self._sync(f"appending to session {session_id!r}", session_id)
                 return Appended(records)
@@ -284,18 +268,16 @@ class RedisBackend(RowBackend):
                 raise LockTimeoutError(
                     f"session {session_id!r}: could not append within {self.lock_timeout:g} s: "
                     f"other writers moved the head first {attempts} times")
-            if fresh and not baton.held:  # a real race, not a stale guess: queue (see _queue)
-                moved = _queue.take(self, session_id, deadline, attempts)
-                baton.held = True
+            if fresh:  # a real race, not a stale guess: back off, with jitter
+                time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempts, 10))))
             head, fresh = moved, True
 
-    def _send_append(self, session_id: str, token: str, head: Head, records: list[Record],
-                     release: bool = False) -> Head | None:
+    def _send_append(self, session_id: str, token: str, head: Head, records: list[Record]) -> Head | None:
         """Run the append script; None once the records are in, else the head that moved."""
         keys = self.keys(session_id)
         args: list[bytes | str | int] = [head.seq, head.digest, token, self.ttl_ms,
                                          records[-1].digest, self._retry_window_ms,
-                                         int(release), *(r.line for r in records)]
+                                         *(r.line for r in records)]
         try:
             reply = self._run(f"appending to session {session_id!r}",
                               lambda: self._write(self._append, keys, args,
@@ -476,7 +458,7 @@ class RedisBackend(RowBackend):
         """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
         Each step is one script, so a reader sees a record in the log or in the archive,
         never in neither."""
-        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)[:6]
+        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:

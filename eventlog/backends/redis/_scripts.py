@@ -33,9 +33,8 @@ redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] 
 return 1
 """
 
-# KEYS head, log, snap, arch, tok, tok0, baton; ARGV base seq, base digest, token, ttl ms,
-# new digest, the writer's retry window in ms, release ('1': the writer holds the session's
-# baton, see _queue, and hands it on here), lines... Returns {0} appended, {3} appended
+# KEYS head, log, snap, arch, tok, tok0; ARGV base seq, base digest, token, ttl ms, new
+# digest, the writer's retry window in ms, lines... Returns {0} appended, {3} appended
 # earlier (this very write, sent again), {1, seq, h} the head moved, {2} no such session,
 # {4, last id} head and log disagree.
 #
@@ -47,7 +46,7 @@ APPEND = """
 local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived')
 if not head[1] then return {2} end
 local base = tonumber(ARGV[1])
-local n = #ARGV - 7
+local n = #ARGV - 6
 if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
   local mine = string.format('0-%d', base + n)
   local entry = redis.call('XRANGE', KEYS[2], mine, mine)[1]
@@ -56,11 +55,6 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
     for i = 1, #f - 1, 2 do
       if f[i] == 't' and f[i + 1] == ARGV[3] then
         redis.call('HINCRBY', KEYS[1], 'b', 0)  -- a no-op write, for the WAIT after it (_cluster)
-        if ARGV[7] == '1' and redis.call('LLEN', KEYS[7]) == 0 then
-          redis.call('RPUSH', KEYS[7], head[1] .. ' ' .. head[2])
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl > 0 then redis.call('PEXPIRE', KEYS[7], ttl) end
-        end
         return {3}
       end
     end
@@ -79,17 +73,14 @@ if not last or last[1] ~= string.format('0-%d', base) then
 end
 local bytes = n
 for i = 1, n - 1 do
-  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[7 + i])
-  bytes = bytes + #ARGV[7 + i]
+  redis.call('XADD', KEYS[2], string.format('0-%d', base + i), 'r', ARGV[6 + i])
+  bytes = bytes + #ARGV[6 + i]
 end
-redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[7 + n], 't', ARGV[3])
+redis.call('XADD', KEYS[2], string.format('0-%d', base + n), 'r', ARGV[6 + n], 't', ARGV[3])
 redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'h', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[7 + n]))
+redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[6 + n]))
 if tonumber(ARGV[6]) > (tonumber(head[3]) or 0) then
   redis.call('HSET', KEYS[1], 'rw', ARGV[6])
-end
-if ARGV[7] == '1' and redis.call('LLEN', KEYS[7]) == 0 then  -- the baton, with the new head
-  redis.call('RPUSH', KEYS[7], string.format('%d', base + n) .. ' ' .. ARGV[5])
 end
 """ + EXPIRE.format(ttl=4) + """
 return {0}
@@ -187,32 +178,5 @@ end
 redis.call('HSET', KEYS[1], 'sb', bytes)
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-"""
-
-# The session's baton (see _queue): KEYS head, baton; ARGV the seq the caller saw when it
-# began waiting ('' at first). Returns {1, seq, h}: the caller holds the baton (taken from
-# the list, made at the session's first contention, or made again because none came back
-# while the head stood still for a whole wait: its holder died); {0, seq} wait for it;
-# {2} no such session.
-TAKE = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'bq')
-if not head[1] then return {2} end
-if not head[3] then
-  redis.call('HSET', KEYS[1], 'bq', 1)
-  return {1, head[1], head[2]}
-end
-if redis.call('LPOP', KEYS[2]) or ARGV[1] == head[1] then return {1, head[1], head[2]} end
-return {0, head[1]}
-"""
-
-# KEYS head, baton. Hands the baton on when its holder gives up (an error, nothing to write).
-RELEASE = """
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h')
-if head[1] and redis.call('LLEN', KEYS[2]) == 0 then
-  redis.call('RPUSH', KEYS[2], head[1] .. ' ' .. head[2])
-  local ttl = redis.call('PTTL', KEYS[1])  -- the baton goes when its session expires
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-end
 return 1
 """
