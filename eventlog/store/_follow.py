@@ -31,6 +31,13 @@ def follow_timeout(timeout: object) -> float | None:
     return timeout  # type: ignore[return-value]
 
 
+def follow_start(backend: Backend, sid: str, after_seq: int | None) -> tuple[int, object]:
+    """The seq to follow from and the session's life, taken together at the call: a
+    follower follows one life of the id."""
+    life = backend.incarnation(sid)
+    return (backend.last_seq(sid) if after_seq is None else after_seq), life
+
+
 def follow(backend: Backend, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
     position: dict[str, Any] | None = None
     while True:

@@ -22,7 +22,7 @@ from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, V
 from ..core._validate import check_event_type, check_json, check_session_id, check_text
 from ._compaction import compact
 from ._folding import Folding
-from ._follow import FOREVER, follow, follow_timeout
+from ._follow import follow, follow_start, follow_timeout
 from ._inputs import (
     Durability,
     check_creation,
@@ -38,8 +38,6 @@ from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, own_json
 from ._verify import verify
-
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "FOREVER", "Durability", "EventLog"]
 
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
 
@@ -451,10 +449,7 @@ class EventLog:
         sid = self._live(session_id)
         check_seq("after_seq", after_seq)
         follow_timeout(timeout)
-        # Taken with the start, at the call: a follower follows one life of the id.
-        life = self.backend.incarnation(sid)
-        start = self.backend.last_seq(sid) if after_seq is None else after_seq
-        return sid, start, life
+        return (sid, *follow_start(self.backend, sid, after_seq))
 
     def _follow(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
         return follow(self.backend, sid, seq, timeout, life)
@@ -489,15 +484,6 @@ class EventLog:
 
     def verify(self, session_id: str | None = None) -> VerifyReport:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
-        if session_id is None:
-            if self._closed:
-                raise StoreClosedError("the store is closed")
-            ids = self.backend.session_ids()
-        else:
-            ids = [self._live(session_id)]
-            # A session the store lists but can't find the head of (a file store's session
-            # directory without its lock file) is damage to report, not a missing session:
-            # listing it as damaged in one place and ok in another gave two answers.
-            if not self.backend.exists(ids[0]) and ids[0] not in self.backend.session_ids():
-                raise SessionNotFoundError(ids[0])
-        return verify(self.backend, ids)
+        if session_id is None and self._closed:
+            raise StoreClosedError("the store is closed")
+        return verify(self.backend, None if session_id is None else self._live(session_id))

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 from ..backends._base import Backend
 from ..core._codec import genesis
-from ..core._errors import CorruptLogError
+from ..core._errors import CorruptLogError, SessionNotFoundError
 from ..core._records import VerifyReport
 from ._reads import scan_events
 from ._state import SessionState, decode_snapshot
 
 
-def verify(backend: Backend, ids: list[str]) -> VerifyReport:
+def verify(backend: Backend, session_id: str | None) -> VerifyReport:
+    """One session (its id checked), or every session when None."""
+    if session_id is None:
+        ids = backend.session_ids()
+    else:
+        ids = [session_id]
+        # A session the store lists but can't find the head of (a file store's session
+        # directory without its lock file) is damage to report, not a missing session:
+        # listing it as damaged in one place and ok in another gave two answers.
+        if not backend.exists(session_id) and session_id not in backend.session_ids():
+            raise SessionNotFoundError(session_id)
     problems: list[str] = []
     checked = 0
     for sid in ids:
