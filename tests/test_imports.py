@@ -16,6 +16,7 @@ count. The source is read with ``ast``: nothing is imported, so optional depende
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,30 @@ def test_the_real_graph_was_read(edges: dict[str, set[tuple[str, bool]]]) -> Non
     assert ("eventlog.store._folding", False) in edges["eventlog.store._log"]
     assert ("eventlog.backends.files._checks", False) in edges["eventlog.backends.files._backend"]
     assert ("eventlog.cli._args", False) in edges["eventlog.cli._commands"]
+
+
+def test_the_readme_layout_names_real_modules() -> None:
+    # The README's "How the code is laid out" names modules; each must exist, so the
+    # section stays true to the tree as modules move.
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r"`([A-Za-z_./]+)`", section))
+    modules = {path.stem for path in PACKAGE.rglob("_*.py")}
+    # Paths as the README writes them: from the repository (eventlog/..., tests/...) or
+    # from a layer's folder (files/_backend.py, cli/_args.py, redis/).
+    paths = {path.relative_to(PACKAGE.parent).as_posix()
+             for top in (PACKAGE, PACKAGE.parent / "tests") for path in [top, *top.rglob("*")]}
+    missing = []
+    for name in sorted(names):
+        path = name.split(".py")[0].split(".")[0].rstrip("/")  # core/_codec.ChainReader: core/_codec
+        if "/" in name:
+            found = any(p == path or p.endswith(f"/{path}") or p.endswith(f"/{path}.py")
+                        or p == f"{path}.py" for p in paths)
+        elif path.startswith("_"):
+            found = path in modules
+        else:
+            continue  # a function or option name, checked by the README's other tests
+        if not found:
+            missing.append(name)
+    assert missing == []
+    assert len(names) > 30, "the section's module names were not found"
