@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._main import count, open_store, session_id
+from ._args import count, open_store, session_id
 
 
 def fork_args(p: argparse.ArgumentParser) -> None:

@@ -29,26 +29,17 @@ from ..core._errors import (
 )
 from ..core._records import ChatMessage, ChatSession, Event
 from ..core._validate import check_session_id, check_text
-from ._state import FORKED, MESSAGE, REWOUND, SessionState, to_message
+from ._state import FORKED, MESSAGE, REWOUND, to_message
 
 if TYPE_CHECKING:
-    from ._log import Durability, EventLog
+    from ._inputs import Durability
+    from ._log import EventLog
 
 
 def _check_range(sid: str, name: str, seq: object, last: int) -> int:
     if type(seq) is not int or not 1 <= seq <= last:
         raise SeqOutOfRangeError(sid, name, seq, last)
     return seq
-
-
-def rewound(log: EventLog, sid: str, state: SessionState, event: Event) -> SessionState:
-    """The state after the rewind ``event``: the state at its ``to_seq``, but with the
-    newest activity of all events, and still the fork it always was."""
-    older = log._state(sid, upto=event.data["to_seq"])
-    older.created_at = state.created_at
-    older.forked_from = state.forked_from
-    older.last_activity = max(state.last_activity, event.ts)
-    return older
 
 
 def rewind(log: EventLog, sid: str, to_seq: int, reason: str | None,

@@ -18,10 +18,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..backends._base import Lines
-from ..backends.files._segments import header_line, trailer_line
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
     CorruptLogError,
@@ -30,16 +28,15 @@ from ..core._errors import (
     SessionNotFoundError,
     StorageError,
 )
+from ..core._frames import header_line, trailer_line
 from ..core._validate import finite, shown
-
-if TYPE_CHECKING:
-    from ._log import EventLog
+from ._folding import Folding
 
 DAY = 86400.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathLike[str] | None,
+def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLike[str] | None,
                          dry_run: bool) -> list[str]:
     if type(days) not in (int, float) or not finite(days) or days < 0:
         raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
@@ -50,7 +47,7 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
     removed = []
     for sid in log.backend.session_ids():
         try:
-            state = log._state(sid)
+            state = log.state(sid)
         except SessionNotFoundError:
             continue
         except CorruptLogError:
@@ -62,7 +59,7 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
     return removed
 
 
-def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
+def _remove(log: Folding, sid: str, head: Head, target: Path | None) -> bool:
     exported = None if target is None else export_history(log, sid, head, target)
     try:
         gone = log.backend.delete(sid, if_head=head)
@@ -95,7 +92,7 @@ def _tap(lines: Lines, last: list[bytes]) -> Lines:
         yield item
 
 
-def _history(log: EventLog, sid: str, head: Head) -> Iterator[bytes]:
+def _history(log: Folding, sid: str, head: Head) -> Iterator[bytes]:
     """The session's record lines up to ``head``, each checked against the chain."""
     scan = log.backend.scan(sid, 0, None)
     chain = ChainReader(sid, scan.start)
@@ -117,7 +114,7 @@ def _history(log: EventLog, sid: str, head: Head) -> Iterator[bytes]:
                               "with the digest it was judged at", session_id=sid, seq=head.seq)
 
 
-def export_history(log: EventLog, sid: str, head: Head, directory: Path) -> Path:
+def export_history(log: Folding, sid: str, head: Head, directory: Path) -> Path:
     """Write the session's history up to ``head`` into ``directory`` as
     ``<id>.jsonl`` (``<id>~2.jsonl`` and so on if taken), durably; return its path."""
     try:

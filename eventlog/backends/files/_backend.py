@@ -177,7 +177,7 @@ class FileBackend(Backend):
                 if not records:
                     return Appended([], handle.position())
                 sync_fd = write_records(session_id, handle, records, durable)
-                handle.advance(Head(records[-1].seq, records[-1].digest), 0)
+                handle.advance(Head(records[-1].seq, records[-1].digest), 0)  # write_records counted them
                 handle.publish()
                 position = handle.position()
             finally:
