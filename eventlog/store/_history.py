@@ -48,6 +48,7 @@ def rewound(log: EventLog, sid: str, state: SessionState, event: Event) -> Sessi
     older.created_at = state.created_at
     older.forked_from = state.forked_from
     older.last_activity = max(state.last_activity, event.ts)
+    older.rewinds.append((event.data["to_seq"], event.seq))
     return older
 
 
