@@ -55,6 +55,13 @@ class Window:
         self.keys = keys
         self.position = position
 
+    def take(self, event: Event) -> None:
+        """One visible event after the window's head, in order."""
+        if event.type == MESSAGE:
+            self.ids[event.data["id"]] = event.seq
+        if event.key is not None:
+            self.keys.setdefault(event.key, event.seq)
+
     def trim(self) -> None:
         floor = self.head.seq - WINDOW
         for table in (self.ids, self.keys):
@@ -139,11 +146,12 @@ def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | No
     """``window`` moved on by the events after it up to ``head``; None if it can't be (a
     rewind among them: the visible set is then an older one, so it is rebuilt)."""
     try:
-        chain, events, _ = log._scan_events(sid, window.head.seq, window.position)
+        chain, events, where = log._scan_events(sid, window.head.seq, window.position)
         if chain.seq == window.head.seq and chain.digest != window.head.digest:
             return None
-        ids, keys = window.ids, window.keys
         checked = chain.seq >= window.head.seq
+        reached = None
+        whole = True  # the scan read to its end: its position is then the head's
         for event in events:
             if event.seq <= window.head.seq:
                 if event.seq == window.head.seq:
@@ -151,20 +159,21 @@ def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | No
                         return None
                     checked = True
                 continue
+            if event.seq > head.seq:  # an optimistic backend's log went on: not ours to read
+                whole = False
+                break
             if not checked or event.type == REWOUND:
                 return None
-            if event.type == MESSAGE:
-                ids[event.data["id"]] = event.seq
-            if event.key is not None:
-                keys.setdefault(event.key, event.seq)
+            window.take(event)
             if event.seq == head.seq:
-                break
-        if chain.seq != head.seq or chain.digest != head.digest:
+                reached = chain.digest
+        if reached != head.digest:
             return None
+        end = where() if whole and chain.torn_at is None else None
     except EventLogError:
         return None
     window.head = head
-    window.position = None
+    window.position = None if end is None else {**end, "seq": head.seq, "h": head.digest}
     window.trim()
     return window
 
