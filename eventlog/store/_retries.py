@@ -15,10 +15,10 @@ stored events back (outside the lock) and compares or returns them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core._codec import Head, Record
+from ..backends._base import Guard, Since
+from ..core._codec import ChainReader, Head, Record
 from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
 from ..core._records import ChatMessage, Event
 from ._state import MESSAGE, REWOUND, message_data, to_message
@@ -44,16 +44,21 @@ class Stored(EventLogError):
 
 
 class Window:
-    """Visible message ids and event keys among a session's recent events, as of ``head``."""
+    """Visible message ids and event keys among a session's recent events, as of ``at``:
+    the head and the backend's position after it, one tuple, so that a writer moving the
+    window on after its append (``advanced_one``, no lock taken) sets both at once.
 
-    __slots__ = ("head", "ids", "keys", "position")
+    The tables only ever gain entries of events at or before ``at``'s head (and lose those
+    past the window in ``trim``), so a window set back to an older head by a slow writer
+    is still right: the next check reads on from there, adding what it has already."""
+
+    __slots__ = ("at", "ids", "keys")
 
     def __init__(self, head: Head, ids: dict[str, int], keys: dict[str, int],
                  position: dict[str, Any] | None) -> None:
-        self.head = head
+        self.at = (head, position)
         self.ids = ids
         self.keys = keys
-        self.position = position
 
     def take(self, event: Event) -> None:
         """One visible event after the window's head, in order."""
@@ -63,10 +68,16 @@ class Window:
             self.keys.setdefault(event.key, event.seq)
 
     def trim(self) -> None:
-        floor = self.head.seq - WINDOW
+        floor = self.at[0].seq - WINDOW
         for table in (self.ids, self.keys):
             if len(table) > WINDOW + _SLACK:
-                for name in [n for n, seq in table.items() if seq <= floor]:
+                # Oldest first (entries are added in seq order), so only the dropped are seen.
+                old = []
+                for name, seq in table.items():
+                    if seq > floor:
+                        break
+                    old.append(name)
+                for name in old:
                     del table[name]
 
 
@@ -89,19 +100,34 @@ class Windows:
         window = self.table.get(sid)
         if window is None:
             return
-        with self.lock:
-            if window.head != after:
-                return
-            if ids:
-                window.ids.update(ids)
-            if keys:
-                for key, seq in keys:
-                    window.keys.setdefault(key, seq)
-            window.head = head
-            window.position = position
-            if head.seq % _SLACK == 0:
+        if window.at[0] != after:
+            return
+        if ids:
+            window.ids.update(ids)
+        if keys:
+            for key, seq in keys:
+                window.keys.setdefault(key, seq)
+        window.at = (head, position)
+        if head.seq % _SLACK == 0:
+            with self.lock:
                 window.trim()
 
+
+    def advanced_one(self, window: Window, after: Head, head: Head,
+                     position: dict[str, Any] | None, message_id: str | None,
+                     key: str | None) -> None:
+        """``advanced`` for one event (every ``add_message``): flat, no list built and no lock
+        taken (see ``Window``)."""
+        if window.at[0] != after:
+            return
+        if message_id is not None:
+            window.ids[message_id] = head[0]
+        if key is not None:
+            window.keys.setdefault(key, head[0])
+        window.at = (head, position)
+        if not head[0] % _SLACK:
+            with self.lock:
+                window.trim()
 
     def after_batch(self, sid: str, records: list[Record], afters: list[Head],
                     position: dict[str, Any] | None,
@@ -118,18 +144,19 @@ class Windows:
                           None if key is None else [(key, first)])
 
 
-def window_at(log: EventLog, sid: str, head: Head) -> Window:
+def window_at(log: EventLog, sid: str, head: Head, since: Since | None = None) -> Window:
     """The session's window as of ``head`` (called inside an append, with the head it
     builds on): the kept one if it is there, else it read on to ``head``, else rebuilt."""
     windows = log._windows
     window = windows.table.get(sid)
-    if window is not None and window.head == head:
+    if window is not None and window.at[0] == head:
         return window
     with windows.lock:
         window = windows.table.get(sid)
-        if window is not None and window.head != head:
-            if window.head.seq < head.seq <= window.head.seq + WINDOW:
-                window = _read_on(log, sid, window, head)
+        if window is not None and window.at[0] != head:
+            if window.at[0].seq < head.seq <= window.at[0].seq + WINDOW:
+                window = (since is not None and _read_since(sid, window, head, since)) \
+                    or _read_on(log, sid, window, head)
             else:
                 window = None
         if window is None:
@@ -142,20 +169,51 @@ def window_at(log: EventLog, sid: str, head: Head) -> Window:
         return window
 
 
+def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | None:
+    """``window`` moved on to ``head`` by the lines the backend's ``since`` hands over (read
+    under its lock, from where the window's position says); None if it can't."""
+    start, where = window.at
+    if where is None:
+        return None
+    try:
+        got = since(where)
+        if got is None:
+            return None
+        lines, position = got
+        chain = ChainReader(sid, start)
+        events = []
+        for number, line in enumerate(lines):
+            # The chain's one-line reader: a few lines each time, where the bulk reader's
+            # set-up would cost more than the reading.
+            event = chain._read_line("since", number, line)
+            if event is None or event.type == REWOUND:
+                return None
+            events.append(event)
+    except (EventLogError, OSError):
+        return None
+    if chain.seq != head.seq or chain.digest != head.digest:
+        return None
+    for event in events:
+        window.take(event)
+    window.at = (head, position)
+    return window
+
+
 def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | None:
     """``window`` moved on by the events after it up to ``head``; None if it can't be (a
     rewind among them: the visible set is then an older one, so it is rebuilt)."""
+    start, hint = window.at
     try:
-        chain, events, where = log._scan_events(sid, window.head.seq, window.position)
-        if chain.seq == window.head.seq and chain.digest != window.head.digest:
+        chain, events, where = log._scan_events(sid, start.seq, hint)
+        if chain.seq == start.seq and chain.digest != start.digest:
             return None
-        checked = chain.seq >= window.head.seq
+        checked = chain.seq >= start.seq
         reached = None
         whole = True  # the scan read to its end: its position is then the head's
         for event in events:
-            if event.seq <= window.head.seq:
-                if event.seq == window.head.seq:
-                    if chain.digest != window.head.digest:
+            if event.seq <= start.seq:
+                if event.seq == start.seq:
+                    if chain.digest != start.digest:
                         return None
                     checked = True
                 continue
@@ -172,8 +230,7 @@ def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | No
         end = where() if whole and chain.torn_at is None else None
     except EventLogError:
         return None
-    window.head = head
-    window.position = None if end is None else {**end, "seq": head.seq, "h": head.digest}
+    window.at = (head, None if end is None else {**end, "seq": head.seq, "h": head.digest})
     window.trim()
     return window
 
@@ -211,26 +268,26 @@ def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
     return Window(head, dict(reversed(ids.items())), dict(reversed(keys.items())), None)
 
 
-def message_guard(log: EventLog, sid: str, message_id: str) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        seq = window_at(log, sid, head).ids.get(message_id)
+def message_guard(log: EventLog, sid: str, message_id: str) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        seq = window_at(log, sid, head, since).ids.get(message_id)
         if seq is not None:
             raise Stored([seq])
     return guard
 
 
-def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        ids = window_at(log, sid, head).ids
+def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        ids = window_at(log, sid, head, since).ids
         found = [ids.get(mid) for mid in message_ids]
         if any(seq is not None for seq in found):
             raise Stored([-1 if seq is None else seq for seq in found])
     return guard
 
 
-def key_guard(log: EventLog, sid: str, key: str) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        seq = window_at(log, sid, head).keys.get(key)
+def key_guard(log: EventLog, sid: str, key: str) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        seq = window_at(log, sid, head, since).keys.get(key)
         if seq is not None:
             raise Stored([seq])
     return guard

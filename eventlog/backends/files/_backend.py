@@ -71,7 +71,19 @@ from ...core._errors import (
     StoreNotFoundError,
 )
 from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
-from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
+from .._base import (
+    Appended,
+    Archived,
+    Backend,
+    Build,
+    Chunks,
+    Guard,
+    Lines,
+    Scan,
+    Sealed,
+    Watch,
+    poll_until,
+)
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
@@ -231,6 +243,22 @@ class _Handle:
     mapped: mmap.mmap | None = None
     shared: memoryview | None = None  # the mapped lock file as 64-bit words
     generation: int = -1  # the even counter value this handle last published or verified
+
+    def since(self, position: Any) -> tuple[list[bytes], dict[str, Any] | None] | None:
+        """``Since`` under the append lock: the lines after ``position`` in the active segment,
+        read from its open descriptor (a ``scan`` lists and opens files: ten times dearer,
+        and an append's guard reads what other writers appended before every append)."""
+        if type(position) is not dict or position.get("segment") != self.seg_first:
+            return None
+        offset = position.get("offset")
+        if type(offset) is not int or not 0 < offset <= self.size or self.head is None:
+            return None
+        data = os.pread(self.seg_fd, self.size - offset, offset)
+        if len(data) != self.size - offset or (data and not data.endswith(b"\n")):
+            return None
+        return ([line.rstrip(b" ") for line in data.split(b"\n")[:-1]],
+                {"segment": self.seg_first, "offset": self.size, "seq": self.head.seq,
+                 "h": self.head.digest})
 
     def adopt(self) -> bool:
         """Take the head from the shared page if it is published and still this segment's."""
@@ -607,7 +635,7 @@ class FileBackend(Backend):
 
     def append_one(  # noqa: C901 - one flat function on purpose: see below
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-            durable: bool, guard: Callable[[Head], None] | None = None,
+            durable: bool, guard: Guard | None = None,
             ) -> tuple[Head, Head, dict[str, Any] | None]:
         # Every add_message comes this way, so the common case (an uncontended lock, nobody
         # else wrote since our last append, one whole write) is kept flat: each Python call
@@ -640,7 +668,7 @@ class FileBackend(Backend):
                 if head is None or head[0] - handle.seg_first + 1 >= self.segment_max_events:
                     head = self._head_for_append(session_id, handle, exact, durable)
                 if guard is not None:
-                    guard(head)
+                    guard(head, handle.since)
                 if expected_seq is not None and head[0] != expected_seq:
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1
