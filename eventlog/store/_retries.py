@@ -17,8 +17,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..backends._base import Guard, Since
-from ..core._codec import ChainReader, Head, Record
+from ..core._codec import Head, Record
 from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
 from ..core._records import ChatMessage, Event
 from ._state import MESSAGE, REWOUND, message_data, to_message
@@ -26,6 +28,7 @@ from ._state import MESSAGE, REWOUND, message_data, to_message
 if TYPE_CHECKING:
     from ._log import EventLog
 
+_loads = orjson.loads
 WINDOW = 10_000
 """Ids and keys are looked for among the session's last this many events (by seq)."""
 _SLACK = 1_000
@@ -171,7 +174,13 @@ def window_at(log: EventLog, sid: str, head: Head, since: Since | None = None) -
 
 def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | None:
     """``window`` moved on to ``head`` by the lines the backend's ``since`` hands over (read
-    under its lock, from where the window's position says); None if it can't."""
+    under its lock, from where the window's position says); None if it can't.
+
+    These are the records other writers appended since this one's last append, read under
+    the append lock before every append, so they are taken at their word: seqs in order
+    from the window's head, the last one's ``h`` the head's digest, but no digest is
+    recomputed (checking the chain is ``verify``'s and every reader's job; a line that is
+    not a plain record sends the check to the full read instead)."""
     start, where = window.at
     if where is None:
         return None
@@ -180,21 +189,24 @@ def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | 
         if got is None:
             return None
         lines, position = got
-        chain = ChainReader(sid, start)
-        events = []
-        for number, line in enumerate(lines):
-            # The chain's one-line reader: a few lines each time, where the bulk reader's
-            # set-up would cost more than the reading.
-            event = chain._read_line("since", number, line)
-            if event is None or event.type == REWOUND:
+        seq, digest, found = start.seq, start.digest, []
+        for line in lines:
+            obj = _loads(line)
+            if type(obj) is not dict or obj.get("seq") != seq + 1 or obj.get("type") == REWOUND:
                 return None
-            events.append(event)
-    except (EventLogError, OSError):
+            seq, digest = seq + 1, obj["h"]
+            found.append(obj)
+    except (ValueError, TypeError, KeyError, OSError, EventLogError):
         return None
-    if chain.seq != head.seq or chain.digest != head.digest:
+    if seq != head.seq or digest != head.digest:
         return None
-    for event in events:
-        window.take(event)
+    ids, keys = window.ids, window.keys
+    for obj in found:
+        if obj["type"] == MESSAGE:
+            ids[obj["data"]["id"]] = obj["seq"]
+        key = obj.get("k")
+        if key is not None:
+            keys.setdefault(key, obj["seq"])
     window.at = (head, position)
     return window
 
