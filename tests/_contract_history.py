@@ -50,6 +50,7 @@ class _Model(RuleBasedStateMachine):
         self.log.create_session("m", ["A"])
         # Per session: per seq, the visible message contents just after that seq.
         self.visible: dict[str, list[list[str]]] = {"m": [[], []]}
+        self.rewinds: dict[str, list[tuple[tuple[int, int], ...]]] = {"m": [(), ()]}
         self.forks = 0
 
     def teardown(self) -> None:
@@ -60,6 +61,7 @@ class _Model(RuleBasedStateMachine):
         if sid in self.visible:
             self.log.add_message(message(sid, content=word))
             self.visible[sid].append([*self.visible[sid][-1], word])
+            self.rewinds[sid].append(self.rewinds[sid][-1])
 
     @rule(sid=st.sampled_from(["m", "f1", "f2"]), back=st.integers(0, 20))
     def rewind(self, sid: str, back: int) -> None:
@@ -68,6 +70,7 @@ class _Model(RuleBasedStateMachine):
             to = max(1, last - back)
             self.log.rewind(sid, to, reason="model")
             self.visible[sid].append(list(self.visible[sid][to]))
+            self.rewinds[sid].append((*self.rewinds[sid][to], (to, last + 1)))
 
     @rule(sid=st.sampled_from(["m", "f1"]), back=st.integers(0, 10))
     def fork(self, sid: str, back: int) -> None:
@@ -77,6 +80,7 @@ class _Model(RuleBasedStateMachine):
             at = max(1, len(self.visible[sid]) - 1 - back)
             self.log.fork(sid, new, at_seq=at)
             self.visible[new] = [*self.visible[sid][:at + 1], list(self.visible[sid][at])]
+            self.rewinds[new] = [*self.rewinds[sid][:at + 1], self.rewinds[sid][at]]
 
     @rule()
     def compact(self) -> None:
@@ -90,6 +94,7 @@ class _Model(RuleBasedStateMachine):
             session = self.log.get_session(sid)
             assert session.message_count == len(history[-1])
             assert session.last_seq == len(history) - 1
+            assert session.rewinds == self.rewinds[sid][-1]
             with eventlog.open(self.url) as fresh:  # another process's view: snapshots, cold
                 assert fresh.get_session(sid) == session
 
@@ -158,6 +163,7 @@ class HistoryContract(ContractBase):
         assert isinstance(event, Event) and event.type == "session.rewound"
         assert event.seq == 6 and event.data == {"to_seq": 3, "reason": "take back"}
         session = log.get_session("s")
+        assert session.rewinds == ((3, 6),)
         assert session.message_count == 2 and "Z" not in session.participants
         assert session.last_seq == 6 and session.last_activity == event.ts
         assert contents_of(log, "s") == ["one", "two"]
@@ -176,8 +182,10 @@ class HistoryContract(ContractBase):
         talk(log, "s", "d", "e")                # 6 7: a d e
         log.rewind("s", 6)                      # 8: a d
         assert contents_of(log, "s") == ["a", "d"]
+        assert log.get_session("s").rewinds == ((2, 5), (6, 8))
         log.rewind("s", 3)                      # 9: the history as it was at seq 3: a b
         assert contents_of(log, "s") == ["a", "b"]
+        assert log.get_session("s").rewinds == ((3, 9),)
         assert log.get_session("s").message_count == 2
 
     def test_rewind_errors(self, log: EventLog) -> None:

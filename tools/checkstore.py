@@ -57,10 +57,12 @@ class State:
     last_activity: float | None = None
     message_count: int = 0
     forked_from: list[Any] | None = None
+    rewinds: list[list[int]] = field(default_factory=list)
 
     def visible(self) -> tuple[Any, ...]:
         """What a rewind to this point restores (see the README's fold)."""
-        return (list(self.participants), json.dumps(self.metadata), self.message_count)
+        return (list(self.participants), json.dumps(self.metadata), self.message_count,
+                [list(r) for r in self.rewinds])
 
 
 class FormatV1:
@@ -137,8 +139,8 @@ class FormatV1:
         if not isinstance(obj, dict):
             raise Damage("not a snapshot object")
         keys = tuple(obj)
-        if keys != self.SNAPSHOT_KEYS and keys != (*self.SNAPSHOT_KEYS[:9], "forked_from",
-                                                   *self.SNAPSHOT_KEYS[9:]):
+        optional = tuple(k for k in ("forked_from", "rewinds") if k in obj)
+        if keys != (*self.SNAPSHOT_KEYS[:9], *optional, *self.SNAPSHOT_KEYS[9:]):
             raise Damage("not a snapshot object")
         if obj["eventlog_snapshot"] != 1 or obj["session_id"] != session_id:
             raise Damage("of another format version or session")
@@ -149,7 +151,8 @@ class FormatV1:
             and snap["metadata"] == state.metadata and snap["created_at"] == state.created_at \
             and snap["last_activity"] == state.last_activity \
             and snap["message_count"] == state.message_count \
-            and snap.get("forked_from") == state.forked_from
+            and snap.get("forked_from") == state.forked_from \
+            and snap.get("rewinds", []) == state.rewinds
 
 
 FORMATS: dict[int, FormatV1] = {1: FormatV1()}
@@ -193,9 +196,10 @@ class Chain:
         to_seq = obj["data"]["to_seq"]
         if type(to_seq) is not int or not 1 <= to_seq < obj["seq"]:
             raise Damage(f"a rewind's to_seq must be from 1 to {obj['seq'] - 1}")
-        people, metadata, count = self.visible[to_seq]
+        people, metadata, count, rewinds = self.visible[to_seq]
         self.state.participants, self.state.metadata = list(people), json.loads(metadata)
         self.state.message_count = count
+        self.state.rewinds = [*rewinds, [to_seq, obj["seq"]]]
         last = self.state.last_activity
         self.state.last_activity = obj["ts"] if last is None else max(last, obj["ts"])
 

@@ -45,6 +45,16 @@ and then nothing is written. An optimistic backend may call it more than once, w
 different heads (see ``Backend.exclusive_build``); only the last call's records are written."""
 
 
+Since = Callable[[Any], "tuple[list[bytes], dict[str, Any] | None] | None"]
+"""Offered to an append's guard by a backend that can read cheaply under its lock: given a
+position this backend returned earlier, the record lines after it up to the head, and the
+position after them; None when it can't (the guard then reads with ``scan``)."""
+
+Guard = Callable[[Head, "Since | None"], None]
+"""Called with the head (and a ``Since`` or None) where ``build`` would be, under the lock;
+it raises to refuse the append. See ``Backend.append_one``."""
+
+
 class Appended(NamedTuple):
     """What an append wrote, and where the log stands after it (a backend hint, may be None).
 
@@ -134,7 +144,7 @@ class Backend(ABC):
         head ``build`` accepted and the one it found, without a second attempt."""
 
     def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Callable[[Head], None] | None = None,
+                   durable: bool, guard: Guard | None = None,
                    ) -> tuple[Head, Head, dict[str, Any] | None]:
         """Seal one encoded payload (see ``seal_one``) after the session's head and append it:
         the single-event append behind every ``add_message`` and ``append``.
@@ -147,14 +157,15 @@ class Backend(ABC):
         about as much as a syscall there). The store advances its writer's fold by the
         returned pair of heads, after the call, so ``exclusive_build`` does not matter here.
 
-        ``guard``, if given, is called with the head before anything else, where ``build``
-        would be (under the lock); it raises to refuse the append (the store's check for a
-        message id or idempotency key already stored), and then nothing is written."""
+        ``guard``, if given, is called with the head (and a ``Since``, or None) before
+        anything else, where ``build`` would be (under the lock); it raises to refuse the
+        append (the store's check for a message id or idempotency key already stored), and
+        then nothing is written."""
         after: list[Head] = []
 
         def build(head: Head) -> list[Record]:
             if guard is not None:
-                guard(head)
+                guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
             record = seal_one(payload, head, max_bytes)

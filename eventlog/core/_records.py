@@ -90,6 +90,9 @@ class ChatSession:
     metadata: dict[str, JSON]
     forked_from: tuple[str, int] | None = None
     """``(source session id, seq)`` for a session made by ``fork``; None otherwise."""
+    rewinds: tuple[tuple[int, int], ...] = ()
+    """The rewinds in effect, ``(to_seq, seq)`` oldest first: the events between each pair's
+    seqs are hidden from the visible history (``rewind``)."""
 
 
 @dataclass(frozen=True, slots=True)

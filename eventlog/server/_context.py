@@ -65,6 +65,7 @@ def session_json(session: ChatSession, *, size: int | None = None,
         "verify": verify,
         "forked_from": None if session.forked_from is None else {
             "session_id": session.forked_from[0], "seq": session.forked_from[1]},
+        "rewinds": [list(pair) for pair in session.rewinds],
     }
 
 

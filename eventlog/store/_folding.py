@@ -81,6 +81,7 @@ class Folding:
         older.created_at = state.created_at
         older.forked_from = state.forked_from
         older.last_activity = max(state.last_activity, event.ts)
+        older.rewinds.append((event.data["to_seq"], event.seq))
         return older
 
     def _fold_from(self, sid: str, state: SessionState, position: dict[str, Any] | None,

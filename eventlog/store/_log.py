@@ -11,10 +11,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from ..backends._base import Backend
-from ..core._codec import ChainReader, Head, Record, encode_payload, genesis, new_event, seal
+from ..backends._base import Backend, Guard, Scan
+from ..core._codec import (
+    ChainReader,
+    Head,
+    Record,
+    Unparseable,
+    encode_payload,
+    genesis,
+    link,
+    looks_like_record,
+    new_event,
+    parse,
+    seal,
+    to_event,
+)
 from ..core._errors import (
     ConflictError,
     InvalidEventError,
@@ -139,7 +152,7 @@ class EventLog:
     def _append_payloads(  # noqa: PLR0913 - the batch, its conditions and what it feeds
             self, sid: str, payloads: list[bytes], expected_seq: int | None,
             durability: Durability | None, items: list[tuple[str, float, Any]] | None = None,
-            guard: Callable[[Head], None] | None = None,
+            guard: Guard | None = None,
             window: tuple[list[tuple[str, int]], str | None] | None = None,
             snapshot: bool = False) -> list[Record]:
         """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold.
@@ -157,7 +170,7 @@ class EventLog:
 
         def build(head: Head) -> list[Record]:
             if guard is not None:
-                guard(head)
+                guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
             records = seal(payloads, head, limit)
@@ -195,7 +208,7 @@ class EventLog:
     def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
             expected_seq: int | None, durability: Durability | None,
-            guard: Callable[[Head], None] | None = None, key: str | None = None) -> Head:
+            guard: Guard | None = None, key: str | None = None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
@@ -210,10 +223,10 @@ class EventLog:
         except BaseException:
             self._folds.pop(sid, None)
             raise
-        if sid in self._windows.table:
-            self._windows.advanced(sid, after, head, position,
-                                   [(data["id"], head[0])] if kind == MESSAGE else None,
-                                   None if key is None else [(key, head[0])])
+        window = self._windows.table.get(sid)
+        if window is not None:
+            self._windows.advanced_one(window, after, head, position,
+                                       data["id"] if kind == MESSAGE else None, key)
         # The writer's fold advances after the append, by the head the record was sealed
         # after: it is this record's predecessor only if the fold saw every event up to it.
         # Two threads of this process can reach here in either order; the one whose head

@@ -15,9 +15,11 @@ stored events back (outside the lock) and compares or returns them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from ..backends._base import Guard, Since
 from ..core._codec import Head, Record
 from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
 from ..core._records import ChatMessage, Event
@@ -26,6 +28,7 @@ from ._state import MESSAGE, REWOUND, message_data, to_message
 if TYPE_CHECKING:
     from ._log import EventLog
 
+_loads = orjson.loads
 WINDOW = 10_000
 """Ids and keys are looked for among the session's last this many events (by seq)."""
 _SLACK = 1_000
@@ -44,22 +47,40 @@ class Stored(EventLogError):
 
 
 class Window:
-    """Visible message ids and event keys among a session's recent events, as of ``head``."""
+    """Visible message ids and event keys among a session's recent events, as of ``at``:
+    the head and the backend's position after it, one tuple, so that a writer moving the
+    window on after its append (``advanced_one``, no lock taken) sets both at once.
 
-    __slots__ = ("head", "ids", "keys", "position")
+    The tables only ever gain entries of events at or before ``at``'s head (and lose those
+    past the window in ``trim``), so a window set back to an older head by a slow writer
+    is still right: the next check reads on from there, adding what it has already."""
+
+    __slots__ = ("at", "ids", "keys")
 
     def __init__(self, head: Head, ids: dict[str, int], keys: dict[str, int],
                  position: dict[str, Any] | None) -> None:
-        self.head = head
+        self.at = (head, position)
         self.ids = ids
         self.keys = keys
-        self.position = position
+
+    def take(self, event: Event) -> None:
+        """One visible event after the window's head, in order."""
+        if event.type == MESSAGE:
+            self.ids[event.data["id"]] = event.seq
+        if event.key is not None:
+            self.keys.setdefault(event.key, event.seq)
 
     def trim(self) -> None:
-        floor = self.head.seq - WINDOW
+        floor = self.at[0].seq - WINDOW
         for table in (self.ids, self.keys):
             if len(table) > WINDOW + _SLACK:
-                for name in [n for n, seq in table.items() if seq <= floor]:
+                # Oldest first (entries are added in seq order), so only the dropped are seen.
+                old = []
+                for name, seq in table.items():
+                    if seq > floor:
+                        break
+                    old.append(name)
+                for name in old:
                     del table[name]
 
 
@@ -82,19 +103,34 @@ class Windows:
         window = self.table.get(sid)
         if window is None:
             return
-        with self.lock:
-            if window.head != after:
-                return
-            if ids:
-                window.ids.update(ids)
-            if keys:
-                for key, seq in keys:
-                    window.keys.setdefault(key, seq)
-            window.head = head
-            window.position = position
-            if head.seq % _SLACK == 0:
+        if window.at[0] != after:
+            return
+        if ids:
+            window.ids.update(ids)
+        if keys:
+            for key, seq in keys:
+                window.keys.setdefault(key, seq)
+        window.at = (head, position)
+        if head.seq % _SLACK == 0:
+            with self.lock:
                 window.trim()
 
+
+    def advanced_one(self, window: Window, after: Head, head: Head,
+                     position: dict[str, Any] | None, message_id: str | None,
+                     key: str | None) -> None:
+        """``advanced`` for one event (every ``add_message``): flat, no list built and no lock
+        taken (see ``Window``)."""
+        if window.at[0] != after:
+            return
+        if message_id is not None:
+            window.ids[message_id] = head[0]
+        if key is not None:
+            window.keys.setdefault(key, head[0])
+        window.at = (head, position)
+        if not head[0] % _SLACK:
+            with self.lock:
+                window.trim()
 
     def after_batch(self, sid: str, records: list[Record], afters: list[Head],
                     position: dict[str, Any] | None,
@@ -111,18 +147,19 @@ class Windows:
                           None if key is None else [(key, first)])
 
 
-def window_at(log: EventLog, sid: str, head: Head) -> Window:
+def window_at(log: EventLog, sid: str, head: Head, since: Since | None = None) -> Window:
     """The session's window as of ``head`` (called inside an append, with the head it
     builds on): the kept one if it is there, else it read on to ``head``, else rebuilt."""
     windows = log._windows
     window = windows.table.get(sid)
-    if window is not None and window.head == head:
+    if window is not None and window.at[0] == head:
         return window
     with windows.lock:
         window = windows.table.get(sid)
-        if window is not None and window.head != head:
-            if window.head.seq < head.seq <= window.head.seq + WINDOW:
-                window = _read_on(log, sid, window, head)
+        if window is not None and window.at[0] != head:
+            if window.at[0].seq < head.seq <= window.at[0].seq + WINDOW:
+                window = (since is not None and _read_since(sid, window, head, since)) \
+                    or _read_on(log, sid, window, head)
             else:
                 window = None
         if window is None:
@@ -135,36 +172,77 @@ def window_at(log: EventLog, sid: str, head: Head) -> Window:
         return window
 
 
+def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | None:
+    """``window`` moved on to ``head`` by the lines the backend's ``since`` hands over (read
+    under its lock, from where the window's position says); None if it can't.
+
+    These are the records other writers appended since this one's last append, read under
+    the append lock before every append, so they are taken at their word: seqs in order
+    from the window's head, the last one's ``h`` the head's digest, but no digest is
+    recomputed (checking the chain is ``verify``'s and every reader's job; a line that is
+    not a plain record sends the check to the full read instead)."""
+    start, where = window.at
+    if where is None:
+        return None
+    try:
+        got = since(where)
+        if got is None:
+            return None
+        lines, position = got
+        seq, digest, found = start.seq, start.digest, []
+        for line in lines:
+            obj = _loads(line)
+            if type(obj) is not dict or obj.get("seq") != seq + 1 or obj.get("type") == REWOUND:
+                return None
+            seq, digest = seq + 1, obj["h"]
+            found.append(obj)
+    except (ValueError, TypeError, KeyError, OSError, EventLogError):
+        return None
+    if seq != head.seq or digest != head.digest:
+        return None
+    ids, keys = window.ids, window.keys
+    for obj in found:
+        if obj["type"] == MESSAGE:
+            ids[obj["data"]["id"]] = obj["seq"]
+        key = obj.get("k")
+        if key is not None:
+            keys.setdefault(key, obj["seq"])
+    window.at = (head, position)
+    return window
+
+
 def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | None:
     """``window`` moved on by the events after it up to ``head``; None if it can't be (a
     rewind among them: the visible set is then an older one, so it is rebuilt)."""
+    start, hint = window.at
     try:
-        chain, events, _ = log._scan_events(sid, window.head.seq, window.position)
-        if chain.seq == window.head.seq and chain.digest != window.head.digest:
+        chain, events, where = log._scan_events(sid, start.seq, hint)
+        if chain.seq == start.seq and chain.digest != start.digest:
             return None
-        ids, keys = window.ids, window.keys
-        checked = chain.seq >= window.head.seq
+        checked = chain.seq >= start.seq
+        reached = None
+        whole = True  # the scan read to its end: its position is then the head's
         for event in events:
-            if event.seq <= window.head.seq:
-                if event.seq == window.head.seq:
-                    if chain.digest != window.head.digest:
+            if event.seq <= start.seq:
+                if event.seq == start.seq:
+                    if chain.digest != start.digest:
                         return None
                     checked = True
                 continue
+            if event.seq > head.seq:  # an optimistic backend's log went on: not ours to read
+                whole = False
+                break
             if not checked or event.type == REWOUND:
                 return None
-            if event.type == MESSAGE:
-                ids[event.data["id"]] = event.seq
-            if event.key is not None:
-                keys.setdefault(event.key, event.seq)
+            window.take(event)
             if event.seq == head.seq:
-                break
-        if chain.seq != head.seq or chain.digest != head.digest:
+                reached = chain.digest
+        if reached != head.digest:
             return None
+        end = where() if whole and chain.torn_at is None else None
     except EventLogError:
         return None
-    window.head = head
-    window.position = None
+    window.at = (head, None if end is None else {**end, "seq": head.seq, "h": head.digest})
     window.trim()
     return window
 
@@ -202,26 +280,26 @@ def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
     return Window(head, dict(reversed(ids.items())), dict(reversed(keys.items())), None)
 
 
-def message_guard(log: EventLog, sid: str, message_id: str) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        seq = window_at(log, sid, head).ids.get(message_id)
+def message_guard(log: EventLog, sid: str, message_id: str) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        seq = window_at(log, sid, head, since).ids.get(message_id)
         if seq is not None:
             raise Stored([seq])
     return guard
 
 
-def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        ids = window_at(log, sid, head).ids
+def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        ids = window_at(log, sid, head, since).ids
         found = [ids.get(mid) for mid in message_ids]
         if any(seq is not None for seq in found):
             raise Stored([-1 if seq is None else seq for seq in found])
     return guard
 
 
-def key_guard(log: EventLog, sid: str, key: str) -> Callable[[Head], None]:
-    def guard(head: Head) -> None:
-        seq = window_at(log, sid, head).keys.get(key)
+def key_guard(log: EventLog, sid: str, key: str) -> Guard:
+    def guard(head: Head, since: Since | None) -> None:
+        seq = window_at(log, sid, head, since).keys.get(key)
         if seq is not None:
             raise Stored([seq])
     return guard

@@ -39,6 +39,8 @@ class SessionState:
     last_activity: float = 0.0
     message_count: int = 0
     forked_from: tuple[str, int] | None = None
+    rewinds: list[tuple[int, int]] = field(default_factory=list)
+    """The rewinds in effect, ``(to_seq, seq)``, oldest first: each hides the events between."""
 
     def apply_message(self, ts: float, data: dict[str, Any]) -> None:
         """``apply`` of a ``message`` event, by its parts: the writer's fold calls it once per
@@ -90,12 +92,13 @@ class SessionState:
             last_seq=self.head.seq,
             metadata=own_json(self.metadata),
             forked_from=self.forked_from,
+            rewinds=tuple(self.rewinds),
         )
 
     def copy(self) -> SessionState:
         return SessionState(self.session_id, self.head, list(self.participants),
                             own_json(self.metadata), self.created_at, self.last_activity,
-                            self.message_count, self.forked_from)
+                            self.message_count, self.forked_from, list(self.rewinds))
 
     def same_as(self, other: SessionState) -> bool:
         return self.to_session() == other.to_session() and self.head == other.head
@@ -148,6 +151,7 @@ def encode_snapshot(state: SessionState, position: dict[str, Any] | None) -> byt
         "message_count": state.message_count,
         # Only in a forked session's snapshots: every other snapshot is as it always was.
         **({} if state.forked_from is None else {"forked_from": list(state.forked_from)}),
+        **({"rewinds": [list(r) for r in state.rewinds]} if state.rewinds else {}),
         "position": position,
     })
     check = hashlib.sha256(body).hexdigest().encode()
@@ -177,6 +181,7 @@ def decode_snapshot(session_id: str, blob: bytes) -> tuple[SessionState, dict[st
         forked = obj.get("forked_from")
         if forked is not None:
             state.forked_from = (str(forked[0]), int(forked[1]))
+        state.rewinds = [(int(lo), int(hi)) for lo, hi in obj.get("rewinds", ())]
         position = obj["position"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise bad(str(exc)) from None

@@ -231,6 +231,39 @@ def test_custom_events_and_notes_show_live_and_after_reload(browser: Browser) ->
         w.close()
 
 
+def test_rewound_events_are_greyed_and_a_fork_links_its_parent(browser: Browser) -> None:
+    """Issue 17: rewound events stay in the transcript, greyed out and labelled (live and after
+    a reload), the rewind says where it went back to, and a fork links to its parent."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session("r", ["A"])
+        for word in ("one", "two", "three"):
+            log.add_message(ChatMessage(sender="A", content=word, session_id="r"))
+        w = Watch(browser)
+        open_session(w.page, url, "r")
+        events = w.page.locator("#events .ev")
+        expect(events).to_have_count(4)
+        log.rewind("r", 2, reason="wrong turn")
+        expect(events).to_have_count(5)
+        rewound = w.page.locator("#events .ev.rewound")
+        expect(rewound).to_have_count(2)
+        expect(rewound.first).to_contain_text("two")
+        expect(rewound.first.locator(".rewound-label")).to_have_text("rewound at #5")
+        expect(events.last).to_contain_text("rewound to")
+        expect(events.last).to_contain_text("wrong turn")
+        expect(w.page.locator("#facts")).to_contain_text("1")  # messages: one is visible
+        w.page.reload()
+        expect(w.page.locator("#live")).to_have_attribute("data-state", "live")
+        expect(events).to_have_count(5)
+        expect(rewound).to_have_count(2)
+        log.fork("r", "r2", at_seq=2)
+        open_session(w.page, url, "r2")
+        link = w.page.locator("#facts a.forked-from")
+        expect(link).to_have_text("r #2")
+        link.click()
+        expect(w.page).to_have_url(f"{url}/#/s/r/2")
+        w.close()
+
+
 def test_an_event_that_cannot_be_shown_never_stops_the_viewer(browser: Browser) -> None:
     """Defect 1: a nanosecond timestamp left the page on "connecting" (Invalid time value).
     Stored logs may hold such values from before they were refused: they are written here

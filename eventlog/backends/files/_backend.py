@@ -58,7 +58,7 @@ from ...core._errors import (
     StoreNotFoundError,
 )
 from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
-from .._base import Appended, Archived, Backend, Build, Lines, Scan, Sealed, Watch
+from .._base import Appended, Archived, Backend, Build, Guard, Lines, Scan, Sealed, Watch
 from . import _checks, _reading, _snapshots, _waiting, _writing
 from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
@@ -192,8 +192,7 @@ class FileBackend(Backend):
 
     def append_one(  # noqa: C901 - one flat function on purpose: see below
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-            durable: bool, guard: Callable[[Head], None] | None = None,
-            ) -> tuple[Head, Head, dict[str, Any] | None]:
+            durable: bool, guard: Guard | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
         # Every add_message comes this way, so the common case (an uncontended lock, nobody
         # else wrote since our last append, one whole write) is kept flat: each Python call
         # here costs about as much as a syscall. Sealing (``seal_one``) is inlined too, and
@@ -225,7 +224,7 @@ class FileBackend(Backend):
                 if head is None or head[0] - handle.seg_first + 1 >= self.segment_max_events:
                     head = head_for_append(self._dirs, session_id, handle, exact, durable, self._limits)
                 if guard is not None:
-                    guard(head)
+                    guard(head, handle.since)
                 if expected_seq is not None and head[0] != expected_seq:
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1

@@ -165,6 +165,16 @@ function build(ctx, event) {
       return noteNode(ctx, event, [textEl("span", "who", d.participant, ctx.mark), el("span", null, "joined")]);
     case "session.participant_left":
       return noteNode(ctx, event, [textEl("span", "who", d.participant, ctx.mark), el("span", null, "left")]);
+    case "session.rewound": {
+      const parts = [el("span", null, "\u27f2 rewound to"), seqLink(ctx, d.to_seq)];
+      if (d.reason) parts.push(textEl("span", "who", d.reason, ctx.mark));
+      return noteNode(ctx, event, parts);
+    }
+    case "session.forked": {
+      const parent = el("a", "who", String(d.parent) + " #" + d.seq);
+      parent.href = sessionHash(String(d.parent), d.seq);
+      return noteNode(ctx, event, [el("span", null, "forked from"), parent]);
+    }
     case "session.created": {
       const people = (d.participants || []).length ? "with " + d.participants.join(", ") : "";
       const item = noteNode(ctx, event, [el("span", null, "session created"), textEl("span", "who", people)]);
@@ -188,7 +198,28 @@ export function eventNode(ctx, event) {
   }
   item.dataset.seq = String(event.seq);
   item.id = "ev-" + event.seq;
+  markRewound(item, hiddenBy(ctx.rewinds, event.seq));
   return item;
+}
+
+// The rewind ([to_seq, seq]) that hides event `seq`, or null: rewound events stay in the
+// transcript, greyed out and labelled, as they stay in the log.
+export function hiddenBy(rewinds, seq) {
+  for (const pair of rewinds || []) {
+    if (pair[0] < seq && seq < pair[1]) return pair;
+  }
+  return null;
+}
+
+export function markRewound(item, pair) {
+  const old = item.querySelector(":scope > .rewound-label");
+  if (old) old.remove();
+  item.classList.toggle("rewound", pair !== null);
+  if (pair) {
+    const label = el("span", "rewound-label", "rewound at #" + pair[1]);
+    label.title = "Hidden by the rewind at #" + pair[1] + " (to #" + pair[0] + "); kept in the log";
+    item.prepend(label);
+  }
 }
 
 export function gapNode(seconds, text) {

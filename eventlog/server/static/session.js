@@ -6,7 +6,7 @@ import { api, LiveStream } from "./api.js";
 import { renderGraph } from "./graph.js";
 import { emptyNote, Transcript } from "./transcript.js";
 import {
-  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionPath, textEl,
+  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionHash, sessionPath, textEl,
 } from "./util.js";
 
 const FACTS_MS = 3000;       // size re-read at most this often while events arrive
@@ -129,6 +129,7 @@ export class SessionView {
     if (this.transcript) this.transcript.close();
     const transcript = new Transcript(id, this.filters(), { changed: () => this.transcriptChanged() });
     this.transcript = transcript;
+    transcript.setRewinds(this.summary ? this.summary.rewinds : []);
     let page;
     try {
       page = await transcript.load(anchor);
@@ -191,6 +192,7 @@ export class SessionView {
     const s = this.summary;
     if (!s) return;
     let people = false;
+    let rewound = false;
     for (const event of events) {
       const d = event.data || {};
       s.last_seq = event.seq;
@@ -209,14 +211,32 @@ export class SessionView {
       } else if (event.type === "session.participant_left") {
         s.participants = s.participants.filter((p) => p !== d.participant);
         people = true;
+      } else if (event.type === "session.rewound") {
+        rewound = true;
       }
     }
     this.transcript.live(events);
+    if (rewound) this.refold();
     this.dirty = true;
     this.headDirty = true;
     this.peopleDirty = this.peopleDirty || people;
     this.list.touch({ session_id: s.session_id, message_count: s.message_count, last_seq: s.last_seq,
       last_activity: s.last_activity, participants: s.participants.slice() });
+  }
+
+  // A rewind came: the visible state is an older one, which only the server folds. Read it
+  // again, and mark the events it hides.
+  refold() {
+    const id = this.id;
+    api(sessionPath(id)).then((fresh) => {
+      if (this.id !== id || !this.summary) return;
+      for (const name of ["message_count", "participants", "metadata", "rewinds"]) {
+        this.summary[name] = fresh[name];
+      }
+      if (this.transcript) this.transcript.setRewinds(fresh.rewinds);
+      this.headDirty = true;
+      this.peopleDirty = true;
+    }).catch(() => {});
   }
 
   // Once a second: the head re-drawn if events came; size and verify re-read now and then.
@@ -341,6 +361,15 @@ export class SessionView {
     const verify = el("div");
     verify.append(el("dt", null, "verify"), el("dd", cls, text));
     rows.push(verify);
+    if (s.forked_from) {
+      const parent = el("a", "forked-from", s.forked_from.session_id + " #" + s.forked_from.seq);
+      parent.href = sessionHash(s.forked_from.session_id, s.forked_from.seq);
+      const dd = el("dd");
+      dd.append(parent);
+      const row = el("div", "wide");
+      row.append(el("dt", null, "forked from"), dd);
+      rows.push(row);
+    }
     $("facts").replaceChildren(...rows);
     const problems = v && !v.ok ? v.problems : [];
     $("problems").hidden = problems.length === 0;

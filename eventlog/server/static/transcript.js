@@ -8,7 +8,7 @@
 // reader comes back down.
 
 import { api } from "./api.js";
-import { eventNode, gapNode } from "./render.js";
+import { eventNode, gapNode, hiddenBy, markRewound } from "./render.js";
 import { $, duration, el, highlighter, sessionPath } from "./util.js";
 
 const PAGE = 150;
@@ -53,12 +53,21 @@ export class Transcript {
     this.aside = [];                 // live events that arrived while away from the head
     this.unseen = 0;
     this.headSeq = 0;
-    this.ctx = { sid, mark: highlighter(filters.q) };
+    this.ctx = { sid, mark: highlighter(filters.q), rewinds: [] };
     this.frame = 0;
     this.closed = false;
     this.onScroll = () => this.scrolled();
     this.box.addEventListener("scroll", this.onScroll, { passive: true });
     this.list.replaceChildren();
+  }
+
+  // The session's rewinds changed (a rewind arrived): mark the events shown again.
+  setRewinds(rewinds) {
+    this.ctx.rewinds = rewinds || [];
+    for (const item of this.items) {
+      const node = item.nodes[item.nodes.length - 1];
+      markRewound(node, hiddenBy(this.ctx.rewinds, item.event.seq));
+    }
   }
 
   close() {
