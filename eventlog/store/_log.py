@@ -43,6 +43,7 @@ from ..core._validate import (
     shown,
 )
 from ._compaction import compact
+from ._recorded import recorded_before, recorded_problems
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import (
@@ -746,6 +747,7 @@ class EventLog:
                 problems.append(str(exc))
         wanted = {s.head.seq for s in snaps}
         count = 0
+        recorded = recorded_before(self.backend, sid)  # before the log: see _recorded
         try:
             chain, events, _ = self._scan_events(sid, 0)
             for event in events:
@@ -762,6 +764,7 @@ class EventLog:
             problems.append(f"session {sid!r}: the log holds no events")
         elif state.head.seq != count:
             problems.append(f"session {sid!r}: {count} events but last seq {state.head.seq}")
+        problems.extend(recorded_problems(self.backend, sid, recorded, state.head))
         for snap in snaps:
             fold = folds.get(snap.head.seq)
             if fold is None or not fold.same_as(snap):

@@ -75,6 +75,7 @@ from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sea
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
+from ._recorded import page_head
 from ._segments import (
     SEGMENT_RE,
     Pread,
@@ -1399,6 +1400,17 @@ class FileBackend(Backend):
     @_translated
     def archive(self, session_id: str) -> Archived:
         return archive_sealed_segments(self, session_id)
+
+    @_translated
+    def recorded_head(self, session_id: str) -> Head | None:
+        try:
+            fd = os.open(self._dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            return page_head(fd)
+        finally:
+            os.close(fd)
 
     @_translated
     def size(self, session_id: str) -> int:
