@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .core._errors import (
+                      CleanupError,
                       ConflictError,
                       CorruptLogError,
                       EventLogError,
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncEventLog",
     "ChatMessage",
     "ChatSession",
+    "CleanupError",
     "CompactionReport",
     "ConflictError",
     "CorruptLogError",

@@ -43,6 +43,7 @@ from ..core._validate import (
     shown,
 )
 from ._compaction import compact
+from ._lives import another_life_is_gone
 from ._recorded import recorded_before, recorded_problems
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
@@ -640,6 +641,10 @@ class EventLog:
         return sid, start, life
 
     def _follow(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
+        # Damage met while the id stopped naming ``life`` is that life's end (see _lives).
+        return another_life_is_gone(self.backend, sid, life, self._follow_life(sid, seq, timeout, life))
+
+    def _follow_life(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
         position: dict[str, Any] | None = None
         while True:
             chain, events, where = self._scan_events(sid, seq, position)

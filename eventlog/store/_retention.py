@@ -24,13 +24,16 @@ from ..backends._base import Lines
 from ..backends.files._segments import header_line, trailer_line
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
+    CleanupError,
     CorruptLogError,
+    EventLogError,
     InvalidInputError,
     LockTimeoutError,
     SessionNotFoundError,
     StorageError,
 )
 from ..core._validate import finite, shown
+from ._lives import another_life, life_of
 
 if TYPE_CHECKING:
     from ._log import EventLog
@@ -47,9 +50,11 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
         raise InvalidInputError(f"dry_run must be a bool, not {dry_run!r}")
     target = None if archive_dir is None else Path(archive_dir)
     cutoff = time.time() - days * DAY
-    removed = []
+    removed: list[str] = []
+    failed: dict[str, EventLogError] = {}
     for sid in log.backend.session_ids():
         try:
+            life = life_of(log.backend, sid)
             state = log._state(sid)
         except SessionNotFoundError:
             continue
@@ -57,9 +62,32 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
             continue  # never destroy a log that can't be read: verify() reports it
         if state.last_activity >= cutoff:
             continue
-        if dry_run or _remove(log, sid, state.head, target):
+        if dry_run:
             removed.append(sid)
+            continue
+        outcome = _remove_one(log, sid, state.head, target, life)
+        if isinstance(outcome, EventLogError):
+            failed[sid] = outcome
+        elif outcome:
+            removed.append(sid)
+    if failed:
+        raise CleanupError(removed, failed)
     return removed
+
+
+def _remove_one(log: EventLog, sid: str, head: Head, target: Path | None,
+                life: object) -> bool | EventLogError:
+    """Remove one old session (True) or keep it (False), or the error that kept it: one
+    session's trouble never stops the others (the CleanupError comes at the end)."""
+    try:
+        return _remove(log, sid, head, target)
+    except SessionNotFoundError:
+        return False  # deleted by someone else meanwhile
+    except CorruptLogError as exc:
+        # Created again meanwhile, so not old (another life is not damage), or damaged.
+        return False if another_life(log.backend, sid, life) else exc
+    except StorageError as exc:
+        return exc
 
 
 def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
