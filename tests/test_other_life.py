@@ -15,6 +15,7 @@ import pytest
 import eventlog
 from eventlog import ChatMessage, EventLog
 from eventlog.backends.files._backend import FileBackend
+from eventlog.backends.files._dirs import Dirs
 
 SID = "s"
 DAY = 86400.0
@@ -64,13 +65,13 @@ def test_compact_of_a_session_made_again_meanwhile(root: Path, monkeypatch: pyte
 
             monkeypatch.setattr(log.backend, "seal", seal)
         else:
-            real_lock = FileBackend._lock_dir
+            real_lock = Dirs.lock_dir
 
-            def lock_dir(self: FileBackend, sid: str) -> Any:
+            def lock_dir(self: Dirs, sid: str) -> Any:
                 fire()
                 return real_lock(self, sid)
 
-            monkeypatch.setattr(FileBackend, "_lock_dir", lock_dir)
+            monkeypatch.setattr(Dirs, "lock_dir", lock_dir)
         with pytest.raises(eventlog.SessionNotFoundError):
             log.compact(SID)
         report = log.compact()  # all sessions: the new life is compacted or left, never damage
@@ -160,9 +161,9 @@ def test_follow_of_a_session_made_again_raises_session_not_found(
         big_session(log)
         fire = once(lambda: recreate(root))
         if where == "listing":
-            real_listing = FileBackend._listing
+            real_listing = Dirs.listing
 
-            def listing(self: FileBackend, sid: str) -> Any:
+            def listing(self: Dirs, sid: str) -> Any:
                 if sid == SID and not fired:
                     fired.append(True)
                     recreate(root)
@@ -170,16 +171,16 @@ def test_follow_of_a_session_made_again_raises_session_not_found(
                 return real_listing(self, sid)
 
             fired: list[bool] = []
-            monkeypatch.setattr(FileBackend, "_listing", listing)
+            monkeypatch.setattr(Dirs, "listing", listing)
         else:
-            real_open = FileBackend._open_read
+            real_open = Dirs.open_read
 
-            def open_read(self: FileBackend, sid: str, first: int, *args: Any) -> Any:
+            def open_read(self: Dirs, sid: str, first: int, *args: Any) -> Any:
                 if first > 1:
                     fire()
                 return real_open(self, sid, first, *args)
 
-            monkeypatch.setattr(FileBackend, "_open_read", open_read)
+            monkeypatch.setattr(Dirs, "open_read", open_read)
         with pytest.raises(eventlog.SessionNotFoundError):
             for _ in log.follow(SID, after_seq=4, timeout=5):
                 pass

@@ -16,7 +16,9 @@ from ..core._records import ChatMessage, ChatSession
 from ..core._validate import loads_strict
 from ..store._log import EventLog
 from ..store._state import MESSAGE, to_message
-from ._main import CliError, Handler, count, open_store, session_id, store_location, usage_error
+from ._args import CliError, Handler, count, open_store, session_id, store_location, usage_error
+from ._demo import cmd_demo, demo_args
+from ._search import cmd_search, search_args
 from ._terminal import (
     format_message,
     human_bytes,
@@ -27,6 +29,8 @@ from ._terminal import (
     shorten,
     table,
 )
+from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
+from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
 
 
 def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:
@@ -280,10 +284,6 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def _commands() -> list[Command]:
-    from ._demo import cmd_demo, demo_args
-    from ._search import cmd_search, search_args
-    from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
-    from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
     return [
         Command("demo", "run several agent processes chatting, then prove nothing was lost",
                 ("eventlog demo --agents 4 --messages 25",), demo_args, cmd_demo, takes_store=False),

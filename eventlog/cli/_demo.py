@@ -25,7 +25,7 @@ import orjson
 import eventlog
 
 from ..store._log import EventLog
-from ._main import CliError, open_location, positive, usage_error
+from ._args import CliError, open_location, positive, usage_error
 from ._terminal import age, human_bytes, local_time
 
 MAX_AGENTS = 64

@@ -12,26 +12,12 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
-from ..core._errors import EventLogError, InvalidInputError, StoreNotFoundError
-from ..store._log import EventLog
-
-DEFAULT_STORE = "chatlogs"
-Handler = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """Ends a run with one line on stderr and exit status ``code`` (2: usage, 1: failure)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def usage_error(message: str) -> CliError:
-    return CliError(message, 2)
+from ..core._errors import EventLogError, InvalidInputError
+from ._args import CliError, Handler, usage_error
+from ._commands import COMMANDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,55 +25,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{message} (see '{self.prog} --help')", 2)
-
-
-# The store ----------------------------------------------------------------------------------
-
-def store_location(args: argparse.Namespace) -> str:
-    """``--store``, else ``$EVENTLOG_STORE``, else ``./chatlogs``."""
-    return str(getattr(args, "store", None) or os.environ.get("EVENTLOG_STORE") or DEFAULT_STORE)
-
-
-def open_location(location: str, *, create: bool) -> EventLog:
-    """Open a store; a command that only reads (``create=False``) refuses a location that
-    holds no store, on every backend, rather than create an empty one in the wrong place."""
-    import eventlog
-    try:
-        return eventlog.open(location, create=create)
-    except StoreNotFoundError as exc:
-        raise CliError(f"no store at {location}: {exc.reason} "
-                       "(give --store PATH|URL or set EVENTLOG_STORE)") from None
-
-
-def open_store(args: argparse.Namespace, *, create: bool = False) -> EventLog:
-    return open_location(store_location(args), create=create)
-
-
-# Argument types -------------------------------------------------------------------------------
-
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-def positive(text: str) -> int:
-    value = count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("it must be at least 1")
-    return value
-
-
-def session_id(text: str) -> str:
-    from ..core._validate import check_session_id
-    try:
-        return check_session_id(text)
-    except InvalidInputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # The parser ----------------------------------------------------------------------------------
@@ -98,7 +35,6 @@ def _add_store(parser: argparse.ArgumentParser, default: object = argparse.SUPPR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._commands import COMMANDS
     parser = _Parser(
         prog="eventlog", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at, follow, check and maintain eventlog session logs.",

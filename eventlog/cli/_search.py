@@ -9,7 +9,7 @@ from typing import Any
 from ..core._records import Event
 from ..store._search import SearchHit
 from ..store._state import MESSAGE
-from ._main import count, open_store, session_id
+from ._args import count, open_store, session_id
 from ._terminal import iso_time, local_time, print_json, safe
 
 SNIPPET = 60  # characters shown either side of the first match

@@ -17,7 +17,6 @@ from typing import IO, Any
 
 import orjson
 
-from ..backends.files._segments import parse_header, parse_trailer
 from ..core._codec import ChainReader, Head
 from ..core._errors import (
     CorruptLogError,
@@ -26,11 +25,12 @@ from ..core._errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
+from ..core._frames import parse_header, parse_trailer
 from ..core._records import ChatSession, Event
 from ..core._validate import loads_strict
 from ..store._log import EventLog
+from ._args import CliError, open_location, open_store, session_id, store_location, usage_error
 from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
-from ._main import CliError, open_location, open_store, session_id, store_location, usage_error
 from ._terminal import Progress, safe
 
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..core._errors import CleanupError, CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ..store._log import EventLog
-from ._main import CliError, open_store, store_location, usage_error
+from ._args import CliError, open_store, store_location, usage_error
 from ._terminal import Progress, age, human_bytes, parse_duration, print_json, safe
 
 

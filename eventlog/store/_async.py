@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 
 from ..core._errors import InvalidInputError
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
-from ._log import Durability, EventLog
+from ._inputs import Durability
+from ._log import EventLog
 from ._open import open as open_store
 
 T = TypeVar("T")

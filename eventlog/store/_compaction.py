@@ -8,23 +8,19 @@ without segments leave as their cheap defaults.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from ..backends._base import Sealed
 from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ..core._records import CompactionReport
+from ._folding import Folding
 from ._lives import another_life, life_of
 from ._state import decode_snapshot, encode_snapshot
-
-if TYPE_CHECKING:
-    from ._log import EventLog
-
 
 COMPACT_MIN_BYTES = 4096
 """A session smaller than this in all is left as it is: compacting it would make it larger."""
 
 
-def compact(log: EventLog, session_id: str | None) -> CompactionReport:
+def compact(log: Folding, session_id: str | None) -> CompactionReport:
     """Compact one session (errors raise) or every session (damaged or busy ones are
     reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped).
     A session deleted and created again while it was compacted is deleted, not damaged:
@@ -75,7 +71,7 @@ def compact(log: EventLog, session_id: str | None) -> CompactionReport:
                             problems=tuple(problems))
 
 
-def snapshot_boundary(log: EventLog, sid: str, sealed: Sealed) -> None:
+def snapshot_boundary(log: Folding, sid: str, sealed: Sealed) -> None:
     """Make sure a durable snapshot stands at the sealed head, so that reading the
     session's state starts there and never needs the archives behind it."""
     backend = log.backend
@@ -87,7 +83,7 @@ def snapshot_boundary(log: EventLog, sid: str, sealed: Sealed) -> None:
         if state.head == sealed.head:
             return  # nothing appended since the last compaction's snapshot
         break
-    state = log._state(sid, upto=sealed.head.seq)
+    state = log.state(sid, upto=sealed.head.seq)
     if state.head != sealed.head:
         raise CorruptLogError(f"session {sid!r}: the log does not reach the head it was sealed "
                               f"at (seq {sealed.head.seq})", session_id=sid, seq=sealed.head.seq)

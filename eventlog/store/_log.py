@@ -5,25 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from ..backends._base import Backend, Scan
-from ..core._codec import (
-    ChainReader,
-    Head,
-    Record,
-    Unparseable,
-    encode_payload,
-    genesis,
-    link,
-    looks_like_record,
-    new_event,
-    parse,
-    seal,
-)
+from ..backends._base import Backend
+from ..core._codec import Head, Record, encode_payload, genesis, new_event, seal
 from ..core._errors import (
     ConflictError,
-    CorruptLogError,
     EventLogError,
     InvalidEventError,
     SessionExistsError,
@@ -32,53 +19,27 @@ from ..core._errors import (
     StoreClosedError,
 )
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
-from ..core._validate import (
-    RESERVED_PREFIXES,
-    TS_END,
-    check_event_type,
-    check_json,
-    check_session_id,
-    check_text,
-    check_timestamp,
-    shown,
-)
+from ..core._validate import check_event_type, check_json, check_session_id, check_text
 from ._compaction import compact
-from ._lives import another_life_is_gone
-from ._recorded import recorded_before, recorded_problems
+from ._folding import Folding
+from ._follow import follow, follow_start, follow_timeout
+from ._inputs import (
+    Durability,
+    check_creation,
+    check_durability,
+    check_imported,
+    check_seq,
+    message_payload,
+    message_session,
+    with_seq,
+)
+from ._reads import events_after, events_backward, messages, scan_events
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
-from ._state import (
-    CREATED,
-    JOINED,
-    LEFT,
-    MESSAGE,
-    SessionState,
-    decode_snapshot,
-    encode_snapshot,
-    message_data,
-    own_json,
-    to_message,
-)
+from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, own_json
+from ._verify import verify
 
-Durability = Literal["os", "fsync"]
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
-FOREVER = 2**31
-"""Seconds (68 years): a ``follow`` timeout this long or longer waits forever, as None does.
-Longer ones overflowed the backends' waits (a lock's timeout, a Redis BLOCK in ms)."""
-FOLDS_KEPT = 1024
-
-
-def _check_durability(value: object) -> Durability:
-    if value not in ("os", "fsync"):
-        raise InvalidEventError(f"durability must be 'os' or 'fsync', not {value!r}")
-    return value
-
-
-def _check_seq(name: str, value: object, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if type(value) is not int or value < 0:
-        raise InvalidEventError(f"{name} must be a non-negative int, not {value!r}")
 
 
 class EventLog:
@@ -87,10 +48,15 @@ class EventLog:
     Thread-safe; survives ``fork()``; share one per process.
     """
 
+    # Over 300 lines on purpose: this is the public surface, one method per operation, each
+    # checking its arguments and handing the work to the modules beside it (_folding, _reads,
+    # _follow, _verify, _inputs, _compaction, _retention, _search). Only the append path
+    # stays here in full, since every message takes it and each call costs.
+
     def __init__(self, backend: Backend, *, durability: Durability = "os",
                  max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, snapshot_every: int = 1000) -> None:
         self.backend = backend
-        self.durability = _check_durability(durability)
+        self.durability = check_durability(durability)
         if type(max_event_bytes) is not int or max_event_bytes < 64:
             raise InvalidEventError(f"max_event_bytes must be an int of at least 64, not {max_event_bytes!r}")
         if type(snapshot_every) is not int or snapshot_every < 1:
@@ -98,11 +64,8 @@ class EventLog:
         self.max_event_bytes = max_event_bytes
         self.snapshot_every = snapshot_every
         self._closed = False
-        # The fold of sessions this process appends to, advanced under the append lock while
-        # no other writer interleaves, so checkpoint snapshots need no re-reading.
-        self._folds: dict[str, SessionState] = {}
-        # The fold each reader call last reached, with the backend's position after it.
-        self._views: dict[str, tuple[SessionState, dict[str, Any]]] = {}
+        self._folding = Folding(backend)
+        self._folds = self._folding.folds  # the writers' folds, advanced by the append path
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -125,7 +88,7 @@ class EventLog:
     def _durable(self, durability: Durability | None) -> bool:
         if durability is None:
             return self.durability == "fsync"
-        return _check_durability(durability) == "fsync"
+        return check_durability(durability) == "fsync"
 
     # Writing -------------------------------------------------------------------------
 
@@ -148,35 +111,20 @@ class EventLog:
     def _create(self, sid: str, participants: Iterable[str] | None, metadata: dict[str, Any] | None,
                 created_at: float | None, durability: Durability | None) -> SessionState:
         """Check a session's first event and store it; return the new session's state."""
-        if participants is not None and type(participants) not in (list, tuple):
-            # Not any iterable: a str or a dict would be taken apart silently.
-            raise InvalidEventError("participants must be a list of names, not "
-                                    f"{type(participants).__name__}")
-        people = [] if participants is None else list(participants)
-        seen = set()
-        for person in people:
-            check_text("participant", person)
-            if person in seen:
-                raise InvalidEventError(f"participant {person!r} is listed twice")
-            seen.add(person)
-        if metadata is not None and type(metadata) is not dict:
-            raise InvalidEventError(f"metadata must be a dict, not {type(metadata).__name__}")
-        meta = {} if metadata is None else metadata
-        check_json(meta, "metadata")
-        ts = time.time() if created_at is None else check_timestamp("created_at", created_at)
+        people, meta, ts = check_creation(participants, metadata, created_at)
         payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
         record = seal([payload], genesis(sid), self.max_event_bytes)[0]
         self.backend.create(sid, record, durable=self._durable(durability))
         state = SessionState(sid, Head(1, record.digest), participants=people,
                              metadata=own_json(meta), created_at=ts, last_activity=ts)
-        self._remember_fold(sid, state.copy())
+        self._folding.remember_fold(sid, state.copy())
         return state
 
     def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
                          durability: Durability | None,
                          items: list[tuple[str, float, Any]] | None = None) -> list[Record]:
         """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold."""
-        _check_seq("expected_seq", expected_seq)
+        check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
         every = self.snapshot_every
         captured: list[SessionState] = []
@@ -210,8 +158,8 @@ class EventLog:
             raise
         records = result.records
         if records and records[-1].seq // every != (records[0].seq - 1) // every:
-            self._save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
-                                result.position)
+            self._folding.save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
+                                        result.position)
         return records
 
     def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
@@ -221,7 +169,7 @@ class EventLog:
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
         if expected_seq is not None:
-            _check_seq("expected_seq", expected_seq)
+            check_seq("expected_seq", expected_seq)
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
@@ -251,7 +199,7 @@ class EventLog:
             else:
                 self._folds.pop(sid, None)  # another writer got in between
         if boundary:
-            self._save_snapshot(sid, seq, captured, position)
+            self._folding.save_snapshot(sid, seq, captured, position)
         return head
 
     def append(self, session_id: str, type: str, data: Any = None, *,
@@ -292,8 +240,8 @@ class EventLog:
         if self._closed:
             raise StoreClosedError("the store is closed")
         sid = check_session_id(message.session_id if type(message) is ChatMessage
-                               else _message_session(message))
-        payload, ts, data = _message_payload(message)
+                               else message_session(message))
+        payload, ts, data = message_payload(message)
         head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
         metadata = message.metadata
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
@@ -305,16 +253,16 @@ class EventLog:
         """Store several messages of one session as one atomic batch."""
         if not messages:
             return []
-        sid = self._live(_message_session(messages[0]))
+        sid = self._live(message_session(messages[0]))
         payloads, items = [], []
         for message in messages:
-            if _message_session(message) != sid:
+            if message_session(message) != sid:
                 raise InvalidEventError("a batch of messages must all belong to one session")
-            payload, ts, data = _message_payload(message)
+            payload, ts, data = message_payload(message)
             payloads.append(payload)
             items.append((MESSAGE, ts, data))
         records = self._append_payloads(sid, payloads, expected_seq, durability, items)
-        return [_with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
+        return [with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
     def add_participant(self, session_id: str, participant: str, *,
                         expected_seq: int | None = None) -> Event:
@@ -349,7 +297,7 @@ class EventLog:
         first = next(iterator, None)
         if first is None:
             raise InvalidEventError("nothing to import: a history starts with session.created")
-        first = _check_imported(first, 1)
+        first = check_imported(first, 1)
         if first.type != CREATED or not isinstance(first.data, dict):
             raise InvalidEventError("an imported history must start with a session.created event")
         # Where our own writes end: the created record's head, known without reading it back
@@ -361,7 +309,7 @@ class EventLog:
             batch: list[bytes] = []
             for event in iterator:
                 seq += 1
-                event = _check_imported(event, seq)
+                event = check_imported(event, seq)
                 batch.append(encode_payload(event.type, event.ts, event.data))
                 if len(batch) >= batch_size:
                     last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
@@ -386,135 +334,37 @@ class EventLog:
     def delete_session(self, session_id: str) -> None:
         """Remove a session whole; its id can be created again."""
         sid = self._live(session_id)
-        self._folds.pop(sid, None)
-        self._views.pop(sid, None)
+        self._folding.forget(sid)
         self.backend.delete(sid)
 
     # Reading -------------------------------------------------------------------------
 
     def _scan_events(self, sid: str, after_seq: int,
-                     position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
-        scan = self.backend.scan(sid, after_seq, position)
-        chain = ChainReader(sid, scan.start)
-        return chain, _read(chain, scan), scan.position
+                     position: dict[str, Any] | None = None) -> tuple[Any, Iterator[Event], Any]:
+        return scan_events(self.backend, sid, after_seq, position)
 
     def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
         """Every event after ``after_seq``, in order, each checked against the digest chain."""
         sid = self._live(session_id)
-        _check_seq("after_seq", after_seq, optional=False)
-        scan = self.backend.scan(sid, after_seq, None)
-        events = _read(ChainReader(sid, scan.start), scan)
-        return events if scan.start.seq >= after_seq else self._skip_to(events, after_seq)
-
-    @staticmethod
-    def _skip_to(events: Iterator[Event], after_seq: int) -> Iterator[Event]:
-        for event in events:
-            if event.seq > after_seq:
-                yield event
-                yield from events
-                return
+        check_seq("after_seq", after_seq, optional=False)
+        return events_after(self.backend, sid, after_seq)
 
     def get_session(self, session_id: str) -> ChatSession:
         """The session's state: the newest valid snapshot plus the events after it."""
         return self._state(self._live(session_id)).to_session()
 
     def _state(self, sid: str, upto: int | None = None) -> SessionState:
-        if upto is None:
-            view = self._views.get(sid)
-            if view is not None:
-                # The fold this process last read, and where the log stood: read only what
-                # came after it (checked to continue from it; if not, start over).
-                try:
-                    return self._fold_from(sid, view[0].copy(), view[1], None)
-                except CorruptLogError:
-                    self._views.pop(sid, None)
-        for blob in self.backend.snapshots(sid):
-            try:
-                state, position = decode_snapshot(sid, blob)
-            except CorruptLogError:
-                continue  # damaged: an older one, or a full replay, answers instead
-            if upto is not None and state.head.seq > upto:
-                continue
-            try:
-                return self._fold_from(sid, state, position, upto)
-            except CorruptLogError:
-                continue  # the log does not continue from this snapshot: don't trust it
-        return self._fold_from(sid, SessionState(sid, genesis(sid)), None, upto)
-
-    def _fold_from(self, sid: str, state: SessionState, position: dict[str, Any] | None,
-                   upto: int | None) -> SessionState:
-        """Apply to ``state`` the events after it (up to ``upto``), checking that the log
-        really continues from the state's head; raise ``CorruptLogError`` if not."""
-        after = state.head
-        scan = self.backend.scan(sid, after.seq, position)
-        chain = ChainReader(sid, scan.start)
-        if scan.start.seq == after.seq and scan.start.digest != after.digest:
-            raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
-        head = after if scan.start.seq >= after.seq else None
-        # The digest before ``head``: a kept position carries it, so whoever trusts the
-        # position later can re-check the newest record itself, not just where it ends.
-        before = position.get("prev") if position is not None else None
-        for event in _read(chain, scan):
-            if event.seq <= after.seq:
-                if event.seq == after.seq:
-                    if chain.digest != after.digest:
-                        raise chain.corrupt("snapshot does not match the log", "snapshot", 0,
-                                            after.seq)
-                    head = after
-                continue
-            if upto is not None and event.seq > upto:
-                break
-            state.apply(event)
-            before = head.digest if head is not None else None
-            head = Head(event.seq, chain.digest)
-        else:
-            if head is not None and head.seq and chain.torn_at is None and upto is None:
-                end = scan.position()
-                if end is not None and head.seq == chain.seq and before is not None:
-                    state.head = head
-                    _remember(self._views, sid, (state.copy(), {
-                        **end, "seq": head.seq, "h": head.digest, "prev": before}))
-        if head is None:
-            raise chain.corrupt("the log is shorter than a snapshot of it", "snapshot", 0,
-                                after.seq)
-        if head.seq == 0:
-            raise chain.corrupt("the log holds no events", "log", 0, 0)
-        state.head = head
-        return state
+        return self._folding.state(sid, upto)
 
     def get_messages(self, session_id: str, limit: int | None = None, before_seq: int | None = None,
                      after_seq: int | None = None) -> list[ChatMessage]:
         """Messages with ``after_seq < seq < before_seq``; the newest ``limit`` of them,
         in chronological order. With a limit, it reads from the end of the log."""
         sid = self._live(session_id)
-        _check_seq("limit", limit)
-        _check_seq("before_seq", before_seq)
-        _check_seq("after_seq", after_seq)
-        low = after_seq or 0
-        high = before_seq
-        if limit is None:
-            found = []
-            for event in self.events(sid, after_seq=low):
-                if high is not None and event.seq >= high:
-                    break
-                if event.type == MESSAGE:
-                    found.append(to_message(sid, event))
-            return found
-        if limit == 0:
-            self.backend.last_seq(sid)  # still a missing session's error
-            return []
-        newest_first = []
-        for event in self._events_backward(sid):
-            if event.seq <= low:
-                break
-            if high is not None and event.seq >= high:
-                continue
-            if event.type == MESSAGE:
-                newest_first.append(to_message(sid, event))
-                if len(newest_first) == limit:
-                    break
-        newest_first.reverse()
-        return newest_first
+        check_seq("limit", limit)
+        check_seq("before_seq", before_seq)
+        check_seq("after_seq", after_seq)
+        return messages(self.backend, sid, limit, before_seq, after_seq)
 
     @property
     def closed(self) -> bool:
@@ -526,43 +376,7 @@ class EventLog:
         Each event is yielded only once the one before it has vouched for it (its digest
         links to it), so a damaged record is never returned; stop whenever you have
         enough, and nothing older is read."""
-        return self._events_backward(self._live(session_id))
-
-    def _events_backward(self, sid: str) -> Iterator[Event]:
-        """Events from the newest back, each checked against the one before it.
-
-        An event is yielded only once its predecessor has vouched for it (or it is seq 1),
-        so a damaged record is never returned even on this fast path.
-        """
-        newer: tuple[dict[str, Any], bytes, str] | None = None
-        torn = True
-        for source, lineno, line in self.backend.scan_back(sid):
-            try:
-                obj, body, digest = parse(line)
-            except Unparseable:
-                if torn and not looks_like_record(line):
-                    continue  # a torn tail: writers will quarantine it
-                raise CorruptLogError(f"session {sid!r}, {source} byte {-lineno}: unreadable "
-                                      "record before readable ones", session_id=sid,
-                                      where=source) from None
-            torn = False
-            if newer is not None:
-                n_obj, n_body, n_digest = newer
-                if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body) != n_digest:
-                    raise CorruptLogError(
-                        f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
-                        f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
-                        where=source)
-                yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
-            newer = (obj, body, digest)
-        if newer is None:
-            return
-        n_obj, n_body, n_digest = newer
-        if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body) != n_digest:
-            raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
-                                  f"(oldest readable record is seq {n_obj['seq']})",
-                                  session_id=sid, seq=n_obj["seq"])
-        yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+        return events_backward(self.backend, self._live(session_id))
 
     def search(  # noqa: PLR0913 - keyword-only filters, one per thing a search narrows by
             self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
@@ -623,7 +437,7 @@ class EventLog:
         after which the iterator ends; None (or inf, or anything of ``FOREVER`` or more)
         waits forever. Raises ``SessionNotFoundError`` once the session is deleted, also
         when its id is created again meanwhile."""
-        timeout = _follow_timeout(timeout)
+        timeout = follow_timeout(timeout)
         sid, start, life = self._follow_start(session_id, after_seq, timeout)
         return self._follow(sid, start, timeout, life)
 
@@ -633,65 +447,14 @@ class EventLog:
         session's life. (The server's follower threads resume ``_follow`` with the same
         life after each idle timeout, so a stream, too, follows one life of the id.)"""
         sid = self._live(session_id)
-        _check_seq("after_seq", after_seq)
-        _follow_timeout(timeout)
-        # Taken with the start, at the call: a follower follows one life of the id.
-        life = self.backend.incarnation(sid)
-        start = self.backend.last_seq(sid) if after_seq is None else after_seq
-        return sid, start, life
+        check_seq("after_seq", after_seq)
+        follow_timeout(timeout)
+        return (sid, *follow_start(self.backend, sid, after_seq))
 
     def _follow(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
-        # Damage met while the id stopped naming ``life`` is that life's end (see _lives).
-        return another_life_is_gone(self.backend, sid, life, self._follow_life(sid, seq, timeout, life))
-
-    def _follow_life(self, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
-        position: dict[str, Any] | None = None
-        while True:
-            chain, events, where = self._scan_events(sid, seq, position)
-            checked = False
-            for event in events:
-                if event.seq > seq:
-                    if not checked:
-                        # The session may have been deleted and created again since the
-                        # wait, and this read found the new log (its digests can match ours:
-                        # import_events makes exact copies). A life never comes back, so if
-                        # the session is still ours now that the read has begun, so was the read.
-                        if self.backend.incarnation(sid) != life:
-                            raise SessionNotFoundError(sid)
-                        checked = True
-                    yield event
-                    seq = event.seq
-            if chain.head.seq == seq and chain.torn_at is None:
-                found = where()
-                if found is not None:
-                    position = {**found, "seq": seq, "h": chain.head.digest}
-            if not self.backend.wait(sid, seq, timeout, incarnation=life):
-                return
+        return follow(self.backend, sid, seq, timeout, life)
 
     # Upkeep --------------------------------------------------------------------------
-
-    def _save_snapshot(self, sid: str, seq: int, state: SessionState | None,
-                       position: dict[str, Any] | None) -> None:
-        """Write a checkpoint snapshot at ``seq``, outside the append lock.
-
-        ``state`` is the writer's own fold when it saw every event up to ``seq``; otherwise
-        the fold is rebuilt from the newest snapshot (reading only immutable records) and
-        kept, so the next checkpoints of a steady writer cost no reading at all.
-        """
-        try:
-            if state is None or state.head.seq != seq:
-                state = self._state(sid, upto=seq)
-                if state.head.seq != seq:
-                    return
-                self._remember_fold(sid, state.copy())
-            self.backend.save_snapshot(sid, seq, encode_snapshot(state, position), durable=False)
-        except (EventLogError, OSError):
-            # A snapshot is a cache of the fold; the append it follows already succeeded,
-            # and readers fall back to older snapshots or a full replay.
-            pass
-
-    def _remember_fold(self, sid: str, state: SessionState) -> None:
-        _remember(self._folds, sid, state)
 
     def compact(self, session_id: str | None = None) -> CompactionReport:
         """Compact one session, or every session when None: seal its active segment,
@@ -704,8 +467,8 @@ class EventLog:
         if session_id is None:
             if self._closed:
                 raise StoreClosedError("the store is closed")
-            return compact(self, None)
-        return compact(self, self._live(session_id))
+            return compact(self._folding, None)
+        return compact(self._folding, self._live(session_id))
 
     def cleanup_old_sessions(self, days: float, *, archive_dir: str | os.PathLike[str] | None = None,
                              dry_run: bool = False) -> list[str]:
@@ -717,160 +480,10 @@ class EventLog:
         A session appended to meanwhile is kept whole; damaged sessions are kept."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        return cleanup_old_sessions(self, days, archive_dir, dry_run)
+        return cleanup_old_sessions(self._folding, days, archive_dir, dry_run)
 
     def verify(self, session_id: str | None = None) -> VerifyReport:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
-        if session_id is None:
-            if self._closed:
-                raise StoreClosedError("the store is closed")
-            ids = self.backend.session_ids()
-        else:
-            ids = [self._live(session_id)]
-            # A session the store lists but can't find the head of (a file store's session
-            # directory without its lock file) is damage to report, not a missing session:
-            # listing it as damaged in one place and ok in another gave two answers.
-            if not self.backend.exists(ids[0]) and ids[0] not in self.backend.session_ids():
-                raise SessionNotFoundError(ids[0])
-        problems: list[str] = []
-        checked = 0
-        for sid in ids:
-            count, found = self._verify_one(sid)
-            checked += count
-            problems.extend(found)
-        return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
-
-    def _verify_one(self, sid: str) -> tuple[int, list[str]]:
-        problems = list(self.backend.check(sid))
-        state = SessionState(sid, genesis(sid))
-        folds: dict[int, SessionState] = {}
-        snaps = []
-        for blob in self.backend.snapshots(sid):
-            try:
-                snaps.append(decode_snapshot(sid, blob)[0])
-            except CorruptLogError as exc:
-                problems.append(str(exc))
-        wanted = {s.head.seq for s in snaps}
-        count = 0
-        recorded = recorded_before(self.backend, sid)  # before the log: see _recorded
-        try:
-            chain, events, _ = self._scan_events(sid, 0)
-            for event in events:
-                state.apply(event)
-                count += 1
-                if event.seq in wanted:
-                    state.head = chain.head
-                    folds[event.seq] = state.copy()
-            state.head = chain.head
-        except CorruptLogError as exc:
-            problems.append(str(exc))
-            return count, problems
-        if count == 0:
-            problems.append(f"session {sid!r}: the log holds no events")
-        elif state.head.seq != count:
-            problems.append(f"session {sid!r}: {count} events but last seq {state.head.seq}")
-        problems.extend(recorded_problems(self.backend, sid, recorded, state.head))
-        for snap in snaps:
-            fold = folds.get(snap.head.seq)
-            if fold is None or not fold.same_as(snap):
-                problems.append(f"session {sid!r}, snapshot at seq {snap.head.seq}: does not "
-                                "equal the fold of the events it covers")
-        return count, problems
-
-
-def _follow_timeout(timeout: object) -> float | None:
-    """A ``follow`` timeout checked: None for waiting forever."""
-    if timeout is None:
-        return None
-    # ``not timeout >= 0`` refuses NaN too: it compares false with everything, so a NaN
-    # deadline was never reached and the follower waited forever.
-    if type(timeout) not in (int, float) or not timeout >= 0:  # type: ignore[operator]
-        raise InvalidEventError(f"timeout must be a non-negative number or None, not "
-                                f"{shown(timeout)}")
-    if timeout >= FOREVER:  # type: ignore[operator]
-        return None  # inf, 10**400: past what the backends' waits can count
-    return timeout  # type: ignore[return-value]
-
-
-def _check_imported(event: object, seq: int) -> Event:
-    if not isinstance(event, Event):
-        raise InvalidEventError(f"expected an Event to import, not {type(event).__name__}")
-    if event.seq != seq:
-        raise InvalidEventError(f"imported events must be gapless from 1: expected seq {seq}, "
-                                f"got {event.seq}")
-    check_event_type(event.type, allow_reserved=True)
-    check_timestamp(f"event {seq} ts", event.ts)
-    check_json(event.data, f"event {seq} data")
-    if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
-        _check_reserved(event)
-    return event
-
-
-def _remember(cache: dict[str, Any], sid: str, value: Any) -> None:
-    """Keep ``value`` for ``sid``, forgetting the oldest entries past ``FOLDS_KEPT``."""
-    cache.pop(sid, None)
-    cache[sid] = value
-    while len(cache) > FOLDS_KEPT:
-        cache.pop(next(iter(cache)), None)
-
-
-def _check_reserved(event: Event) -> None:
-    """An imported eventlog-owned event must look like one eventlog writes: the fold trusts
-    its shape (a join without a participant used to fail later as a raw KeyError, and a
-    second session.created silently reset the session)."""
-    data, where = event.data, f"event {event.seq} ({event.type})"
-    if type(data) is not dict:
-        raise InvalidEventError(f"{where}: data must be an object")
-    if event.type in (JOINED, LEFT):
-        check_text(f"{where} participant", data.get("participant"))
-    elif event.type == MESSAGE:
-        for name in ("id", "sender"):
-            check_text(f"{where} {name}", data.get(name))
-        check_text(f"{where} content", data.get("content"), empty=True)
-        check_text(f"{where} recipient", data.get("recipient"), optional=True)
-        check_text(f"{where} message_type", data.get("message_type", "text"))
-        if data.get("metadata") is not None and type(data["metadata"]) is not dict:
-            raise InvalidEventError(f"{where}: message metadata must be an object")
-    else:
-        raise InvalidEventError(f"{where}: only seq 1 is session.created, and eventlog writes no "
-                                "other session.* or message* types")
-
-
-def _read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
-    return chain.read(scan.lines) if scan.chunks is None else chain.read_chunks(scan.chunks)
-
-
-def _message_session(message: object) -> str:
-    if not isinstance(message, ChatMessage):
-        raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")
-    return message.session_id
-
-
-def _message_payload(message: ChatMessage) -> tuple[bytes, float, dict[str, Any]]:
-    """Check a message's fields and encode it as one ``message`` event: its payload, its
-    timestamp (as a float) and its data."""
-    ts = message.timestamp
-    recipient = message.recipient
-    # One combined test for the common, valid case; the detailed checks name the problem.
-    if not (type(message.sender) is str and message.sender and type(message.content) is str
-            and type(message.id) is str and message.id and message.message_type == "text"
-            and (recipient is None or (type(recipient) is str and recipient))
-            and type(ts) is float and 0.0 <= ts < TS_END and message.metadata is None):
-        check_text("message id", message.id)
-        check_text("sender", message.sender)
-        check_text("recipient", recipient, optional=True)
-        check_text("content", message.content, empty=True)
-        check_text("message_type", message.message_type)
-        ts = check_timestamp("timestamp", ts)
-        if message.metadata is not None:
-            if type(message.metadata) is not dict:
-                raise InvalidEventError("message metadata must be a dict")
-            check_json(message.metadata, "message metadata")
-    data = message_data(message)
-    return encode_payload(MESSAGE, ts, data), ts, data
-
-
-def _with_seq(m: ChatMessage, seq: int) -> ChatMessage:
-    # Not dataclasses.replace: it costs more than the rest of an append's Python work.
-    return build_message(m.sender, m.content, m.session_id, m.recipient, m.id, float(m.timestamp),
-                         m.message_type, None if m.metadata is None else own_json(m.metadata), seq)
+        if session_id is None and self._closed:
+            raise StoreClosedError("the store is closed")
+        return verify(self.backend, None if session_id is None else self._live(session_id))

@@ -18,10 +18,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..backends._base import Lines
-from ..backends.files._segments import header_line, trailer_line
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
     CleanupError,
@@ -32,17 +30,16 @@ from ..core._errors import (
     SessionNotFoundError,
     StorageError,
 )
+from ..core._frames import header_line, trailer_line
 from ..core._validate import finite, shown
+from ._folding import Folding
 from ._lives import another_life, life_of
-
-if TYPE_CHECKING:
-    from ._log import EventLog
 
 DAY = 86400.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathLike[str] | None,
+def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLike[str] | None,
                          dry_run: bool) -> list[str]:
     if type(days) not in (int, float) or not finite(days) or days < 0:
         raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
@@ -55,7 +52,7 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
     for sid in log.backend.session_ids():
         try:
             life = life_of(log.backend, sid)
-            state = log._state(sid)
+            state = log.state(sid)
         except SessionNotFoundError:
             continue
         except CorruptLogError:
@@ -75,7 +72,7 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
     return removed
 
 
-def _remove_one(log: EventLog, sid: str, head: Head, target: Path | None,
+def _remove_one(log: Folding, sid: str, head: Head, target: Path | None,
                 life: object) -> bool | EventLogError:
     """Remove one old session (True) or keep it (False), or the error that kept it: one
     session's trouble never stops the others (the CleanupError comes at the end)."""
@@ -90,7 +87,7 @@ def _remove_one(log: EventLog, sid: str, head: Head, target: Path | None,
         return exc
 
 
-def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
+def _remove(log: Folding, sid: str, head: Head, target: Path | None) -> bool:
     exported = None if target is None else export_history(log, sid, head, target)
     try:
         gone = log.backend.delete(sid, if_head=head)
@@ -123,7 +120,7 @@ def _tap(lines: Lines, last: list[bytes]) -> Lines:
         yield item
 
 
-def _history(log: EventLog, sid: str, head: Head) -> Iterator[bytes]:
+def _history(log: Folding, sid: str, head: Head) -> Iterator[bytes]:
     """The session's record lines up to ``head``, each checked against the chain."""
     scan = log.backend.scan(sid, 0, None)
     chain = ChainReader(sid, scan.start)
@@ -145,7 +142,7 @@ def _history(log: EventLog, sid: str, head: Head) -> Iterator[bytes]:
                               "with the digest it was judged at", session_id=sid, seq=head.seq)
 
 
-def export_history(log: EventLog, sid: str, head: Head, directory: Path) -> Path:
+def export_history(log: Folding, sid: str, head: Head, directory: Path) -> Path:
     """Write the session's history up to ``head`` into ``directory`` as
     ``<id>.jsonl`` (``<id>~2.jsonl`` and so on if taken), durably; return its path."""
     try:

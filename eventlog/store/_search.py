@@ -15,17 +15,32 @@ import base64
 import binascii
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
+from ..backends._base import Backend
 from ..core._errors import InvalidInputError, SessionNotFoundError
 from ..core._records import Event
 from ..core._validate import check_session_id
 from ._state import MESSAGE
 
-if TYPE_CHECKING:
-    from ._log import EventLog
+
+class Searched(Protocol):
+    """What a search reads of the store (``EventLog`` is one): its public reads and the
+    backend's last seq. A protocol, so this module needs nothing above it."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def session_exists(self, session_id: str) -> bool: ...
+
+    def session_ids(self) -> list[str]: ...
+
+    def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]: ...
+
+    def events_reversed(self, session_id: str) -> Iterator[Event]: ...
+
 
 MAX_QUERY = 1000
 MAX_LIMIT = 10_000
@@ -164,7 +179,7 @@ class Scope:
     scan_limit: int | None
 
 
-def search(log: EventLog, query: _Query, scope: Scope, cursor: str | None) -> SearchPage:
+def search(log: Searched, query: _Query, scope: Scope, cursor: str | None) -> SearchPage:
     sessions = _sessions(log, scope)
     start: tuple[str, int] | None = None
     if cursor is not None:
@@ -213,7 +228,7 @@ def _before(event: Event, scope: Scope) -> int:
     return event.seq + 1 if scope.descending else event.seq - 1
 
 
-def _sessions(log: EventLog, scope: Scope) -> list[str]:
+def _sessions(log: Searched, scope: Scope) -> list[str]:
     if scope.session_id is not None:
         if not log.session_exists(scope.session_id):
             raise SessionNotFoundError(scope.session_id)
@@ -222,7 +237,7 @@ def _sessions(log: EventLog, scope: Scope) -> list[str]:
     return ids[::-1] if scope.descending else ids
 
 
-def _scan(log: EventLog, sid: str, scope: Scope, bound: int | None, contiguous: bool) -> Iterator[Event]:
+def _scan(log: Searched, sid: str, scope: Scope, bound: int | None, contiguous: bool) -> Iterator[Event]:
     """The session's events inside the scope (and past the cursor's ``bound``), in scan order."""
     low = scope.after_seq
     high = scope.before_seq
@@ -235,14 +250,14 @@ def _scan(log: EventLog, sid: str, scope: Scope, bound: int | None, contiguous: 
     return _forward(log, sid, low, high)
 
 
-def _forward(log: EventLog, sid: str, low: int, high: int | None) -> Iterator[Event]:
+def _forward(log: Searched, sid: str, low: int, high: int | None) -> Iterator[Event]:
     for event in log.events(sid, after_seq=low):
         if high is not None and event.seq >= high:
             return
         yield event
 
 
-def _backward(log: EventLog, sid: str, low: int, high: int | None, window: int | None) -> Iterator[Event]:
+def _backward(log: Searched, sid: str, low: int, high: int | None, window: int | None) -> Iterator[Event]:
     """Events with ``low < seq < high``, newest first.
 
     With no filter, a page is one contiguous window of seqs, and reading it forward from

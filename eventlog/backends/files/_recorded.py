@@ -14,6 +14,8 @@ import os
 import struct
 
 from ...core._codec import Head
+from ...core._errors import SessionNotFoundError
+from ._dirs import Dirs
 
 PAGE = struct.Struct("=4Q16s")
 """The lock page's first 48 bytes: generation, active segment, its size, last seq, last h."""
@@ -31,3 +33,15 @@ def page_head(fd: int) -> Head | None:
     if generation & 1 or not generation:
         return None
     return Head(seq, digest.hex())
+
+
+def recorded_head(dirs: Dirs, session_id: str) -> Head | None:
+    """``FileBackend.recorded_head``: the head published in the session's lock page."""
+    try:
+        fd = os.open(dirs.dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        raise SessionNotFoundError(session_id) from None
+    try:
+        return page_head(fd)
+    finally:
+        os.close(fd)

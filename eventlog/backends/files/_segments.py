@@ -20,17 +20,17 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import orjson
-
 from ...core._codec import Head
+from ...core._frames import header_line as header_line  # re-exported: the segment's own lines
+from ...core._frames import parse_header as parse_header
+from ...core._frames import parse_trailer as parse_trailer
+from ...core._frames import trailer_line as trailer_line
 
 SEGMENT_RE = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
 """A segment file's name: plain, or archived (``.gz``, see ``_archive``)."""
 CHUNK = 1 << 20
 BACK_CHUNK = 1 << 16
 _RECORD = b'{"seq":'
-_HEADER = b'{"eventlog":'
-_TRAILER = b'{"sealed":'
 BROKEN_BATCH = b"<a batch cut short>"
 
 Pread = Callable[[int, int, int], bytes]
@@ -43,36 +43,6 @@ def segment_name(first_seq: int) -> str:
 
 def archive_name(first_seq: int) -> str:
     return f"seg-{first_seq:016d}.jsonl.gz"
-
-
-def header_line(session_id: str, start: Head) -> bytes:
-    return orjson.dumps({"eventlog": 1, "session": session_id, "first_seq": start.seq + 1,
-                         "prev": start.digest})
-
-
-def trailer_line(head: Head) -> bytes:
-    return orjson.dumps({"sealed": head.seq, "h": head.digest})
-
-
-def parse_header(line: bytes) -> Head | None:
-    """The head before a segment's first record, from its header line."""
-    if not line.startswith(_HEADER):
-        return None
-    try:
-        obj = orjson.loads(line)
-        return Head(int(obj["first_seq"]) - 1, str(obj["prev"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def parse_trailer(line: bytes) -> Head | None:
-    if not line.startswith(_TRAILER):
-        return None
-    try:
-        obj = orjson.loads(line)
-        return Head(int(obj["sealed"]), str(obj["h"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
 
 
 @dataclass(slots=True)

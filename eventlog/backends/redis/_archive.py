@@ -11,15 +11,21 @@ script move the mark and trim Redis.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...core._codec import Head, Record, Unparseable, link, parse
 from ...core._errors import CorruptLogError, SessionExistsError, SessionNotFoundError
 from .._chunks import pack, rows_in
 from .._rows import Rows
 
-if TYPE_CHECKING:
-    from ._backend import RedisBackend
+
+class _Keys(Protocol):
+    """What the stream archive uses of ``RedisBackend`` (a protocol: no import back up)."""
+
+    def keys(self, session_id: str) -> list[str]: ...
+
+    def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]: ...
+
 
 Chunk = tuple[int, int, bytes]
 
@@ -32,7 +38,7 @@ def _missing(session_id: str, seq: int, where: str) -> CorruptLogError:
 class StreamArchive:
     """Chunks in the session's ``arch`` stream: entry ``0-<first seq>`` holds ``last``, ``z``."""
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: _Keys) -> None:
         self.backend = backend
 
     def store(self, session_id: str, rows: Rows) -> list[Chunk]:
