@@ -64,7 +64,7 @@ from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
 from ._dirs import Dirs, unlock_dir
 from ._discovery import sync
-from ._handle import Handles, unlock
+from ._handle import Handles, still_there, unlock
 from ._recorded import recorded_head
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
@@ -96,6 +96,26 @@ def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
         except OSError as exc:
             raise self._dirs.os_error(session_id, exc) from exc
     return hook
+
+
+def _move_away(directory: Path, trash: Path, session_id: str) -> bool:
+    """``delete``'s two steps, under the session's locks: rename the directory out of the
+    store, then unlink its lock file (which tells waiting writers that the session is gone).
+    A delete that raises changed nothing: if the unlink fails, the directory goes back. Only
+    if that fails too is the session gone all the same (True: it is no longer in the store)."""
+    try:
+        os.rename(directory, trash)
+    except OSError as exc:
+        raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    try:
+        os.unlink(trash / "lock")
+    except OSError as exc:
+        try:
+            os.rename(trash, directory)
+        except OSError:
+            return True
+        raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    return True
 
 
 def _holds_anything(directory: Path) -> bool:
@@ -206,8 +226,10 @@ class FileBackend(Backend):
             if handle is not None and handle.lock.acquire(False):
                 try:
                     fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    # adopt()'s first test: the page is as this handle last published it.
-                    exact = handle.shared is not None and handle.shared[0] == handle.generation
+                    # adopt()'s first test: the page is as this handle last published it,
+                    # and the segment still in the store at the size this handle left it.
+                    exact = (handle.shared is not None and handle.shared[0] == handle.generation
+                             and still_there(handle.seg_fd, handle.size))
                     if not exact:
                         fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 except OSError:  # contended, or a handle closed by a delete (-1): the slow way
@@ -298,12 +320,7 @@ class FileBackend(Backend):
             try:
                 if if_head is not None and sync(dirs, session_id, handle, False) != if_head:
                     return False
-                try:
-                    os.rename(dirs.dir(session_id), trash)
-                    os.unlink(trash / "lock")
-                except OSError as exc:
-                    raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
-                removed = True
+                removed = _move_away(dirs.dir(session_id), trash, session_id)
             finally:
                 if removed:
                     self._table.drop(session_id, handle)  # still under the thread lock: see drop
