@@ -226,14 +226,18 @@ class FileBackend(Backend):
             if handle is not None and handle.lock.acquire(False):
                 try:
                     fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    # adopt()'s first test: the page is as this handle last published it,
-                    # and the segment still in the store at the size this handle left it.
-                    exact = (handle.shared is not None and handle.shared[0] == handle.generation
-                             and still_there(handle.seg_fd, handle.size))
-                    if not exact:
-                        fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 except OSError:  # contended, or a handle closed by a delete (-1): the slow way
                     pass
+                else:
+                    # adopt()'s first test: the page is as this handle last published it,
+                    # and the segment still in the store at the size this handle left it.
+                    try:
+                        exact = (handle.shared is not None and handle.shared[0] == handle.generation
+                                 and still_there(handle.seg_fd, handle.size))
+                    except OSError:  # the fstat failed: the slow way says why (and unlocks)
+                        exact = False
+                    if not exact:
+                        fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 if not exact:
                     handle.lock.release()
             if handle is None or not exact:

@@ -356,7 +356,12 @@ class Handles:
                 handle.lock.release()
                 raise
             shared = handle.shared
-            if appending and handle.adopt():
+            try:
+                adopted = appending and handle.adopt()  # it reads the segment: I/O may fail
+            except BaseException:
+                unlock(handle)
+                raise
+            if adopted:
                 return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
