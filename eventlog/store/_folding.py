@@ -14,8 +14,9 @@ from typing import Any
 from ..backends._base import Backend
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import CorruptLogError, EventLogError
+from ..core._records import Event
 from ._reads import read
-from ._state import SessionState, decode_snapshot, encode_snapshot
+from ._state import REWOUND, SessionState, decode_snapshot, encode_snapshot
 
 FOLDS_KEPT = 1024
 
@@ -73,6 +74,15 @@ class Folding:
                 continue  # the log does not continue from this snapshot: don't trust it
         return self._fold_from(sid, SessionState(sid, genesis(sid)), None, upto)
 
+    def rewound(self, sid: str, state: SessionState, event: Event) -> SessionState:
+        """The state after the rewind ``event``: the state at its ``to_seq``, but with the
+        newest activity of all events, and still the fork it always was (see ``_history``)."""
+        older = self.state(sid, upto=event.data["to_seq"])
+        older.created_at = state.created_at
+        older.forked_from = state.forked_from
+        older.last_activity = max(state.last_activity, event.ts)
+        return older
+
     def _fold_from(self, sid: str, state: SessionState, position: dict[str, Any] | None,
                    upto: int | None) -> SessionState:
         """Apply to ``state`` the events after it (up to ``upto``), checking that the log
@@ -96,7 +106,10 @@ class Folding:
                 continue
             if upto is not None and event.seq > upto:
                 break
-            state.apply(event)
+            if event.type == REWOUND:
+                state = self.rewound(sid, state, event)
+            else:
+                state.apply(event)
             before = head.digest if head is not None else None
             head = Head(event.seq, chain.digest)
         else:

@@ -18,7 +18,8 @@ from ..core._validate import (
     check_text,
     check_timestamp,
 )
-from ._state import JOINED, LEFT, MESSAGE, message_data, own_json
+from ._history import check_forked
+from ._state import FORKED, JOINED, LEFT, MESSAGE, REWOUND, message_data, own_json
 
 Durability = Literal["os", "fsync"]
 
@@ -69,6 +70,9 @@ def check_imported(event: object, seq: int) -> Event:
     check_json(event.data, f"event {seq} data")
     if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
         _check_reserved(event)
+    key = event.key
+    if key is not None:
+        check_text(f"event {seq} key", key)
     return event
 
 
@@ -79,7 +83,9 @@ def _check_reserved(event: Event) -> None:
     data, where = event.data, f"event {event.seq} ({event.type})"
     if type(data) is not dict:
         raise InvalidEventError(f"{where}: data must be an object")
-    if event.type in (JOINED, LEFT):
+    if event.type in (FORKED, REWOUND):
+        check_forked(event, where)
+    elif event.type in (JOINED, LEFT):
         check_text(f"{where} participant", data.get("participant"))
     elif event.type == MESSAGE:
         for name in ("id", "sender"):

@@ -1,39 +1,52 @@
-"""``EventLog``: the public store. It owns every rule; a ``Backend`` only keeps bytes."""
+"""``EventLog``: the public store. It owns every rule; a ``Backend`` only keeps bytes.
+
+Over 500 lines (issue 14), for now: the public methods with their docstrings, each a few
+lines that check arguments and delegate to the modules beside this one, and the append path
+(``_append_payloads``, ``_append_one``), which stays flat here on purpose since every message
+takes it and each Python call costs; the retry guards of issue 17 added to it. The next
+feature should move the batch append (``_append_payloads`` and its callers) to a module."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..backends._base import Backend
-from ..core._codec import Head, Record, encode_payload, genesis, new_event, seal
+from ..core._codec import ChainReader, Head, Record, encode_payload, genesis, new_event, seal
 from ..core._errors import (
     ConflictError,
-    EventLogError,
     InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
-    StorageError,
     StoreClosedError,
 )
-from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ..core._records import (
+    ChatMessage,
+    ChatSession,
+    CompactionReport,
+    Event,
+    VerifyReport,
+    build_message,
+    keyed_event,
+)
 from ..core._validate import check_event_type, check_json, check_session_id, check_text
+from . import _history, _retries
 from ._compaction import compact
 from ._folding import Folding
 from ._follow import follow, follow_start, follow_timeout
+from ._importing import import_history
 from ._inputs import (
     Durability,
     check_creation,
     check_durability,
-    check_imported,
     check_seq,
     message_payload,
     message_session,
     with_seq,
 )
-from ._reads import events_after, events_backward, messages, scan_events
+from ._reads import events_after, events_backward, scan_events
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, own_json
@@ -50,8 +63,8 @@ class EventLog:
 
     # Over 300 lines on purpose: this is the public surface, one method per operation, each
     # checking its arguments and handing the work to the modules beside it (_folding, _reads,
-    # _follow, _verify, _inputs, _compaction, _retention, _search). Only the append path
-    # stays here in full, since every message takes it and each call costs.
+    # _follow, _verify, _inputs, _history, _retries, _compaction, _retention, _search). Only
+    # the append path stays here in full, since every message takes it and each call costs.
 
     def __init__(self, backend: Backend, *, durability: Durability = "os",
                  max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, snapshot_every: int = 1000) -> None:
@@ -66,6 +79,9 @@ class EventLog:
         self._closed = False
         self._folding = Folding(backend)
         self._folds = self._folding.folds  # the writers' folds, advanced by the append path
+        self._views = self._folding.views  # the readers' (tools/_bench_history.py clears it)
+        # Recent message ids and idempotency keys per session (see _retries).
+        self._windows = _retries.Windows()
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -120,10 +136,15 @@ class EventLog:
         self._folding.remember_fold(sid, state.copy())
         return state
 
-    def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
-                         durability: Durability | None,
-                         items: list[tuple[str, float, Any]] | None = None) -> list[Record]:
-        """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold."""
+    def _append_payloads(  # noqa: PLR0913 - the batch, its conditions and what it feeds
+            self, sid: str, payloads: list[bytes], expected_seq: int | None,
+            durability: Durability | None, items: list[tuple[str, float, Any]] | None = None,
+            guard: Callable[[Head], None] | None = None,
+            window: tuple[list[tuple[str, int]], str | None] | None = None,
+            snapshot: bool = False) -> list[Record]:
+        """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold.
+        ``guard(head)`` runs first under the lock (see ``_retries``); ``window``: the message
+        ids (by index in the batch) and the key the batch adds to the session's window."""
         check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
         every = self.snapshot_every
@@ -132,10 +153,15 @@ class EventLog:
         # an optimistic backend may build on a head its write then finds moved.
         folds = self._folds if self.backend.exclusive_build else {}
 
+        afters: list[Head] = []
+
         def build(head: Head) -> list[Record]:
+            if guard is not None:
+                guard(head)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
             records = seal(payloads, head, limit)
+            afters[:] = [head]
             fold = folds.get(sid)
             if fold is not None:
                 if fold.head == head and items is not None:
@@ -153,18 +179,23 @@ class EventLog:
             # silent retry of an append the caller made conditional.
             result = self.backend.append(sid, build, durable=self._durable(durability),
                                          rebuild=expected_seq is None)
+        except _retries.Stored:
+            raise
         except BaseException:
             self._folds.pop(sid, None)
             raise
         records = result.records
-        if records and records[-1].seq // every != (records[0].seq - 1) // every:
+        self._windows.after_batch(sid, records, afters, result.position,
+                                  None if items is None else window or ([], None))
+        if records and (snapshot or records[-1].seq // every != (records[0].seq - 1) // every):
             self._folding.save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
-                                        result.position)
+                                result.position)
         return records
 
     def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
-            expected_seq: int | None, durability: Durability | None) -> Head:
+            expected_seq: int | None, durability: Durability | None,
+            guard: Callable[[Head], None] | None = None, key: str | None = None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
@@ -173,10 +204,16 @@ class EventLog:
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
-                                                            expected_seq, durable)
+                                                            expected_seq, durable, guard)
+        except _retries.Stored:
+            raise
         except BaseException:
             self._folds.pop(sid, None)
             raise
+        if sid in self._windows.table:
+            self._windows.advanced(sid, after, head, position,
+                                   [(data["id"], head[0])] if kind == MESSAGE else None,
+                                   None if key is None else [(key, head[0])])
         # The writer's fold advances after the append, by the head the record was sealed
         # after: it is this record's predecessor only if the fold saw every event up to it.
         # Two threads of this process can reach here in either order; the one whose head
@@ -203,22 +240,42 @@ class EventLog:
         return head
 
     def append(self, session_id: str, type: str, data: Any = None, *,
-               expected_seq: int | None = None, durability: Durability | None = None) -> Event:
-        """Append one custom event (types ``session.*`` and ``message*`` are reserved)."""
+               expected_seq: int | None = None, durability: Durability | None = None,
+               idempotency_key: str | None = None) -> Event:
+        """Append one custom event (types ``session.*`` and ``message*`` are reserved).
+
+        With ``idempotency_key``: if the session already holds an event appended with that
+        key (see the README for the window), write nothing and return the stored event."""
         sid = self._live(session_id)
         check_event_type(type)
         check_json(data)
         ts = time.time()
-        # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
-        head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
-                                expected_seq, durability)
-        return Event(head.seq, type, ts, data)
+        if idempotency_key is None:
+            # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
+            head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
+                                    expected_seq, durability)
+            return Event(head.seq, type, ts, data)
+        check_text("idempotency_key", idempotency_key)
+        try:
+            head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
+                                    ts, None, expected_seq, durability,
+                                    _retries.key_guard(self, sid, idempotency_key),
+                                    idempotency_key)
+        except _retries.Stored as stored:
+            return _retries.keyed_events(self, sid, stored.seqs[0], idempotency_key)[0]
+        return keyed_event(head.seq, type, ts, data, idempotency_key)
 
     def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
-                    expected_seq: int | None = None,
-                    durability: Durability | None = None) -> list[Event]:
-        """Append several custom events as one atomic batch: all are stored, or none."""
+                    expected_seq: int | None = None, durability: Durability | None = None,
+                    idempotency_key: str | None = None) -> list[Event]:
+        """Append several custom events as one atomic batch: all are stored, or none.
+
+        With ``idempotency_key`` (stored on each event of the batch): if the session already
+        holds events appended with it, write nothing and return those."""
         sid = self._live(session_id)
+        key = idempotency_key
+        if key is not None:
+            check_text("idempotency_key", key)
         items = list(events)
         ts = time.time()
         payloads = []
@@ -227,12 +284,21 @@ class EventLog:
                 raise InvalidEventError(f"append_many item {index} must be a (type, data) tuple")
             check_event_type(item[0])
             check_json(item[1], f"event {index} data")
-            payloads.append(encode_payload(item[0], ts, item[1]))
+            payloads.append(encode_payload(item[0], ts, item[1], key))
         if not payloads:
             return []
-        records = self._append_payloads(sid, payloads, expected_seq, durability,
-                                        [(t, ts, None) for t, _ in items])
-        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
+        if key is None:
+            records = self._append_payloads(sid, payloads, expected_seq, durability,
+                                            [(t, ts, None) for t, _ in items])
+            return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
+        try:
+            records = self._append_payloads(sid, payloads, expected_seq, durability,
+                                            [(t, ts, None) for t, _ in items],
+                                            _retries.key_guard(self, sid, key), ([], key))
+        except _retries.Stored as stored:
+            return _retries.keyed_events(self, sid, stored.seqs[0], key)
+        return [keyed_event(r.seq, t, ts, d, key)
+                for r, (t, d) in zip(records, items, strict=True)]
 
     def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
                     durability: Durability | None = None) -> ChatMessage:
@@ -242,7 +308,11 @@ class EventLog:
         sid = check_session_id(message.session_id if type(message) is ChatMessage
                                else message_session(message))
         payload, ts, data = message_payload(message)
-        head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
+        try:
+            head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
+                                    _retries.message_guard(self, sid, data["id"]))
+        except _retries.Stored as stored:
+            return _retries.stored_message(self, sid, message, stored.seqs[0])
         metadata = message.metadata
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
                              ts, message.message_type, None if metadata is None else own_json(metadata),
@@ -250,18 +320,31 @@ class EventLog:
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
-        """Store several messages of one session as one atomic batch."""
+        """Store several messages of one session as one atomic batch.
+
+        Ids already stored: if every message of the batch is (with equal contents), nothing
+        is written and the stored messages are returned; a batch mixing stored and new ids
+        raises ``DuplicateMessageError`` and writes nothing (all or nothing)."""
         if not messages:
             return []
         sid = self._live(message_session(messages[0]))
-        payloads, items = [], []
+        payloads, items, ids = [], [], []
         for message in messages:
             if message_session(message) != sid:
                 raise InvalidEventError("a batch of messages must all belong to one session")
             payload, ts, data = message_payload(message)
             payloads.append(payload)
             items.append((MESSAGE, ts, data))
-        records = self._append_payloads(sid, payloads, expected_seq, durability, items)
+            ids.append(data["id"])
+        if len(set(ids)) != len(ids):
+            raise InvalidEventError("a batch of messages holds the same message id twice")
+        try:
+            records = self._append_payloads(
+                sid, payloads, expected_seq, durability, items,
+                _retries.messages_guard(self, sid, ids), ([(mid, i) for i, mid in enumerate(ids)],
+                                                          None))
+        except _retries.Stored as stored:
+            return _retries.stored_batch(self, sid, list(messages), stored.seqs)
         return [with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
     def add_participant(self, session_id: str, participant: str, *,
@@ -292,55 +375,40 @@ class EventLog:
         event is checked like a new one. The session must not exist. If anything fails
         part-way, the partly imported session is removed again, so an import is all or nothing.
         """
-        sid = self._live(session_id)
-        iterator = iter(events)
-        first = next(iterator, None)
-        if first is None:
-            raise InvalidEventError("nothing to import: a history starts with session.created")
-        first = check_imported(first, 1)
-        if first.type != CREATED or not isinstance(first.data, dict):
-            raise InvalidEventError("an imported history must start with a session.created event")
-        # Where our own writes end: the created record's head, known without reading it back
-        # (a read that failed here left the half import in place).
-        head = self._create(sid, first.data.get("participants"), first.data.get("metadata"),
-                            first.ts, durability).head
-        try:
-            seq = 1
-            batch: list[bytes] = []
-            for event in iterator:
-                seq += 1
-                event = check_imported(event, seq)
-                batch.append(encode_payload(event.type, event.ts, event.data))
-                if len(batch) >= batch_size:
-                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
-                    head, batch = Head(last.seq, last.digest), []
-            if batch:
-                self._append_payloads(sid, batch, seq - len(batch), durability)
-        except BaseException as exc:
-            # Remove the half import only if nobody wrote to it meanwhile: deleting it
-            # regardless dropped their acknowledged events (a conflict is how we notice them).
-            try:
-                self.backend.delete(sid, if_head=head)
-            except EventLogError as failed:
-                if isinstance(exc, EventLogError):
-                    # Say so: this time the import is not all or nothing (a full disk may
-                    # have no room even for the delete).
-                    raise StorageError(f"{exc}; and the partly imported session {sid!r} was "
-                                       f"not removed ({failed}): check it before importing "
-                                       "again") from exc
-            raise
-        return self.get_session(sid)
+        return self._import(self._live(session_id), events, durability, batch_size, True)
+
+    def _import(self, sid: str, events: Iterable[Event], durability: Durability | None,
+                batch_size: int, check: bool) -> ChatSession:
+        """``import_events``; ``check`` False for events read from this store's own chain
+        (``fork``): they are not checked again."""
+        return import_history(self, sid, events, durability, batch_size, check)
+
+    def fork(self, session_id: str, new_session_id: str | None = None, *,
+             at_seq: int | None = None, durability: Durability | None = None) -> ChatSession:
+        """A new session (a None id gets a random one) whose events 1..``at_seq`` (default:
+        the last) are the source's, followed by a ``session.forked`` event; then each goes
+        its own way. ``forked_from`` of the new session is ``(session_id, at_seq)``."""
+        self._live(session_id)
+        return _history.fork(self, session_id, new_session_id, at_seq, durability)
+
+    def rewind(self, session_id: str, to_seq: int, *, reason: str | None = None,
+               expected_seq: int | None = None) -> Event:
+        """Append a ``session.rewound`` event: from now on the session's visible history is
+        its events 1..``to_seq`` followed by the events after this one (``get_session``,
+        ``get_messages``); ``events()`` still returns every event."""
+        return _history.rewind(self, self._live(session_id), to_seq, reason, expected_seq)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session whole; its id can be created again."""
         sid = self._live(session_id)
         self._folding.forget(sid)
+        self._windows.drop(sid)
         self.backend.delete(sid)
 
     # Reading -------------------------------------------------------------------------
 
     def _scan_events(self, sid: str, after_seq: int,
-                     position: dict[str, Any] | None = None) -> tuple[Any, Iterator[Event], Any]:
+                     position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
         return scan_events(self.backend, sid, after_seq, position)
 
     def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
@@ -364,7 +432,13 @@ class EventLog:
         check_seq("limit", limit)
         check_seq("before_seq", before_seq)
         check_seq("after_seq", after_seq)
-        return messages(self.backend, sid, limit, before_seq, after_seq)
+        low = after_seq or 0
+        if limit is None:
+            return _history.visible_messages(self, sid, low, before_seq)
+        if limit == 0:
+            self.backend.last_seq(sid)  # still a missing session's error
+            return []
+        return _history.newest_messages(self, sid, low, before_seq, limit)
 
     @property
     def closed(self) -> bool:
@@ -377,6 +451,9 @@ class EventLog:
         links to it), so a damaged record is never returned; stop whenever you have
         enough, and nothing older is read."""
         return events_backward(self.backend, self._live(session_id))
+
+    def _events_backward(self, sid: str) -> Iterator[Event]:
+        return events_backward(self.backend, sid)
 
     def search(  # noqa: PLR0913 - keyword-only filters, one per thing a search narrows by
             self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
@@ -486,4 +563,5 @@ class EventLog:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
         if session_id is None and self._closed:
             raise StoreClosedError("the store is closed")
-        return verify(self.backend, None if session_id is None else self._live(session_id))
+        return verify(self._folding, None if session_id is None else self._live(session_id),
+                      lambda sid, event: _history.verify_fork(self, sid, event))

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..backends._base import Backend, Scan
-from ..core._codec import ChainReader, Unparseable, genesis, link, looks_like_record, parse
+from ..core._codec import ChainReader, Unparseable, genesis, link, looks_like_record, parse, to_event
 from ..core._errors import CorruptLogError
-from ..core._records import ChatMessage, Event
-from ._state import MESSAGE, to_message
+from ..core._records import Event
 
 
 def read(chain: ChainReader, scan: Scan) -> Iterator[Event]:
@@ -67,7 +66,7 @@ def events_backward(backend: Backend, sid: str) -> Iterator[Event]:
                     f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
                     f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
                     where=source)
-            yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+            yield to_event(n_obj)
         newer = (obj, body, digest)
     if newer is None:
         return
@@ -76,35 +75,5 @@ def events_backward(backend: Backend, sid: str) -> Iterator[Event]:
         raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
                               f"(oldest readable record is seq {n_obj['seq']})",
                               session_id=sid, seq=n_obj["seq"])
-    yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+    yield to_event(n_obj)
 
-
-def messages(backend: Backend, sid: str, limit: int | None, before_seq: int | None,
-             after_seq: int | None) -> list[ChatMessage]:
-    """``EventLog.get_messages``, its arguments checked: forward without a limit, else
-    backward from the newest until ``limit`` messages are found."""
-    low = after_seq or 0
-    high = before_seq
-    if limit is None:
-        found = []
-        for event in events_after(backend, sid, low):
-            if high is not None and event.seq >= high:
-                break
-            if event.type == MESSAGE:
-                found.append(to_message(sid, event))
-        return found
-    if limit == 0:
-        backend.last_seq(sid)  # still a missing session's error
-        return []
-    newest_first = []
-    for event in events_backward(backend, sid):
-        if event.seq <= low:
-            break
-        if high is not None and event.seq >= high:
-            continue
-        if event.type == MESSAGE:
-            newest_first.append(to_message(sid, event))
-            if len(newest_first) == limit:
-                break
-    newest_first.reverse()
-    return newest_first

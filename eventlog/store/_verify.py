@@ -4,17 +4,22 @@ never raised."""
 
 from __future__ import annotations
 
-from ..backends._base import Backend
+from collections.abc import Callable
+
 from ..core._codec import genesis
 from ..core._errors import CorruptLogError, SessionNotFoundError
-from ..core._records import VerifyReport
+from ..core._records import Event, VerifyReport
+from ._folding import Folding
 from ._reads import scan_events
 from ._recorded import recorded_before, recorded_problems
-from ._state import SessionState, decode_snapshot
+from ._state import FORKED, REWOUND, SessionState, decode_snapshot
 
 
-def verify(backend: Backend, session_id: str | None) -> VerifyReport:
-    """One session (its id checked), or every session when None."""
+def verify(folding: Folding, session_id: str | None,
+           check_fork: Callable[[str, Event], list[str]]) -> VerifyReport:
+    """One session (its id checked), or every session when None. ``check_fork(sid, event)``:
+    the problems of a ``session.forked`` event (see ``_history.verify_fork``)."""
+    backend = folding.backend
     if session_id is None:
         ids = backend.session_ids()
     else:
@@ -27,13 +32,15 @@ def verify(backend: Backend, session_id: str | None) -> VerifyReport:
     problems: list[str] = []
     checked = 0
     for sid in ids:
-        count, found = _verify_one(backend, sid)
+        count, found = _verify_one(folding, sid, check_fork)
         checked += count
         problems.extend(found)
     return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
 
 
-def _verify_one(backend: Backend, sid: str) -> tuple[int, list[str]]:
+def _verify_one(folding: Folding, sid: str,
+                check_fork: Callable[[str, Event], list[str]]) -> tuple[int, list[str]]:
+    backend = folding.backend
     problems = list(backend.check(sid))
     state = SessionState(sid, genesis(sid))
     folds: dict[int, SessionState] = {}
@@ -49,7 +56,13 @@ def _verify_one(backend: Backend, sid: str) -> tuple[int, list[str]]:
     try:
         chain, events, _ = scan_events(backend, sid, 0)
         for event in events:
-            state.apply(event)
+            if event.type == REWOUND:
+                # The state at to_seq: the fold kept at that seq if any, else a read.
+                state = folding.rewound(sid, state, event)
+            else:
+                state.apply(event)
+                if event.type == FORKED:
+                    problems.extend(check_fork(sid, event))
             count += 1
             if event.seq in wanted:
                 state.head = chain.head
