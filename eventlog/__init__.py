@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .core._errors import (
+                      CleanupError,
                       ConflictError,
                       CorruptLogError,
                       DuplicateMessageError,
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncEventLog",
     "ChatMessage",
     "ChatSession",
+    "CleanupError",
     "CompactionReport",
     "ConflictError",
     "CorruptLogError",

@@ -1,5 +1,5 @@
-/* Fault injection below SQLite: an LD_PRELOAD library that fails (or crashes at) the N-th
- * file operation on paths under one directory.
+/* Fault injection below SQLite and the file store: an LD_PRELOAD library that fails (or
+ * crashes at) the N-th file operation on paths under one directory.
  *
  * SQLite does its own I/O in C, through libc, where Python cannot reach; preloaded, this
  * library's write, pwrite, fsync, ftruncate, open (with O_CREAT), rename, link, unlink and
@@ -7,7 +7,10 @@
  * too. Disarmed (the default) each costs one branch. Armed with fault_arm(), the calls on
  * files under ``dir`` are counted, and the ``at``-th fails with ``err`` (``sticky``: that one
  * and every later one, the first write of them cut short, as on a disk that filled up), or
- * the process exits at once with status 77 (``crash``), as if SIGKILLed just before it.
+ * the process exits at once with status 77 (``crash`` 1), as if SIGKILLed just before it,
+ * or right after it (``crash`` 2). With ``only_writes``, only write and pwrite count, and
+ * the ``at``-th is cut short (half its bytes written), once. ``fault_kind`` names the call
+ * that failed last.
  *
  * Built by tests/_sqlite_faults.py with the system C compiler.
  */
@@ -30,10 +33,12 @@ static long fired;
 static int fault_errno = EIO;
 static int sticky;
 static int crash;
+static int only_writes;
+static const char *kind = "";
 static char prefix[PATH_MAX];
 static size_t prefix_len;
 
-void fault_arm(long at, int err, int stick, int crash_now, const char *dir) {
+void fault_arm(long at, int err, int stick, int crash_now, const char *dir, int writes) {
     snprintf(prefix, sizeof prefix, "%s/", dir);
     prefix_len = strlen(prefix);
     calls = 0;
@@ -41,12 +46,15 @@ void fault_arm(long at, int err, int stick, int crash_now, const char *dir) {
     fault_errno = err;
     sticky = stick;
     crash = crash_now;
+    only_writes = writes;
+    kind = "";
     fault_at = at;
 }
 
 void fault_disarm(void) { fault_at = 0; }
 long fault_calls(void) { return calls; }
 long fault_fired(void) { return fired; }
+const char *fault_kind(void) { return kind; }
 
 static int path_under(const char *path) {
     return path != NULL && strncmp(path, prefix, prefix_len) == 0;
@@ -79,12 +87,16 @@ static int at_under(int dirfd, const char *path) {
     return path_under(full);
 }
 
-/* 0: go on; 1: fail this call; 2: fail it as a short write. */
-static int hit(void) {
+/* 0: go on; 1: fail this call; 2: fail it as a short write; 3: exit right after it. */
+static int hit(int is_write, const char *name) {
+    if (only_writes && !is_write) return 0;
     calls++;
     if (calls == fault_at || (sticky && calls > fault_at)) {
         fired++;
-        if (crash) _exit(77);
+        kind = name;
+        if (crash == 1) _exit(77);
+        if (crash == 2) return 3;
+        if (only_writes) return 2;
         return (sticky && fired == 1) ? 2 : 1;
     }
     return 0;
@@ -96,24 +108,31 @@ static int hit(void) {
 
 #define FAIL(value) do { errno = fault_errno; return value; } while (0)
 
+/* A call that is not a write: ``cond`` says it is on a file under the directory. */
+#define GUARDED(cond, name, failed, call) do { \
+        int how = (fault_at && (cond)) ? hit(0, name) : 0; \
+        if (how == 3) { (void)(call); _exit(77); } \
+        if (how) FAIL(failed); \
+        return call; \
+    } while (0)
+
+/* A write of ``n`` bytes: cut short (``short_call``) or failed, or the process exits after it. */
+#define WRITE_GUARDED(fd, n, name, call, short_call) do { \
+        int how = (fault_at && fd_under(fd)) ? hit(1, name) : 0; \
+        if (how == 2 && (n) > 1) return short_call; \
+        if (how == 3) { (void)(call); _exit(77); } \
+        if (how) FAIL(-1); \
+        return call; \
+    } while (0)
+
 ssize_t write(int fd, const void *buf, size_t n) {
     REAL(ssize_t, "write", int, const void *, size_t);
-    if (fault_at && fd_under(fd)) {
-        int how = hit();
-        if (how == 2 && n > 1) return real(fd, buf, n / 2);
-        if (how) FAIL(-1);
-    }
-    return real(fd, buf, n);
+    WRITE_GUARDED(fd, n, "write", real(fd, buf, n), real(fd, buf, n / 2));
 }
 
 static ssize_t pwrite_common(ssize_t (*real)(int, const void *, size_t, off_t), int fd,
                              const void *buf, size_t n, off_t offset) {
-    if (fault_at && fd_under(fd)) {
-        int how = hit();
-        if (how == 2 && n > 1) return real(fd, buf, n / 2, offset);
-        if (how) FAIL(-1);
-    }
-    return real(fd, buf, n, offset);
+    WRITE_GUARDED(fd, n, "pwrite", real(fd, buf, n, offset), real(fd, buf, n / 2, offset));
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset) {
@@ -128,36 +147,31 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset) {
 
 ssize_t writev(int fd, const struct iovec *iov, int count) {
     REAL(ssize_t, "writev", int, const struct iovec *, int);
-    if (fault_at && fd_under(fd) && hit()) FAIL(-1);
-    return real(fd, iov, count);
+    GUARDED(fd_under(fd), "writev", -1, real(fd, iov, count));
 }
 
 int fsync(int fd) {
     REAL(int, "fsync", int);
-    if (fault_at && fd_under(fd) && hit()) FAIL(-1);
-    return real(fd);
+    GUARDED(fd_under(fd), "fsync", -1, real(fd));
 }
 
 int fdatasync(int fd) {
     REAL(int, "fdatasync", int);
-    if (fault_at && fd_under(fd) && hit()) FAIL(-1);
-    return real(fd);
+    GUARDED(fd_under(fd), "fdatasync", -1, real(fd));
 }
 
 int ftruncate(int fd, off_t length) {
     REAL(int, "ftruncate", int, off_t);
-    if (fault_at && fd_under(fd) && hit()) FAIL(-1);
-    return real(fd, length);
+    GUARDED(fd_under(fd), "ftruncate", -1, real(fd, length));
 }
 
 int ftruncate64(int fd, off_t length) {
     REAL(int, "ftruncate64", int, off_t);
-    if (fault_at && fd_under(fd) && hit()) FAIL(-1);
-    return real(fd, length);
+    GUARDED(fd_under(fd), "ftruncate", -1, real(fd, length));
 }
 
 static int open_counts(int dirfd, const char *path, int flags) {
-    return fault_at && (flags & O_CREAT) && at_under(dirfd, path);
+    return (flags & O_CREAT) && at_under(dirfd, path);
 }
 
 #define OPEN_MODE(flags, mode) \
@@ -169,75 +183,63 @@ static int open_counts(int dirfd, const char *path, int flags) {
 int open(const char *path, int flags, ...) {
     REAL(int, "open", const char *, int, ...);
     OPEN_MODE(flags, mode);
-    if (open_counts(AT_FDCWD, path, flags) && hit()) FAIL(-1);
-    return real(path, flags, mode);
+    GUARDED(open_counts(AT_FDCWD, path, flags), "open", -1, real(path, flags, mode));
 }
 
 int open64(const char *path, int flags, ...) {
     REAL(int, "open64", const char *, int, ...);
     OPEN_MODE(flags, mode);
-    if (open_counts(AT_FDCWD, path, flags) && hit()) FAIL(-1);
-    return real(path, flags, mode);
+    GUARDED(open_counts(AT_FDCWD, path, flags), "open", -1, real(path, flags, mode));
 }
 
 int openat(int dirfd, const char *path, int flags, ...) {
     REAL(int, "openat", int, const char *, int, ...);
     OPEN_MODE(flags, mode);
-    if (open_counts(dirfd, path, flags) && hit()) FAIL(-1);
-    return real(dirfd, path, flags, mode);
+    GUARDED(open_counts(dirfd, path, flags), "open", -1, real(dirfd, path, flags, mode));
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) {
     REAL(int, "openat64", int, const char *, int, ...);
     OPEN_MODE(flags, mode);
-    if (open_counts(dirfd, path, flags) && hit()) FAIL(-1);
-    return real(dirfd, path, flags, mode);
+    GUARDED(open_counts(dirfd, path, flags), "open", -1, real(dirfd, path, flags, mode));
 }
 
 int rename(const char *from, const char *to) {
     REAL(int, "rename", const char *, const char *);
-    if (fault_at && at_under(AT_FDCWD, to) && hit()) FAIL(-1);
-    return real(from, to);
+    GUARDED(at_under(AT_FDCWD, to), "rename", -1, real(from, to));
 }
 
 int renameat(int fromfd, const char *from, int tofd, const char *to) {
     REAL(int, "renameat", int, const char *, int, const char *);
-    if (fault_at && at_under(tofd, to) && hit()) FAIL(-1);
-    return real(fromfd, from, tofd, to);
+    GUARDED(at_under(tofd, to), "rename", -1, real(fromfd, from, tofd, to));
 }
 
 int link(const char *from, const char *to) {
     REAL(int, "link", const char *, const char *);
-    if (fault_at && at_under(AT_FDCWD, to) && hit()) FAIL(-1);
-    return real(from, to);
+    GUARDED(at_under(AT_FDCWD, to), "link", -1, real(from, to));
 }
 
 int linkat(int fromfd, const char *from, int tofd, const char *to, int flags) {
     REAL(int, "linkat", int, const char *, int, const char *, int);
-    if (fault_at && at_under(tofd, to) && hit()) FAIL(-1);
-    return real(fromfd, from, tofd, to, flags);
+    GUARDED(at_under(tofd, to), "link", -1, real(fromfd, from, tofd, to, flags));
 }
 
 int unlink(const char *path) {
     REAL(int, "unlink", const char *);
-    if (fault_at && at_under(AT_FDCWD, path) && hit()) FAIL(-1);
-    return real(path);
+    GUARDED(at_under(AT_FDCWD, path), "unlink", -1, real(path));
 }
 
 int unlinkat(int dirfd, const char *path, int flags) {
     REAL(int, "unlinkat", int, const char *, int);
-    if (fault_at && at_under(dirfd, path) && hit()) FAIL(-1);
-    return real(dirfd, path, flags);
+    GUARDED(at_under(dirfd, path), "unlink", -1, real(dirfd, path, flags));
 }
 
 int mkdir(const char *path, mode_t mode) {
     REAL(int, "mkdir", const char *, mode_t);
-    if (fault_at && at_under(AT_FDCWD, path) && hit()) FAIL(-1);
-    return real(path, mode);
+    GUARDED(at_under(AT_FDCWD, path), "mkdir", -1, real(path, mode));
 }
 
 int mkdirat(int dirfd, const char *path, mode_t mode) {
     REAL(int, "mkdirat", int, const char *, mode_t);
-    if (fault_at && at_under(dirfd, path) && hit()) FAIL(-1);
-    return real(dirfd, path, mode);
+    GUARDED(at_under(dirfd, path), "mkdir", -1, real(dirfd, path, mode));
 }

@@ -442,7 +442,8 @@ def test_cleanup_dry_run_then_for_real(capsys, store, team):
     assert (store / "old").is_dir()
     data = orjson.loads(cli(capsys, "cleanup", "--older-than", "30d", "--dry-run", "--json",
                             "--store", store)[1])
-    assert data == {"dry_run": True, "older_than_seconds": 30 * 86400, "sessions": ["old"]}
+    assert data == {"dry_run": True, "older_than_seconds": 30 * 86400, "sessions": ["old"],
+                    "failed": {}}
     code, out, _ = cli(capsys, "cleanup", "--older-than", "29d12h", "--store", store)
     assert code == 0 and out.startswith("removed old\nremoved 1 session(s)")
     assert set(all_events(store)) == {"team"}

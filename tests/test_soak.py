@@ -30,7 +30,8 @@ def soak(*args: str, timeout: float = SECONDS + 180) -> tuple[int, str]:
 def figures(output: str) -> dict[str, int]:
     found = {name: int(n) for n, name in re.findall(r"(\d+) (events acknowledged|workers killed)", output)}
     found.update({name: int(n) for name, n in re.findall(
-        r"(lost|duplicated|damaged|follower mismatches|untyped errors) (\d+)", output)})
+        r"(lost|duplicated|damaged|follower mismatches|untyped errors|false damage reports) (\d+)",
+        output)})
     return found
 
 
@@ -65,7 +66,7 @@ def test_soak_loses_nothing(backend: str, tmp_path: Path, request: pytest.Fixtur
     assert code == 0, output
     assert got["events acknowledged"] > 500 and got["workers killed"] > 10, output
     assert [got[k] for k in ("lost", "duplicated", "damaged", "follower mismatches",
-                             "untyped errors")] == [0] * 5, output
+                             "untyped errors", "false damage reports")] == [0] * 6, output
 
 
 def test_the_audit_fails_when_acknowledged_events_are_gone(tmp_path: Path) -> None:

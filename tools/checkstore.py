@@ -469,8 +469,18 @@ def gzip_extra(data: bytes, at: int) -> tuple[dict[bytes, bytes], int]:
     return fields, at + 12 + xlen
 
 
-def inflate_member(data: bytes, start: int, end: int) -> bytes:
-    """One whole gzip member, ``data[start:end]``: its CRC-32 and size checked."""
+def member_header(extra: bytes) -> bytes:
+    """A member's gzip header as the spec fixes it: MTIME 0, XFL 0, OS 255."""
+    if extra:
+        return b"\x1f\x8b\x08\x04" + bytes(5) + b"\xff" + struct.pack("<H", len(extra)) + extra
+    return b"\x1f\x8b\x08\x00" + bytes(5) + b"\xff"
+
+
+def inflate_member(data: bytes, start: int, end: int, header: bytes) -> bytes:
+    """One whole gzip member, ``data[start:end]``: its CRC-32 and size checked, its header
+    ``header`` exactly, and its deflate stream's final padding bits zero (no CRC covers them)."""
+    if data[start:start + len(header)] != header:
+        raise Damage(f"the gzip member at byte {start} has another header than the spec's")
     inflater = zlib.decompressobj(31)
     try:
         out = inflater.decompress(data[start:end])
@@ -478,6 +488,18 @@ def inflate_member(data: bytes, start: int, end: int) -> bytes:
         raise Damage(f"the gzip member at byte {start} is damaged ({exc})") from None
     if not inflater.eof or inflater.unused_data:
         raise Damage(f"the gzip member at byte {start} does not end where the index says")
+    raw = data[start + len(header):end - 8]
+    before = zlib.decompressobj(-15)
+    before.decompress(raw[:-1])
+    for bit in range(8):
+        if raw[-1] >> bit & 1:
+            trial = before.copy()
+            try:
+                trial.decompress(bytes([raw[-1] ^ 1 << bit]))
+            except zlib.error:
+                continue
+            if trial.eof:  # that bit was never read: padding, which must be zero
+                raise Damage(f"the gzip member at byte {start} ends in padding bits that are set")
     return out
 
 
@@ -492,10 +514,14 @@ def read_archive(fmt: FormatV1, path: Path, first: int, chain: Chain) -> bytes |
         version, index_at = struct.unpack("<BQ", pointer[b"EL"])
         if version != 1:
             raise Damage(f"archive version {version} is not 1")
+        if data[:25] != member_header(b"EL" + struct.pack("<HBQ", 9, version, index_at)):
+            raise Damage("member 0's gzip header is not the spec's")
         fields, payload = gzip_extra(data, index_at)
         index = fields.get(b"EI")
         if index is None:
             raise Damage("the index member has no EI subfield")
+        if data[index_at:payload] != member_header(b"EI" + struct.pack("<H", len(index)) + index):
+            raise Damage("the index member's gzip header is not the spec's")
         if data[payload:] != b"\x03\x00" + bytes(8):
             raise Damage("the index member's payload is not empty, or something follows it")
         if len(index) < 45:
@@ -514,7 +540,8 @@ def read_archive(fmt: FormatV1, path: Path, first: int, chain: Chain) -> bytes |
             end = c_offs[i + 1] if i + 1 < count else index_at
             if end <= c_offs[i]:
                 raise Damage(f"member {i}'s offsets in the file are out of order")
-            part = inflate_member(data, c_offs[i], end)  # it must end exactly at ``end``
+            header = data[:25] if i == 0 else member_header(b"")
+            part = inflate_member(data, c_offs[i], end, header)  # it must end exactly at ``end``
             if u_offs[i] != sum(map(len, parts)):
                 raise Damage(f"member {i}'s offset in the segment is wrong")
             if not part.endswith(b"\n"):

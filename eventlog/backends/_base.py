@@ -239,6 +239,13 @@ class Backend(ABC):
         """Problems with the backend's own structure (beyond the chain the store checks)."""
         return []
 
+    def recorded_head(self, session_id: str) -> Head | None:
+        """The head the backend recorded apart from the log (the file store's lock page),
+        read before ``verify`` reads the log: a log that ends before it, or holds another
+        digest at its seq, lost acknowledged records. None where there is no such record
+        (a database keeps its head in the same transaction as the rows)."""
+        return None
+
     def size(self, session_id: str) -> int:
         """Bytes the session takes in storage, as near as the backend can tell."""
         return 0

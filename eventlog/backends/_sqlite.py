@@ -163,6 +163,7 @@ class SQLiteBackend(RowBackend):
                 raise
             raise StorageError(f"can't open SQLite store at {self.path}: {exc}") from exc
         self._init_schema(create, adopt)
+        self._identity = self._file_identity()
         _backends.add(self)
 
     # Connections ----------------------------------------------------------------------
@@ -224,6 +225,25 @@ class SQLiteBackend(RowBackend):
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
+            self._check_file(what)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _check_file(self, what: str) -> None:
+        """After a commit, before it is acknowledged: the database file must still be the
+        one this store opened. Unlinked (``rm``) or replaced under an open store, SQLite's
+        connections go on writing into the old file, which nobody can read any more: a
+        write committed there is refused, never acknowledged. (Checked after the commit:
+        an unlink after the check is a removal after the acknowledgement.)"""
+        if self._file_identity() != self._identity:
+            raise StorageError(f"SQLite store {self.path}: {what}: the database file was removed "
+                               "or replaced under this store, so the write went into a file no "
+                               "longer in the store and is not acknowledged; reopen the store")
 
     def _bound_wal(self, db: _Connection, what: str) -> None:
         """Keep the write-ahead log under ``wal_max_bytes``, or write nothing.

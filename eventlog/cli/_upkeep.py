@@ -6,7 +6,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ..core._errors import CleanupError, CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ..store._log import EventLog
 from ._args import CliError, open_store, store_location, usage_error
 from ._terminal import Progress, age, human_bytes, parse_duration, print_json, safe
@@ -89,17 +89,25 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         seconds = parse_duration(args.older_than)
     except ValueError as exc:
         raise usage_error(f"--older-than: {exc}") from None
+    failed: dict[str, str] = {}
     with open_store(args) as log, Progress("cleaning up", None).spin_while():
-        removed = log.cleanup_old_sessions(seconds / 86400, archive_dir=args.archive_dir,
-                                           dry_run=args.dry_run)
+        try:
+            removed = log.cleanup_old_sessions(seconds / 86400, archive_dir=args.archive_dir,
+                                               dry_run=args.dry_run)
+        except CleanupError as exc:  # the others were removed: say which, and which not
+            removed, failed = exc.removed, {sid: str(why) for sid, why in exc.failed.items()}
     if args.json:
-        print_json({"dry_run": args.dry_run, "older_than_seconds": seconds, "sessions": removed})
-        return 0
+        print_json({"dry_run": args.dry_run, "older_than_seconds": seconds, "sessions": removed,
+                    "failed": failed})
+        return 1 if failed else 0
     verb = "would remove" if args.dry_run else ("archived" if args.archive_dir else "removed")
     for sid in removed:
         print(f"{verb} {sid}")
-    print(f"{verb} {len(removed)} session(s) with no activity in the last {age(seconds)}")
-    return 0
+    for sid, why in failed.items():
+        print(f"failed {safe(sid)}: {safe(why)}")
+    left = f"; {len(failed)} old session(s) left in place" if failed else ""
+    print(f"{verb} {len(removed)} session(s) with no activity in the last {age(seconds)}{left}")
+    return 1 if failed else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -139,6 +139,24 @@ class SessionPoisonedError(StorageError):
     """
 
 
+class CleanupError(StorageError):
+    """``cleanup_old_sessions`` removed what it could, but some old sessions stay: writing
+    their archive copy or deleting them failed. One session's trouble never stops the
+    others: ``removed`` lists the ids removed (as the call would have returned), ``failed``
+    maps each id left in place to the error it met. A session deleted or created again
+    by someone else meanwhile is neither: it was not old any more, or not there."""
+
+    def __init__(self, removed: list[str], failed: dict[str, EventLogError]) -> None:
+        details = "; ".join(f"{sid!r}: {exc}" for sid, exc in failed.items())
+        super().__init__(f"cleanup removed {len(removed)} session(s) but left {len(failed)} old "
+                         f"one(s) in place: {details}")
+        self.removed = removed
+        self.failed = failed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.removed, self.failed))
+
+
 class StoreNotFoundError(EventLogError, FileNotFoundError):
     """No store at the location given to ``eventlog.open(..., create=False)``: nothing there,
     or something that is not an eventlog store. Nothing was created."""

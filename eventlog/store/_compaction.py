@@ -13,6 +13,7 @@ from ..backends._base import Sealed
 from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ..core._records import CompactionReport
 from ._folding import Folding
+from ._lives import another_life, life_of
 from ._state import decode_snapshot, encode_snapshot
 
 COMPACT_MIN_BYTES = 4096
@@ -21,14 +22,18 @@ COMPACT_MIN_BYTES = 4096
 
 def compact(log: Folding, session_id: str | None) -> CompactionReport:
     """Compact one session (errors raise) or every session (damaged or busy ones are
-    reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped)."""
+    reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped).
+    A session deleted and created again while it was compacted is deleted, not damaged:
+    ``SessionNotFoundError`` for one, skipped among all (see ``_lives``)."""
     started = time.perf_counter()
     backend = log.backend
     ids = backend.session_ids() if session_id is None else [session_id]
     sessions = archived = before = after = 0
     problems: list[str] = []
     for sid in ids:
+        life: object = None
         try:
+            life = life_of(backend, sid)
             size = backend.size(sid)
             if size < COMPACT_MIN_BYTES:
                 # Sealing adds a trailer and the next segment's header, the boundary snapshot
@@ -47,6 +52,11 @@ def compact(log: Folding, session_id: str | None) -> CompactionReport:
                 raise
             continue
         except (CorruptLogError, LockTimeoutError) as exc:
+            if isinstance(exc, CorruptLogError) and life is not None and another_life(backend, sid, life):
+                # Deleted (and maybe created again) while we compacted it: gone, not damaged.
+                if session_id is not None:
+                    raise SessionNotFoundError(sid) from None
+                continue
             # Damaged, or another process holds its compaction lock for longer than the
             # lock timeout (compacting a huge segment): leave it, go on with the rest.
             if session_id is not None:

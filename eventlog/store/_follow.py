@@ -10,6 +10,7 @@ from ..backends._base import Backend
 from ..core._errors import InvalidEventError, SessionNotFoundError
 from ..core._records import Event
 from ..core._validate import shown
+from ._lives import another_life_is_gone
 from ._reads import scan_events
 
 FOREVER = 2**31
@@ -39,6 +40,12 @@ def follow_start(backend: Backend, sid: str, after_seq: int | None) -> tuple[int
 
 
 def follow(backend: Backend, sid: str, seq: int, timeout: float | None, life: object) -> Iterator[Event]:
+    # Damage met while the id stopped naming ``life`` is that life's end (see _lives).
+    return another_life_is_gone(backend, sid, life, _follow_life(backend, sid, seq, timeout, life))
+
+
+def _follow_life(backend: Backend, sid: str, seq: int, timeout: float | None,
+                 life: object) -> Iterator[Event]:
     position: dict[str, Any] | None = None
     while True:
         chain, events, where = scan_events(backend, sid, seq, position)

@@ -22,7 +22,9 @@ from pathlib import Path
 from ..backends._base import Lines
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
+    CleanupError,
     CorruptLogError,
+    EventLogError,
     InvalidInputError,
     LockTimeoutError,
     SessionNotFoundError,
@@ -31,6 +33,7 @@ from ..core._errors import (
 from ..core._frames import header_line, trailer_line
 from ..core._validate import finite, shown
 from ._folding import Folding
+from ._lives import another_life, life_of
 
 DAY = 86400.0
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -44,9 +47,11 @@ def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLi
         raise InvalidInputError(f"dry_run must be a bool, not {dry_run!r}")
     target = None if archive_dir is None else Path(archive_dir)
     cutoff = time.time() - days * DAY
-    removed = []
+    removed: list[str] = []
+    failed: dict[str, EventLogError] = {}
     for sid in log.backend.session_ids():
         try:
+            life = life_of(log.backend, sid)
             state = log.state(sid)
         except SessionNotFoundError:
             continue
@@ -54,9 +59,32 @@ def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLi
             continue  # never destroy a log that can't be read: verify() reports it
         if state.last_activity >= cutoff:
             continue
-        if dry_run or _remove(log, sid, state.head, target):
+        if dry_run:
             removed.append(sid)
+            continue
+        outcome = _remove_one(log, sid, state.head, target, life)
+        if isinstance(outcome, EventLogError):
+            failed[sid] = outcome
+        elif outcome:
+            removed.append(sid)
+    if failed:
+        raise CleanupError(removed, failed)
     return removed
+
+
+def _remove_one(log: Folding, sid: str, head: Head, target: Path | None,
+                life: object) -> bool | EventLogError:
+    """Remove one old session (True) or keep it (False), or the error that kept it: one
+    session's trouble never stops the others (the CleanupError comes at the end)."""
+    try:
+        return _remove(log, sid, head, target)
+    except SessionNotFoundError:
+        return False  # deleted by someone else meanwhile
+    except CorruptLogError as exc:
+        # Created again meanwhile, so not old (another life is not damage), or damaged.
+        return False if another_life(log.backend, sid, life) else exc
+    except StorageError as exc:
+        return exc
 
 
 def _remove(log: Folding, sid: str, head: Head, target: Path | None) -> bool:

@@ -11,6 +11,7 @@ from ..core._errors import CorruptLogError, SessionNotFoundError
 from ..core._records import Event, VerifyReport
 from ._folding import Folding
 from ._reads import scan_events
+from ._recorded import recorded_before, recorded_problems
 from ._state import FORKED, REWOUND, SessionState, decode_snapshot
 
 
@@ -51,6 +52,7 @@ def _verify_one(folding: Folding, sid: str,
             problems.append(str(exc))
     wanted = {s.head.seq for s in snaps}
     count = 0
+    recorded = recorded_before(backend, sid)  # before the log: see _recorded
     try:
         chain, events, _ = scan_events(backend, sid, 0)
         for event in events:
@@ -73,6 +75,7 @@ def _verify_one(folding: Folding, sid: str,
         problems.append(f"session {sid!r}: the log holds no events")
     elif state.head.seq != count:
         problems.append(f"session {sid!r}: {count} events but last seq {state.head.seq}")
+    problems.extend(recorded_problems(backend, sid, recorded, state.head))
     for snap in snaps:
         fold = folds.get(snap.head.seq)
         if fold is None or not fold.same_as(snap):

@@ -112,12 +112,42 @@ class ArchiveIndex:
         return ArchiveIndex(size, sha, columns[0], columns[1], columns[2], data[at:], end)
 
 
-def _member(data: bytes, level: int, extra: bytes = b"") -> bytes:
-    """One gzip member (RFC 1952); MTIME 0 so equal input gives equal bytes."""
+def _member_header(extra: bytes = b"") -> bytes:
+    """A member's gzip header as written: MTIME 0 (equal input gives equal bytes), XFL 0,
+    OS 255 (unknown), and an extra field if given."""
     if extra:
-        header = _GZIP_ID + bytes([_FEXTRA]) + b"\0\0\0\0\0\xff" + struct.pack("<H", len(extra)) + extra
-    else:
-        header = _GZIP_ID + b"\0\0\0\0\0\0\xff"
+        return _GZIP_ID + bytes([_FEXTRA]) + b"\0\0\0\0\0\xff" + struct.pack("<H", len(extra)) + extra
+    return _GZIP_ID + b"\0\0\0\0\0\0\xff"
+
+
+def _padding_set(raw: bytes, body: int) -> bool:
+    """Whether the deflate stream of the member ``raw`` (starting at ``body``) ends in a
+    padding bit that is set. The bits after the end-of-block code up to the byte boundary
+    are never read by inflate, so a flip there changes no byte of the content and no CRC:
+    only clearing each set bit of the last byte and seeing the member still inflate (to the
+    same content: its CRC-32 and size are checked) tells a padding bit. The inflater's state
+    before that byte is copied, so each try inflates one byte, not the member."""
+    last = raw[-9]
+    inflater = zlib.decompressobj(-15)
+    try:
+        inflater.decompress(raw[body:-9])
+    except zlib.error:
+        return False  # damaged otherwise: inflating the member reports it
+    for bit in range(8):
+        if last >> bit & 1:
+            trial = inflater.copy()
+            try:
+                trial.decompress(bytes([last ^ (1 << bit)]))
+            except zlib.error:
+                continue
+            if trial.eof and not trial.unused_data:
+                return True
+    return False
+
+
+def _member(data: bytes, level: int, extra: bytes = b"") -> bytes:
+    """One gzip member (RFC 1952): ``_member_header`` and the deflated data."""
+    header = _member_header(extra)
     if data:
         deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
         body = deflate.compress(data) + deflate.flush()
@@ -285,6 +315,8 @@ def read_index(fd: int) -> ArchiveIndex:
     version, end = _POINTER.unpack(pointer)
     if version != ARCHIVE_VERSION:
         raise ArchiveError(f"archive format version {version} is not supported")
+    if end >= os.fstat(fd).st_size:  # (a flipped high bit made pread raise OverflowError)
+        raise ArchiveError("the index pointer points past the end of the file")
     raw = os.pread(fd, 12 + 65535 + 10, end)
     data = _extra_field(raw, _INDEX_TAG)
     if data is None:
@@ -292,6 +324,10 @@ def read_index(fd: int) -> ArchiveIndex:
     index = ArchiveIndex.decode(data, end)
     if index.c_offs[0] != 0 or index.u_offs[0] != 0:
         raise ArchiveError("index does not start at the first member")
+    # Offsets out of order would make the reads below ask for negative sizes (EINVAL).
+    if any(a >= b for a, b in zip(index.c_offs, [*index.c_offs[1:], end], strict=True)) or any(
+            a >= b for a, b in zip(index.u_offs, [*index.u_offs[1:], index.size], strict=True)):
+        raise ArchiveError("the index's member offsets are out of order")
     return index
 
 
@@ -386,6 +422,24 @@ class ArchiveReader:
                 offset -= len(line) + 1
                 yield offset, line
 
+    def _framing_problems(self) -> list[str]:
+        """What inflating does not check in the content members: their headers (MTIME,
+        XFL, OS and the pointer are not covered by any CRC) and their final padding bits."""
+        index = self.index
+        problems = []
+        for i, start in enumerate(index.c_offs):
+            end = index.c_offs[i + 1] if i + 1 < len(index.c_offs) else index.end
+            raw = os.pread(self.fd, end - start, start)
+            if i == 0:
+                head = _member_header(_subfield(_POINTER_TAG, _POINTER.pack(ARCHIVE_VERSION, index.end)))
+            else:
+                head = _member_header(b"")
+            if not raw.startswith(head):
+                problems.append(f"member {i}'s gzip header is damaged")
+            elif len(raw) > len(head) + 8 and _padding_set(raw, len(head)):
+                problems.append(f"member {i}'s deflate stream ends in damaged padding bits")
+        return problems
+
     def content(self) -> Iterator[bytes]:
         """Every member's bytes in order, for whole-archive passes (not cached);
         ``ArchiveError`` if one is damaged."""
@@ -394,11 +448,18 @@ class ArchiveReader:
 
     def check(self, first_seq: int, file_size: int) -> list[str]:
         """Problems with the archive itself: every member's CRC and length, the content
-        hash, and that the index matches the content (re-derived line by line)."""
+        hash, and that the index matches the content (re-derived line by line); and every
+        byte that gzip does not check: each member's header is exactly what ``_member``
+        writes, the index member is exactly the index re-encoded, and no deflate stream
+        ends in padding bits that are set (zlib writes zeros; inflating ignores them)."""
         index = self.index
         problems = []
         if file_size != index.end + 12 + 4 + _INDEX_HEAD.size + 40 * len(index.u_offs) + 10:
             problems.append("bytes after the index member, or the index member is damaged")
+        elif os.pread(self.fd, file_size - index.end, index.end) != _member(
+                b"", 0, _subfield(_INDEX_TAG, index.encode())):
+            problems.append("the index member's gzip framing is damaged")
+        problems.extend(self._framing_problems())
         walk = SegmentWalk(first_seq)
         sha = hashlib.sha256()
         try:

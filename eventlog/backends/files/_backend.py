@@ -64,7 +64,8 @@ from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
 from ._dirs import Dirs, unlock_dir
 from ._discovery import sync
-from ._handle import Handles, unlock
+from ._handle import Handles, still_there, unlock
+from ._recorded import recorded_head
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
@@ -95,6 +96,26 @@ def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
         except OSError as exc:
             raise self._dirs.os_error(session_id, exc) from exc
     return hook
+
+
+def _move_away(directory: Path, trash: Path, session_id: str) -> bool:
+    """``delete``'s two steps, under the session's locks: rename the directory out of the
+    store, then unlink its lock file (which tells waiting writers that the session is gone).
+    A delete that raises changed nothing: if the unlink fails, the directory goes back. Only
+    if that fails too is the session gone all the same (True: it is no longer in the store)."""
+    try:
+        os.rename(directory, trash)
+    except OSError as exc:
+        raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    try:
+        os.unlink(trash / "lock")
+    except OSError as exc:
+        try:
+            os.rename(trash, directory)
+        except OSError:
+            return True
+        raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    return True
 
 
 def _holds_anything(directory: Path) -> bool:
@@ -205,12 +226,18 @@ class FileBackend(Backend):
             if handle is not None and handle.lock.acquire(False):
                 try:
                     fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    # adopt()'s first test: the page is as this handle last published it.
-                    exact = handle.shared is not None and handle.shared[0] == handle.generation
-                    if not exact:
-                        fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 except OSError:  # contended, or a handle closed by a delete (-1): the slow way
                     pass
+                else:
+                    # adopt()'s first test: the page is as this handle last published it,
+                    # and the segment still in the store at the size this handle left it.
+                    try:
+                        exact = (handle.shared is not None and handle.shared[0] == handle.generation
+                                 and still_there(handle.seg_fd, handle.size))
+                    except OSError:  # the fstat failed: the slow way says why (and unlocks)
+                        exact = False
+                    if not exact:
+                        fcntl.flock(handle.lock_fd, fcntl.LOCK_UN)
                 if not exact:
                     handle.lock.release()
             if handle is None or not exact:
@@ -299,12 +326,7 @@ class FileBackend(Backend):
             try:
                 if if_head is not None and sync(dirs, session_id, handle, False) != if_head:
                     return False
-                try:
-                    os.rename(dirs.dir(session_id), trash)
-                    os.unlink(trash / "lock")
-                except OSError as exc:
-                    raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
-                removed = True
+                removed = _move_away(dirs.dir(session_id), trash, session_id)
             finally:
                 if removed:
                     self._table.drop(session_id, handle)  # still under the thread lock: see drop
@@ -365,6 +387,10 @@ class FileBackend(Backend):
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         ids.sort()
         return ids
+
+    @_translated
+    def recorded_head(self, session_id: str) -> Head | None:
+        return recorded_head(self._dirs, session_id)
 
     @_translated
     def size(self, session_id: str) -> int:

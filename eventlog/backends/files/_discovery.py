@@ -31,7 +31,8 @@ def sync(dirs: Dirs, session_id: str, handle: Handle, durable: bool) -> Head:
     """Bring the handle's view of the active segment up to date, under the lock."""
     with handle.transition():
         if handle.head is not None and handle.seg_fd >= 0:
-            size = os.fstat(handle.seg_fd).st_size
+            found = os.fstat(handle.seg_fd)
+            size = found.st_size if found.st_nlink else -1  # unlinked: no longer in the store
             if size == handle.size:
                 return handle.head
             if size > handle.size:

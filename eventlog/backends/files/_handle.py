@@ -31,6 +31,7 @@ from ...core._codec import Head
 from ...core._errors import SessionNotFoundError, SessionPoisonedError, StorageError
 from ._dirs import O_CLOEXEC, Dirs
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
+from ._segments import parse_header
 
 SHARED_BYTES = 64
 """Size of the lock file: a page of state shared by every process that has it mapped.
@@ -62,6 +63,32 @@ def life_of(fd: int) -> object:
         return life
     stat = os.fstat(fd)
     return stat.st_dev, stat.st_ino
+
+
+def still_there(fd: int, size: int) -> bool:
+    """Whether the segment open as ``fd`` is still linked into the store and ``size`` long."""
+    found = os.fstat(fd)
+    return bool(found.st_nlink) and found.st_size == size
+
+
+_TAIL = 4096
+
+
+def log_ends_with(fd: int, first: int, size: int, head: Head) -> bool:
+    """Whether segment ``first`` (open as ``fd``) is ``size`` bytes long and ends with the
+    line of ``head``: its last record (seq and digest), or its header when it holds none.
+    A last line longer than ``_TAIL`` is not confirmed: the writer then reads the files."""
+    if size <= 0 or not still_there(fd, size):
+        return False
+    tail = os.pread(fd, min(size, _TAIL), max(0, size - _TAIL))
+    start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    if not tail.endswith(b"\n") or (start == 0 and size > _TAIL):
+        return False
+    line = tail[start:-1]
+    if head.seq < first:  # no records: the header is the head
+        return start == 0 and size <= _TAIL and parse_header(line) == head
+    return (line.startswith(b'{"seq":%d,' % head.seq)
+            and line.endswith(b',"h":"%s"}' % head.digest.encode()))
 
 
 def _handles_kept() -> int:
@@ -162,17 +189,30 @@ class Handle:
                  "h": self.head.digest})
 
     def adopt(self) -> bool:
-        """Take the head from the shared page if it is published and still this segment's."""
+        """Take the head from the shared page if it is published, still this segment's, and
+        the log confirms it. The page is a cache (issue 13): a stale or forged one made a
+        writer acknowledge seq 42 after seq 2. So the head it names is confirmed against the
+        segment itself, cheaply: its size and its last line (``log_ends_with``); and even a
+        page as this handle last published it needs the segment still linked (an append is
+        never acknowledged into a file removed from the store) at the size this handle
+        left it. Refused, the head is forgotten: the writer reads the files."""
         shared = self.shared
         if shared is None:
             return False
         generation = shared[0]
         if generation == self.generation:
-            return True
+            if self.seg_fd >= 0 and still_there(self.seg_fd, self.size):
+                return True
+            self.forget()
+            return False
         if generation & 1 or not generation or self.seg_fd < 0 or shared[1] != self.seg_first:
             return False
         assert self.mapped is not None
-        self.know(Head(shared[3], self.mapped[32:48].hex()), shared[2])
+        head, size = Head(shared[3], self.mapped[32:48].hex()), shared[2]
+        if not log_ends_with(self.seg_fd, self.seg_first, size, head):
+            self.forget()
+            return False
+        self.know(head, size)
         self.generation = generation
         return True
 
@@ -334,7 +374,12 @@ class Handles:
                 handle.lock.release()
                 raise
             shared = handle.shared
-            if appending and handle.adopt():
+            try:
+                adopted = appending and handle.adopt()  # it reads the segment: I/O may fail
+            except BaseException:
+                unlock(handle)
+                raise
+            if adopted:
                 return handle, True
             # ``delete`` unlinks the lock file while holding the lock, so a lock file
             # with no links means the session was deleted (and maybe created again)
