@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from ..backends._base import Backend, Guard, Scan
+from ..backends._base import Backend, Guard
 from ..core._codec import (
     ChainReader,
     Head,
     Record,
-    Unparseable,
     encode_payload,
     genesis,
-    link,
-    looks_like_record,
     new_event,
-    parse,
     seal,
-    to_event,
 )
 from ..core._errors import (
     ConflictError,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Sealed
+from .._base import Appended, Archived, Build, Guard, Sealed
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
 from . import _statements as sql
@@ -144,7 +144,7 @@ class PostgresBackend(RowBackend):
                           unknown="the session may or may not have been created")
 
     def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Callable[[Head], None] | None = None,
+                   durable: bool, guard: Guard | None = None,
                    ) -> tuple[Head, Head, dict[str, Any] | None]:
         if guard is not None:
             return self._append_guarded(session_id, payload, max_bytes, expected_seq, durable, guard)
@@ -182,7 +182,7 @@ class PostgresBackend(RowBackend):
 
     def _append_guarded(self, session_id: str, payload: bytes, max_bytes: int,
                         expected_seq: int | None, durable: bool,
-                        guard: Callable[[Head], None]) -> tuple[Head, Head, dict[str, Any] | None]:
+                        guard: Guard) -> tuple[Head, Head, dict[str, Any] | None]:
         """``append_one`` with the store's check for a message id or key already stored.
 
         The check is Python and may read the log (another connection), so it can't run
@@ -198,7 +198,7 @@ class PostgresBackend(RowBackend):
                 head = self.read_head(session_id)[1]
             assert head is not None
             try:
-                guard(head)
+                guard(head, None)
             except Exception:
                 # The remembered head may be stale (a rewind by another process changes what
                 # the check finds): only a refusal on the head as it is now counts.
