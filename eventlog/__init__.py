@@ -7,6 +7,7 @@ from .core._errors import (
                       CorruptLogError,
                       EventLogError,
                       EventTooLargeError,
+                      InvalidCursorError,
                       InvalidEventError,
                       InvalidInputError,
                       InvalidSessionIdError,
@@ -21,6 +22,7 @@ from .core._errors import (
 from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from .integrations._persistence import SessionPersistence
 from .store._async import AsyncEventLog, open_async
+from .store._catalog import SessionPage
 from .store._log import EventLog
 from .store._open import open
 from .store._search import SearchHit, SearchPage
@@ -38,6 +40,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventTooLargeError",
+    "InvalidCursorError",
     "InvalidEventError",
     "InvalidInputError",
     "InvalidSessionIdError",
@@ -46,6 +49,7 @@ __all__ = [
     "SearchPage",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionPersistence",
     "SessionPoisonedError",
     "StorageError",

@@ -31,6 +31,7 @@ from ..core._errors import (
     StorageError,
 )
 from ..core._validate import finite, shown
+from ._catalog import entries
 
 if TYPE_CHECKING:
     from ._log import EventLog
@@ -48,7 +49,13 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
     target = None if archive_dir is None else Path(archive_dir)
     cutoff = time.time() - days * DAY
     removed = []
-    for sid in log.backend.session_ids():
+    # The catalog names the candidates, oldest activity first, so the work is the sessions
+    # removed; each is folded from its log again before it goes: the catalog is derived
+    # data, and never the reason a session is deleted.
+    old = [s for s, _ in entries(log, "", skip_damaged=True) if s.last_activity < cutoff]
+    old.sort(key=lambda s: (s.last_activity, s.session_id))
+    for candidate in old:
+        sid = candidate.session_id
         try:
             state = log._state(sid)
         except SessionNotFoundError:
@@ -59,7 +66,7 @@ def cleanup_old_sessions(log: EventLog, days: float, archive_dir: str | os.PathL
             continue
         if dry_run or _remove(log, sid, state.head, target):
             removed.append(sid)
-    return removed
+    return sorted(removed)
 
 
 def _remove(log: EventLog, sid: str, head: Head, target: Path | None) -> bool:
