@@ -164,7 +164,7 @@ class CatalogContract(ContractBase):
             lambda: log.list_sessions(order="size"), lambda: log.list_sessions(order=None),  # type: ignore[arg-type]
             lambda: log.list_sessions(descending="yes"),  # type: ignore[arg-type]
             lambda: log.list_sessions(limit=0), lambda: log.list_sessions(limit=-1),
-            lambda: log.list_sessions(limit=True),  # type: ignore[arg-type]
+            lambda: log.list_sessions(limit=True),
             lambda: log.list_sessions(metadata=["team"]),  # type: ignore[arg-type]
             lambda: log.list_sessions(metadata={1: "x"}),  # type: ignore[dict-item]
             lambda: log.list_sessions(metadata={"x": object()}),
