@@ -4,7 +4,7 @@ keyset paging and its cursors, count_sessions (issue 15)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -69,9 +69,35 @@ def _walk(log: EventLog, limit: int, **query: Any) -> list[ChatSession]:
 class CatalogContract(ContractBase):
     """``list_sessions``, ``page_sessions`` and ``count_sessions`` on every backend."""
 
+    catalog_shared: ClassVar[bool] = True
+    """Whether the catalog's entries outlive the store object (and process) that wrote them."""
+
     catalog_settings = settings(max_examples=40, deadline=None,
                                 suppress_health_check=[HealthCheck.too_slow,
                                                        HealthCheck.function_scoped_fixture])
+
+    def test_a_new_store_object_lists_from_the_catalog_without_folding(self, url: str) -> None:
+        """What the writer's folds saved serves the next reader, which folds nothing (the
+        catalog is shared, not per process), and a damaged entry is folded again."""
+        if not self.catalog_shared:
+            pytest.skip("this backend's catalog lives in each process")
+        with eventlog.open(url) as log:
+            truth = _fill(log)
+            head = log._state(IDS[0]).head
+        with eventlog.open(url) as log:
+            folded: list[str] = []
+            state = log._state
+
+            def counted(sid: str, upto: int | None = None) -> Any:
+                folded.append(sid)
+                return state(sid, upto)
+
+            log._state = counted  # type: ignore[method-assign]
+            assert log.list_sessions() == [truth[sid] for sid in sorted(IDS)]
+            assert folded == []
+            log.backend.catalog_write([(IDS[0], head, b"[damaged")])
+            assert log.list_sessions() == [truth[sid] for sid in sorted(IDS)]
+            assert folded == [IDS[0]]
 
     def test_list_sessions_without_arguments_is_every_session_by_id(self, log: EventLog) -> None:
         truth = _fill(log)
