@@ -237,7 +237,8 @@ def test_create_refuses_an_existing_id(capsys, store, team):
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["show", "nope"], 1, "eventlog: session 'nope' does not exist"),
     (["post", "nope", "--sender", "A", "x"], 1, "eventlog: session 'nope' does not exist"),
-    (["show", "../x"], 2, "invalid session id '../x'"),
+    (["show", "../x"], 1, "eventlog: session '../x' does not exist"),
+    (["show", "a\tb"], 2, "invalid session id 'a\\tb'"),
     (["show", "team", "--limit", "-1"], 2, "argument --limit: '-1' is negative"),
     (["post", "team", "x"], 2, "the following arguments are required: --sender"),
     (["post", "team", "--sender", "", "x"], 2, "eventlog: sender must not be empty"),

@@ -29,7 +29,7 @@ from ..core._errors import (
     SessionNotFoundError,
 )
 from ..core._records import Event
-from ..core._validate import SESSION_ID_RE, check_session_id
+from ..core._validate import LEGACY_ID_RE, check_session_id
 from ..store._async import AsyncEventLog
 from ..store._log import EventLog
 from ..store._open import open as open_store
@@ -68,7 +68,7 @@ def session_id_for(framework_id: object) -> str:
     if type(framework_id) is not str or not framework_id or len(framework_id) > _MAX_ID:
         raise InvalidSessionIdError(f"invalid session id {framework_id!r}: use a str of 1 to "
                                     f"{_MAX_ID} characters")
-    if SESSION_ID_RE.fullmatch(framework_id) and not framework_id.startswith(_ENCODED):
+    if LEGACY_ID_RE.fullmatch(framework_id) and not framework_id.startswith(_ENCODED):
         return framework_id
     parts = [_ENCODED]
     for char in framework_id:

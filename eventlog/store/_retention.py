@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends._base import Lines
+from ..backends.files._names import file_name
 from ..backends.files._segments import header_line, trailer_line
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
@@ -125,11 +126,12 @@ def _history(log: EventLog, sid: str, head: Head) -> Iterator[bytes]:
 
 
 def export_history(log: EventLog, sid: str, head: Head, directory: Path) -> Path:
-    """Write the session's history up to ``head`` into ``directory`` as
-    ``<id>.jsonl`` (``<id>~2.jsonl`` and so on if taken), durably; return its path."""
+    """Write the session's history up to ``head`` into ``directory`` as ``<name>.jsonl``
+    (``<name>~2.jsonl`` and so on if taken; the name is the id's, as a file store names its
+    directory), durably; return its path."""
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = directory / f".{sid}.{uuid.uuid4().hex}.tmp"
+        temp = directory / f".{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
@@ -153,9 +155,12 @@ def export_history(log: EventLog, sid: str, head: Head, directory: Path) -> Path
 
 
 def _link_unique(temp: Path, directory: Path, sid: str) -> Path:
-    # ``~`` can't occur in a session id, so ``a~2.jsonl`` is never another session's name.
+    # The id's file name (as a file store names its directory: safe for any id; a long one
+    # if the suffix would take it past 255 bytes), and for a second copy ``<name>~2.jsonl``:
+    # no id's name ends in ``~`` and a few digits.
+    name = file_name(sid, 255 - len("~9999.jsonl"))
     for n in range(1, 10_000):
-        final = directory / (f"{sid}.jsonl" if n == 1 else f"{sid}~{n}.jsonl")
+        final = directory / (f"{name}.jsonl" if n == 1 else f"{name}~{n}.jsonl")
         try:
             os.link(temp, final)  # never replaces an existing file, unlike rename
             return final

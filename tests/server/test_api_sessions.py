@@ -55,8 +55,8 @@ def test_create_existing(client: httpx.Client, sid: str) -> None:
 
 
 @pytest.mark.parametrize("body", [
-    {"session_id": "../x"}, {"session_id": "a/b"}, {"session_id": ""}, {"session_id": "."},
-    {"session_id": ".hidden"}, {"session_id": "x" * 129}, {"session_id": "nul\u0000"},
+    {"session_id": "a\nb"}, {"session_id": "\x1b[2J"}, {"session_id": ""}, {"session_id": "a\tb"},
+    {"session_id": "\u0085"}, {"session_id": "x" * 256}, {"session_id": "nul\u0000"},
     {"session_id": 5}, {"participants": "Ann"}, {"participants": {"Ann": 1}}, {"participants": 5},
     {"participants": ["Ann", "Ann"]}, {"participants": [""]}, {"participants": [1]},
     {"metadata": []}, {"metadata": {"big": 2**70}}, {"created_at": "yesterday"},
@@ -70,8 +70,10 @@ def test_create_refuses_bad_input(client: httpx.Client, body: object) -> None:
 
 def test_get_missing_and_invalid(client: httpx.Client) -> None:
     _error(client.get("/api/sessions/no-such-session"), 404, "session_not_found")
-    _error(client.get("/api/sessions/bad%20id"), 422, "invalid_input")
-    _error(client.get("/api/sessions/.hidden"), 422, "invalid_input")
+    _error(client.get("/api/sessions/bad%20id"), 404, "session_not_found")  # valid (issue 15)
+    _error(client.get("/api/sessions/.hidden"), 404, "session_not_found")
+    _error(client.get("/api/sessions/bad%09id"), 422, "invalid_input")
+    _error(client.get("/api/sessions/" + "x" * 256), 422, "invalid_input")
 
 
 def test_list_paging_sorting_and_filter(client: httpx.Client) -> None:

@@ -70,11 +70,12 @@ from ...core._errors import (
     StorageError,
     StoreNotFoundError,
 )
-from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
+from ...core._validate import check_mode, check_seconds
 from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
+from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._segments import (
     SEGMENT_RE,
     Pread,
@@ -362,7 +363,11 @@ class FileBackend(Backend):
     # Paths and handles -----------------------------------------------------------------
 
     def _dir(self, session_id: str) -> Path:
-        return self.root / session_id
+        # A store written before issue 15 may hold this id under its legacy name (_names.py).
+        legacy = legacy_name(session_id)
+        if legacy is not None and os.path.isdir(self.root / legacy):
+            return self.root / legacy
+        return self.root / dir_name(session_id)
 
     def _os_error(self, session_id: str, exc: OSError) -> EventLogError:
         if isinstance(exc, FileNotFoundError) and not self.exists(session_id):
@@ -502,10 +507,12 @@ class FileBackend(Backend):
         final = self._dir(session_id)
         if final.exists():
             raise SessionExistsError(session_id)
-        temp = self.root / f".creating-{session_id}-{uuid.uuid4().hex}"
+        temp = self.root / f".creating-{uuid.uuid4().hex}"
         try:
             os.mkdir(temp, self.dir_mode)
             try:
+                if is_long(final.name):  # the name can't say the id: the id file does
+                    self._write_new(temp / ID_FILE, session_id.encode("utf-8"), durable=durable)
                 self._write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
                                 durable=durable)
                 self._write_new(temp / segment_name(1),
@@ -1275,23 +1282,35 @@ class FileBackend(Backend):
         return (self._dir(session_id) / "lock").exists()
 
     def session_ids(self) -> list[str]:
-        ids = []
+        ids = set()
         try:
             with os.scandir(self.root) as entries:
                 for entry in entries:
-                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        ids.append(entry.name)
+                    if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                        continue
+                    sid = id_of(entry.name)
+                    if sid is None and is_long(entry.name):
+                        sid = self._long_id(entry.name)
+                    if sid is not None:
+                        ids.add(sid)
         except OSError as exc:
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
-        ids.sort()
-        return ids
+        return sorted(ids)
+
+    def _long_id(self, name: str) -> str | None:
+        """The id in a long-named directory's ``id`` file, if it is the one for that name."""
+        try:
+            sid = (self.root / name / ID_FILE).read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None  # being created or deleted, or not a session's
+        return sid if dir_name(sid) == name else None
 
     @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         # The directory lock first (the order ``archive`` uses too), so a session is
         # never moved away under a compactor writing into it.
         dir_fd = self._lock_dir(session_id)
-        trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
+        trash = self.root / f".deleted-{uuid.uuid4().hex}"
         try:
             handle, _ = self._locked(session_id)
             removed = False
