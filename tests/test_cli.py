@@ -276,7 +276,7 @@ def test_unreadable_import_file(capsys, store, tmp_path):
 def test_unexpected_errors_are_one_line_too(capsys, store, team, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(eventlog.EventLog, "get_session", broken)
+    monkeypatch.setattr(eventlog.EventLog, "size", broken)
     code, _, err = cli(capsys, "sessions", "--store", store)
     assert (code, err) == (1, "eventlog: internal error: RuntimeError: boom "
                               "(set EVENTLOG_DEBUG=1 to see where)\n")

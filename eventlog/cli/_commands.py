@@ -24,8 +24,6 @@ from ._terminal import (
     local_time,
     print_json,
     safe,
-    shorten,
-    table,
 )
 
 
@@ -57,7 +55,7 @@ class Listing:
         """Name the damaged sessions in one line on stderr; the exit status to end with."""
         if not self.damaged:
             return 0
-        names = ", ".join(sid for sid, _ in self.damaged)
+        names = ", ".join(safe(sid) for sid, _ in self.damaged)
         print(f"eventlog: {len(self.damaged)} session(s) could not be read ({names}); "
               "'eventlog verify' shows why", file=sys.stderr)
         return 1
@@ -78,24 +76,6 @@ def list_store(log: EventLog) -> Listing:
 
 
 # Looking ------------------------------------------------------------------------------------
-
-def cmd_sessions(args: argparse.Namespace) -> int:
-    with open_store(args) as log:
-        listing = list_store(log)
-    if args.json:
-        print_json([session_json(s, size) for s, size in listing.sessions]
-                   + [{"session_id": sid, "error": why} for sid, why in listing.damaged])
-        return listing.report_damage()
-    rows = [[s.session_id, shorten(safe(", ".join(s.participants)), 40), str(s.message_count),
-             local_time(s.last_activity), human_bytes(size)] for s, size in listing.sessions]
-    rows += [[sid, "(damaged: see eventlog verify)", "?", "?", "?"] for sid, _ in listing.damaged]
-    if rows:
-        print(table(["SESSION", "PARTICIPANTS", "MESSAGES", "LAST ACTIVITY", "SIZE"], rows,
-                    right=(2, 4)))
-    else:
-        print(f"no sessions in {store_location(args)}", file=sys.stderr)
-    return listing.report_damage()
-
 
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args) as log:
@@ -172,7 +152,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             raise usage_error(f"--metadata: {exc}") from None
     with open_store(args, create=True) as log:
         created = log.create_session(args.session, args.participant or [], metadata)
-    print(created.session_id)
+    print(safe(created.session_id))
     return 0
 
 
@@ -191,7 +171,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     with open_store(args) as log:
         stored = log.add_message(ChatMessage(sender=args.sender, recipient=args.to, content=text,
                                              session_id=args.session, message_type=args.type))
-    print(f"posted to {stored.session_id} as seq {stored.seq}")
+    print(f"posted to {safe(stored.session_id)} as seq {stored.seq}")
     return 0
 
 
@@ -282,13 +262,17 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
     from ._search import cmd_search, search_args
+    from ._sessions import cmd_sessions, sessions_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
     from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
     return [
         Command("demo", "run several agent processes chatting, then prove nothing was lost",
                 ("eventlog demo --agents 4 --messages 25",), demo_args, cmd_demo, takes_store=False),
         Command("sessions", "list sessions: participants, messages, last activity, size",
-                ("eventlog sessions --store ./chatlogs",), _json_flag, cmd_sessions),
+                ("eventlog sessions --store ./chatlogs",
+                 "eventlog sessions --order last_activity --descending --limit 20",
+                 "eventlog sessions --participant Agent-1 --meta team=red --since 7d"),
+                sessions_args, cmd_sessions),
         Command("show", "print a session's transcript", ("eventlog show team --limit 20",),
                 _show_args, cmd_show),
         Command("tail", "print the last messages; -f keeps following new ones",

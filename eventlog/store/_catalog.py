@@ -14,6 +14,9 @@ as of one head. Entries are derived data, kept by the backend (``Backend.catalog
   entries are refolded on read.
 - A backend saves an entry only if the session's head is still the one given, so a slow
   writer never overwrites a newer entry with an older one.
+- An entry says what the log held when it was made; damage done to the log later without
+  moving its head (a byte flipped on disk) is what ``verify`` finds. Sessions ``verify``
+  found damaged are listed from their logs in that process until a verify finds them sound.
 
 Paging is keyset: the order is a total order on ``(key, session_id)``, and a cursor names
 the last session returned. A session that exists and is not written to for the whole walk
@@ -175,8 +178,9 @@ def entries(log: EventLog, prefix: str, *,
     flush(log)
     found: list[tuple[ChatSession, Head]] = []
     fresh: list[tuple[str, Head, bytes]] = []
+    suspects = log._suspects
     for sid, blob in log.backend.catalog_read(prefix):
-        if blob is not None:
+        if blob is not None and sid not in suspects:
             try:
                 found.append(decode_entry(sid, blob))
                 continue
@@ -195,6 +199,15 @@ def entries(log: EventLog, prefix: str, *,
     if fresh:
         save(log, fresh)
     return found
+
+
+def suspect(log: EventLog, sid: str, damaged: bool) -> None:
+    """What ``verify`` found: a damaged session is listed from its log (where the damage
+    shows) rather than from its entry, in this process, until a verify finds it sound."""
+    if damaged:
+        log._suspects.add(sid)
+    else:
+        log._suspects.discard(sid)
 
 
 def save(log: EventLog, fresh: list[tuple[str, Head, bytes]]) -> None:

@@ -104,6 +104,8 @@ class EventLog:
         self._views: dict[str, tuple[SessionState, dict[str, Any]]] = {}
         # Sessions whose catalog entry this process's folds can bring up to date (_catalog.py).
         self._marked: set[str] = set()
+        # Sessions verify found damaged: listed from their logs, never from catalog entries.
+        self._suspects: set[str] = set()
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -782,6 +784,7 @@ class EventLog:
             count, found = self._verify_one(sid)
             checked += count
             problems.extend(found)
+            _catalog.suspect(self, sid, bool(found))
         return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
 
     def _verify_one(self, sid: str) -> tuple[int, list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -273,3 +274,38 @@ def test_event_conflict_and_missing(client: httpx.Client, sid: str) -> None:
     _error(_post(client, "/api/sessions/gone-x/events", {"type": "x"}), 404, "session_not_found")
     _error(client.get("/api/sessions/gone-x/events"), 404, "session_not_found")
     _error(client.get(f"/api/sessions/{sid}/events", params={"limit": "0"}), 400, "bad_request")
+
+
+# Session ids as users write them (issue 15) ------------------------------------------------
+
+ODD_IDS = ["user:42", "alice@example.com", "thread/123", "tenant 1", "é", "日本語", ".hidden", "..",
+           "../x", "a\\b", "CON", "%2e%2e", "a?b#c", "x" * 255, "Team", "team", "\u202eevil"]
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_every_valid_id_works_percent_encoded_in_paths(client: httpx.Client, odd: str) -> None:
+    sid = f"{odd}{uuid.uuid4().hex[:4]}" if len(odd) < 250 else odd[:-4] + uuid.uuid4().hex[:4]
+    path = "/api/sessions/" + quote(sid, safe="")
+    r = _post(client, "/api/sessions", {"session_id": sid, "participants": ["A"]})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == path and r.json()["session_id"] == sid
+    assert client.get(path).json()["session_id"] == sid
+    posted = _post(client, path + "/messages", {"sender": "A", "content": sid})
+    assert posted.status_code == 201, posted.text
+    assert [m["content"] for m in client.get(path + "/messages").json()["messages"]] == [sid]
+    assert client.get(path + "/verify").json()["ok"] is True
+    export = client.get(path + "/export", params={"format": "jsonl"})
+    assert export.status_code == 200
+    assert export.headers["content-disposition"].endswith(f"filename*=UTF-8''{quote(sid, safe='')}.jsonl")
+    assert "/" not in export.headers["content-disposition"].split('"')[1]
+    listed = client.get("/api/sessions", params={"prefix": sid, "limit": 5}).json()["sessions"]
+    assert [s["session_id"] for s in listed] == [sid]
+
+
+def test_a_slash_in_an_id_is_one_segment_only_when_encoded(client: httpx.Client) -> None:
+    _post(client, "/api/sessions", {"session_id": "thread"})
+    _post(client, "/api/sessions", {"session_id": "thread/messages"})
+    assert client.get("/api/sessions/thread%2Fmessages").json()["session_id"] == "thread/messages"
+    assert "messages" in client.get("/api/sessions/thread/messages").json()  # thread's messages
+    _error(client.get("/api/sessions/%FF%FE"), 422, "invalid_input")  # not UTF-8
+    _error(client.get("/api/sessions/a%00b"), 422, "invalid_input")
