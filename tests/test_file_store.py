@@ -32,8 +32,6 @@ class TestFileStore(StoreContract):
     def _temp(self, tmp_path_factory: pytest.TempPathFactory) -> None:
         self._tmp = tmp_path_factory
 
-    catalog_shared = False  # until the file backend keeps a store-level catalog
-
     def fresh_url(self) -> str:
         return str(self._tmp.mktemp("store"))
 

@@ -36,6 +36,7 @@ import mmap
 import os
 import resource
 import shutil
+import struct
 import threading
 import time
 import uuid
@@ -74,6 +75,7 @@ from ...core._validate import check_mode, check_seconds
 from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
+from ._catalog import FileCatalog
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._segments import (
@@ -320,6 +322,7 @@ class FileBackend(Backend):
             raise InvalidInputError(f"archive_level must be a zlib level from 1 to 9, not {archive_level!r}")
         self.archive_level = archive_level
         self._handles: dict[str, _Handle] = {}
+        self._catalog = FileCatalog(self.root, self.mode)
         self._handles_lock = threading.Lock()
         _LIVE.add(self)
         # A store dropped without close() must not keep its descriptors (and mappings)
@@ -513,12 +516,15 @@ class FileBackend(Backend):
             try:
                 if is_long(final.name):  # the name can't say the id: the id file does
                     self._write_new(temp / ID_FILE, session_id.encode("utf-8"), durable=durable)
-                self._write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
+                segment = header_line(session_id, genesis(session_id)) + b"\n" + record.line + b"\n"
+                # The page is published from the start (generation 2, the first segment, its
+                # size, seq 1 and its digest), as the first append would publish it: so the
+                # head of a session nobody appended to is known without reading its log (the
+                # catalog relies on it: _catalog.py). Written before the directory appears.
+                page = struct.pack("<QQQQ", 2, 1, len(segment), 1) + bytes.fromhex(record.digest)
+                self._write_new(temp / "lock", page + os.urandom(SHARED_BYTES - LIFE_AT),
                                 durable=durable)
-                self._write_new(temp / segment_name(1),
-                                header_line(session_id, genesis(session_id)) + b"\n"
-                                + record.line + b"\n",
-                                durable=durable)
+                self._write_new(temp / segment_name(1), segment, durable=durable)
                 if durable:
                     self._fsync_dir(temp)
                 os.rename(temp, final)
@@ -1282,7 +1288,11 @@ class FileBackend(Backend):
         return (self._dir(session_id) / "lock").exists()
 
     def session_ids(self) -> list[str]:
-        ids = set()
+        return sorted(self._sessions())
+
+    def _sessions(self) -> dict[str, Path]:
+        """Every session's id and directory (a legacy-named one first: see ``_dir``)."""
+        found: dict[str, Path] = {}
         try:
             with os.scandir(self.root) as entries:
                 for entry in entries:
@@ -1291,11 +1301,22 @@ class FileBackend(Backend):
                     sid = id_of(entry.name)
                     if sid is None and is_long(entry.name):
                         sid = self._long_id(entry.name)
-                    if sid is not None:
-                        ids.add(sid)
+                    if sid is not None and (sid not in found or entry.name == legacy_name(sid)):
+                        found[sid] = self.root / entry.name
         except OSError as exc:
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
-        return sorted(ids)
+        return found
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        found = self._sessions()
+        listed = sorted((sid, path) for sid, path in found.items() if sid.startswith(prefix))
+        return self._catalog.read(listed, whole=not prefix)
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        try:
+            self._catalog.write([(sid, self._dir(sid), head, blob) for sid, head, blob in entries])
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't save catalog entries in {self.root}: {exc}") from exc
 
     def _long_id(self, name: str) -> str | None:
         """The id in a long-named directory's ``id`` file, if it is the one for that name."""
