@@ -99,6 +99,25 @@ class CatalogContract(ContractBase):
             assert log.list_sessions() == [truth[sid] for sid in sorted(IDS)]
             assert folded == [IDS[0]]
 
+    def test_verify_compares_the_catalog_with_the_logs(self, log: EventLog) -> None:
+        """An entry that says something else than its log (made up here, for the session's
+        real head) is a problem verify names, and replaces; reindex rebuilds them all."""
+        truth = _fill(log)
+        sid = IDS[1]
+        head = log._state(sid).head
+        log.list_sessions()
+        wrong = b'[%d,"%s",1.0,2.0,99,["mallory"],{}]' % (head.seq, head.digest.encode())
+        log.backend.catalog_write([(sid, head, wrong)])
+        shown = {s.session_id: s for s in log.list_sessions()}
+        if shown[sid] != truth[sid]:  # this backend kept the made-up entry: verify must see it
+            report = log.verify()
+            assert not report.ok and any("catalog" in p and repr(sid) in p for p in report.problems)
+        assert log.verify().ok
+        assert log.list_sessions() == [truth[s] for s in sorted(IDS)]
+        assert log.reindex() == len(IDS)
+        assert log.list_sessions() == [truth[s] for s in sorted(IDS)]
+        assert log.count_sessions(participant="mallory") == 0
+
     def test_list_sessions_without_arguments_is_every_session_by_id(self, log: EventLog) -> None:
         truth = _fill(log)
         assert log.list_sessions() == [truth[sid] for sid in sorted(IDS)]

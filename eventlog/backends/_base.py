@@ -289,6 +289,10 @@ class Backend(ABC):
         """Save each ``(id, head, entry)`` whose session's head is still ``head``; skip the rest."""
         catalog_write_generic(self, entries)
 
+    def catalog_reset(self) -> None:
+        """Forget every catalog entry (``reindex`` builds them again)."""
+        _catalog_cache(self).clear()
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""
 

@@ -167,6 +167,11 @@ class MemoryBackend(RowBackend):
         found.sort(key=lambda item: item[0])
         return found
 
+    def catalog_reset(self) -> None:
+        with self._data.changed:
+            for session in self._data.sessions.values():
+                session.catalog = None
+
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         with self._data.changed:
             for sid, head, blob in entries:

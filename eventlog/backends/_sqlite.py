@@ -389,6 +389,10 @@ class SQLiteBackend(RowBackend):
                               bounds).fetchall()
         return [row for row in rows if row[0].startswith(prefix)]
 
+    def catalog_reset(self) -> None:
+        with self._write("dropping the session catalog", False) as db:
+            db.execute("DELETE FROM catalog")
+
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         with self._write("saving session catalog entries", False) as db:
             db.executemany("INSERT OR REPLACE INTO catalog SELECT gen, seq, ? FROM sessions "

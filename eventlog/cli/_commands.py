@@ -262,7 +262,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
     from ._search import cmd_search, search_args
-    from ._sessions import cmd_sessions, sessions_args
+    from ._sessions import cmd_reindex, cmd_sessions, reindex_args, sessions_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
     from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
     return [
@@ -300,6 +300,8 @@ def _commands() -> list[Command]:
                 export_args, cmd_export),
         Command("import", "create a session from an exported jsonl or json file",
                 ("eventlog import team.jsonl --session team-copy",), import_args, cmd_import),
+        Command("reindex", "rebuild the session catalog from every session's log",
+                ("eventlog reindex --store ./chatlogs",), reindex_args, cmd_reindex),
         Command("stats", "sessions, events, bytes, oldest and newest activity",
                 ("eventlog stats --json",), _json_flag, cmd_stats),
         Command("copy", "copy every session from one store to another (any backends)",

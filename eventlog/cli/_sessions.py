@@ -105,6 +105,20 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return listing.report_damage()
 
 
+def reindex_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a line")
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    with open_store(args) as log:
+        count = log.reindex()
+    if args.json:
+        print_json({"sessions": count})
+    else:
+        print(f"reindexed {count} session(s)")
+    return 0
+
+
 def _sized(log: Any, sessions: list[ChatSession]) -> list[tuple[ChatSession, int]]:
     found = []
     for s in sessions:

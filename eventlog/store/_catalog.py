@@ -201,6 +201,40 @@ def entries(log: EventLog, prefix: str, *,
     return found
 
 
+def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> list[str]:
+    """``verify``'s check of the catalog: every entry the backend would use now must say what
+    the full fold of the session's log says. A wrong entry is a problem (the catalog is not
+    trusted over the logs), and is replaced by the fold at once."""
+    if not folded:
+        return []
+    flush(log)
+    problems = []
+    fresh = []
+    rows = log.backend.catalog_read("") if whole or len(folded) > 1 else [
+        row for row in log.backend.catalog_read(next(iter(folded))) if row[0] in folded]
+    for sid, blob in rows:
+        state = folded.get(sid)
+        if state is None or blob is None:
+            continue
+        try:
+            entry, head = decode_entry(sid, blob)
+            same = entry == state.to_session() and head == state.head
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            problems.append(f"session {sid!r}: the catalog's entry does not match the log "
+                            "(replaced by the log's fold)")
+            fresh.append((sid, state.head, encode_entry(state)))
+    if fresh:
+        save(log, fresh)
+    return problems
+
+
+def rebuild(log: EventLog) -> int:
+    """Fold every session and save its entry (``reindex``); return how many."""
+    return len(entries(log, "", skip_damaged=True))
+
+
 def suspect(log: EventLog, sid: str, damaged: bool) -> None:
     """What ``verify`` found: a damaged session is listed from its log (where the damage
     shows) rather than from its entry, in this process, until a verify finds it sound."""

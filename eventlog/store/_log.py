@@ -780,14 +780,16 @@ class EventLog:
                 raise SessionNotFoundError(ids[0])
         problems: list[str] = []
         checked = 0
+        folded: dict[str, SessionState] = {}
         for sid in ids:
-            count, found = self._verify_one(sid)
+            count, found = self._verify_one(sid, folded)
             checked += count
             problems.extend(found)
             _catalog.suspect(self, sid, bool(found))
+        problems.extend(_catalog.compare(self, folded, whole=session_id is None))
         return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
 
-    def _verify_one(self, sid: str) -> tuple[int, list[str]]:
+    def _verify_one(self, sid: str, folded: dict[str, SessionState]) -> tuple[int, list[str]]:
         problems = list(self.backend.check(sid))
         state = SessionState(sid, genesis(sid))
         folds: dict[int, SessionState] = {}
@@ -820,7 +822,17 @@ class EventLog:
             if fold is None or not fold.same_as(snap):
                 problems.append(f"session {sid!r}, snapshot at seq {snap.head.seq}: does not "
                                 "equal the fold of the events it covers")
+        if not problems:
+            folded[sid] = state  # the whole log's fold: what the catalog must say
         return count, problems
+
+    def reindex(self) -> int:
+        """Drop the session catalog and build it again from every session's log (what
+        ``eventlog reindex`` does); return how many sessions it holds. Damaged sessions are
+        left out (``verify`` names them)."""
+        self._open_check()
+        self.backend.catalog_reset()
+        return _catalog.rebuild(self)
 
 
 def _follow_timeout(timeout: object) -> float | None:

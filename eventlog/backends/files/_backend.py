@@ -1312,6 +1312,12 @@ class FileBackend(Backend):
         listed = sorted((sid, path) for sid, path in found.items() if sid.startswith(prefix))
         return self._catalog.read(listed, whole=not prefix)
 
+    def catalog_reset(self) -> None:
+        try:
+            self._catalog.remove()
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't remove the catalog in {self.root}: {exc}") from exc
+
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         try:
             self._catalog.write([(sid, self._dir(sid), head, blob) for sid, head, blob in entries])

@@ -12,8 +12,8 @@ Invariants (what every reader and writer relies on):
 2. **Append-only, one write per batch.** Entries are JSON lines appended to
    ``<root>/.catalog`` with ``O_APPEND``, a batch in one ``write``: writers of any process
    never overwrite each other. A line counts only if it ends in ``\\n`` and parses: a torn
-   line (a writer killed mid-write) and whatever another writer appended right after it are
-   skipped, and those sessions are folded again.
+   line (a writer killed mid-write) is skipped, and that session folded again; each batch
+   starts with a newline, so a torn line never swallows the next batch's first line.
 3. **The newest line of a session wins**, and only if invariant 1 holds for it.
 4. **Compaction is a rename.** When the file holds more than twice as many lines as live
    entries (and over ``COMPACT_AT`` lines), a reader writes the newest entry of every
@@ -101,6 +101,8 @@ class FileCatalog:
             os.close(fd)
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         for line in data[:end].splitlines():
+            if not line:
+                continue
             self.lines += 1
             try:
                 sid, life, seq, digest, blob = orjson.loads(line)
@@ -139,7 +141,9 @@ class FileCatalog:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, self.mode)
         try:
-            os.write(fd, b"".join(lines))  # one write: invariant 2
+            # One write (invariant 2), starting with a newline: a line torn by a writer killed
+            # mid-write ends there, instead of swallowing this batch's first line.
+            os.write(fd, b"\n" + b"".join(lines))
         finally:
             os.close(fd)
 

@@ -344,6 +344,11 @@ class RedisBackend(RowBackend):
             found.append((sid, blob if entry is not None and made_for == seq else None))
         return found
 
+    def catalog_reset(self) -> None:
+        ids = self.session_ids()
+        self._run("dropping the session catalog", lambda: self._pipeline(
+            False, [("hdel", (self.keys(sid)[0], "c")) for sid in ids]))
+
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         def send() -> Any:
             pipe = self.client.pipeline(transaction=False)
