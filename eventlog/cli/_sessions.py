@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
+from ..core._errors import InvalidInputError, SessionNotFoundError
 from ..core._records import ChatSession
 from ..core._validate import loads_strict
 from ._commands import Listing, list_store, session_json
@@ -78,10 +78,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
                 found = log.list_sessions(**query)
             listing = Listing(_sized(log, found), [])
         else:
-            try:
-                listing = Listing(_sized(log, log.list_sessions()), [])
-            except CorruptLogError:
-                listing = list_store(log)  # one damaged log: list the rest, and name it
+            # Every session, each read from its log (not the catalog): this listing names the
+            # damaged ones, as stats and verify do.
+            listing = list_store(log)
     if args.json:
         rows = ([session_json(s, size) for s, size in listing.sessions]
                 + [{"session_id": sid, "error": why} for sid, why in listing.damaged])
