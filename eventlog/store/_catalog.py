@@ -169,23 +169,50 @@ def decode_entry(sid: str, blob: bytes) -> tuple[ChatSession, Head]:
     return session, Head(seq, digest)
 
 
+Row = tuple[str, list[Any]]
+"""A session's id and its entry as decoded: [seq, h, created_at, last_activity,
+message_count, participants, metadata]. Listings sort and filter these, and build a
+``ChatSession`` only for what they return."""
+
+
+def _session(row: Row) -> ChatSession:
+    sid, (seq, _digest, created, last, count, people, meta) = row
+    return ChatSession(session_id=sid, participants=people, created_at=float(created),
+                       last_activity=float(last), message_count=count, last_seq=seq,
+                       metadata=meta)
+
+
 def entries(log: EventLog, prefix: str, *,
             skip_damaged: bool = False) -> list[tuple[ChatSession, Head]]:
     """Every session whose id starts with ``prefix``, by id, with its head: from the
     backend's catalog where an entry is current, folded (and saved) where not. Sessions
     deleted meanwhile are left out; a damaged one raises, as ``get_session`` does (or is
     left out too, with ``skip_damaged``)."""
+    return [(_session(row), Head(row[1][0], row[1][1])) for row in rows(log, prefix, skip_damaged)]
+
+
+def _valid(row: list[Any]) -> bool:
+    return (type(row) is list and len(row) == 7 and type(row[0]) is int and type(row[1]) is str
+            and type(row[2]) in (int, float) and type(row[3]) in (int, float)
+            and type(row[4]) is int and type(row[5]) is list and type(row[6]) is dict)
+
+
+def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
+    """``entries``, as rows."""
     flush(log)
-    found: list[tuple[ChatSession, Head]] = []
+    found: list[Row] = []
     fresh: list[tuple[str, Head, bytes]] = []
     suspects = log._suspects
     for sid, blob in log.backend.catalog_read(prefix):
         if blob is not None and sid not in suspects:
             try:
-                found.append(decode_entry(sid, blob))
+                row = orjson.loads(blob)
+            except orjson.JSONDecodeError:
+                row = None
+            if _valid(row):
+                found.append((sid, row))
                 continue
-            except (ValueError, TypeError):
-                pass  # a damaged entry: fold the session instead
+            # else a damaged entry: fold the session instead
         try:
             state = log._state(sid)
         except SessionNotFoundError:
@@ -194,7 +221,9 @@ def entries(log: EventLog, prefix: str, *,
             if skip_damaged:
                 continue
             raise
-        found.append((state.to_session(), state.head))
+        s = state.to_session()
+        found.append((sid, [s.last_seq, state.head.digest, s.created_at, s.last_activity,
+                            s.message_count, s.participants, s.metadata]))
         fresh.append((sid, state.head, encode_entry(state)))
     if fresh:
         save(log, fresh)
@@ -276,22 +305,48 @@ def flush(log: EventLog) -> None:
 
 # Listing and paging ---------------------------------------------------------------------
 
-def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None) -> list[ChatSession]:
-    """The sessions ``query`` lets through, in its order, past the key ``after``."""
-    key = query.key()
-    chosen = [s for s, _ in entries(log, query.prefix) if query.match(s)]
+def _row_key(query: Query) -> Callable[[Row], tuple[Any, ...]]:
+    if query.order == "session_id":
+        return lambda r: (r[0],)
+    index = 3 if query.order == "last_activity" else 2
+    return lambda r: (float(r[1][index]), r[0])
+
+
+def _row_match(query: Query) -> Callable[[Row], bool]:
+    if query == Query(prefix=query.prefix, order=query.order, descending=query.descending):
+        return lambda r: True  # no filter but the prefix (which the backend applied)
+
+    def match(row: Row) -> bool:
+        _sid, (_seq, _h, _created, last, _count, people, meta) = row
+        if query.participant is not None and query.participant not in people:
+            return False
+        if query.active_after is not None and not last > query.active_after:
+            return False
+        if query.active_before is not None and not last < query.active_before:
+            return False
+        return all(key in meta and _canonical(meta[key]) == value for key, value in query.metadata)
+
+    return match
+
+
+def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None) -> list[Row]:
+    """The rows of the sessions ``query`` lets through, in its order, past the key ``after``."""
+    key = _row_key(query)
+    match = _row_match(query)
+    chosen = [r for r in rows(log, query.prefix) if match(r)]
     if after is not None:
         if query.descending:
-            chosen = [s for s in chosen if key(s) < after]
+            chosen = [r for r in chosen if key(r) < after]
         else:
-            chosen = [s for s in chosen if key(s) > after]
-    chosen.sort(key=key, reverse=query.descending)
+            chosen = [r for r in chosen if key(r) > after]
+    if query.order != "session_id" or query.descending:  # the backend lists them by id
+        chosen.sort(key=key, reverse=query.descending)
     return chosen
 
 
 def list_sessions(log: EventLog, query: Query, limit: int | None) -> list[ChatSession]:
     chosen = select(log, query)
-    return chosen if limit is None else chosen[:limit]
+    return [_session(r) for r in (chosen if limit is None else chosen[:limit])]
 
 
 def page_sessions(log: EventLog, query: Query, limit: int, cursor: object) -> SessionPage:
@@ -299,12 +354,13 @@ def page_sessions(log: EventLog, query: Query, limit: int, cursor: object) -> Se
     chosen = select(log, query, after)
     page = chosen[:limit]
     more = len(chosen) > limit
-    next_cursor = encode_cursor(query, query.key()(page[-1])) if more else None
-    return SessionPage(page, next_cursor)
+    next_cursor = encode_cursor(query, _row_key(query)(page[-1])) if more else None
+    return SessionPage([_session(r) for r in page], next_cursor)
 
 
 def count_sessions(log: EventLog, query: Query) -> int:
-    return sum(1 for s, _ in entries(log, query.prefix) if query.match(s))
+    match = _row_match(query)
+    return sum(1 for r in rows(log, query.prefix) if match(r))
 
 
 # Cursors --------------------------------------------------------------------------------

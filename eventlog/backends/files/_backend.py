@@ -358,9 +358,9 @@ class FileBackend(Backend):
     def session_ids(self) -> list[str]:
         return sorted(self._sessions())
 
-    def _sessions(self) -> dict[str, Path]:
+    def _sessions(self) -> dict[str, str]:
         """Every session's id and directory (a legacy-named one first: see ``Dirs.dir``)."""
-        found: dict[str, Path] = {}
+        found: dict[str, str] = {}
         try:
             with os.scandir(self.root) as entries:
                 for entry in entries:
@@ -370,7 +370,7 @@ class FileBackend(Backend):
                     if sid is None and is_long(entry.name):
                         sid = self._long_id(entry.name)
                     if sid is not None and (sid not in found or entry.name == legacy_name(sid)):
-                        found[sid] = self.root / entry.name
+                        found[sid] = entry.path
         except OSError as exc:
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         return found
@@ -392,7 +392,8 @@ class FileBackend(Backend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         try:
-            self._catalog.write([(sid, self._dirs.dir(sid), head, blob) for sid, head, blob in entries])
+            self._catalog.write([(sid, str(self._dirs.dir(sid)), head, blob)
+                                 for sid, head, blob in entries])
         except OSError as exc:
             raise StorageError(exc.errno, f"can't save catalog entries in {self.root}: {exc}") from exc
 

@@ -49,11 +49,11 @@ Version = tuple[bytes, int, str]
 """A head as a lock page states it: the life's 16 bytes, the last seq, the head digest."""
 
 
-def read_page(directory: Path) -> Version | None:
+def read_page(directory: str) -> Version | None:
     """The head a session's lock page vouches for, or None (gone, never published, or an
     append under way or cut short: only the log can tell then)."""
     try:
-        fd = os.open(directory / "lock", os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(directory + "/lock", os.O_RDONLY | _O_CLOEXEC)  # a str: pathlib costs more
     except OSError:
         return None
     try:
@@ -113,7 +113,7 @@ class FileCatalog:
                 self.entries[sid] = (version, blob.encode())
         self.offset += end
 
-    def read(self, sessions: list[tuple[str, Path]], *, whole: bool) -> list[tuple[str, bytes | None]]:
+    def read(self, sessions: list[tuple[str, str]], *, whole: bool) -> list[tuple[str, bytes | None]]:
         """Each session's entry if its lock page vouches for it; ``whole``: these are every
         session of the store (so the file may be compacted to them)."""
         with self.lock:
@@ -129,7 +129,7 @@ class FileCatalog:
                 self._compact({sid for sid, _ in sessions})
         return found
 
-    def write(self, entries: list[tuple[str, Path, Head, bytes]]) -> None:
+    def write(self, entries: list[tuple[str, str, Head, bytes]]) -> None:
         lines = []
         for sid, directory, head, blob in entries:
             version = read_page(directory)
