@@ -5,6 +5,7 @@ from __future__ import annotations
 from .core._errors import (
                       ConflictError,
                       CorruptLogError,
+                      DuplicateMessageError,
                       EventLogError,
                       EventTooLargeError,
                       InvalidCursorError,
@@ -12,6 +13,7 @@ from .core._errors import (
                       InvalidInputError,
                       InvalidSessionIdError,
                       LockTimeoutError,
+                      SeqOutOfRangeError,
                       SessionExistsError,
                       SessionNotFoundError,
                       SessionPoisonedError,
@@ -19,7 +21,14 @@ from .core._errors import (
                       StoreClosedError,
                       StoreNotFoundError,
 )
-from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from .core._records import (
+    ChatMessage,
+    ChatSession,
+    CompactionReport,
+    Event,
+    KeyedEvent,
+    VerifyReport,
+)
 from .integrations._persistence import SessionPersistence
 from .store._async import AsyncEventLog, open_async
 from .store._catalog import SessionPage
@@ -36,6 +45,7 @@ __all__ = [
     "CompactionReport",
     "ConflictError",
     "CorruptLogError",
+    "DuplicateMessageError",
     "Event",
     "EventLog",
     "EventLogError",
@@ -44,9 +54,11 @@ __all__ = [
     "InvalidEventError",
     "InvalidInputError",
     "InvalidSessionIdError",
+    "KeyedEvent",
     "LockTimeoutError",
     "SearchHit",
     "SearchPage",
+    "SeqOutOfRangeError",
     "SessionExistsError",
     "SessionNotFoundError",
     "SessionPage",

@@ -106,7 +106,7 @@ class CatalogContract(ContractBase):
         sid = IDS[1]
         head = log._state(sid).head
         log.list_sessions()
-        wrong = b'[%d,"%s",1.0,2.0,99,["mallory"],{}]' % (head.seq, head.digest.encode())
+        wrong = b'[%d,"%s",1.0,2.0,99,["mallory"],{},null]' % (head.seq, head.digest.encode())
         log.backend.catalog_write([(sid, head, wrong)])
         shown = {s.session_id: s for s in log.list_sessions()}
         if shown[sid] != truth[sid]:  # this backend kept the made-up entry: verify must see it
