@@ -9,6 +9,7 @@ from .core._errors import (
                       DuplicateMessageError,
                       EventLogError,
                       EventTooLargeError,
+                      InvalidCursorError,
                       InvalidEventError,
                       InvalidInputError,
                       InvalidSessionIdError,
@@ -31,6 +32,7 @@ from .core._records import (
 )
 from .integrations._persistence import SessionPersistence
 from .store._async import AsyncEventLog, open_async
+from .store._catalog import SessionPage
 from .store._log import EventLog
 from .store._open import open
 from .store._search import SearchHit, SearchPage
@@ -50,6 +52,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventTooLargeError",
+    "InvalidCursorError",
     "InvalidEventError",
     "InvalidInputError",
     "InvalidSessionIdError",
@@ -60,6 +63,7 @@ __all__ = [
     "SeqOutOfRangeError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionPersistence",
     "SessionPoisonedError",
     "StorageError",

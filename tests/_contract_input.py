@@ -22,16 +22,21 @@ from eventlog.core._validate import shown
 from ._contract_base import ContractBase, contents, message
 
 HOSTILE_IDS: list[object] = [
-    "", ".", "..", "../x", "../../etc/passwd", "a/b", "a\\b", "/abs", "./a", "a/../b", "\x00",
-    "a\x00b", "x" * 129, ".hidden", " ", "a b", "a\n", "\n", "\t", "é", "\uff21", "\u0661", "\u202eevil",
-    "a:b", "a*b", "a?b", "$HOME", "~", "a;b", "%2e%2e", "a|b", "<a>", "'", '"', "\ud800",
-    None, 5, 1.5, b"abc", ["a"], ("a",), {"a": 1},
+    "", "\x00", "a\x00b", "\x01", "\x1f", "x" * 256, "é" * 256, "a\n", "\n", "\r", "\t",
+    "\x1b[31m", "\x7f", "\x80", "\x85", "a\x9fb", "\ud800", "a\udfffb",
+    None, 5, 1.5, True, b"abc", ["a"], ("a",), {"a": 1},
 ]
-"""Each of these is refused; ``None`` only where an id is required (create_session makes one)."""
+"""Each of these is refused (issue 15's rule: a str of 1 to 255 characters, valid Unicode, no
+control character); ``None`` only where an id is required (create_session makes one)."""
 
 VALID_ODD_IDS = ["-", "_", "-rf", "a..b", "a.", "0", "x" * 128, "A-Z_a.z-09", "lock",
-                 "eventlog.json", "sessions", "seg-0000000000000001.jsonl", "CON", "NUL"]
-"""Unusual but inside the allow-list: each must work like any other id."""
+                 "eventlog.json", "sessions", "seg-0000000000000001.jsonl", "CON", "NUL",
+                 "user:42", "alice@example.com", "thread/123", "tenant 1", "é", "日本語", ".hidden",
+                 ".", "..", "../x", "../../etc/passwd", "/abs", "a/../b", "a\\b", "%2e%2e", "~",
+                 "x" * 255, "é" * 255, "日" * 255, "Team", " ", "a ", "con.txt", "\u202eevil",
+                 "\uff21", "$HOME", "a*b?c|<d>", "{a}", "}b", "a{b", "'\"", "id", ".creating-x",
+                 ".deleted-x", "~%41"]
+"""Unusual ids, each valid (issue 15): each must work like any other id, kept exactly."""
 
 
 class Color(enum.Enum):
@@ -142,6 +147,27 @@ class InputContract(ContractBase):
         log.delete_session(sid)
         assert log.list_sessions() == [] and not log.session_exists(sid)
         assert log.create_session(sid).last_seq == 1
+
+    def test_every_odd_id_lives_beside_the_others_and_comes_back_exactly(self, url: str) -> None:
+        """No two valid ids share storage (``Team`` beside ``team``, ``..`` beside ``.``), and
+        every listing gives each id back exactly as it was written, by code point."""
+        ids = [*dict.fromkeys([*VALID_ODD_IDS, "team", "TEAM", "a", "A"])]
+        with eventlog.open(url) as log:
+            for index, sid in enumerate(ids):
+                log.create_session(sid, metadata={"i": index})
+                log.append(sid, "x.y", sid)
+        with eventlog.open(url) as log:
+            assert log.session_ids() == sorted(ids)
+            assert [s.session_id for s in log.list_sessions()] == sorted(ids)
+            assert [s.session_id for s in log.page_sessions(7, prefix="")
+                    .sessions] == sorted(ids)[:7]
+            for index, sid in enumerate(ids):
+                assert log.get_session(sid).metadata == {"i": index}
+                assert [e.data for e in log.events(sid)][1] == sid
+            assert log.verify().ok and log.verify().sessions_checked == len(ids)
+            log.delete_session("Team")
+            assert log.session_exists("team") and not log.session_exists("Team")
+            assert [s for s in log.session_ids() if s.lower() == "team"] == ["TEAM", "team"]
 
     def test_hostile_payloads_are_refused_everywhere(self, log: EventLog) -> None:
         data = _hostile_data()

@@ -28,6 +28,7 @@ from eventlog import (
 
 from ._contract_aliasing import AliasingContract
 from ._contract_base import ContractBase, contents, message
+from ._contract_catalog import CatalogContract
 from ._contract_concurrency import ConcurrencyContract
 from ._contract_history import HistoryContract
 from ._contract_input import InputContract
@@ -464,6 +465,6 @@ class ApiContract(ContractBase):
 
 class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
                     HistoryContract,
-                    AliasingContract):
+                    AliasingContract, CatalogContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

@@ -144,7 +144,7 @@ def test_errors_are_the_stores_own() -> None:
     async def scenario() -> None:
         async with eventlog.open_async("memory://") as log:
             with pytest.raises(eventlog.InvalidSessionIdError):
-                await log.append("../x", "x.y")
+                await log.append("a\x00b", "x.y")
             with pytest.raises(eventlog.SessionNotFoundError):
                 [e async for e in log.events("missing")]
 

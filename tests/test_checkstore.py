@@ -353,8 +353,9 @@ def swap_sessions(rng: random.Random, store: Path) -> str:
 
 
 def store_files(store: Path) -> list[Path]:
+    # Not the catalog (``.catalog``): derived data, outside the format, which no checker reads.
     return sorted(p for p in store.rglob("*") if p.is_file() and p.name != "lock"
-                  and not p.name.startswith("quarantine-"))
+                  and not p.name.startswith(("quarantine-", ".catalog")))
 
 
 MUTATIONS: list[Mutation] = [*[flip_a_bit] * 6, cut_short, edit_a_line, edit_a_line, remove_a_file,

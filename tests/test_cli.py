@@ -66,7 +66,8 @@ def test_every_command_help_shows_an_example(capsys, name):
 def test_the_issue_commands_all_exist():
     assert {c.name for c in COMMANDS} == {
         "demo", "sessions", "show", "tail", "create", "post", "replay", "verify", "compact",
-        "cleanup", "export", "import", "stats", "copy", "serve", "search", "fork", "rewind"}
+        "cleanup", "export", "import", "stats", "copy", "serve", "search", "fork", "rewind",
+        "reindex"}
 
 
 def test_top_level_help_and_no_command(capsys):
@@ -237,7 +238,8 @@ def test_create_refuses_an_existing_id(capsys, store, team):
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["show", "nope"], 1, "eventlog: session 'nope' does not exist"),
     (["post", "nope", "--sender", "A", "x"], 1, "eventlog: session 'nope' does not exist"),
-    (["show", "../x"], 2, "invalid session id '../x'"),
+    (["show", "../x"], 1, "eventlog: session '../x' does not exist"),
+    (["show", "a\tb"], 2, "invalid session id 'a\\tb'"),
     (["show", "team", "--limit", "-1"], 2, "argument --limit: '-1' is negative"),
     (["post", "team", "x"], 2, "the following arguments are required: --sender"),
     (["post", "team", "--sender", "", "x"], 2, "eventlog: sender must not be empty"),
@@ -275,7 +277,7 @@ def test_unreadable_import_file(capsys, store, tmp_path):
 def test_unexpected_errors_are_one_line_too(capsys, store, team, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(eventlog.EventLog, "get_session", broken)
+    monkeypatch.setattr(eventlog.EventLog, "size", broken)
     code, _, err = cli(capsys, "sessions", "--store", store)
     assert (code, err) == (1, "eventlog: internal error: RuntimeError: boom "
                               "(set EVENTLOG_DEBUG=1 to see where)\n")

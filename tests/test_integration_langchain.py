@@ -239,6 +239,8 @@ def test_session_ids_as_frameworks_write_them(store: str, framework_id: str) -> 
     with eventlog.open(store) as fresh:
         assert EventLogChatMessageHistory(framework_id, fresh).messages == [HumanMessage(framework_id)]
     assert EventLogChatMessageHistory("user-42", store).messages == []  # no two ids share a session
+    with eventlog.open(store) as fresh:  # the framework's id is the session's id, unmapped
+        assert framework_id in fresh.session_ids()
 
 
 # Real clients, several processes -----------------------------------------------------------

@@ -132,7 +132,7 @@ def test_a_hit_carries_the_whole_event(populated: EventLog) -> None:
     ({"limit": 10_001}, "limit"), ({"limit": True}, "limit"), ({"cursor": "nope"}, "cursor"),
     ({"cursor": 5}, "cursor"), ({"sender": ""}, "sender"), ({"recipient": 3}, "recipient"),
     ({"recipient": "Bob", "to_everyone": True}, "not both"), ({"types": "message"}, "types"),
-    ({"types": [""]}, "types"), ({"after_seq": 3}, "session_id"), ({"session_id": "../x"}, "session id"),
+    ({"types": [""]}, "types"), ({"after_seq": 3}, "session_id"), ({"session_id": "a\tb"}, "session id"),
     ({"session_id": "alpha", "before_seq": -1}, "before_seq"), ({"scan_limit": 0}, "scan_limit"),
     ({"descending": "yes"}, "descending"),
 ])

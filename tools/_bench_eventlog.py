@@ -52,6 +52,13 @@ class EventlogStore(Store):
     def list_sessions(self) -> int:
         return len(self.log.list_sessions())
 
+    def first_page(self) -> int:
+        """Issue 15: the first page of 100 sessions by last activity, newest first."""
+        page = getattr(self.log, "page_sessions", None)
+        if page is None:
+            raise Unsupported("EventLog.page_sessions does not exist yet")
+        return len(page(100, order="last_activity", descending=True).sessions)
+
     def cleanup(self, days: float) -> int:
         cleanup = getattr(self.log, "cleanup_old_sessions", None)
         if cleanup is None:

@@ -232,6 +232,13 @@ def _sessions_cell(bench: Bench, holder: list[Store], result: Result) -> None:
     store = holder[0] = bench.reopen(store)  # listed and cleaned by a process that did not write them
     result["list_s"], listed = timed(store.list_sessions)
     result.update(sessions=count, listed=listed)
+    first_page = getattr(store, "first_page", None)  # eventlog's columns (issue 15)
+    if first_page is not None:
+        try:
+            seconds, _ = timed(first_page)
+            result["first_page_ms"] = seconds * 1000
+        except Unsupported:
+            pass
     try:
         result["cleanup_s"], removed = timed(lambda: store.cleanup(30))
     except Unsupported as exc:

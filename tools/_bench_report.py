@@ -141,6 +141,8 @@ def rows(bench: Bench) -> list[Row]:
         Row(f"6 archived streaming replay {s.long:,}: msgs/s", "compaction", "archived_per_s", "rate",
             long=True),
         Row(f"7 list_sessions {s.sessions:,}x{s.session_messages}: s", "sessions", "list_s", "num", False),
+        Row(f"7 first page of 100 by last_activity of {s.sessions:,}: ms", "sessions",
+            "first_page_ms", "num", False),
         Row(f"7 cleanup {s.sessions // 2 + s.sessions % 2:,} old of {s.sessions:,}: s", "sessions",
             "cleanup_s", "num", False),
         Row(f"8 fork {s.fork_events:,}: s", "history", "fork_s", "num", False),

@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+LEGACY_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+PLAIN_NAME = re.compile(r"[a-z0-9_-](?:[a-z0-9._-]*[a-z0-9_-])?")
+ESCAPED_NAME = re.compile(r"~(?:[a-z0-9_-]|%[0-9a-f]{2})*")
+LONG_NAME = re.compile(r"(~(?:[a-z0-9_-]|%[0-9a-f]{2})*)~([0-9a-f]{16})")
+DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+           *(f"lpt{i}" for i in range(1, 10))}
 SEGMENT = re.compile(r"seg-(\d{16})\.jsonl(\.gz)?")
 SNAPSHOT = re.compile(r"snap-(\d{16})\.json")
 QUARANTINE = re.compile(r"quarantine-\d+-seg-\d{16}\.jsonl\.bin")
@@ -280,11 +286,59 @@ def check_file_store(root: Path) -> Report:
     for entry in sorted(os.listdir(root)):
         if entry.startswith(".") or not (root / entry).is_dir():
             continue
-        if not SESSION_ID.fullmatch(entry):
-            report.problem(f"{entry!r}: a directory whose name is not a session id")
+        sid = session_of(root / entry)
+        if sid is None:
+            report.problem(f"{entry!r}: a directory whose name is not a session id's")
             continue
-        check_file_session(fmt, root / entry, entry, report)
+        check_file_session(fmt, root / entry, sid, report)
     return report
+
+
+def valid_id(sid: str) -> bool:
+    """1 to 255 characters, valid Unicode (no lone surrogate), no control character."""
+    try:
+        sid.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return 1 <= len(sid) <= 255 and CONTROL.search(sid) is None
+
+
+def name_of(sid: str) -> str:
+    """A session id's directory name (plain, escaped or long)."""
+    if (PLAIN_NAME.fullmatch(sid) and len(sid) <= 255
+            and sid.split(".", 1)[0] not in DEVICES):
+        return sid
+    name = "~" + "".join(c if c in "abcdefghijklmnopqrstuvwxyz0123456789_-" else
+                         "".join(f"%{b:02x}" for b in c.encode("utf-8")) for c in sid)
+    if len(name) <= 255:
+        return name
+    cut = name[:200]
+    if "%" in cut[-2:]:
+        cut = cut[:cut.rindex("%")]
+    return cut + "~" + hashlib.blake2b(sid.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def session_of(directory: Path) -> str | None:
+    """The id a session directory's name stands for, or None if it stands for none."""
+    name = directory.name
+    if LONG_NAME.fullmatch(name):
+        try:
+            sid = (directory / "id").read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    elif ESCAPED_NAME.fullmatch(name):
+        try:
+            sid = bytes(int(t[1:], 16) if t[0] == "%" else ord(t)
+                        for t in re.findall(r"%[0-9a-f]{2}|[a-z0-9_-]", name[1:])).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    elif PLAIN_NAME.fullmatch(name) and name.split(".", 1)[0] not in DEVICES:
+        sid = name
+    elif LEGACY_ID.fullmatch(name):
+        return name  # a directory named by its id, as stores before issue 15 did
+    else:
+        return None
+    return sid if valid_id(sid) and name_of(sid) == name else None
 
 
 def check_file_session(fmt: FormatV1, directory: Path, sid: str, report: Report) -> None:
@@ -618,7 +672,7 @@ def check_sqlite_session(fmt: FormatV1, db: sqlite3.Connection, gen: int, sid: s
                          head: tuple[int, str], marks: tuple[int, int], report: Report) -> None:
     chain = Chain(fmt, sid, report)
     sealed, archived = marks
-    if not SESSION_ID.fullmatch(sid):
+    if not valid_id(sid):
         chain.problem("sessions", "not a valid session id")
     if not 0 <= archived <= sealed <= head[0]:
         chain.problem("sessions", f"archived ({archived}) <= sealed ({sealed}) <= seq ({head[0]}) "

@@ -298,8 +298,75 @@ class Backend(ABC):
 
         return poll_until(passed, timeout, first=0.001, most=self.poll_interval)
 
+    # The session catalog (store/_catalog.py): derived summaries, checked against heads ------
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        """Every session whose id starts with ``prefix``, by id, with the catalog entry last
+        saved for it (``catalog_write``) if that entry is still for the session's current
+        head, else None (the store then folds the session and saves a new one).
+
+        Entries are derived data: a backend may lose them at will, never hand back one
+        for an older head. This default keeps them in this process only, checked by the
+        session's life and last seq; backends override it with something shared and cheaper."""
+        return catalog_read_generic(self, prefix)
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        """Save each ``(id, head, entry)`` whose session's head is still ``head``; skip the rest."""
+        catalog_write_generic(self, entries)
+
+    def catalog_reset(self) -> None:
+        """Forget every catalog entry (``reindex`` builds them again)."""
+        _catalog_cache(self).clear()
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""
+
+
+def _catalog_cache(backend: Backend) -> dict[str, tuple[object, bytes]]:
+    cache: dict[str, tuple[object, bytes]] | None = backend.__dict__.get("_catalog_entries")
+    if cache is None:
+        cache = backend.__dict__.setdefault("_catalog_entries", {})
+    return cache
+
+
+def _version(backend: Backend, session_id: str) -> object:
+    """What names a session's head in this process: its life and last seq."""
+    return (backend.incarnation(session_id), backend.last_seq(session_id))
+
+
+def catalog_read_generic(backend: Backend, prefix: str) -> list[tuple[str, bytes | None]]:
+    cache = _catalog_cache(backend)
+    found: list[tuple[str, bytes | None]] = []
+    for sid in backend.session_ids():
+        if not sid.startswith(prefix):
+            continue
+        kept = cache.get(sid)
+        if kept is None:
+            found.append((sid, None))
+            continue
+        try:
+            current = _version(backend, sid)
+        except SessionNotFoundError:
+            cache.pop(sid, None)
+            continue
+        except CorruptLogError:
+            current = None  # the store's fold reports it
+        found.append((sid, kept[1] if kept[0] == current else None))
+    listed = {sid for sid, _ in found}
+    for sid in [sid for sid in cache if sid.startswith(prefix) and sid not in listed]:
+        cache.pop(sid, None)  # deleted: forget it
+    return found
+
+
+def catalog_write_generic(backend: Backend, entries: list[tuple[str, Head, bytes]]) -> None:
+    cache = _catalog_cache(backend)
+    for sid, head, blob in entries:
+        try:
+            version = _version(backend, sid)
+        except (SessionNotFoundError, CorruptLogError):
+            continue
+        if version[1] == head.seq:  # type: ignore[index]
+            cache[sid] = (version, blob)
 
 
 def poll_until(check: Callable[[float], bool], timeout: float | None, *, first: float, most: float,

@@ -28,12 +28,13 @@ SNAPSHOTS_KEPT = 3
 class _Session:
     """One life of a session id; the object itself is its generation."""
 
-    __slots__ = ("head", "lines", "snapshots")
+    __slots__ = ("catalog", "head", "lines", "snapshots")
 
     def __init__(self, record: Record) -> None:
         self.head = Head(record.seq, record.digest)
         self.lines: list[bytes] = [record.line]  # lines[i] holds seq i + 1
         self.snapshots: dict[int, bytes] = {}
+        self.catalog: tuple[Head, bytes] | None = None  # the catalog entry, and its head
 
 
 class _Data:
@@ -157,6 +158,26 @@ class MemoryBackend(RowBackend):
             found[seq] = blob
             for old in sorted(found)[:-SNAPSHOTS_KEPT]:
                 del found[old]
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        # The entry lives on the session's life: a new life starts without one.
+        with self._data.changed:
+            found = [(sid, s.catalog[1] if s.catalog is not None and s.catalog[0] == s.head else None)
+                     for sid, s in self._data.sessions.items() if sid.startswith(prefix)]
+        found.sort(key=lambda item: item[0])
+        return found
+
+    def catalog_reset(self) -> None:
+        with self._data.changed:
+            for session in self._data.sessions.values():
+                session.catalog = None
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        with self._data.changed:
+            for sid, head, blob in entries:
+                session = self._data.sessions.get(sid)
+                if session is not None and session.head == head:
+                    session.catalog = (head, blob)
 
     def size(self, session_id: str) -> int:
         with self._data.changed:

@@ -10,6 +10,9 @@ Tables::
                                          keyed by (sessions.gen, seq)
     archive(session, first, last, blob)  compacted records: chunks of those lines, compressed
     snapshots(session, seq, blob)
+    catalog(gen, seq, entry)             the session catalog's entry of a session, valid
+                                         while its head is at ``seq`` (derived data:
+                                         added to stores made before it, on open)
 
 The journal is WAL, so readers never block the writer nor each other. An append is one
 ``BEGIN IMMEDIATE`` transaction that reads the head from ``sessions``, inserts the rows
@@ -62,7 +65,7 @@ without it, SQLite never shrinks the file, and one long reader left it at 239 MB
 DEFAULT_WAL_MAX_BYTES = 64 << 20
 
 _MAGIC = b"SQLite format 3\0"  # the first 16 bytes of every SQLite database file
-_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots"))
+_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "catalog"))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS eventlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
@@ -92,7 +95,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     blob BLOB NOT NULL,
     PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog (gen INTEGER PRIMARY KEY, seq INTEGER NOT NULL, entry BLOB NOT NULL);
 """
+_CATALOG = _SCHEMA.strip().rsplit(";", 2)[-2]
 
 
 class _Connection(sqlite3.Connection):
@@ -109,6 +114,18 @@ def _close_idle_before_fork() -> None:
 
 if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)
     os.register_at_fork(before=_close_idle_before_fork)
+
+
+def _past(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: no bound)."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:
+            last = 0xE000  # no id holds a surrogate
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -299,6 +316,8 @@ class SQLiteBackend(RowBackend):
                 db.executemany("INSERT INTO eventlog_meta VALUES (?, ?)",
                                [("format", FORMAT), ("version", VERSION)])
             meta = dict(db.execute("SELECT key, value FROM eventlog_meta").fetchall())
+            # A store made before the catalog gets its table: derived data, so it may.
+            db.execute(_CATALOG)
             db.execute("COMMIT")
         if meta.get("format") != FORMAT:
             raise StorageError(f"{self.path} is not an eventlog SQLite store")
@@ -367,7 +386,7 @@ class SQLiteBackend(RowBackend):
             if if_head is not None and head != if_head:
                 return False
             for table, column in (("events", "session"), ("archive", "session"),
-                                  ("snapshots", "session"), ("sessions", "gen")):
+                                  ("snapshots", "session"), ("catalog", "gen"), ("sessions", "gen")):
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (gen,))
         self._notify()  # followers of it must learn it is gone
         return True
@@ -379,6 +398,31 @@ class SQLiteBackend(RowBackend):
             db.execute("DELETE FROM snapshots WHERE session = ? AND seq NOT IN (SELECT seq FROM "
                        "snapshots WHERE session = ? ORDER BY seq DESC LIMIT ?)",
                        (gen, gen, SNAPSHOTS_KEPT))
+
+    # The session catalog -------------------------------------------------------------
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        # One indexed walk of ``sessions`` (ids sort as SQLite's BINARY collation does,
+        # by code point), joined with the entries made for each session's current seq.
+        where, bounds = "s.id >= ?", [prefix]
+        end = _past(prefix)
+        if end is not None:
+            where, bounds = "s.id >= ? AND s.id < ?", [prefix, end]
+        with self._db("reading the session catalog") as db:
+            rows = db.execute("SELECT s.id, c.entry FROM sessions s LEFT JOIN catalog c "
+                              f"ON c.gen = s.gen AND c.seq = s.seq WHERE {where} ORDER BY s.id",
+                              bounds).fetchall()
+        return [row for row in rows if row[0].startswith(prefix)]
+
+    def catalog_reset(self) -> None:
+        with self._write("dropping the session catalog", False) as db:
+            db.execute("DELETE FROM catalog")
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        with self._write("saving session catalog entries", False) as db:
+            db.executemany("INSERT OR REPLACE INTO catalog SELECT gen, seq, ? FROM sessions "
+                           "WHERE id = ? AND seq = ? AND h = ?",
+                           [(blob, sid, head.seq, head.digest) for sid, head, blob in entries])
 
     # Reading ---------------------------------------------------------------------------
 

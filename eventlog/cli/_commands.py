@@ -11,15 +11,16 @@ from typing import Any
 
 import orjson
 
-from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
-from ..core._records import ChatMessage, ChatSession
+from ..core._errors import InvalidInputError
+from ..core._records import ChatMessage
 from ..core._validate import loads_strict
-from ..store._log import EventLog
 from ..store._state import MESSAGE, to_message
 from ._args import CliError, Handler, count, open_store, session_id, store_location, usage_error
 from ._demo import cmd_demo, demo_args
 from ._history import cmd_fork, cmd_rewind, fork_args, rewind_args
+from ._listing import list_store, message_json
 from ._search import cmd_search, search_args
+from ._sessions import cmd_reindex, cmd_sessions, reindex_args, sessions_args
 from ._terminal import (
     format_message,
     human_bytes,
@@ -27,80 +28,11 @@ from ._terminal import (
     local_time,
     print_json,
     safe,
-    shorten,
-    table,
 )
 from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
 from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
 
-
-def session_json(s: ChatSession, size: int | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "session_id": s.session_id, "participants": s.participants,
-        "message_count": s.message_count, "last_seq": s.last_seq,
-        "created_at": iso_time(s.created_at), "last_activity": iso_time(s.last_activity),
-        "metadata": s.metadata}
-    if size is not None:
-        found["size_bytes"] = size
-    return found
-
-
-def message_json(m: ChatMessage) -> dict[str, Any]:
-    return {"seq": m.seq, "id": m.id, "timestamp": iso_time(m.timestamp), "sender": m.sender,
-            "recipient": m.recipient, "content": m.content, "message_type": m.message_type,
-            "metadata": m.metadata}
-
-
-@dataclass
-class Listing:
-    """Every session with its size, and the ones that could not be read (id, why)."""
-
-    sessions: list[tuple[ChatSession, int]]
-    damaged: list[tuple[str, str]]
-
-    def report_damage(self) -> int:
-        """Name the damaged sessions in one line on stderr; the exit status to end with."""
-        if not self.damaged:
-            return 0
-        names = ", ".join(sid for sid, _ in self.damaged)
-        print(f"eventlog: {len(self.damaged)} session(s) could not be read ({names}); "
-              "'eventlog verify' shows why", file=sys.stderr)
-        return 1
-
-
-def list_store(log: EventLog) -> Listing:
-    """Like ``list_sessions``, but one damaged session does not hide the others, and one
-    deleted meanwhile is left out."""
-    listing = Listing([], [])
-    for sid in log.session_ids():
-        try:
-            listing.sessions.append((log.get_session(sid), log.size(sid)))
-        except SessionNotFoundError:
-            continue
-        except CorruptLogError as exc:
-            listing.damaged.append((sid, str(exc)))
-    return listing
-
-
 # Looking ------------------------------------------------------------------------------------
-
-def cmd_sessions(args: argparse.Namespace) -> int:
-    with open_store(args) as log:
-        listing = list_store(log)
-    if args.json:
-        print_json([session_json(s, size) for s, size in listing.sessions]
-                   + [{"session_id": sid, "error": why} for sid, why in listing.damaged])
-        return listing.report_damage()
-    rows = [[s.session_id, shorten(safe(", ".join(s.participants)), 40), str(s.message_count),
-             local_time(s.last_activity), human_bytes(size)] for s, size in listing.sessions]
-    rows += [[sid, "(damaged: see eventlog verify)", "?", "?", "?"] for sid, _ in listing.damaged]
-    if rows:
-        print(table(["SESSION", "PARTICIPANTS", "MESSAGES", "LAST ACTIVITY", "SIZE"], rows,
-                    right=(2, 4)))
-    else:
-        print(f"no sessions in {store_location(args)}", file=sys.stderr)
-    return listing.report_damage()
-
 
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args) as log:
@@ -177,7 +109,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             raise usage_error(f"--metadata: {exc}") from None
     with open_store(args, create=True) as log:
         created = log.create_session(args.session, args.participant or [], metadata)
-    print(created.session_id)
+    print(safe(created.session_id))
     return 0
 
 
@@ -196,7 +128,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     with open_store(args) as log:
         stored = log.add_message(ChatMessage(sender=args.sender, recipient=args.to, content=text,
                                              session_id=args.session, message_type=args.type))
-    print(f"posted to {stored.session_id} as seq {stored.seq}")
+    print(f"posted to {safe(stored.session_id)} as seq {stored.seq}")
     return 0
 
 
@@ -289,7 +221,10 @@ def _commands() -> list[Command]:
         Command("demo", "run several agent processes chatting, then prove nothing was lost",
                 ("eventlog demo --agents 4 --messages 25",), demo_args, cmd_demo, takes_store=False),
         Command("sessions", "list sessions: participants, messages, last activity, size",
-                ("eventlog sessions --store ./chatlogs",), _json_flag, cmd_sessions),
+                ("eventlog sessions --store ./chatlogs",
+                 "eventlog sessions --order last_activity --descending --limit 20",
+                 "eventlog sessions --participant Agent-1 --meta team=red --since 7d"),
+                sessions_args, cmd_sessions),
         Command("show", "print a session's transcript", ("eventlog show team --limit 20",),
                 _show_args, cmd_show),
         Command("tail", "print the last messages; -f keeps following new ones",
@@ -322,6 +257,8 @@ def _commands() -> list[Command]:
                 export_args, cmd_export),
         Command("import", "create a session from an exported jsonl or json file",
                 ("eventlog import team.jsonl --session team-copy",), import_args, cmd_import),
+        Command("reindex", "rebuild the session catalog from every session's log",
+                ("eventlog reindex --store ./chatlogs",), reindex_args, cmd_reindex),
         Command("stats", "sessions, events, bytes, oldest and newest activity",
                 ("eventlog stats --json",), _json_flag, cmd_stats),
         Command("copy", "copy every session from one store to another (any backends)",

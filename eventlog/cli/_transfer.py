@@ -226,7 +226,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 state = log.import_events(sid, reader.events())
             except InvalidInputError as exc:  # the file's content, not the command line
                 raise CliError(f"{reader.name}: {exc}; nothing was imported") from None
-    print(f"imported {reader.count} events into session {sid} ({state.message_count} messages)")
+    print(f"imported {reader.count} events into session {safe(sid)} ({state.message_count} messages)")
     return 0
 
 

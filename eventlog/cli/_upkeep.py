@@ -73,7 +73,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
                 before += report.bytes_before
                 after += report.bytes_after
                 if args.sessions:
-                    print(f"{sid}: {human_bytes(report.bytes_before)} -> "
+                    print(f"{safe(sid)}: {human_bytes(report.bytes_before)} -> "
                           f"{human_bytes(report.bytes_after)}, "
                           f"{report.segments_archived} segment(s) archived")
     for problem in problems:
@@ -102,7 +102,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     verb = "would remove" if args.dry_run else ("archived" if args.archive_dir else "removed")
     for sid in removed:
-        print(f"{verb} {sid}")
+        print(f"{verb} {safe(sid)}")
     for sid, why in failed.items():
         print(f"failed {safe(sid)}: {safe(why)}")
     left = f"; {len(failed)} old session(s) left in place" if failed else ""

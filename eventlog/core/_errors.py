@@ -46,6 +46,11 @@ class InvalidSessionIdError(InvalidInputError):
     """A session id outside the allow-list."""
 
 
+class InvalidCursorError(InvalidInputError):
+    """A paging cursor that this listing did not hand out: damaged, made up, or from a
+    listing with other filters or order."""
+
+
 class InvalidEventError(InvalidInputError):
     """An event type, event data or message the store refuses to write."""
 

@@ -1,7 +1,9 @@
 """Input checks that run before anything is written.
 
-Session ids become directory names, Redis keys and SQL values, so they are held
-to a strict allow-list rather than sanitised. Event data must survive a JSON
+A session id is any str of 1 to 255 characters that is valid Unicode (no lone
+surrogates) and holds no control character (category Cc): ids are kept exactly as
+given, and each backend maps them to its own names safely (the file backend's mapping
+is ``backends/files/_names.py``). Event data must survive a JSON
 round trip unchanged: orjson would silently turn NaN into null and happily encode
 dataclasses, datetimes, UUIDs and enums, so the walk below admits only the plain
 JSON types, by exact type.
@@ -16,7 +18,11 @@ from typing import Any
 
 from ._errors import InvalidEventError, InvalidInputError, InvalidSessionIdError
 
-SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+LEGACY_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+"""The ids eventlog took before issue 15: a file store keeps such a session's directory
+under the id itself, which later releases still read (see ``backends/files/_names.py``)."""
+MAX_ID_CHARS = 255
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}")
 RESERVED_PREFIXES = ("session.", "message")
 MAX_DEPTH = 200  # orjson refuses nesting deeper than 255; fail first, with our message.
@@ -31,19 +37,41 @@ _checked_ids: set[str] = set()
 
 
 def check_session_id(session_id: object) -> str:
-    # Every call checks an id; remembering the good ones skips the regex on hot paths.
+    # Every call checks an id; remembering the good ones skips the checks on hot paths.
     if type(session_id) is str and session_id in _checked_ids:
         return session_id
-    if not isinstance(session_id, str) or SESSION_ID_RE.fullmatch(session_id) is None:
-        raise InvalidSessionIdError(
-            f"invalid session id {session_id!r}: use 1 to 128 ASCII letters, digits, "
-            "'.', '_' or '-', not starting with '.'"
-        )
+    if not isinstance(session_id, str):
+        raise InvalidSessionIdError(f"invalid session id {shown(session_id)}: a session id is a str, "
+                                    f"not {type(session_id).__name__}")
+    problem = _id_problem(session_id)
+    if problem:
+        raise InvalidSessionIdError(f"invalid session id {_short(session_id)}: {problem}")
     if type(session_id) is str:  # not a subclass: its __eq__/__hash__ could lie
         if len(_checked_ids) > 100_000:
             _checked_ids.clear()
         _checked_ids.add(session_id)
     return session_id
+
+
+def _id_problem(session_id: str) -> str:
+    if not session_id:
+        return "it is empty (use 1 to 255 characters)"
+    if len(session_id) > MAX_ID_CHARS:
+        return f"{len(session_id)} characters, over the {MAX_ID_CHARS} allowed"
+    found = _CONTROL_RE.search(session_id)
+    if found:
+        return (f"it holds the control character U+{ord(found.group()):04X} at index "
+                f"{found.start()} (no character of category Cc is allowed)")
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"it holds a lone surrogate at index {exc.start}, which is not valid Unicode"
+    return ""
+
+
+def _short(session_id: str) -> str:
+    # repr escapes control characters and surrogates, so the message is safe to print.
+    return repr(session_id) if len(session_id) <= 80 else f"{session_id[:40]!r}..."
 
 
 def check_event_type(event_type: object, *, allow_reserved: bool = False) -> str:

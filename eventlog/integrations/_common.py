@@ -24,12 +24,11 @@ from ..core._errors import (
     ConflictError,
     CorruptLogError,
     InvalidInputError,
-    InvalidSessionIdError,
     SessionExistsError,
     SessionNotFoundError,
 )
 from ..core._records import Event
-from ..core._validate import SESSION_ID_RE, check_session_id
+from ..core._validate import check_session_id
 from ..store._async import AsyncEventLog
 from ..store._log import EventLog
 from ..store._open import open as open_store
@@ -47,62 +46,21 @@ _shared_lock = threading.Lock()
 # Session ids -----------------------------------------------------------------------------
 #
 # Frameworks name their sessions freely (``user:42``, ``thread/123``, ``alice@example.com``),
-# and the store accepts only ``[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}`` until issue 15 makes every
-# such id valid. Until then the two functions below map a framework's id onto a valid one
-# and back; they are the only place that does, so the mapping goes with them.
-
-_ENCODED = "_."
-"""Starts every mapped id. Ids already valid pass through unchanged, unless they start with
-this themselves (then they are mapped too, so two ids never meet in one session)."""
-_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
-_MAX_ID = 255
+# and since issue 15 the store takes every such id as it is: a framework's id is the eventlog
+# session id, unchanged. (Before, ids outside ``[A-Za-z0-9._-]`` were kept under a mapped one,
+# ``_.`` and ``_xx`` per byte; sessions written that way keep those ids.)
 
 
 def session_id_for(framework_id: object) -> str:
-    """The eventlog session id a framework's session id is kept under.
-
-    Refused with ``InvalidSessionIdError``, as issue 15 will refuse them: a non-str, an
-    empty id, more than 255 characters, a control character or a lone surrogate. Until
-    then a mapped id must also fit the store's 128 characters.
-    """
-    if type(framework_id) is not str or not framework_id or len(framework_id) > _MAX_ID:
-        raise InvalidSessionIdError(f"invalid session id {framework_id!r}: use a str of 1 to "
-                                    f"{_MAX_ID} characters")
-    if SESSION_ID_RE.fullmatch(framework_id) and not framework_id.startswith(_ENCODED):
-        return framework_id
-    parts = [_ENCODED]
-    for char in framework_id:
-        if char in _KEPT:
-            parts.append(char)
-            continue
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
-            raise InvalidSessionIdError(f"invalid session id {framework_id!r}: no control "
-                                        "characters or lone surrogates")
-        parts.extend(f"_{byte:02x}" for byte in char.encode("utf-8"))
-    mapped = "".join(parts)
-    if len(mapped) > 128:
-        raise InvalidSessionIdError(
-            f"session id {framework_id!r} is too long for this store once mapped ({len(mapped)} "
-            "characters of 128): ids outside [A-Za-z0-9._-] take 3 characters per byte")
-    return check_session_id(mapped)
+    """The eventlog session id a framework's session id is kept under: the same id, checked
+    (``InvalidSessionIdError`` for a non-str, an empty id, more than 255 characters, a control
+    character or a lone surrogate)."""
+    return check_session_id(framework_id)
 
 
 def framework_id_of(session_id: str) -> str:
-    """The framework's id for an eventlog session id (``session_id_for`` undone)."""
-    if not session_id.startswith(_ENCODED):
-        return session_id
-    out = bytearray()
-    text = session_id[len(_ENCODED):]
-    index = 0
-    while index < len(text):
-        if text[index] == "_":
-            out.append(int(text[index + 1:index + 3], 16))
-            index += 3
-        else:
-            out += text[index].encode("ascii")
-            index += 1
-    return out.decode("utf-8")
+    """The framework's id for an eventlog session id: the same id."""
+    return session_id
 
 
 def missing_framework(module: str, package: str, extra: str, exc: ModuleNotFoundError) -> ImportError:

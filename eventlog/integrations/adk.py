@@ -3,7 +3,7 @@
     from eventlog.integrations.adk import EventLogSessionService
     runner = Runner(agent=agent, app_name="app", session_service=EventLogSessionService("chatlogs"))
 
-The mapping (ids through ``_common.session_id_for`` while the store refuses ids like these):
+The mapping (ids as the store keeps them: every id is valid since issue 15):
 
 - ADK session ``(app, user, id)`` is eventlog session ``adk/<app>/<user>/<id>`` (``%`` and
   ``/`` inside a part written ``%25`` and ``%2F``), created by ``create_session`` with

@@ -4,8 +4,8 @@
     graph = builder.compile(checkpointer=EventLogSaver("chatlogs"))   # a store path or URL, or an EventLog
     graph.invoke(inputs, {"configurable": {"thread_id": "user:42"}})
 
-Thread ``T`` is eventlog session ``T`` (see ``_common.session_id_for`` for ids the store
-does not take yet), created by its first checkpoint with metadata ``{"integration":
+Thread ``T`` is eventlog session ``T``, whatever its id (every id is valid since issue 15),
+created by its first checkpoint with metadata ``{"integration":
 "langgraph"}``. Its events, in the order they were written:
 
 - ``langgraph.checkpoint``: ``{"ns", "id", "parent", "checkpoint": [type, base64],

@@ -24,6 +24,7 @@ from ._history import HistoryRoutes
 from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams
 from ._ops import OpsRoutes
+from ._paths import decode_session_id, with_raw_session_id
 from ._sessions import SessionRoutes
 from ._transcript import TranscriptRoutes
 
@@ -87,7 +88,7 @@ class Guard:
                 await refusal.response()(scope, receive, send_with_headers)
                 return
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(with_raw_session_id(scope), receive, send_with_headers)
         except Exception:
             if started:
                 raise  # too late to answer differently; the server logs it and drops the connection
@@ -139,6 +140,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def _route(path: str, handlers: dict[str, Endpoint]) -> Route:
     """One route per path, so a 405 names in ``Allow`` every method the path serves."""
     async def endpoint(request: Request) -> Response:
+        decode_session_id(request.scope)
         return await handlers["GET" if request.method == "HEAD" else request.method](request)
 
     return Route(path, endpoint, methods=list(handlers))
@@ -151,7 +153,7 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     transcript = TranscriptRoutes(ctx)
     explore = ExploreRoutes(ctx)
     writes = not ctx.settings.read_only  # a read-only server has no write route at all: 405, never 401
-    sid = "/api/sessions/{session_id}"
+    sid = "/api/sessions/{session_id}"  # percent-decoded once: see _paths
     table: dict[str, dict[str, Endpoint]] = {
         "/": {"GET": ops.viewer},
         "/static/{name}": {"GET": ops.viewer_file},

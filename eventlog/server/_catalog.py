@@ -1,11 +1,12 @@
 """Paging through every session with filters, for ``GET /api/sessions`` and the viewer's list.
 
-``page_sessions`` takes the arguments of the store's coming catalog
-(``EventLog.page_sessions``, issue 15) and answers in its shape (``sessions``,
-``next_cursor``), so the route can be pointed at it once it exists. Until then it reads
-every session's state (as the list always did), filters, sorts, and cuts one keyset page:
-the cursor holds the sort key and the id of the last session shown, so a session that
-exists and is untouched for the whole walk appears exactly once.
+The store's catalog (``EventLog.list_sessions`` with its filters, issue 15) gives the
+sessions; this adds what only the server has: ``q`` (the viewer's quick filter), the total,
+and the sessions that can't be read (a damaged log fails the catalog's listing, and the
+list is where a person looks to find it: then every session is read one by one). One
+keyset page is cut from the result: the cursor holds the sort key and the id of the last
+session shown, so a session that exists and is untouched for the whole walk appears
+exactly once.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class SessionPage:
     unreadable: list[dict[str, str]] = field(default_factory=list)
 
 
-def read_all(log: EventLog) -> tuple[list[ChatSession], list[dict[str, str]]]:
-    """Every session's state, by id, and the sessions that cannot be read (with why).
-
-    Not ``EventLog.list_sessions``: one damaged log would fail the whole list, and the
-    list is where a person looks to find the damaged one.
-    """
+def read_all(log: EventLog, filters: SessionFilter = SessionFilter()) -> tuple[
+        list[ChatSession], list[dict[str, str]]]:
+    """The sessions the catalog's filters keep, by id, and the sessions that cannot be read
+    (with why)."""
+    try:
+        return log.list_sessions(participant=filters.participant, metadata=filters.metadata,
+                                 prefix=filters.prefix, active_after=filters.active_after,
+                                 active_before=filters.active_before), []
+    except CorruptLogError:
+        pass  # one damaged log fails the whole listing: read them one by one, to name it
     sessions: list[ChatSession] = []
     unreadable: list[dict[str, str]] = []
     for sid in log.session_ids():
@@ -115,7 +120,7 @@ def page_sessions(log: EventLog, *, limit: int = 100, cursor: str | None = None,
     """The sessions after ``cursor`` in ``order`` (ties by id), at most ``limit`` of them."""
     if order not in ORDERS:
         raise InvalidInputError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-    sessions, unreadable = read_all(log)
+    sessions, unreadable = read_all(log, filters)
     kept = [s for s in sessions if filters.keeps(s)]
     key = _key(order)
     kept.sort(key=key, reverse=descending)

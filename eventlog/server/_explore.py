@@ -9,12 +9,14 @@ same files as ``eventlog export``.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -162,8 +164,16 @@ class ExploreRoutes:
             finally:
                 out.close()
 
+        # Any id may be a name (issue 15): the plain filename keeps only characters safe in
+        # a header and a file name (no quote, slash or control character), filename* the id
+        # itself, percent-encoded (RFC 6266).
+        plain = _UNSAFE_NAME.sub("_", sid)[:100].lstrip(".") or "session"
         return StreamingResponse(body(), media_type=media, headers={
-            "Content-Disposition": f'attachment; filename="{sid}.{suffix}"'})
+            "Content-Disposition": f'attachment; filename="{plain}.{suffix}"; '
+                                   f"filename*=UTF-8''{quote(sid, safe='')}.{suffix}"})
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _chain(first: Event, rest: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -125,7 +126,7 @@ class SessionRoutes:
 
         session, created = await self.ctx.run(create)
         size = await self.ctx.run(self._size, session.session_id)
-        headers = {"Location": f"/api/sessions/{session.session_id}"}
+        headers = {"Location": f"/api/sessions/{quote(session.session_id, safe='')}"}
         return JSONResponse(session_json(session, size=size), status_code=201 if created else 200,
                             headers=headers)
 

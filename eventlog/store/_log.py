@@ -40,7 +40,7 @@ from ..core._records import (
     keyed_event,
 )
 from ..core._validate import check_event_type, check_json, check_session_id, check_text
-from . import _history, _retries
+from . import _catalog, _history, _retries
 from ._compaction import compact
 from ._folding import Folding
 from ._follow import follow, follow_start, follow_timeout
@@ -90,13 +90,20 @@ class EventLog:
         self._views = self._folding.views  # the readers' (tools/_bench_history.py clears it)
         # Recent message ids and idempotency keys per session (see _retries).
         self._windows = _retries.Windows()
+        # Sessions whose catalog entry this process's folds can bring up to date (_catalog.py).
+        self._marked: set[str] = set()
+        # Sessions verify found damaged: listed from their logs, never from catalog entries.
+        self._suspects: set[str] = set()
 
     # Lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
         if not self._closed:
-            self._closed = True
-            self.backend.close()
+            try:
+                _catalog.flush(self)
+            finally:
+                self._closed = True
+                self.backend.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -142,7 +149,15 @@ class EventLog:
         state = SessionState(sid, Head(1, record.digest), participants=people,
                              metadata=own_json(meta), created_at=ts, last_activity=ts)
         self._folding.remember_fold(sid, state.copy())
+        self._mark(sid)
         return state
+
+    def _mark(self, sid: str) -> None:
+        marked = self._marked
+        if sid not in marked:
+            marked.add(sid)
+            if len(marked) >= _catalog.FLUSH_EVERY:
+                _catalog.flush(self)
 
     def _append_payloads(  # noqa: PLR0913 - the batch, its conditions and what it feeds
             self, sid: str, payloads: list[bytes], expected_seq: int | None,
@@ -157,6 +172,7 @@ class EventLog:
         limit = self.max_event_bytes
         every = self.snapshot_every
         captured: list[SessionState] = []
+        marked: list[str] = []
         # The writer's fold may only advance where build runs once, under the append lock;
         # an optimistic backend may build on a head its write then finds moved.
         folds = self._folds if self.backend.exclusive_build else {}
@@ -176,6 +192,7 @@ class EventLog:
                     for record, (kind, ts, data) in zip(records, items, strict=True):
                         fold.apply(Event(record.seq, kind, ts, data))
                     fold.head = Head(records[-1].seq, records[-1].digest)
+                    marked.append(sid)
                     if records[-1].seq // every != head.seq // every:
                         captured[:] = [fold.copy()]
                 else:
@@ -193,6 +210,8 @@ class EventLog:
             self._folds.pop(sid, None)
             raise
         records = result.records
+        if marked:
+            self._mark(sid)
         self._windows.after_batch(sid, records, afters, result.position,
                                   None if items is None else window or ([], None))
         if records and (snapshot or records[-1].seq // every != (records[0].seq - 1) // every):
@@ -241,6 +260,8 @@ class EventLog:
                     captured = fold.copy()
                     captured.head = head
                 fold.head = head
+                if sid not in self._marked:
+                    self._mark(sid)
             else:
                 self._folds.pop(sid, None)  # another writer got in between
         if boundary:
@@ -486,17 +507,47 @@ class EventLog:
         scope = make_scope(session_id, after_seq, before_seq, descending, limit, scan_limit)
         return search(self, matching, scope, cursor)
 
-    def list_sessions(self) -> list[ChatSession]:
-        """Every session's state, by id; sessions deleted meanwhile are left out."""
+    def list_sessions(  # noqa: PLR0913 - keyword-only filters, one per thing a listing narrows by
+            self, *, participant: str | None = None, metadata: dict[str, Any] | None = None,
+            prefix: str | None = None, active_after: float | None = None,
+            active_before: float | None = None, order: str = "session_id",
+            descending: bool = False, limit: int | None = None) -> list[ChatSession]:
+        """Sessions' states, by id unless ``order`` says otherwise (``"last_activity"``,
+        ``"created_at"``; ties by id), at most ``limit``. Filters: ``participant`` (among
+        the current participants), ``metadata`` (each top-level key equal), ``prefix`` (of
+        the id), ``active_after < last_activity < active_before`` (Unix seconds). Sessions
+        deleted meanwhile are left out."""
+        self._open_check()
+        query = _catalog.make_query(participant, metadata, prefix, active_after, active_before,
+                                    order, descending)
+        return _catalog.list_sessions(self, query, _catalog.check_limit(limit, optional=True))
+
+    def page_sessions(  # noqa: PLR0913 - the filters of list_sessions, and the page
+            self, limit: int = 100, cursor: str | None = None, *, participant: str | None = None,
+            metadata: dict[str, Any] | None = None, prefix: str | None = None,
+            active_after: float | None = None, active_before: float | None = None,
+            order: str = "session_id", descending: bool = False) -> _catalog.SessionPage:
+        """One page of ``list_sessions`` (same filters and order): at most ``limit``
+        sessions, and ``next_cursor`` to pass back for the next page (None on the last)."""
+        self._open_check()
+        query = _catalog.make_query(participant, metadata, prefix, active_after, active_before,
+                                    order, descending)
+        size = _catalog.check_limit(limit, optional=False)
+        assert size is not None
+        return _catalog.page_sessions(self, query, size, cursor)
+
+    def count_sessions(
+            self, *, participant: str | None = None, metadata: dict[str, Any] | None = None,
+            prefix: str | None = None, active_after: float | None = None,
+            active_before: float | None = None) -> int:
+        """How many sessions ``list_sessions`` with these filters would return."""
+        self._open_check()
+        query = _catalog.make_query(participant, metadata, prefix, active_after, active_before)
+        return _catalog.count_sessions(self, query)
+
+    def _open_check(self) -> None:
         if self._closed:
             raise StoreClosedError("the store is closed")
-        found = []
-        for sid in self.backend.session_ids():
-            try:
-                found.append(self._state(sid).to_session())
-            except SessionNotFoundError:
-                continue
-        return found
 
     def size(self, session_id: str) -> int:
         """Bytes the session takes in storage (all its segments, snapshots and state)."""
@@ -565,11 +616,35 @@ class EventLog:
         A session appended to meanwhile is kept whole; damaged sessions are kept."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        return cleanup_old_sessions(self._folding, days, archive_dir, dry_run)
+        def candidates(cutoff: float) -> list[str]:
+            old = [s for s, _ in _catalog.entries(self, "", skip_damaged=True)
+                   if s.last_activity < cutoff]
+            old.sort(key=lambda s: (s.last_activity, s.session_id))
+            return [s.session_id for s in old]
+
+        return cleanup_old_sessions(self._folding, days, archive_dir, dry_run, candidates)
 
     def verify(self, session_id: str | None = None) -> VerifyReport:
         """Check digests, seq continuity, structure and snapshots; never raises for damage."""
         if session_id is None and self._closed:
             raise StoreClosedError("the store is closed")
-        return verify(self._folding, None if session_id is None else self._live(session_id),
-                      lambda sid, event: _history.verify_fork(self, sid, event))
+        sid = None if session_id is None else self._live(session_id)
+        folded: dict[str, SessionState] = {}
+        report = verify(self._folding, sid, lambda s, event: _history.verify_fork(self, s, event),
+                        folded)
+        for checked in ([sid] if sid is not None else self.backend.session_ids()):
+            _catalog.suspect(self, checked, checked not in folded)
+        extra = _catalog.compare(self, folded, whole=session_id is None)
+        if not extra:
+            return report
+        return VerifyReport(events_checked=report.events_checked,
+                            problems=[*report.problems, *extra],
+                            sessions_checked=report.sessions_checked)
+
+    def reindex(self) -> int:
+        """Drop the session catalog and build it again from every session's log (what
+        ``eventlog reindex`` does); return how many sessions it holds. Damaged sessions are
+        left out (``verify`` names them)."""
+        self._open_check()
+        self.backend.catalog_reset()
+        return _catalog.rebuild(self)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..backends._base import Lines
+from ..backends.files._names import file_name
 from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import (
     CleanupError,
@@ -40,7 +41,11 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLike[str] | None,
-                         dry_run: bool) -> list[str]:
+                         dry_run: bool,
+                         candidates: Callable[[float], list[str]] | None = None) -> list[str]:
+    """Remove (or, with ``dry_run``, name) the sessions last active before ``days`` ago.
+    ``candidates(cutoff)``: the ids that may be old, oldest first (the session catalog's
+    answer); every session when None."""
     if type(days) not in (int, float) or not finite(days) or days < 0:
         raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
     if type(dry_run) is not bool:
@@ -49,7 +54,10 @@ def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLi
     cutoff = time.time() - days * DAY
     removed: list[str] = []
     failed: dict[str, EventLogError] = {}
-    for sid in log.backend.session_ids():
+    # The catalog (when the caller has one) names the candidates, oldest activity first, so
+    # the work is the sessions removed; each is folded from its log again before it goes:
+    # the catalog is derived data, and never the reason a session is deleted.
+    for sid in (log.backend.session_ids() if candidates is None else candidates(cutoff)):
         try:
             life = life_of(log.backend, sid)
             state = log.state(sid)
@@ -68,8 +76,8 @@ def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLi
         elif outcome:
             removed.append(sid)
     if failed:
-        raise CleanupError(removed, failed)
-    return removed
+        raise CleanupError(sorted(removed), failed)
+    return sorted(removed)
 
 
 def _remove_one(log: Folding, sid: str, head: Head, target: Path | None,
@@ -143,11 +151,12 @@ def _history(log: Folding, sid: str, head: Head) -> Iterator[bytes]:
 
 
 def export_history(log: Folding, sid: str, head: Head, directory: Path) -> Path:
-    """Write the session's history up to ``head`` into ``directory`` as
-    ``<id>.jsonl`` (``<id>~2.jsonl`` and so on if taken), durably; return its path."""
+    """Write the session's history up to ``head`` into ``directory`` as ``<name>.jsonl``
+    (``<name>~2.jsonl`` and so on if taken; the name is the id's, as a file store names its
+    directory), durably; return its path."""
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = directory / f".{sid}.{uuid.uuid4().hex}.tmp"
+        temp = directory / f".{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
@@ -171,9 +180,12 @@ def export_history(log: Folding, sid: str, head: Head, directory: Path) -> Path:
 
 
 def _link_unique(temp: Path, directory: Path, sid: str) -> Path:
-    # ``~`` can't occur in a session id, so ``a~2.jsonl`` is never another session's name.
+    # The id's file name (as a file store names its directory: safe for any id; a long one
+    # if the suffix would take it past 255 bytes), and for a second copy ``<name>~2.jsonl``:
+    # no id's name ends in ``~`` and a few digits.
+    name = file_name(sid, 255 - len("~9999.jsonl"))
     for n in range(1, 10_000):
-        final = directory / (f"{sid}.jsonl" if n == 1 else f"{sid}~{n}.jsonl")
+        final = directory / (f"{name}.jsonl" if n == 1 else f"{name}~{n}.jsonl")
         try:
             os.link(temp, final)  # never replaces an existing file, unlike rename
             return final

@@ -16,9 +16,12 @@ from ._state import FORKED, REWOUND, SessionState, decode_snapshot
 
 
 def verify(folding: Folding, session_id: str | None,
-           check_fork: Callable[[str, Event], list[str]]) -> VerifyReport:
+           check_fork: Callable[[str, Event], list[str]],
+           folded: dict[str, SessionState] | None = None) -> VerifyReport:
     """One session (its id checked), or every session when None. ``check_fork(sid, event)``:
-    the problems of a ``session.forked`` event (see ``_history.verify_fork``)."""
+    the problems of a ``session.forked`` event (see ``_history.verify_fork``). ``folded``,
+    if given, receives the whole log's fold of each session found sound (what the session
+    catalog must say: see ``_catalog.compare``)."""
     backend = folding.backend
     if session_id is None:
         ids = backend.session_ids()
@@ -32,14 +35,16 @@ def verify(folding: Folding, session_id: str | None,
     problems: list[str] = []
     checked = 0
     for sid in ids:
-        count, found = _verify_one(folding, sid, check_fork)
+        count, found, state = _verify_one(folding, sid, check_fork)
         checked += count
         problems.extend(found)
+        if folded is not None and not found:
+            folded[sid] = state
     return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
 
 
-def _verify_one(folding: Folding, sid: str,
-                check_fork: Callable[[str, Event], list[str]]) -> tuple[int, list[str]]:
+def _verify_one(folding: Folding, sid: str, check_fork: Callable[[str, Event], list[str]],
+                ) -> tuple[int, list[str], SessionState]:
     backend = folding.backend
     problems = list(backend.check(sid))
     state = SessionState(sid, genesis(sid))
@@ -70,7 +75,7 @@ def _verify_one(folding: Folding, sid: str,
         state.head = chain.head
     except CorruptLogError as exc:
         problems.append(str(exc))
-        return count, problems
+        return count, problems, state
     if count == 0:
         problems.append(f"session {sid!r}: the log holds no events")
     elif state.head.seq != count:
@@ -81,4 +86,4 @@ def _verify_one(folding: Folding, sid: str,
         if fold is None or not fold.same_as(snap):
             problems.append(f"session {sid!r}, snapshot at seq {snap.head.seq}: does not "
                             "equal the fold of the events it covers")
-    return count, problems
+    return count, problems, state

@@ -98,7 +98,7 @@ def test_head_of_a_stream_returns(client: httpx.Client, sid: str) -> None:
 def test_missing_session_is_404_not_a_stream(client: httpx.Client) -> None:
     r = client.get("/api/sessions/never-made/stream")
     assert r.status_code == 404 and r.json()["error"] == "session_not_found"
-    r = client.get("/api/sessions/bad%20id/stream")
+    r = client.get("/api/sessions/bad%09id/stream")  # a tab: no id holds one
     assert r.status_code == 422
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -55,8 +56,8 @@ def test_create_existing(client: httpx.Client, sid: str) -> None:
 
 
 @pytest.mark.parametrize("body", [
-    {"session_id": "../x"}, {"session_id": "a/b"}, {"session_id": ""}, {"session_id": "."},
-    {"session_id": ".hidden"}, {"session_id": "x" * 129}, {"session_id": "nul\u0000"},
+    {"session_id": "a\nb"}, {"session_id": "\x1b[2J"}, {"session_id": ""}, {"session_id": "a\tb"},
+    {"session_id": "\u0085"}, {"session_id": "x" * 256}, {"session_id": "nul\u0000"},
     {"session_id": 5}, {"participants": "Ann"}, {"participants": {"Ann": 1}}, {"participants": 5},
     {"participants": ["Ann", "Ann"]}, {"participants": [""]}, {"participants": [1]},
     {"metadata": []}, {"metadata": {"big": 2**70}}, {"created_at": "yesterday"},
@@ -70,8 +71,10 @@ def test_create_refuses_bad_input(client: httpx.Client, body: object) -> None:
 
 def test_get_missing_and_invalid(client: httpx.Client) -> None:
     _error(client.get("/api/sessions/no-such-session"), 404, "session_not_found")
-    _error(client.get("/api/sessions/bad%20id"), 422, "invalid_input")
-    _error(client.get("/api/sessions/.hidden"), 422, "invalid_input")
+    _error(client.get("/api/sessions/bad%20id"), 404, "session_not_found")  # valid (issue 15)
+    _error(client.get("/api/sessions/.hidden"), 404, "session_not_found")
+    _error(client.get("/api/sessions/bad%09id"), 422, "invalid_input")
+    _error(client.get("/api/sessions/" + "x" * 256), 422, "invalid_input")
 
 
 def test_list_paging_sorting_and_filter(client: httpx.Client) -> None:
@@ -271,3 +274,38 @@ def test_event_conflict_and_missing(client: httpx.Client, sid: str) -> None:
     _error(_post(client, "/api/sessions/gone-x/events", {"type": "x"}), 404, "session_not_found")
     _error(client.get("/api/sessions/gone-x/events"), 404, "session_not_found")
     _error(client.get(f"/api/sessions/{sid}/events", params={"limit": "0"}), 400, "bad_request")
+
+
+# Session ids as users write them (issue 15) ------------------------------------------------
+
+ODD_IDS = ["user:42", "alice@example.com", "thread/123", "tenant 1", "é", "日本語", ".hidden", "..",
+           "../x", "a\\b", "CON", "%2e%2e", "a?b#c", "x" * 255, "Team", "team", "\u202eevil"]
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_every_valid_id_works_percent_encoded_in_paths(client: httpx.Client, odd: str) -> None:
+    sid = f"{odd}{uuid.uuid4().hex[:4]}" if len(odd) < 250 else odd[:-4] + uuid.uuid4().hex[:4]
+    path = "/api/sessions/" + quote(sid, safe="")
+    r = _post(client, "/api/sessions", {"session_id": sid, "participants": ["A"]})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == path and r.json()["session_id"] == sid
+    assert client.get(path).json()["session_id"] == sid
+    posted = _post(client, path + "/messages", {"sender": "A", "content": sid})
+    assert posted.status_code == 201, posted.text
+    assert [m["content"] for m in client.get(path + "/messages").json()["messages"]] == [sid]
+    assert client.get(path + "/verify").json()["ok"] is True
+    export = client.get(path + "/export", params={"format": "jsonl"})
+    assert export.status_code == 200
+    assert export.headers["content-disposition"].endswith(f"filename*=UTF-8''{quote(sid, safe='')}.jsonl")
+    assert "/" not in export.headers["content-disposition"].split('"')[1]
+    listed = client.get("/api/sessions", params={"prefix": sid, "limit": 5}).json()["sessions"]
+    assert [s["session_id"] for s in listed] == [sid]
+
+
+def test_a_slash_in_an_id_is_one_segment_only_when_encoded(client: httpx.Client) -> None:
+    _post(client, "/api/sessions", {"session_id": "thread"})
+    _post(client, "/api/sessions", {"session_id": "thread/messages"})
+    assert client.get("/api/sessions/thread%2Fmessages").json()["session_id"] == "thread/messages"
+    assert "messages" in client.get("/api/sessions/thread/messages").json()  # thread's messages
+    _error(client.get("/api/sessions/%FF%FE"), 422, "invalid_input")  # not UTF-8
+    _error(client.get("/api/sessions/a%00b"), 422, "invalid_input")

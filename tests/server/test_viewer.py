@@ -607,3 +607,28 @@ def test_accessibility_has_no_serious_or_critical_violations(
                 (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
                 for v in result["violations"] if v["impact"] in ("serious", "critical")]
     assert all(v == [] for v in found.values()), found
+
+
+def test_the_session_list_pages_through_every_session(browser: Browser) -> None:
+    """Issue 15: the sidebar reaches every session a page (100) at a time as it is scrolled,
+    not the newest 1,000; ids as users write them (``thread/12``, an RLO) are listed
+    neutralised and open their own transcript."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        ids = [f"user:{i:03d}" for i in range(230)] + ["thread/12", "\u202eevil"]
+        for i, sid in enumerate(ids):
+            log.create_session(sid, ["A"], created_at=1_700_000_000.0 + i)
+        w = Watch(browser)
+        w.page.goto(url)
+        rows = w.page.locator("#sessions a[data-sid]")
+        expect(rows).to_have_count(100, timeout=15_000)
+        for want in (200, len(ids)):
+            w.page.locator("#sessions-box").evaluate("box => box.scrollTop = box.scrollHeight")
+            expect(rows).to_have_count(want, timeout=15_000)
+        listed = [rows.nth(i).get_attribute("data-sid") or "" for i in range(len(ids))]
+        assert sorted(listed) == sorted(ids)  # each once, every one
+        evil = w.page.locator('#sessions a[data-sid="\u202eevil"] .sid')
+        assert "\u202e" not in evil.inner_text()
+        w.page.locator('#sessions a[data-sid="thread/12"]').click()
+        expect(w.page.locator("#live")).to_have_attribute("data-state", "live", timeout=15_000)
+        assert "thread%2F12" in w.page.url or "thread/12" in w.page.url
+        w.close()

@@ -57,14 +57,16 @@ from ...core._errors import (
     StorageError,
     StoreNotFoundError,
 )
-from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
+from ...core._validate import check_mode, check_seconds
 from .._base import Appended, Archived, Backend, Build, Guard, Lines, Scan, Sealed, Watch
 from . import _checks, _reading, _snapshots, _waiting, _writing
 from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
+from ._catalog import FileCatalog
 from ._dirs import Dirs, unlock_dir
 from ._discovery import sync
 from ._handle import Handles, still_there, unlock
+from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._recorded import recorded_head
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
@@ -145,6 +147,7 @@ class FileBackend(Backend):
         self.dir_mode = self._dirs.dir_mode
         self._table = Handles(self._dirs)
         self._handles = self._table.by_id  # read directly by append_one's common case
+        self._catalog = FileCatalog(self.root, self.mode)
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
@@ -319,7 +322,7 @@ class FileBackend(Backend):
         # never moved away under a compactor writing into it.
         dirs = self._dirs
         dir_fd = dirs.lock_dir(session_id)
-        trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex}"
+        trash = self.root / f".deleted-{uuid.uuid4().hex}"
         try:
             handle, _ = self._table.locked(session_id)
             removed = False
@@ -377,16 +380,52 @@ class FileBackend(Backend):
         return self._dirs.exists(session_id)
 
     def session_ids(self) -> list[str]:
-        ids = []
+        return sorted(self._sessions())
+
+    def _sessions(self) -> dict[str, str]:
+        """Every session's id and directory (a legacy-named one first: see ``Dirs.dir``)."""
+        found: dict[str, str] = {}
         try:
             with os.scandir(self.root) as entries:
                 for entry in entries:
-                    if SESSION_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        ids.append(entry.name)
+                    if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                        continue
+                    sid = id_of(entry.name)
+                    if sid is None and is_long(entry.name):
+                        sid = self._long_id(entry.name)
+                    if sid is not None and (sid not in found or entry.name == legacy_name(sid)):
+                        found[sid] = entry.path
         except OSError as exc:
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
-        ids.sort()
-        return ids
+        return found
+
+    def _long_id(self, name: str) -> str | None:
+        """The id in a long-named directory's ``id`` file, if it is the one for that name."""
+        try:
+            sid = (self.root / name / ID_FILE).read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None  # being created or deleted, or not a session's
+        return sid if dir_name(sid) == name else None
+
+    # The session catalog (_catalog.py) ------------------------------------------------------
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        found = self._sessions()
+        listed = sorted((sid, path) for sid, path in found.items() if sid.startswith(prefix))
+        return self._catalog.read(listed, whole=not prefix)
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        try:
+            self._catalog.write([(sid, str(self._dirs.dir(sid)), head, blob)
+                                 for sid, head, blob in entries])
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't save catalog entries in {self.root}: {exc}") from exc
+
+    def catalog_reset(self) -> None:
+        try:
+            self._catalog.remove()
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't remove the catalog in {self.root}: {exc}") from exc
 
     @_translated
     def recorded_head(self, session_id: str) -> Head | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ...core._errors import CorruptLogError, EventLogError, SessionNotFoundError, StorageError
 from ._archive import ArchiveError, ArchiveReader, read_index
 from ._lock import acquire_flock, release_flock
+from ._names import dir_name, legacy_name
 from ._segments import SEGMENT_RE, Pread, archive_name, lines_backward, segment_name
 
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -62,10 +63,14 @@ class Dirs:
         self.lock_timeout = lock_timeout
 
     def dir(self, session_id: str) -> Path:
-        return self.root / session_id
+        # A store written before issue 15 may hold this id under its legacy name (_names.py).
+        legacy = legacy_name(session_id)
+        if legacy is not None and os.path.isdir(self.root / legacy):
+            return self.root / legacy
+        return self.root / dir_name(session_id)
 
     def exists(self, session_id: str) -> bool:
-        return (self.root / session_id / "lock").exists()
+        return (self.dir(session_id) / "lock").exists()
 
     def os_error(self, session_id: str, exc: OSError) -> EventLogError:
         """An OS error out of a session's files as an eventlog error: a file that vanished

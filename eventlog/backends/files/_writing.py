@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import struct
 import uuid
 
 from ...core._codec import Head, Record, genesis
@@ -18,6 +19,7 @@ from ...core._errors import SessionExistsError, StorageError
 from ._dirs import Dirs, fsync_dir, write_all
 from ._discovery import next_segment, sync
 from ._handle import LIFE_AT, SHARED_BYTES, Handle
+from ._names import ID_FILE, is_long
 from ._segments import header_line, segment_name, trailer_line
 
 
@@ -26,16 +28,21 @@ def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> Non
     final = dirs.dir(session_id)
     if final.exists():
         raise SessionExistsError(session_id)
-    temp = dirs.root / f".creating-{session_id}-{uuid.uuid4().hex}"
+    temp = dirs.root / f".creating-{uuid.uuid4().hex}"
     try:
         os.mkdir(temp, dirs.dir_mode)
         try:
-            dirs.write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
+            if is_long(final.name):  # the name can't say the id: the id file does
+                dirs.write_new(temp / ID_FILE, session_id.encode("utf-8"), durable=durable)
+            segment = header_line(session_id, genesis(session_id)) + b"\n" + record.line + b"\n"
+            # The page is published from the start (generation 2, the first segment, its
+            # size, seq 1 and its digest), as the first append would publish it: so the
+            # head of a session nobody appended to is known without reading its log (the
+            # catalog relies on it: _catalog.py). Written before the directory appears.
+            page = struct.pack("<QQQQ", 2, 1, len(segment), 1) + bytes.fromhex(record.digest)
+            dirs.write_new(temp / "lock", page + os.urandom(SHARED_BYTES - LIFE_AT),
                            durable=durable)
-            dirs.write_new(temp / segment_name(1),
-                           header_line(session_id, genesis(session_id)) + b"\n"
-                           + record.line + b"\n",
-                           durable=durable)
+            dirs.write_new(temp / segment_name(1), segment, durable=durable)
             if durable:
                 fsync_dir(temp)
             os.rename(temp, final)

@@ -16,6 +16,9 @@ one slot and every script (``_redis_scripts``) touches one slot only::
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
     <prefix>sessions       set: the registry of session ids, for listing
 
+The head hash also holds ``c``: the session catalog's entry (``<seq>:<entry>``, derived
+data, used only while ``seq`` is the head's; see ``store/_catalog``).
+
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
 
 Appending is optimistic, because Lua has no SHA-256 to chain records on the server: the
@@ -153,6 +156,7 @@ class RedisBackend(RowBackend):
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
+        self._catalog = client.register_script(scripts.CATALOG)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -348,6 +352,38 @@ class RedisBackend(RowBackend):
             raise SessionNotFoundError(session_id)
         if durable:
             self._sync(what, session_id)
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        what = "reading the session catalog"
+        ids = sorted(sid for sid in (_text(m) for m in self._run(
+            what, lambda: self.client.smembers(self._registry))) if sid.startswith(prefix))
+        if not ids:
+            return []
+        # One round trip for every head: its seq and the entry kept beside it.
+        heads = self._run(what, lambda: self._pipeline(
+            False, [("hmget", (self.keys(sid)[0], ["seq", "c"])) for sid in ids]))
+        found: list[tuple[str, bytes | None]] = []
+        for sid, (seq, entry) in zip(ids, heads, strict=True):
+            if seq is None:
+                continue  # gone (expired, deleted, or half created): session_ids tidies it
+            made_for, _, blob = (entry or b"").partition(b":")
+            found.append((sid, blob if entry is not None and made_for == seq else None))
+        return found
+
+    def catalog_reset(self) -> None:
+        ids = self.session_ids()
+        self._run("dropping the session catalog", lambda: self._pipeline(
+            False, [("hdel", (self.keys(sid)[0], "c")) for sid in ids]))
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        def send() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for sid, head, blob in entries:
+                self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob],
+                              client=pipe)
+            return pipe.execute()
+
+        self._run("saving session catalog entries", send)
 
     # Reading --------------------------------------------------------------------------------
 

@@ -180,3 +180,12 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 """
+
+# KEYS head; ARGV seq, digest, entry. The session catalog's entry (field c of the head hash,
+# so it goes with the session), saved only while the head is still the one it was made for.
+CATALOG = """
+local found = redis.call('HMGET', KEYS[1], 'seq', 'h')
+if found[1] ~= ARGV[1] or found[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[1] .. ':' .. ARGV[3])
+return 1
+"""
