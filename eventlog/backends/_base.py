@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..core._codec import Head, Record, seal_one
+from ..core._codec import FORMAT_VERSION, Head, Record, seal_one
 from ..core._errors import ConflictError, CorruptLogError, SessionNotFoundError
 
 Lines = Iterator[tuple[str, int, bytes]]
@@ -111,6 +111,11 @@ class Backend(ABC):
     poll_interval = 0.05
     """Longest sleep of the polling ``wait`` below; backends that can block override ``wait``."""
 
+    record_version = FORMAT_VERSION
+    """The record format of this store (see ``core._codec``): what the store seals records
+    in and checks them by. A backend that finds a store written in an older version sets
+    its instance's to that version and keeps writing it; new stores get ``FORMAT_VERSION``."""
+
     exclusive_build = True
     """Whether ``append`` calls ``build`` exactly once per append, while no other writer of
     the session can (under a lock), so the store may advance per-session state inside it.
@@ -150,7 +155,7 @@ class Backend(ABC):
         def build(head: Head) -> list[Record]:
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
-            record = seal_one(payload, head, max_bytes)
+            record = seal_one(payload, head, max_bytes, self.record_version)
             after[:] = [head]  # an optimistic backend may build again: the last call is written
             return [record]
 

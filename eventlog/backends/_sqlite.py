@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core._codec import Head, Record
+from ..core._codec import FORMAT_VERSION, FORMAT_VERSIONS, Head, Record
 from ..core._errors import (
     CorruptLogError,
     InvalidInputError,
@@ -50,7 +50,8 @@ from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
 
 FORMAT = "eventlog-sqlite"
-VERSION = "1"
+VERSION = str(FORMAT_VERSION)
+"""The version new stores get; one in ``FORMAT_VERSIONS`` is read and written as it is."""
 SNAPSHOTS_KEPT = 3
 _IDLE_KEPT = 4
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
@@ -277,9 +278,11 @@ class SQLiteBackend(RowBackend):
             db.execute("COMMIT")
         if meta.get("format") != FORMAT:
             raise StorageError(f"{self.path} is not an eventlog SQLite store")
-        if meta.get("version") != VERSION:
-            raise StorageError(f"{self.path}: store format version {meta.get('version')} is not "
-                               f"supported (this eventlog reads {VERSION})")
+        version = meta.get("version")
+        if version not in [str(v) for v in FORMAT_VERSIONS]:
+            raise StorageError(f"{self.path}: store format version {version} is not supported "
+                               f"(this eventlog reads {', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = int(version)
 
     def close_idle(self) -> None:
         with self._lock:

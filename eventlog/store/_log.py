@@ -37,6 +37,7 @@ from ..core._validate import (
     TS_END,
     check_event_type,
     check_json,
+    check_not_tombstone,
     check_session_id,
     check_text,
     check_timestamp,
@@ -95,6 +96,8 @@ class EventLog:
             raise InvalidEventError(f"snapshot_every must be a positive int, not {snapshot_every!r}")
         self.max_event_bytes = max_event_bytes
         self.snapshot_every = snapshot_every
+        # The record format of the store (see core/_codec): every seal and chain check uses it.
+        self.version = backend.record_version
         self._closed = False
         # The fold of sessions this process appends to, advanced under the append lock while
         # no other writer interleaves, so checkpoint snapshots need no re-reading.
@@ -163,7 +166,7 @@ class EventLog:
         check_json(meta, "metadata")
         ts = time.time() if created_at is None else check_timestamp("created_at", created_at)
         payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
-        record = seal([payload], genesis(sid), self.max_event_bytes)[0]
+        record = seal([payload], genesis(sid), self.max_event_bytes, self.version)[0]
         self.backend.create(sid, record, durable=self._durable(durability))
         state = SessionState(sid, Head(1, record.digest), participants=people,
                              metadata=own_json(meta), created_at=ts, last_activity=ts)
@@ -176,6 +179,7 @@ class EventLog:
         """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold."""
         _check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
+        version = self.version
         every = self.snapshot_every
         captured: list[SessionState] = []
         # The writer's fold may only advance where build runs once, under the append lock;
@@ -185,7 +189,7 @@ class EventLog:
         def build(head: Head) -> list[Record]:
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
-            records = seal(payloads, head, limit)
+            records = seal(payloads, head, limit, version)
             fold = folds.get(sid)
             if fold is not None:
                 if fold.head == head and items is not None:
@@ -258,6 +262,7 @@ class EventLog:
         sid = self._live(session_id)
         check_event_type(type)
         check_json(data)
+        check_not_tombstone(data)
         ts = time.time()
         # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
         head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
@@ -277,6 +282,7 @@ class EventLog:
                 raise InvalidEventError(f"append_many item {index} must be a (type, data) tuple")
             check_event_type(item[0])
             check_json(item[1], f"event {index} data")
+            check_not_tombstone(item[1])
             payloads.append(encode_payload(item[0], ts, item[1]))
         if not payloads:
             return []
@@ -393,7 +399,7 @@ class EventLog:
     def _scan_events(self, sid: str, after_seq: int,
                      position: dict[str, Any] | None = None) -> tuple[ChainReader, Iterator[Event], Any]:
         scan = self.backend.scan(sid, after_seq, position)
-        chain = ChainReader(sid, scan.start)
+        chain = ChainReader(sid, scan.start, self.version)
         return chain, _read(chain, scan), scan.position
 
     def events(self, session_id: str, after_seq: int = 0) -> Iterator[Event]:
@@ -401,7 +407,7 @@ class EventLog:
         sid = self._live(session_id)
         _check_seq("after_seq", after_seq, optional=False)
         scan = self.backend.scan(sid, after_seq, None)
-        events = _read(ChainReader(sid, scan.start), scan)
+        events = _read(ChainReader(sid, scan.start, self.version), scan)
         return events if scan.start.seq >= after_seq else self._skip_to(events, after_seq)
 
     @staticmethod
@@ -445,7 +451,7 @@ class EventLog:
         really continues from the state's head; raise ``CorruptLogError`` if not."""
         after = state.head
         scan = self.backend.scan(sid, after.seq, position)
-        chain = ChainReader(sid, scan.start)
+        chain = ChainReader(sid, scan.start, self.version)
         if scan.start.seq == after.seq and scan.start.digest != after.digest:
             raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
         head = after if scan.start.seq >= after.seq else None
@@ -546,7 +552,7 @@ class EventLog:
             torn = False
             if newer is not None:
                 n_obj, n_body, n_digest = newer
-                if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body) != n_digest:
+                if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body, self.version) != n_digest:
                     raise CorruptLogError(
                         f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
                         f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
@@ -556,7 +562,7 @@ class EventLog:
         if newer is None:
             return
         n_obj, n_body, n_digest = newer
-        if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body) != n_digest:
+        if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body, self.version) != n_digest:
             raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
                                   f"(oldest readable record is seq {n_obj['seq']})",
                                   session_id=sid, seq=n_obj["seq"])

@@ -49,12 +49,15 @@ import orjson
 
 from ...core._codec import (
     DIGEST_HEX,
+    FORMAT_VERSION,
+    FORMAT_VERSIONS,
     ChainReader,
     Head,
     Record,
     Unparseable,
     genesis,
     link,
+    link2_payload,
     looks_like_record,
     parse,
     too_large,
@@ -91,7 +94,9 @@ from ._segments import (
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
 # (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
 FORMAT_FILE = ".eventlog.json"
-FORMAT = {"format": "eventlog-jsonl", "version": 1}
+FORMAT = {"format": "eventlog-jsonl", "version": FORMAT_VERSION}
+"""The marker of a new store; one of an older version in ``FORMAT_VERSIONS`` is read and
+written in that version (see ``Backend.record_version``)."""
 SNAPSHOTS_KEPT = 3
 
 
@@ -355,9 +360,11 @@ class FileBackend(Backend):
             found = None
         if not isinstance(found, dict) or found.get("format") != FORMAT["format"]:
             raise StorageError(f"{marker} is not an eventlog store marker")
-        if found.get("version") != FORMAT["version"]:
-            raise StorageError(f"{marker}: store format version {found.get('version')} "
-                               f"is not supported (this eventlog reads {FORMAT['version']})")
+        version = found.get("version")
+        if type(version) is not int or version not in FORMAT_VERSIONS:
+            raise StorageError(f"{marker}: store format version {version!r} is not supported "
+                               f"(this eventlog reads {', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = version
 
     # Paths and handles -----------------------------------------------------------------
 
@@ -509,7 +516,7 @@ class FileBackend(Backend):
                 self._write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
                                 durable=durable)
                 self._write_new(temp / segment_name(1),
-                                header_line(session_id, genesis(session_id)) + b"\n"
+                                header_line(session_id, genesis(session_id), self.record_version) + b"\n"
                                 + record.line + b"\n",
                                 durable=durable)
                 if durable:
@@ -642,7 +649,10 @@ class FileBackend(Backend):
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1
                 body = b'{"seq":%d,' % seq + payload[1:]
-                digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+                if self.record_version == 1:
+                    digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+                else:
+                    digest = link2_payload(head[1], body, payload)
                 data = b'%s,"h":"%s"}\n' % (body[:-1], digest.encode())
                 if len(data) > max_bytes:  # the line and its newline must fit
                     raise too_large(len(data), max_bytes)
@@ -798,7 +808,7 @@ class FileBackend(Backend):
                       durable: bool) -> Head:
         name = segment_name(handle.seg_first)
         reader = SegmentReader(handle.seg_fd, name, offset=offset, lineno=-1 if offset else 0)
-        chain = ChainReader(session_id, start)
+        chain = ChainReader(session_id, start, self.record_version)
         for _ in chain.read(reader):
             pass
         if offset == 0 and reader.header != start:
@@ -860,7 +870,8 @@ class FileBackend(Backend):
                     before = Head(prev_obj["seq"], prev_digest)
                 except Unparseable:
                     before = None
-            if before is None or link(before.digest, body) != digest or obj["seq"] != before.seq + 1:
+            if (before is None or obj["seq"] != before.seq + 1
+                    or link(before.digest, body, self.record_version) != digest):
                 raise CorruptLogError(
                     f"session {session_id!r}, {name}: the last record (seq {obj.get('seq')}) "
                     "does not follow the one before it; refusing to append to a damaged log",
@@ -907,7 +918,7 @@ class FileBackend(Backend):
                 return self._discover(session_id, handle, durable)
             # A sealer that died between trailer and new segment left this to us.
             self._write_atomic(directory, segment_name(first),
-                               header_line(session_id, sealed) + b"\n", durable=durable)
+                               header_line(session_id, sealed, self.record_version) + b"\n", durable=durable)
         try:
             self._open_segment(session_id, handle, first)
         except FileNotFoundError:
@@ -1033,7 +1044,7 @@ class FileBackend(Backend):
                 except Unparseable:
                     return False
                 return (stated == digest and obj["seq"] == position.get("seq")
-                        and link(prev, body) == digest
+                        and link(prev, body, self.record_version) == digest
                         and os.pread(fd, 1, offset - 1) == b"\n")
             tail = os.pread(fd, 40, max(0, offset - 40))
         finally:

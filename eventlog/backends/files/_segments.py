@@ -45,8 +45,8 @@ def archive_name(first_seq: int) -> str:
     return f"seg-{first_seq:016d}.jsonl.gz"
 
 
-def header_line(session_id: str, start: Head) -> bytes:
-    return orjson.dumps({"eventlog": 1, "session": session_id, "first_seq": start.seq + 1,
+def header_line(session_id: str, start: Head, version: int) -> bytes:
+    return orjson.dumps({"eventlog": version, "session": session_id, "first_seq": start.seq + 1,
                          "prev": start.digest})
 
 
@@ -63,6 +63,17 @@ def parse_header(line: bytes) -> Head | None:
         return Head(int(obj["first_seq"]) - 1, str(obj["prev"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def header_version(line: bytes) -> int | None:
+    """The format version a segment's header line names, or None."""
+    if not line.startswith(_HEADER):
+        return None
+    try:
+        version = orjson.loads(line).get("eventlog")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return version if type(version) is int else None
 
 
 def parse_trailer(line: bytes) -> Head | None:

@@ -15,6 +15,9 @@ one slot and every script (``_redis_scripts``) touches one slot only::
     <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
     <prefix>sessions       set: the registry of session ids, for listing
+    <prefix>format         string: the store's record format version (see ``_base``),
+                           written with its first session; a prefix with sessions and no
+                           marker is a store of version 1 (from before the marker)
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
 
@@ -56,7 +59,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import KeyT, StreamIdT
 
-from ...core._codec import Head, Record
+from ...core._codec import FORMAT_VERSIONS, Head, Record
 from ...core._errors import (
     ConflictError,
     CorruptLogError,
@@ -146,6 +149,45 @@ class RedisBackend(RowBackend):
         self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
         self._waitaof: bool | None = None
         self._run("connecting", client.ping)
+        self._marked = self._read_version()
+        if isinstance(self.cold, FileArchive):
+            # The cold tier holds this store's own record lines: they chain by its version.
+            self.cold.files.record_version = self.record_version
+
+    def _read_version(self) -> bool:
+        """Set ``record_version`` from the store's marker; return whether the marker exists.
+        Without one, a prefix that holds sessions is of version 1 (written before markers),
+        and an empty one is new: the marker is written with its first session."""
+        found = self._run("opening", lambda: self.client.get(self._marker))
+        if found is None:
+            if self._run("opening", lambda: self.client.exists(self._registry)):
+                self.record_version = 1
+            return False
+        try:
+            version = int(found)
+        except ValueError:
+            version = -1
+        if version not in FORMAT_VERSIONS:
+            raise StorageError(f"{self.where}: {self._marker}: store format version {found!r} is "
+                               f"not supported (this eventlog reads "
+                               f"{', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = version
+        return True
+
+    def _mark(self, what: str) -> None:
+        """Write the version marker if nobody has; refuse to write beside a store that
+        another process marked with another version meanwhile."""
+        mine = str(self.record_version)
+        self._run(what, lambda: self.client.set(self._marker, mine, nx=True))
+        found = self._run(what, lambda: self.client.get(self._marker))
+        if found is None or (found.decode() if isinstance(found, bytes) else found) != mine:
+            raise StorageError(f"{self.where}: {what}: the store's format version is "
+                               f"{found!r}, but this process opened it as {mine}: open it again")
+        self._marked = True
+
+    @property
+    def _marker(self) -> str:
+        return self.prefix + "format"
 
     # Keys and the error edge ----------------------------------------------------------------
 
@@ -204,6 +246,8 @@ class RedisBackend(RowBackend):
 
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         what = f"creating session {session_id!r}"
+        if not self._marked:
+            self._mark(what)
         token = os.urandom(8).hex()
         # Registered before it exists, so a crash in between leaves only a stale id (listing
         # skips ids without a head), and again after, in case a delete of an earlier life
