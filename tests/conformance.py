@@ -32,6 +32,7 @@ from ._contract_concurrency import ConcurrencyContract
 from ._contract_input import InputContract
 from ._contract_model import ModelContract
 from ._contract_reads import ReadContract
+from ._contract_redaction import RedactionContract
 
 
 class ApiContract(ContractBase):
@@ -462,6 +463,6 @@ class ApiContract(ContractBase):
 
 
 class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
-                    AliasingContract):
+                    AliasingContract, RedactionContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

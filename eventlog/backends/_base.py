@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..core._codec import FORMAT_VERSION, Head, Record, seal_one
-from ..core._errors import ConflictError, CorruptLogError, SessionNotFoundError
+from ..core._errors import ConflictError, CorruptLogError, RedactionError, SessionNotFoundError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -88,6 +88,15 @@ class Archived:
     segments: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+
+
+class Replacement(NamedTuple):
+    """A record line ``redact`` replaces: at ``seq``, ``old`` becomes ``new`` (a tombstone's
+    line, with the same seq and digest)."""
+
+    seq: int
+    old: bytes
+    new: bytes
 
 
 class Watch(Protocol):
@@ -221,6 +230,19 @@ class Backend(ABC):
         which does nothing.
         """
         return Archived()
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        """Replace record lines in place (see ``Replacement``), all or nothing, and erase
+        the old bytes from everything the backend keeps of the session when it returns:
+        live records, archives (compressed or cold), and snapshots at or after the first
+        replaced seq (their folds saw the erased data); whatever the backend's storage
+        keeps of freed space is overwritten where it can be (SQLite's secure delete and a
+        truncating checkpoint of its log). Raise ``RedactionError``
+        and change nothing if a line is not ``old`` (someone redacted it meanwhile).
+
+        Every backend must implement it and pass tests/_contract_redaction.py; this
+        default refuses."""
+        raise RedactionError(f"the {type(self).__name__} backend can't redact")
 
     def check(self, session_id: str) -> list[str]:
         """Problems with the backend's own structure (beyond the chain the store checks)."""

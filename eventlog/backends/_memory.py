@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core._codec import Head, Record
-from ..core._errors import SessionExistsError, SessionNotFoundError, StoreNotFoundError
-from ._base import Appended, Build
+from ..core._errors import RedactionError, SessionExistsError, SessionNotFoundError, StoreNotFoundError
+from ._base import Appended, Build, Replacement
 from ._rows import RowBackend, Rows
 
 SNAPSHOTS_KEPT = 3
@@ -157,6 +157,19 @@ class MemoryBackend(RowBackend):
             found[seq] = blob
             for old in sorted(found)[:-SNAPSHOTS_KEPT]:
                 del found[old]
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        with self._data.changed:
+            session = self._session(session_id)
+            for seq, old, _new in replacements:
+                if not 1 <= seq <= len(session.lines) or session.lines[seq - 1] != old:
+                    raise RedactionError(f"session {session_id!r}, seq {seq}: changed meanwhile; "
+                                         "nothing was redacted")
+            for seq, _old, new in replacements:
+                session.lines[seq - 1] = new  # the old bytes object goes with its last reference
+            first = min(r.seq for r in replacements)
+            for seq in [s for s in session.snapshots if s >= first]:
+                del session.snapshots[seq]
 
     def size(self, session_id: str) -> int:
         with self._data.changed:

@@ -15,6 +15,7 @@ from ..core._codec import (
     Unparseable,
     encode_payload,
     genesis,
+    is_tombstone,
     link,
     looks_like_record,
     new_event,
@@ -44,6 +45,7 @@ from ..core._validate import (
     shown,
 )
 from ._compaction import compact
+from ._redaction import REDACTED, RedactionAudit, check_imported, redact
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import (
@@ -349,7 +351,7 @@ class EventLog:
         part-way, the partly imported session is removed again, so an import is all or nothing.
         """
         sid = self._live(session_id)
-        iterator = iter(events)
+        iterator = iter(check_imported(sid, events))
         first = next(iterator, None)
         if first is None:
             raise InvalidEventError("nothing to import: a history starts with session.created")
@@ -386,6 +388,18 @@ class EventLog:
                                        "again") from exc
             raise
         return self.get_session(sid)
+
+    def redact(self, session_id: str, seqs: Iterable[int], *, reason: str) -> Event:
+        """Erase the data of the events at ``seqs`` (messages and custom events) and append
+        one ``session.redacted`` event naming them and ``reason``; return that event.
+
+        Each redacted event keeps its seq, type and ts; its data becomes a tombstone,
+        ``{"redacted": {"reason", "seq" (of the redaction event), "sha256" (of the data)}}``,
+        and ``verify`` still checks the whole chain. The original bytes are gone from the
+        store when it returns (see ``Backend.redact``). ``RedactionError`` (a ValueError),
+        with nothing changed, for a ``session.*`` event, a seq the session does not hold,
+        an event already redacted, or a store of format version 1."""
+        return redact(self, self._live(session_id), seqs, reason)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session whole; its id can be created again."""
@@ -752,10 +766,12 @@ class EventLog:
                 problems.append(str(exc))
         wanted = {s.head.seq for s in snaps}
         count = 0
+        audit = RedactionAudit(sid)
         try:
             chain, events, _ = self._scan_events(sid, 0)
             for event in events:
                 state.apply(event)
+                audit.see(event)
                 count += 1
                 if event.seq in wanted:
                     state.head = chain.head
@@ -764,6 +780,7 @@ class EventLog:
         except CorruptLogError as exc:
             problems.append(str(exc))
             return count, problems
+        problems.extend(audit.finish())
         if count == 0:
             problems.append(f"session {sid!r}: the log holds no events")
         elif state.head.seq != count:
@@ -819,6 +836,15 @@ def _check_reserved(event: Event) -> None:
     data, where = event.data, f"event {event.seq} ({event.type})"
     if type(data) is not dict:
         raise InvalidEventError(f"{where}: data must be an object")
+    if event.type == MESSAGE and is_tombstone(data):
+        return  # a redacted message: checked against its redaction event (check_imported)
+    if event.type == REDACTED:
+        seqs = data.get("seqs")
+        if (type(seqs) is not list or not seqs
+                or any(type(s) is not int or not 1 < s < event.seq for s in seqs)):
+            raise InvalidEventError(f"{where}: seqs must list seqs before it")
+        check_text(f"{where} reason", data.get("reason"))
+        return
     if event.type in (JOINED, LEFT):
         check_text(f"{where} participant", data.get("participant"))
     elif event.type == MESSAGE:

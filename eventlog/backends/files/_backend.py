@@ -74,10 +74,23 @@ from ...core._errors import (
     StoreNotFoundError,
 )
 from ...core._validate import SESSION_ID_RE, check_mode, check_seconds
-from .._base import Appended, Archived, Backend, Build, Chunks, Lines, Scan, Sealed, Watch, poll_until
+from .._base import (
+    Appended,
+    Archived,
+    Backend,
+    Build,
+    Chunks,
+    Lines,
+    Replacement,
+    Scan,
+    Sealed,
+    Watch,
+    poll_until,
+)
 from ._archive import DEFAULT_LEVEL, ArchiveError, ArchiveReader, read_index
 from ._archiving import archive_sealed_segments
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
+from ._redaction import redact_segments
 from ._segments import (
     SEGMENT_RE,
     Pread,
@@ -1410,6 +1423,10 @@ class FileBackend(Backend):
     @_translated
     def archive(self, session_id: str) -> Archived:
         return archive_sealed_segments(self, session_id)
+
+    @_translated
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        redact_segments(self, session_id, replacements, durable)
 
     @_translated
     def size(self, session_id: str) -> int:

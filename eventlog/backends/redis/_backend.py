@@ -70,10 +70,11 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Sealed
+from .._base import Appended, Archived, Build, Replacement, Sealed
 from .._rows import RowBackend, Rows
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
+from ._redaction import redact_redis
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
@@ -142,6 +143,7 @@ class RedisBackend(RowBackend):
         self._snapshot = client.register_script(scripts.SNAPSHOT)
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
+        self._redact = client.register_script(scripts.REDACT)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -374,6 +376,9 @@ class RedisBackend(RowBackend):
         for name, args in commands:
             getattr(pipe, name)(*args)
         return pipe.execute()
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        redact_redis(self, session_id, replacements, durable)
 
     def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Commands run as one MULTI/EXEC (all on one session's keys), with the retry rules."""

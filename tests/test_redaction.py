@@ -1,0 +1,152 @@
+"""Redaction beyond the contract: version 1 stores, interrupted redactions, forged
+tombstones, the checker, exports, and Redis's cold archive."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eventlog
+from eventlog import ChatMessage, RedactionError
+from eventlog.cli._main import run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "checkstore.py"
+
+
+def checker() -> Any:
+    spec = importlib.util.spec_from_file_location("checkstore_redaction", TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fill(log: eventlog.EventLog, sid: str = "s") -> None:
+    log.create_session(sid, ["A"])
+    log.add_messages([ChatMessage(sender="A", content=f"secret {i}", session_id=sid)
+                      for i in range(6)])
+
+
+def test_a_version_1_store_refuses_redaction_and_says_why(tmp_path: Path) -> None:
+    store = shutil.copytree(FIXTURES / "v1-files", tmp_path / "v1")
+    with eventlog.open(store) as log:
+        with pytest.raises(RedactionError, match="format version 1"):
+            log.redact("s1", [2], reason="r")
+        assert log.verify().ok
+
+
+def test_the_checker_finds_a_redacted_store_sound_and_a_forged_tombstone_not(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with eventlog.open(store) as log:
+        fill(log)
+        log.redact("s", [3, 5], reason="erasure")
+        log.compact("s")
+    found = checker().check_file_store(store)
+    assert found.problems == [] and found.version == 2
+    # A tombstone put in by hand (with the right hash, so the chain checks) that no
+    # redaction event names: both eventlog and the checker say so.
+    with eventlog.open(store) as log:
+        fill(log, "t")
+        events = list(log.events("t"))
+    segment = store / "t" / "seg-0000000000000001.jsonl"
+    raw = segment.read_bytes()
+    line = next(x for x in raw.splitlines() if b'"secret 2"' in x).rstrip(b" ")
+    start = line.index(b',"data":') + 8
+    data = line[start:-40]
+    import hashlib
+    tomb = json.dumps({"redacted": {"reason": "forged", "seq": 9,
+                                    "sha256": hashlib.sha256(data).hexdigest()}},
+                      separators=(",", ":")).encode()
+    segment.write_bytes(raw.replace(line, line[:start] + tomb + line[-40:]))
+    assert len(events) == 7
+    with eventlog.open(store) as log:
+        report = log.verify("t")
+    assert not report.ok and "does not name" in report.problems[0]
+    problems = checker().check_file_store(store).problems
+    assert problems and "does not name" in problems[0]
+
+
+def test_an_interrupted_redaction_is_reported_and_finished_by_running_it_again(tmp_path: Path) -> None:
+    with eventlog.open(tmp_path / "store") as log:
+        fill(log)
+
+        def crash(*_args: object, **_kwargs: object) -> None:
+            raise OSError("killed")
+
+        original = log.backend.redact
+        log.backend.redact = crash  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            log.redact("s", [2], reason="r")
+        log.backend.redact = original  # type: ignore[method-assign]
+        report = log.verify("s")
+        assert not report.ok and "still holds its data" in report.problems[0]
+        log.redact("s", [2], reason="r")
+        assert log.verify("s").ok
+        assert log.get_messages("s")[0].message_type == "redacted"
+
+
+def test_export_carries_tombstones_and_import_verifies_them(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    with eventlog.open(store) as log:
+        fill(log)
+        log.redact("s", [4], reason="gone")
+    out = tmp_path / "s.jsonl"
+    assert run(["--store", str(store), "export", "s", "-o", str(out)]) == 0
+    assert b"secret 2" not in out.read_bytes() and b'"redacted"' in out.read_bytes()
+    other = tmp_path / "other"
+    assert run(["--store", str(other), "import", str(out), "--session", "copy"]) == 0
+    assert run(["copy", str(other), str(tmp_path / "third")]) == 0
+    capsys.readouterr()
+    for location, sid in ((other, "copy"), (tmp_path / "third", "copy")):
+        with eventlog.open(location, create=False) as log:
+            assert log.verify().ok
+            assert log.get_messages(sid)[2].message_type == "redacted"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    from ._redis_support import delete_prefixed, shared_server
+    client = shared_server()
+    prefix = f"eventlog-test-redact-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    delete_prefixed(client, prefix)
+    client.close()
+
+
+def test_redis_redaction_reaches_the_cold_file_archive(tmp_path: Path, redis_prefix: str) -> None:
+    cold = tmp_path / "cold"
+    url = f"redis://127.0.0.1:6379/0?prefix={redis_prefix}&archive={cold}"
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    with eventlog.open(url) as log:
+        log.create_session("s", ["A"])
+        log.add_messages([ChatMessage(sender="A", content=f"{secret} " + "x" * 200, session_id="s")]
+                         + [ChatMessage(sender="A", content="y" * 200, session_id="s")
+                            for _ in range(60)])
+        log.compact("s")
+        log.compact("s")
+
+        def cold_bytes() -> bytes:
+            found = []
+            for path in cold.rglob("*"):
+                if path.is_file():
+                    data = path.read_bytes()
+                    found.append(gzip.decompress(data) if path.name.endswith(".gz") else data)
+            return b"".join(found)
+
+        assert secret.encode() in cold_bytes()
+        log.redact("s", [2], reason="r")
+        assert secret.encode() not in cold_bytes()
+        assert log.verify().ok
+        assert log.get_messages("s")[0].message_type == "redacted"
