@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .core._checkpoint import Checkpoint
 from .core._errors import (
                       ConflictError,
                       CorruptLogError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncEventLog",
     "ChatMessage",
+    "Checkpoint",
     "ChatSession",
     "CompactionReport",
     "ConflictError",

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ..backends._base import Backend, Scan
+from ..core._checkpoint import Checkpoint
 from ..core._codec import (
     ChainReader,
     Head,
@@ -44,6 +45,8 @@ from ..core._validate import (
     check_timestamp,
     shown,
 )
+from ._checkpoints import HeadProbe, deleted, wanted
+from ._checkpoints import take as take_checkpoint
 from ._compaction import compact
 from ._redaction import REDACTED, RedactionAudit, check_imported, redact
 from ._retention import cleanup_old_sessions
@@ -733,8 +736,23 @@ class EventLog:
             raise StoreClosedError("the store is closed")
         return cleanup_old_sessions(self, days, archive_dir, dry_run)
 
-    def verify(self, session_id: str | None = None) -> VerifyReport:
-        """Check digests, seq continuity, structure and snapshots; never raises for damage."""
+    def checkpoint(self, session_id: str | None = None) -> Checkpoint:
+        """A ``Checkpoint`` of the session's head, or (None) of every session's head in one
+        Merkle root; keep it outside the store and pass it to ``verify`` later."""
+        if session_id is None:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            return take_checkpoint(self, None)
+        return take_checkpoint(self, self._live(session_id))
+
+    def verify(self, session_id: str | None = None, *,
+               checkpoint: Checkpoint | None = None) -> VerifyReport:
+        """Check digests, seq continuity, structure and snapshots; never raises for damage.
+        With a ``checkpoint``, also report each session it holds whose log no longer
+        extends the head it committed to (truncated, rewritten, created anew) or that was
+        deleted since."""
+        heads = None if checkpoint is None else wanted(
+            checkpoint, None if session_id is None else [self._live(session_id)])
         if session_id is None:
             if self._closed:
                 raise StoreClosedError("the store is closed")
@@ -745,16 +763,18 @@ class EventLog:
             # directory without its lock file) is damage to report, not a missing session:
             # listing it as damaged in one place and ok in another gave two answers.
             if not self.backend.exists(ids[0]) and ids[0] not in self.backend.session_ids():
+                if heads:  # gone since the checkpoint: that is what the caller asks about
+                    return VerifyReport(0, deleted(heads, []), 0)
                 raise SessionNotFoundError(ids[0])
-        problems: list[str] = []
+        problems: list[str] = [] if heads is None else deleted(heads, ids)
         checked = 0
         for sid in ids:
-            count, found = self._verify_one(sid)
+            count, found = self._verify_one(sid, None if heads is None else heads.get(sid))
             checked += count
             problems.extend(found)
         return VerifyReport(events_checked=checked, problems=problems, sessions_checked=len(ids))
 
-    def _verify_one(self, sid: str) -> tuple[int, list[str]]:
+    def _verify_one(self, sid: str, head: tuple[int, str] | None = None) -> tuple[int, list[str]]:
         problems = list(self.backend.check(sid))
         state = SessionState(sid, genesis(sid))
         folds: dict[int, SessionState] = {}
@@ -767,19 +787,22 @@ class EventLog:
         wanted = {s.head.seq for s in snaps}
         count = 0
         audit = RedactionAudit(sid)
+        probe = HeadProbe(sid, head)
         try:
             chain, events, _ = self._scan_events(sid, 0)
             for event in events:
                 state.apply(event)
                 audit.see(event)
                 count += 1
+                probe.see(event.seq, chain.digest)
                 if event.seq in wanted:
                     state.head = chain.head
                     folds[event.seq] = state.copy()
             state.head = chain.head
         except CorruptLogError as exc:
             problems.append(str(exc))
-            return count, problems
+            return count, problems + probe.problems(count, True)
+        problems.extend(probe.problems(state.head.seq, False))
         problems.extend(audit.finish())
         if count == 0:
             problems.append(f"session {sid!r}: the log holds no events")
