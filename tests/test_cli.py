@@ -66,7 +66,8 @@ def test_every_command_help_shows_an_example(capsys, name):
 def test_the_issue_commands_all_exist():
     assert {c.name for c in COMMANDS} == {
         "demo", "sessions", "show", "tail", "create", "post", "replay", "verify", "compact",
-        "cleanup", "export", "import", "stats", "copy", "serve", "search"}
+        "cleanup", "export", "import", "stats", "copy", "serve", "search",
+        "redact", "checkpoint", "keygen"}  # issue 18
 
 
 def test_top_level_help_and_no_command(capsys):

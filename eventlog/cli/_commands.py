@@ -253,8 +253,10 @@ def _sessions_args(p: argparse.ArgumentParser) -> None:
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
+    from ._proof import verify_checkpoint_args
     _sessions_args(p)
     _json_flag(p)
+    verify_checkpoint_args(p)
 
 
 def _compact_args(p: argparse.ArgumentParser) -> None:
@@ -281,6 +283,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
+    from ._proof import checkpoint_args, cmd_checkpoint, cmd_keygen, cmd_redact, keygen_args, redact_args
     from ._search import cmd_search, search_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
     from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
@@ -306,7 +309,18 @@ def _commands() -> list[Command]:
         Command("replay", "print the raw events as JSON lines (seq, type, ts, data)",
                 ("eventlog replay team --after-seq 100 | jq .data",), _replay_args, cmd_replay),
         Command("verify", "check digests, seq continuity and snapshots (exit 1 on problems)",
-                ("eventlog verify", "eventlog verify team review"), _verify_args, cmd_verify),
+                ("eventlog verify", "eventlog verify team review",
+                 "eventlog verify --checkpoint today.json --public-key audit.key.pub"),
+                _verify_args, cmd_verify),
+        Command("redact", "erase the data of events, keeping the chain verifiable",
+                ("eventlog redact team 12 15 --reason 'erasure request #812'",), redact_args,
+                cmd_redact),
+        Command("checkpoint", "print or write a checkpoint of a session's or every session's head",
+                ("eventlog checkpoint -o today.json",
+                 "eventlog checkpoint team --sign audit.key -o team.json"),
+                checkpoint_args, cmd_checkpoint),
+        Command("keygen", "write an Ed25519 key pair for signing checkpoints (eventlog[sign])",
+                ("eventlog keygen audit.key",), keygen_args, cmd_keygen, takes_store=False),
         Command("compact", "seal, snapshot and compress session logs",
                 ("eventlog compact --all", "eventlog compact team"), _compact_args, cmd_compact),
         Command("cleanup", "remove sessions with no activity for a while",
