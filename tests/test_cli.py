@@ -470,10 +470,10 @@ def test_serve_passes_its_options(capsys, store, monkeypatch):
     assert cli(capsys, "--store", store, "serve", "--allow-delete", "--host", "0.0.0.0")[0] == 0
     assert calls == [
         ("sqlite:///x.db", {"host": "127.0.0.1", "port": 9000, "read_only": True,
-                            "allow_delete": False, "token_file": "tok",
+                            "allow_delete": False, "allow_redact": False, "token_file": "tok",
                             "cors_origins": ["http://a", "http://b"]}),
         (str(store), {"host": "0.0.0.0", "port": 8765, "read_only": False, "allow_delete": True,
-                      "token_file": None, "cors_origins": []})]
+                      "allow_redact": False, "token_file": None, "cors_origins": []})]
 
 
 # Pieces ------------------------------------------------------------------------------------------

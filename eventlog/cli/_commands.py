@@ -277,6 +277,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=count, default=8765, help="port (default 8765)")
     p.add_argument("--read-only", action="store_true", help="serve no write route at all")
     p.add_argument("--allow-delete", action="store_true", help="allow deleting sessions over HTTP")
+    p.add_argument("--allow-redact", action="store_true", help="allow redacting events over HTTP")
     p.add_argument("--token-file", metavar="FILE", help="the bearer token for writes")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow this origin (repeat)")
 

@@ -117,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"'eventlog serve' needs the server extra{missing}: "
                        "pip install 'eventlog[server]'", 2) from None
     server.serve(store_location(args), host=args.host, port=args.port, read_only=args.read_only,
-                 allow_delete=args.allow_delete, token_file=args.token_file,
+                 allow_delete=args.allow_delete, allow_redact=args.allow_redact,
+                 token_file=args.token_file,
                  cors_origins=list(args.cors_origin or []))
     return 0
