@@ -54,6 +54,13 @@ def test_the_checker_finds_a_redacted_store_sound_and_a_forged_tombstone_not(tmp
         log.compact("s")
     found = checker().check_file_store(store)
     assert found.problems == [] and found.version == 2
+    database = tmp_path / "store.db"
+    with eventlog.open(f"sqlite:///{database}") as log:
+        fill(log)
+        log.compact("s")
+        log.redact("s", [2, 6], reason="erasure")
+    found = checker().check_sqlite_store(database)
+    assert found.problems == [] and found.version == 2
     # A tombstone put in by hand (with the right hash, so the chain checks) that no
     # redaction event names: both eventlog and the checker say so.
     with eventlog.open(store) as log:
@@ -150,3 +157,14 @@ def test_redis_redaction_reaches_the_cold_file_archive(tmp_path: Path, redis_pre
         assert secret.encode() not in cold_bytes()
         assert log.verify().ok
         assert log.get_messages("s")[0].message_type == "redacted"
+
+
+def test_the_redaction_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("bench_redaction", TOOL.parent / "bench_redaction.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--events", "300", "--sessions", "5", "--stores", "file,sqlite,memory"]) == 0
+    out = capsys.readouterr().out
+    for store in ("file", "sqlite", "memory"):
+        assert f"{store}: fill_s " in out and "redact_one_s" in out and "checkpoint_store_s" in out

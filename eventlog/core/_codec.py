@@ -186,7 +186,8 @@ def seal_one(payload: bytes, head: Head, max_bytes: int, version: int = FORMAT_V
 
 def link2_payload(prev_digest: str, body: bytes, payload: bytes) -> str:
     """``link(prev_digest, body, 2)`` for the body of an ``encode_payload`` result, whose
-    data is its last member: no parse needed to find it."""
+    data is its last member: no parse needed to find it. (A payload with members after its
+    data, such as an idempotency key, must go through ``link``, which finds the data's end.)"""
     start = payload.find(_DATA) + _DATA_LEN
     raw = payload[start:-1]
     digest = data_digest(raw) if raw.startswith(_TOMB) else _sha256(raw).hexdigest()
