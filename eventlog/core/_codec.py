@@ -295,7 +295,7 @@ class ChainReader:
         pick = _EVENT_FIELDS
         suffix_open = _SUFFIX_OPEN
         v2 = self.version != 1
-        data_key, tomb = _DATA, _TOMB
+        data_key = _DATA
         for source, first, lines, objs in _decoded_runs(chunks):
             seq = self.seq
             prev = self.digest.encode()
@@ -312,10 +312,10 @@ class ChainReader:
                                 if v2:
                                     # link(), version 2, inlined: a record's data is its last
                                     # member but h here (len(obj) == 5), and the first
-                                    # ``,"data":`` is the member's (see data_span).
+                                    # ``,"data":`` is the member's (see data_span). A tombstone
+                                    # (or no data member) does not match here and goes the
+                                    # careful way, _read_line, which tells them apart.
                                     start = line.find(data_key) + 8
-                                    if start < 8 or line.startswith(tomb, start):
-                                        raise KeyError  # a tombstone: the careful path
                                     digest = sha(b'%s%s"%s"}' % (
                                         prev, line[:start],
                                         sha(line[start:-SUFFIX_LEN]).hexdigest().encode(),
