@@ -144,3 +144,17 @@ def test_verify_against_an_earlier_checkpoint_is_ok_exactly_when_only_redactions
             session.lines[index - 1], session.lines[index] = session.lines[index], session.lines[index - 1]
         report = log.verify(checkpoint=cp)
         assert report.ok == (damage == "none"), (damage, report.problems)
+
+
+def test_a_checkpoint_of_a_damaged_head_is_refused() -> None:
+    with eventlog.open("memory://") as log:
+        log.create_session("s", ["A"])
+        log.add_message(msg("s", "hi"))
+        backend = log.backend
+        assert isinstance(backend, MemoryBackend)
+        session = backend._data.sessions["s"]
+        session.lines[-1] = session.lines[-1].replace(b"hi", b"ho")
+        with pytest.raises(eventlog.CorruptLogError, match="does not follow"):
+            log.checkpoint("s")
+        with pytest.raises(eventlog.CorruptLogError):
+            log.checkpoint()

@@ -10,10 +10,11 @@ appends (and redactions, which keep digests) happened since. Otherwise it was cu
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core._checkpoint import Checkpoint, merkle_root
-from ..core._errors import InvalidInputError, SessionNotFoundError
+from ..core._codec import Head, Unparseable, genesis, link, looks_like_record, parse
+from ..core._errors import CorruptLogError, InvalidInputError, SessionNotFoundError
 
 if TYPE_CHECKING:
     from ._log import EventLog
@@ -35,10 +36,35 @@ def take(log: EventLog, sid: str | None) -> Checkpoint:
 
 
 def _head(log: EventLog, sid: str) -> tuple[int, str]:
-    """The session's head: its newest snapshot's fold carried to the end of the log, each
-    record checked against the chain on the way."""
-    head = log._state(sid).head
-    return head.seq, head.digest
+    """The session's head: its newest record, checked against the one before it (or the
+    genesis), read from the end of the log. A checkpoint states what the store holds; a
+    verify against it later checks the whole chain up to there."""
+    newest: tuple[dict[str, Any], bytes, str] | None = None
+    torn = True
+    for source, _lineno, line in log.backend.scan_back(sid):
+        try:
+            obj, body, digest = parse(line)
+        except Unparseable:
+            if torn and not looks_like_record(line):
+                continue  # a torn tail: not part of the log
+            raise CorruptLogError(f"session {sid!r}, {source}: the newest record can't be read",
+                                  session_id=sid, where=source) from None
+        torn = False
+        if newest is not None:
+            return _checked(sid, newest, Head(obj["seq"], digest), log.version)
+        newest = (obj, body, digest)
+    if newest is None:
+        raise CorruptLogError(f"session {sid!r}: the log holds no events", session_id=sid)
+    return _checked(sid, newest, genesis(sid), log.version)
+
+
+def _checked(sid: str, newest: tuple[dict[str, Any], bytes, str], before: Head,
+             version: int) -> tuple[int, str]:
+    obj, body, digest = newest
+    if obj["seq"] != before.seq + 1 or link(before.digest, body, version) != digest:
+        raise CorruptLogError(f"session {sid!r}: the newest record (seq {obj['seq']}) does not "
+                              "follow the one before it", session_id=sid, seq=obj["seq"])
+    return obj["seq"], digest
 
 
 def wanted(checkpoint: object, ids: list[str] | None) -> dict[str, tuple[int, str]]:
