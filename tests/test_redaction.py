@@ -168,3 +168,35 @@ def test_the_redaction_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for store in ("file", "sqlite", "memory"):
         assert f"{store}: fill_s " in out and "redact_one_s" in out and "checkpoint_store_s" in out
+
+
+def test_redis_copies_a_long_log_a_page_at_a_time(redis_prefix: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log is copied in pages (the server is never blocked for long), the rest and the
+    swap in one final script; entries appended between pages are kept."""
+    from eventlog.backends.redis import _redaction, _scripts
+    monkeypatch.setattr(_redaction, "_PAGE", 4)
+    url = f"redis://127.0.0.1:6379/0?prefix={redis_prefix}"
+    with eventlog.open(url) as log:
+        fill(log)
+        log.add_messages([ChatMessage(sender="A", content=f"later {i}", session_id="s")
+                          for i in range(10)])
+        calls: list[int] = []
+        original = log.backend._redact_copy  # type: ignore[attr-defined]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:  # another writer appends between two pages
+                log.add_message(ChatMessage(sender="A", content="between", session_id="s"))
+            return original(*args, **kwargs)
+
+        log.backend._redact_copy = counted  # type: ignore[attr-defined]
+        log.redact("s", [3, 15], reason="r")
+        assert len(calls) >= 5 and _scripts.REDACT_COPY
+        contents = [m.content for m in log.get_messages("s")]
+        assert contents[1] == contents[13] == "" and contents[-1] == "between"
+        assert contents[0] == "secret 0" and contents[12] == "later 6"
+        assert log.verify().ok and log.backend.last_seq("s") == 19
+        client = log.backend.client  # type: ignore[attr-defined]
+        assert not client.exists(f"{redis_prefix}{{s}}:log:redacting")
+        assert b"secret 1" not in b"".join(f[b"r"] for _i, f in client.xrange(f"{redis_prefix}{{s}}:log"))

@@ -12,6 +12,8 @@ one slot and every script (``_redis_scripts``) touches one slot only::
     <prefix>{<sid>}:snap   hash: seq -> snapshot
     <prefix>{<sid>}:arch   stream of archived records: entry 0-<first seq> holds last (its
                            last seq) and z (the record lines, zlib-compressed: see _chunks)
+    <prefix>{<sid>}:log:redacting, :arch:redacting   copies a redaction builds and renames over
+                           log and arch (see _redaction)
     <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
     <prefix>sessions       set: the registry of session ids, for listing
@@ -144,6 +146,7 @@ class RedisBackend(RowBackend):
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
         self._redact = client.register_script(scripts.REDACT)
+        self._redact_copy = client.register_script(scripts.REDACT_COPY)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -194,9 +197,12 @@ class RedisBackend(RowBackend):
     # Keys and the error edge ----------------------------------------------------------------
 
     def keys(self, session_id: str) -> list[str]:
-        """The session's keys: head, log, snap, arch, tok, tok0."""
+        """The session's keys: head, log, snap, arch, tok, tok0, and the copies of log and
+        arch a redaction builds (gone once it ends; listed so that delete removes those a
+        dead redaction left)."""
         base = f"{self.prefix}{{{session_id}}}:"
-        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
+        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0",
+                base + "log:redacting", base + "arch:redacting"]
 
     @property
     def _registry(self) -> str:
@@ -506,7 +512,7 @@ class RedisBackend(RowBackend):
         """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
         Each step is one script, so a reader sees a record in the log or in the archive,
         never in neither."""
-        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)
+        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)[:6]
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._backend import RedisBackend
 
 _ATTEMPTS = 10  # compaction moving the archive mark meanwhile sends the client back
+_PAGE = 20_000  # log entries copied per script call: a few tens of milliseconds of the server
 
 
 def redact_redis(backend: RedisBackend, session_id: str, replacements: list[Replacement],
@@ -23,6 +24,7 @@ def redact_redis(backend: RedisBackend, session_id: str, replacements: list[Repl
     """``RedisBackend.redact``."""
     what = f"redacting in session {session_id!r}"
     head_key, log_key, snap_key, arch_key = backend.keys(session_id)[:4]
+    copy_key, arch_copy_key = backend.keys(session_id)[6:8]
     client = backend.client
     for _ in range(_ATTEMPTS):
         generation, mark = backend._run(what, lambda: client.hmget(head_key, ["g", "archived"]))
@@ -36,9 +38,13 @@ def redact_redis(backend: RedisBackend, session_id: str, replacements: list[Repl
         if not isinstance(backend.cold, FileArchive):
             chunks = _chunk_args(backend, session_id, arch_key,
                                  [r for r in replacements if r.seq <= archived])
-        args: list[Any] = [*lines, len(chunks) // 3, *chunks]
-        done: Any = backend._run(what, partial(
-            backend._redact, keys=[head_key, log_key, snap_key, arch_key], args=args))
+        # Only a log that holds a replaced line is copied (page by page, then the rest by the
+        # final script); archived lines are in chunks, copied by the final script.
+        copied = (_copy_log(backend, what, log_key, copy_key, replacements)
+                  if max(r.seq for r in replacements) > archived else "")
+        args: list[Any] = [archived, copied, *lines[1:], len(chunks) // 3, *chunks]
+        keys = [head_key, log_key, snap_key, arch_key, copy_key, arch_copy_key]
+        done: Any = backend._run(what, partial(backend._redact, keys=keys, args=args))
         if done[0] == 0:
             break
         if done[0] == 2:
@@ -54,6 +60,24 @@ def redact_redis(backend: RedisBackend, session_id: str, replacements: list[Repl
     backend._heads.pop(session_id, None)
     if durable:
         backend._sync(what)
+
+
+def _copy_log(backend: RedisBackend, what: str, log_key: str, copy_key: str,
+              replacements: list[Replacement]) -> str:
+    """Copy the log into ``copy_key`` a page per call (see ``_scripts.REDACT_COPY``); return the
+    last entry id copied. Entries appended meanwhile are copied by the final script."""
+    swaps: list[Any] = []
+    for seq, _old, new in replacements:
+        swaps += [f"0-{seq}", new]
+    backend._run(what, partial(backend.client.delete, copy_key))
+    copied = ""
+    while True:
+        found: Any = backend._run(what, partial(backend._redact_copy, keys=[log_key, copy_key],
+                                                 args=[copied, _PAGE, *swaps]))
+        last = found.decode() if isinstance(found, bytes) else str(found)
+        if not last:
+            return copied
+        copied = last
 
 
 def _chunk_args(backend: RedisBackend, session_id: str, arch_key: str,
