@@ -6,6 +6,7 @@ from .core._checkpoint import Checkpoint
 from .core._errors import (
                       ConflictError,
                       CorruptLogError,
+                      DuplicateMessageError,
                       EventLogError,
                       EventTooLargeError,
                       InvalidEventError,
@@ -13,6 +14,7 @@ from .core._errors import (
                       InvalidSessionIdError,
                       LockTimeoutError,
                       RedactionError,
+                      SeqOutOfRangeError,
                       SessionExistsError,
                       SessionNotFoundError,
                       SessionPoisonedError,
@@ -20,7 +22,14 @@ from .core._errors import (
                       StoreClosedError,
                       StoreNotFoundError,
 )
-from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from .core._records import (
+    ChatMessage,
+    ChatSession,
+    CompactionReport,
+    Event,
+    KeyedEvent,
+    VerifyReport,
+)
 from .integrations._persistence import SessionPersistence
 from .store._async import AsyncEventLog, open_async
 from .store._log import EventLog
@@ -37,6 +46,7 @@ __all__ = [
     "CompactionReport",
     "ConflictError",
     "CorruptLogError",
+    "DuplicateMessageError",
     "Event",
     "EventLog",
     "EventLogError",
@@ -44,10 +54,12 @@ __all__ = [
     "InvalidEventError",
     "InvalidInputError",
     "InvalidSessionIdError",
+    "KeyedEvent",
     "LockTimeoutError",
     "RedactionError",
     "SearchHit",
     "SearchPage",
+    "SeqOutOfRangeError",
     "SessionExistsError",
     "SessionNotFoundError",
     "SessionPersistence",

@@ -200,3 +200,26 @@ def test_redis_copies_a_long_log_a_page_at_a_time(redis_prefix: str,
         client = log.backend.client  # type: ignore[attr-defined]
         assert not client.exists(f"{redis_prefix}{{s}}:log:redacting")
         assert b"secret 1" not in b"".join(f[b"r"] for _i, f in client.xrange(f"{redis_prefix}{{s}}:log"))
+
+
+@pytest.mark.parametrize("location", ["files", "sqlite"])
+def test_keyed_events_chain_in_version_2_and_redact_keeping_their_key(tmp_path: Path,
+                                                                      location: str) -> None:
+    """Issue 17's idempotency key ("k", after data) is outside the data the chain hashes:
+    string data and keyed events seal, read, redact and pass the checker."""
+    url = str(tmp_path / "store") if location == "files" else f"sqlite:///{tmp_path / 'db'}"
+    with eventlog.open(url) as log:
+        fill(log)
+        keyed = log.append("s", "tool.call", {"secret": "KEYED-SECRET"}, idempotency_key="call-1")
+        plain = log.append("s", "note", "a string, ending in a quote")
+        again = log.append("s", "tool.call", {"secret": "KEYED-SECRET"}, idempotency_key="call-1")
+        assert again.seq == keyed.seq
+        assert log.verify().ok
+        log.redact("s", [keyed.seq, plain.seq], reason="r")
+        assert log.verify().ok
+        events = {e.seq: e for e in log.events("s")}
+        assert "redacted" in events[keyed.seq].data and "redacted" in events[plain.seq].data
+    check = checker()
+    found = check.check_file_store(tmp_path / "store") if location == "files" else \
+        check.check_sqlite_store(tmp_path / "db")
+    assert found.problems == []

@@ -57,6 +57,11 @@ class State:
     created_at: float = 0.0
     last_activity: float | None = None
     message_count: int = 0
+    forked_from: list[Any] | None = None
+
+    def visible(self) -> tuple[Any, ...]:
+        """What a rewind to this point restores (see the README's fold)."""
+        return (list(self.participants), json.dumps(self.metadata), self.message_count)
 
 
 class FormatV1:
@@ -66,6 +71,7 @@ class FormatV1:
     SUFFIX = 40  # ,"h":"<32 hex>"}
     CHECK = 76  # ,"check":"<64 hex>"}
     KEYS = ("seq", "type", "ts", "data", "h")
+    KEYED = ("seq", "type", "ts", "data", "k", "h")  # an idempotency key: "k", a string
     SNAPSHOT_KEYS = ("eventlog_snapshot", "session_id", "seq", "h", "participants", "metadata",
                      "created_at", "last_activity", "message_count", "position", "check")
 
@@ -87,17 +93,18 @@ class FormatV1:
             obj = json.loads(line)
         except ValueError as exc:
             raise Damage(f"not valid JSON ({exc})") from None
-        if not isinstance(obj, dict) or tuple(obj) != self.KEYS:
-            raise Damage("not a record object (seq, type, ts, data, h)")
+        if not isinstance(obj, dict) or (tuple(obj) != self.KEYS and (
+                tuple(obj) != self.KEYED or type(obj["k"]) is not str)):
+            raise Damage("not a record object (seq, type, ts, data, h; or with k before h)")
         if type(obj["seq"]) is not int or type(obj["type"]) is not str \
                 or type(obj["ts"]) not in (int, float):
             raise Damage("seq must be an integer, type a string, ts a number")
         body = line[:-self.SUFFIX] + b"}"
-        if self.digest(prev, body, obj["data"]) != obj["h"]:
+        if self.digest(prev, body, obj) != obj["h"]:
             raise Damage("h does not match: the record was altered, or one before it is missing")
         return obj
 
-    def digest(self, prev: str, body: bytes, data: Any) -> str:
+    def digest(self, prev: str, body: bytes, obj: dict[str, Any]) -> str:
         return hashlib.sha256(prev.encode() + body).hexdigest()[:32]
 
     def redactions(self, chain: Chain, obj: dict[str, Any], where: str) -> None:
@@ -119,6 +126,8 @@ class FormatV1:
                 state.participants.append(data["participant"])
         elif kind == "session.participant_left" and data["participant"] in state.participants:
             state.participants.remove(data["participant"])
+        elif kind == "session.forked":
+            state.forked_from = [data["parent"], data["seq"]]
         state.last_activity = ts if state.last_activity is None else max(state.last_activity, ts)
 
     def snapshot(self, blob: bytes, session_id: str) -> dict[str, Any]:
@@ -132,7 +141,11 @@ class FormatV1:
             obj = json.loads(blob)
         except ValueError as exc:
             raise Damage(f"not valid JSON ({exc})") from None
-        if not isinstance(obj, dict) or tuple(obj) != self.SNAPSHOT_KEYS:
+        if not isinstance(obj, dict):
+            raise Damage("not a snapshot object")
+        keys = tuple(obj)
+        if keys != self.SNAPSHOT_KEYS and keys != (*self.SNAPSHOT_KEYS[:9], "forked_from",
+                                                   *self.SNAPSHOT_KEYS[9:]):
             raise Damage("not a snapshot object")
         if obj["eventlog_snapshot"] != 1 or obj["session_id"] != session_id:
             raise Damage("of another format version or session")
@@ -142,7 +155,8 @@ class FormatV1:
         return (snap["seq"], snap["h"]) == head and snap["participants"] == state.participants \
             and snap["metadata"] == state.metadata and snap["created_at"] == state.created_at \
             and snap["last_activity"] == state.last_activity \
-            and snap["message_count"] == state.message_count
+            and snap["message_count"] == state.message_count \
+            and snap.get("forked_from") == state.forked_from
 
 
 class FormatV2(FormatV1):
@@ -152,13 +166,20 @@ class FormatV2(FormatV1):
     version = 2
     DATA = b',"data":'
 
-    def digest(self, prev: str, body: bytes, data: Any) -> str:
+    def digest(self, prev: str, body: bytes, obj: dict[str, Any]) -> str:
         # The first ,"data": is the member: seq and ts are numbers, type a string (where a
-        # bare quote can't stand); data is the last member of the body.
+        # bare quote can't stand); data runs to the body's end, or to its "k" member.
         start = body.index(self.DATA) + len(self.DATA)
-        stated = self.tombstone(data)
-        hashed = stated if stated is not None else hashlib.sha256(body[start:-1]).hexdigest()
-        chain_body = body[:start] + b'"' + hashed.encode() + b'"}'
+        tail = b"}"
+        if "k" in obj:
+            tail = b',"k":' + json.dumps(obj["k"], ensure_ascii=False,
+                                         separators=(",", ":")).encode() + b"}"
+        if not body.endswith(tail):
+            raise Damage("the members after data are not as written")
+        end = len(body) - len(tail)
+        stated = self.tombstone(obj["data"])
+        hashed = stated if stated is not None else hashlib.sha256(body[start:end]).hexdigest()
+        chain_body = body[:start] + b'"' + hashed.encode() + b'"' + body[end:]
         return hashlib.sha256(prev.encode() + chain_body).hexdigest()[:32]
 
     @staticmethod
@@ -224,6 +245,7 @@ class Chain:
         self.seq = 0
         self.h = fmt.genesis(session_id)
         self.state = State()
+        self.visible: list[tuple[Any, ...]] = [State().visible()]  # by seq: for rewinds
         self.snapshots: dict[int, dict[str, Any]] = {}  # seq -> snapshot, checked on the way
         self.tombstones: dict[int, tuple[int, str]] = {}  # seq -> its redaction's (seq, reason)
         self.broken = False
@@ -235,6 +257,18 @@ class Chain:
     def problem(self, where: str, why: str) -> None:
         self.report.problem(f"session {self.session_id!r}, {where}: {why}")
 
+    def rewind(self, obj: dict[str, Any]) -> None:
+        """A session.rewound event: the state at its to_seq comes back (participants,
+        metadata, message count); created_at, forked_from and last_activity go on."""
+        to_seq = obj["data"]["to_seq"]
+        if type(to_seq) is not int or not 1 <= to_seq < obj["seq"]:
+            raise Damage(f"a rewind's to_seq must be from 1 to {obj['seq'] - 1}")
+        people, metadata, count = self.visible[to_seq]
+        self.state.participants, self.state.metadata = list(people), json.loads(metadata)
+        self.state.message_count = count
+        last = self.state.last_activity
+        self.state.last_activity = obj["ts"] if last is None else max(last, obj["ts"])
+
     def take(self, line: bytes, where: str) -> bool:
         """One record line; False (and a problem reported once) if the chain breaks."""
         if self.broken:
@@ -245,8 +279,12 @@ class Chain:
                 raise Damage(f"seq {obj['seq']} where {self.seq + 1} was due")
             if self.seq == 0 and obj["type"] != "session.created":
                 raise Damage("seq 1 is not session.created")
-            self.fmt.fold(self.state, obj)
+            if obj["type"] == "session.rewound":
+                self.rewind(obj)
+            else:
+                self.fmt.fold(self.state, obj)
             self.fmt.redactions(self, obj, where)
+            self.visible.append(self.state.visible())
         except Damage as exc:
             self.problem(where, f"seq {self.seq + 1}: {exc}")
             self.broken = True

@@ -15,15 +15,12 @@ import mmap
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from ...core._errors import CorruptLogError, EventLogError, StorageError
 from .._base import Archived
 from ._archive import ArchiveError, ArchiveReader, read_index, write_archive
+from ._dirs import Dirs, unlock_dir
 from ._segments import archive_name, segment_name
-
-if TYPE_CHECKING:
-    from ._backend import FileBackend
 
 STALE_TEMP_SECONDS = 3600.0
 """A temporary file of an atomic write (snapshot, new segment) older than this was left
@@ -31,29 +28,29 @@ by a process that died mid-write; a live writer renames its temp within millisec
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def archive_sealed_segments(backend: FileBackend, session_id: str) -> Archived:
+def archive_sealed_segments(dirs: Dirs, session_id: str, level: int) -> Archived:
     """``FileBackend.archive``: every sealed segment but the newest, one at a time, each
-    under the session's compaction lock (which ``delete`` takes too)."""
-    listing = sorted(backend._listing(session_id).items())
+    under the session's compaction lock (which ``delete`` takes too), at zlib ``level``."""
+    listing = sorted(dirs.listing(session_id).items())
     # Never the newest segment: it is the one appenders write, or (sealed by a process
     # that died before making its successor) the one the next appender continues from.
     todo = [first for first, (plain, _) in listing[:-1] if plain]
     segments = before = after = 0
     swept = False
     for first in todo:
-        dir_fd = backend._lock_dir(session_id)
+        dir_fd = dirs.lock_dir(session_id)
         try:
             if not swept:
                 _sweep_temps(dir_fd)
                 swept = True
-            done = _archive_segment(backend, session_id, dir_fd, first)
+            done = _archive_segment(dirs, session_id, dir_fd, first, level)
         except EventLogError:
             raise
         except OSError as exc:
             raise StorageError(f"session {session_id!r}: can't archive "
                                f"{segment_name(first)}: {exc}") from exc
         finally:
-            backend._unlock_dir(dir_fd)
+            unlock_dir(dir_fd)
         if done is not None:
             segments += 1
             before += done[0]
@@ -61,8 +58,8 @@ def archive_sealed_segments(backend: FileBackend, session_id: str) -> Archived:
     return Archived(segments, before, after)
 
 
-def _archive_segment(backend: FileBackend, session_id: str, dir_fd: int,
-                     first: int) -> tuple[int, int] | None:
+def _archive_segment(dirs: Dirs, session_id: str, dir_fd: int, first: int,
+                     level: int) -> tuple[int, int] | None:
     """Archive one sealed segment, holding the compaction lock (steps: module doc)."""
     plain, name = segment_name(first), archive_name(first)
     try:
@@ -78,7 +75,7 @@ def _archive_segment(backend: FileBackend, session_id: str, dir_fd: int,
             try:
                 twin = os.open(name, os.O_RDONLY | _O_CLOEXEC, dir_fd=dir_fd)
             except FileNotFoundError:
-                archived = _write_archive(backend, session_id, dir_fd, first, content)
+                archived = _write_archive(dirs, session_id, dir_fd, first, content, level)
             else:
                 # A compactor died between rename and unlink: finish its work, but
                 # only if the archive really holds the segment's bytes.
@@ -93,14 +90,14 @@ def _archive_segment(backend: FileBackend, session_id: str, dir_fd: int,
     return size, archived
 
 
-def _write_archive(backend: FileBackend, session_id: str, dir_fd: int, first: int,
-                   content: mmap.mmap) -> int:
+def _write_archive(dirs: Dirs, session_id: str, dir_fd: int, first: int,
+                   content: mmap.mmap, level: int) -> int:
     name = archive_name(first)
     temp = f".{name}.{uuid.uuid4().hex}.tmp"
-    out = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, backend.mode, dir_fd=dir_fd)
+    out = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, dirs.mode, dir_fd=dir_fd)
     try:
         try:
-            write_archive(out, content, first, backend.archive_level)
+            write_archive(out, content, first, level)
         except ArchiveError as exc:
             raise CorruptLogError(f"session {session_id!r}, {segment_name(first)}: can't "
                                   f"archive it: {exc}", session_id=session_id,

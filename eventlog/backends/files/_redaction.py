@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ...core._errors import CorruptLogError, RedactionError
 from .._base import Replacement
 from ._archive import ArchiveError, ArchiveReader, read_index, write_archive
+from ._dirs import unlock_dir
 from ._segments import archive_name, segment_name
 
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def redact_segments(backend: FileBackend, session_id: str, replacements: list[Replacement],
                     durable: bool) -> None:
     """``FileBackend.redact`` (see the module docstring)."""
-    newest = max(backend._listing(session_id))
+    dirs = backend._dirs
+    newest = max(dirs.listing(session_id))
     if max(r.seq for r in replacements) >= newest:
         backend.seal(session_id, durable=True)  # the records now sit in sealed segments only
-    dir_fd = backend._lock_dir(session_id)
+    dir_fd = dirs.lock_dir(session_id)
     try:
-        listing = sorted(backend._listing(session_id).items())
+        listing = sorted(dirs.listing(session_id).items())
         groups: dict[int, list[Replacement]] = {}
         for replacement in replacements:
             holders = [first for first, _ in listing if first <= replacement.seq]
@@ -68,7 +70,7 @@ def redact_segments(backend: FileBackend, session_id: str, replacements: list[Re
         if durable or staged:
             os.fsync(dir_fd)
     finally:
-        backend._unlock_dir(dir_fd)
+        unlock_dir(dir_fd)
 
 
 def _read(dir_fd: int, session_id: str, first: int, plain: bool) -> bytes:

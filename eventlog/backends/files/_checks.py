@@ -1,0 +1,98 @@
+"""Damage checks of a session's segment structure (``FileBackend.check``): names, headers and
+trailers continuing each other across segments, a plain segment and its archive holding the
+same bytes, and each archive's own integrity (see ``ArchiveReader.check``). The records
+themselves are checked by the store, which reads them through ``scan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ...core._codec import Head, genesis
+from ...core._errors import CorruptLogError
+from ._archive import ArchiveError, read_index
+from ._dirs import O_CLOEXEC, Dirs, Source
+from ._segments import archive_name, parse_header, parse_trailer, segment_name
+
+
+def check(dirs: Dirs, session_id: str) -> list[str]:
+    problems: list[str] = []
+    listing = sorted(dirs.listing(session_id).items())
+    previous = genesis(session_id)
+    for i, (first, (plain, archived)) in enumerate(listing):
+        names = ([segment_name(first)] if plain else []) + ([archive_name(first)] if archived else [])
+        for name in names:
+            where = f"session {session_id!r}, {name}"
+            try:
+                source = dirs.open_read(session_id, first, name)
+            except FileNotFoundError:
+                continue  # archived (the plain name) or the session deleted meanwhile
+            except CorruptLogError as exc:
+                problems.append(str(exc))
+                continue
+            try:
+                found = _check_segment(source, first, previous, i == len(listing) - 1)
+                problems.extend(f"{where}: {problem}" for problem in found)
+            except CorruptLogError as exc:
+                problems.append(str(exc))
+            finally:
+                source.close()
+        if plain and archived and not _twins_agree(dirs, session_id, first):
+            problems.append(f"session {session_id!r}, {segment_name(first)}: differs from "
+                            f"its archive {archive_name(first)}")
+        previous = Head(-1, "")  # unknown until a trailer is read
+        if names:
+            trailer = _trailer(dirs, session_id, first)
+            if trailer is not None:
+                previous = trailer
+    return problems
+
+
+def _check_segment(source: Source, first: int, previous: Head, newest: bool) -> list[str]:
+    problems = []
+    if source.archive is not None:
+        problems.extend(source.archive.check(first, os.fstat(source.fd).st_size))
+    header = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
+    if header is None or header.seq + 1 != first:
+        problems.append("header missing or does not match the file name")
+    elif previous.seq >= 0 and header != previous:
+        problems.append(f"header (after seq {header.seq}) does not continue the previous "
+                        f"segment, sealed at seq {previous.seq}")
+    if not newest:
+        last = next(source.backward(), (0, b""))[1]
+        if parse_trailer(last) is None:
+            problems.append("not the newest segment, but not sealed")
+    return problems
+
+
+def _twins_agree(dirs: Dirs, session_id: str, first: int) -> bool:
+    directory = dirs.dir(session_id)
+    try:
+        digest = hashlib.sha256()
+        with open(directory / segment_name(first), "rb") as plain:
+            while chunk := plain.read(1 << 20):
+                digest.update(chunk)
+        fd = os.open(directory / archive_name(first), os.O_RDONLY | O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # the twin was removed meanwhile
+    try:
+        return read_index(fd).sha256 == digest.digest()
+    except ArchiveError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _trailer(dirs: Dirs, session_id: str, first: int) -> Head | None:
+    try:
+        source = dirs.open_read(session_id, first)
+    except (FileNotFoundError, CorruptLogError):
+        return None
+    try:
+        last = next(source.backward(), (0, b""))[1]
+        return parse_trailer(last)
+    except CorruptLogError:
+        return None
+    finally:
+        source.close()

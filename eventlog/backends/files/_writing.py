@@ -1,0 +1,146 @@
+"""Writing a session's segments under its lock: creating a session, the slow path of an
+append (finding the head, sealing a full segment first), writing records at the end of the
+active segment and undoing a failed write, sealing, and the fsync after the lock is let go.
+
+The common case of an append (``FileBackend.append_one``) is one flat function in
+``_backend``; it falls back on ``head_for_append`` here for anything unusual.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+
+from ...core._codec import Head, Record, genesis
+from ...core._errors import SessionExistsError, StorageError
+from ._dirs import Dirs, fsync_dir, write_all
+from ._discovery import next_segment, sync
+from ._handle import LIFE_AT, SHARED_BYTES, Handle
+from ._segments import header_line, segment_name, trailer_line
+
+
+def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> None:
+    """A session directory appears whole: built under a hidden name, then renamed."""
+    final = dirs.dir(session_id)
+    if final.exists():
+        raise SessionExistsError(session_id)
+    temp = dirs.root / f".creating-{session_id}-{uuid.uuid4().hex}"
+    try:
+        os.mkdir(temp, dirs.dir_mode)
+        try:
+            dirs.write_new(temp / "lock", bytes(LIFE_AT) + os.urandom(SHARED_BYTES - LIFE_AT),
+                           durable=durable)
+            dirs.write_new(temp / segment_name(1),
+                           header_line(session_id, genesis(session_id), dirs.record_version) + b"\n"
+                           + record.line + b"\n",
+                           durable=durable)
+            if durable:
+                fsync_dir(temp)
+            os.rename(temp, final)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise SessionExistsError(session_id) from None
+        raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
+    if durable:
+        fsync_dir(dirs.root)
+
+
+def head_for_append(dirs: Dirs, session_id: str, handle: Handle, exact: bool, durable: bool,
+                    limits: tuple[int, int]) -> Head:
+    """Under the lock: the head to append after, with the active segment sealed first if
+    full (``limits``: the segment's most bytes and events)."""
+    if handle.poisoned:
+        handle.check_poisoned(session_id)
+    if exact:
+        head = handle.head
+    else:
+        head = sync(dirs, session_id, handle, durable)  # from the files, then published
+        handle.publish()
+    assert head is not None
+    if handle.size >= limits[0] or head.seq - handle.seg_first + 1 >= limits[1]:
+        head = seal_full(dirs, session_id, handle, durable)
+    return head
+
+
+def seal_full(dirs: Dirs, session_id: str, handle: Handle, durable: bool) -> Head:
+    """Seal the full active segment before an append writes: then everything that can
+    fail does so before a record is written, and an append that raises has written
+    nothing. (Sealing after the write raised for appends that were stored, and a
+    half-done seal let the next append go after a trailer.)"""
+    handle.begin()
+    head = seal(dirs, session_id, handle, durable)
+    handle.publish()
+    return head
+
+
+def seal(dirs: Dirs, session_id: str, handle: Handle, durable: bool) -> Head:
+    """Write the trailer after the handle's head and move on to the next segment. If this
+    fails the trailer may or may not be there: the transition forgets the head, so the
+    next writer finds out afresh rather than write a second trailer (or records after
+    the first)."""
+    with handle.transition():
+        assert handle.head is not None
+        write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
+        if durable:
+            os.fsync(handle.seg_fd)
+        return next_segment(dirs, session_id, handle, handle.head, durable)
+
+
+def write_records(session_id: str, handle: Handle, records: list[Record], durable: bool) -> int:
+    """Write an append's records in one write; return a descriptor to fsync (or -1)."""
+    data = (records[0].line + b"\n" if len(records) == 1 else
+            b" \n".join([r.line for r in records]) + b"\n")
+    sync_fd = os.dup(handle.seg_fd) if durable else -1  # before the write: see seal_full
+    handle.begin()
+    try:
+        write_at_end(session_id, handle, data)
+    except BaseException:
+        if sync_fd >= 0:
+            os.close(sync_fd)
+        raise
+    return sync_fd
+
+
+def write_at_end(session_id: str, handle: Handle, data: bytes, done: int = 0) -> None:
+    """Write ``data`` (of which ``done`` bytes already are) at the end of the segment."""
+    try:
+        if done:
+            write_all(handle.seg_fd, memoryview(data)[done:])
+        else:
+            write_all(handle.seg_fd, data)
+    except OSError as exc:
+        raise write_failed(session_id, handle, exc) from exc
+    handle.size += len(data)
+
+
+def write_failed(session_id: str, handle: Handle, exc: OSError) -> StorageError:
+    # Undo the part that made it, so the log ends at its last good record. If even
+    # that fails, the cut bytes are a torn tail the next writer quarantines: a cut
+    # batch never counts, because its last record is what completes it.
+    try:
+        os.ftruncate(handle.seg_fd, handle.size)
+    except OSError:
+        handle.forget()
+    return StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
+                        f"{exc}")
+
+
+def fsync_appended(session_id: str, handle: Handle, sync_fd: int) -> None:
+    # Outside the lock, so concurrent durable appenders share journal commits.
+    try:
+        os.fsync(sync_fd)
+    except OSError as exc:
+        # After a failed fsync the kernel may have dropped the dirty pages; a later
+        # fsync could then "succeed" without them. Refuse writes from now on, and
+        # make the next append look at the files (where the check lives).
+        handle.poison()
+        raise StorageError(exc.errno, f"session {session_id!r}: fsync failed: {exc}; the append "
+                           "may not be durable and this session is now read-only "
+                           "for this store") from exc
+    finally:
+        os.close(sync_fd)
