@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .core._checkpoint import Checkpoint
 from .core._errors import (
                       CleanupError,
                       ConflictError,
@@ -14,6 +15,7 @@ from .core._errors import (
                       InvalidInputError,
                       InvalidSessionIdError,
                       LockTimeoutError,
+                      RedactionError,
                       SeqOutOfRangeError,
                       SessionExistsError,
                       SessionNotFoundError,
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncEventLog",
     "ChatMessage",
+    "Checkpoint",
     "ChatSession",
     "CleanupError",
     "CompactionReport",
@@ -58,6 +61,7 @@ __all__ = [
     "InvalidSessionIdError",
     "KeyedEvent",
     "LockTimeoutError",
+    "RedactionError",
     "SearchHit",
     "SearchPage",
     "SeqOutOfRangeError",

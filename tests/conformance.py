@@ -34,6 +34,7 @@ from ._contract_history import HistoryContract
 from ._contract_input import InputContract
 from ._contract_model import ModelContract
 from ._contract_reads import ReadContract
+from ._contract_redaction import RedactionContract
 
 
 class ApiContract(ContractBase):
@@ -465,6 +466,6 @@ class ApiContract(ContractBase):
 
 class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
                     HistoryContract,
-                    AliasingContract, CatalogContract):
+                    AliasingContract, CatalogContract, RedactionContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

@@ -17,7 +17,7 @@ from eventlog.backends.files._archive import (
     write_archive,
 )
 from eventlog.backends.files._segments import header_line, trailer_line
-from eventlog.core._codec import Head, encode_payload, genesis, seal
+from eventlog.core._codec import FORMAT_VERSION, Head, encode_payload, genesis, seal
 from eventlog.core._errors import CorruptLogError
 
 
@@ -27,7 +27,7 @@ def segment_bytes(count: int, *, first: int = 1, batch: int = 1, size: int = 40,
     rng = random.Random(seed)
     start = genesis("s") if first == 1 else Head(first - 1, "ab" * 16)
     head = start
-    lines = [header_line("s", start)]
+    lines = [header_line("s", start, FORMAT_VERSION)]
     while head.seq - start.seq < count:
         n = min(batch, count - (head.seq - start.seq))
         payloads = [encode_payload("t", 1.5, {"x": "y" * rng.randint(0, size)}) for _ in range(n)]

@@ -31,12 +31,13 @@ from eventlog.backends import _sqlite
 from eventlog.backends.files import _backend as files
 from eventlog.backends.files._segments import header_line
 from eventlog.cli._main import run
-from eventlog.core._codec import genesis
+from eventlog.core._codec import FORMAT_VERSION, FORMAT_VERSIONS, genesis
 from eventlog.store import _state
 
 from . import _procs
 
 TOOL = _procs.ROOT / "tools" / "checkstore.py"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def load_checker() -> ModuleType:
@@ -116,7 +117,7 @@ def record_lines(log: eventlog.EventLog, sid: str) -> list[bytes]:
 
 def assert_sound(report: Any, expected: dict[str, list[Any]]) -> None:
     assert report.problems == []
-    assert report.version == 1
+    assert report.version == FORMAT_VERSION
     assert {sid: found["head"] for sid, found in report.sessions.items()} == expected
 
 
@@ -240,7 +241,7 @@ def test_the_command_line(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    assert found["ok"] and found["format"] == "file" and found["version"] == 1
+    assert found["ok"] and found["format"] == "file" and found["version"] == FORMAT_VERSION
     assert sorted(found["sessions"]) == ["s0", "s1"]
     segment = min((store / "s1").glob("seg-*.jsonl"))
     segment.write_bytes(segment.read_bytes().replace(b"after", b"AFTER", 1))
@@ -262,18 +263,35 @@ def test_it_imports_nothing_but_the_standard_library() -> None:
 
 # The format version: eventlog, the README and the checker move together ------------------------
 
-def test_the_format_version_is_one_everywhere_the_checker_knows_it() -> None:
+def test_the_format_version_is_the_same_everywhere_the_checker_knows_it() -> None:
     """A new format version changes eventlog's marker, the README's format section and the
     checker together: this fails when eventlog writes a version the checker does not know."""
-    versions = {files.FORMAT["version"], int(_sqlite.VERSION), _state.SNAPSHOT_FORMAT,
-                json.loads(header_line("s", genesis("s")))["eventlog"]}
-    assert versions == {1}
-    assert set(checkstore.FORMATS) >= versions
-    fmt = checkstore.FORMATS[1]
-    assert fmt.genesis("s") == genesis("s").digest
+    versions = {files.FORMAT["version"], int(_sqlite.VERSION), FORMAT_VERSION,
+                json.loads(header_line("s", genesis("s"), FORMAT_VERSION))["eventlog"]}
+    assert versions == {2}
+    assert _state.SNAPSHOT_FORMAT == 1  # snapshots did not change with version 2
+    assert set(checkstore.FORMATS) >= versions | set(FORMAT_VERSIONS)
+    for version in FORMAT_VERSIONS:
+        assert checkstore.FORMATS[version].genesis("s") == genesis("s").digest
     readme = (_procs.ROOT / "README.md").read_text()
     section = readme[readme.index("<!-- section: format -->"):readme.index("<!-- /section: format -->")]
-    assert "specification of format version 1" in section
+    assert "specification of format version 2" in section
+    assert "### Version 1" in section
+
+
+def test_the_checker_reads_stores_written_in_version_1(tmp_path: Path) -> None:
+    """Logs written before version 2 (fixtures made by the code of that time) stay sound for
+    the checker, also after this eventlog appended to them (in version 1)."""
+    store = shutil.copytree(FIXTURES / "v1-files", tmp_path / "v1-files")
+    database = shutil.copy(FIXTURES / "v1.db", tmp_path / "v1.db")
+    for location in (str(store), f"sqlite:///{database}"):
+        with eventlog.open(location, create=False) as log:
+            log.add_message(eventlog.ChatMessage(sender="dave", content="later", session_id="s1"))
+            heads = {sid: [len(record_lines(log, sid)), json.loads(record_lines(log, sid)[-1])["h"]]
+                     for sid in log.session_ids()}
+        report = check(store if location == str(store) else database)
+        assert report.problems == [] and report.version == 1
+        assert {sid: found["head"] for sid, found in report.sessions.items()} == heads
 
 
 # Damage: whatever verify catches, the checker catches ------------------------------------------
@@ -426,7 +444,8 @@ SQLITE_DAMAGE = [
     "UPDATE snapshots SET blob = substr(blob, 1, length(blob) - 1)",
     "UPDATE sessions SET id = 's9' WHERE id = 's1'",
     "DELETE FROM eventlog_meta WHERE key = 'version'",
-    "UPDATE eventlog_meta SET value = '2' WHERE key = 'version'",
+    "UPDATE eventlog_meta SET value = '9' WHERE key = 'version'",
+    "UPDATE eventlog_meta SET value = '1' WHERE key = 'version'",
 ]
 
 

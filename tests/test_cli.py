@@ -67,7 +67,7 @@ def test_the_issue_commands_all_exist():
     assert {c.name for c in COMMANDS} == {
         "demo", "sessions", "show", "tail", "create", "post", "replay", "verify", "compact",
         "cleanup", "export", "import", "stats", "copy", "serve", "search", "fork", "rewind",
-        "reindex"}
+        "reindex", "redact", "checkpoint", "keygen"}  # reindex: issue 15; the rest: issue 18
 
 
 def test_top_level_help_and_no_command(capsys):
@@ -472,10 +472,10 @@ def test_serve_passes_its_options(capsys, store, monkeypatch):
     assert cli(capsys, "--store", store, "serve", "--allow-delete", "--host", "0.0.0.0")[0] == 0
     assert calls == [
         ("sqlite:///x.db", {"host": "127.0.0.1", "port": 9000, "read_only": True,
-                            "allow_delete": False, "token_file": "tok",
+                            "allow_delete": False, "allow_redact": False, "token_file": "tok",
                             "cors_origins": ["http://a", "http://b"]}),
         (str(store), {"host": "0.0.0.0", "port": 8765, "read_only": False, "allow_delete": True,
-                      "token_file": None, "cors_origins": []})]
+                      "allow_redact": False, "token_file": None, "cors_origins": []})]
 
 
 # Pieces ------------------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ def test_a_reader_that_reaches_a_trailer_before_the_next_segment_exists_goes_on(
     # The window between a sealer's trailer and its new segment: a follower that read up
     # to the trailer then must resume at the next segment, not past the trailer (where it
     # once waited forever, seeing new seqs it could never reach).
-    from eventlog.core._codec import ChainReader
+    from eventlog.core._codec import FORMAT_VERSION, ChainReader
 
     log = open_log(tmp_path, segment_max_events=5)
     log.create_session(SID)
@@ -293,13 +293,13 @@ def test_a_reader_that_reaches_a_trailer_before_the_next_segment_exists_goes_on(
     log.backend.seal(SID, durable=False)  # (appends seal a full segment only when they need room)
     (tmp_path / SID / "seg-0000000000000006.jsonl").unlink()  # sealed, successor not made yet
     scan = log.backend.scan(SID, 0, None)
-    chain = ChainReader(SID, scan.start)
+    chain = ChainReader(SID, scan.start, FORMAT_VERSION)
     assert [e.seq for e in chain.read(scan.lines)] == [1, 2, 3, 4, 5]
     position = scan.position()
     assert position == {"segment": 6, "offset": 0}
     open_log(tmp_path).append(SID, "x.y", {"i": 5})  # makes the next segment
     scan = log.backend.scan(SID, 5, {**position, "seq": 5, "h": chain.head.digest})
-    assert [e.seq for e in ChainReader(SID, scan.start).read(scan.lines)] == [6]
+    assert [e.seq for e in ChainReader(SID, scan.start, FORMAT_VERSION).read(scan.lines)] == [6]
     follower = log.follow(SID, after_seq=3, timeout=0)
     assert [e.seq for e in follower] == [4, 5, 6]
 

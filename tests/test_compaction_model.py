@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 import eventlog
 from eventlog import ChatMessage, ChatSession, Event, SessionExistsError, SessionNotFoundError
 from eventlog.backends.files._segments import parse_header, parse_trailer
-from eventlog.core._codec import ChainReader, genesis
+from eventlog.core._codec import FORMAT_VERSION, ChainReader, genesis
 
 SIDS = ("a", "b", "c")
 DAY = 86400.0
@@ -135,7 +135,7 @@ class CompactionMachine(RuleBasedStateMachine):
     def read_aside(path: Path, sid: str) -> list[Event]:
         lines = path.read_bytes().splitlines()
         assert parse_header(lines[0]) == genesis(sid)
-        chain = ChainReader(sid, genesis(sid))
+        chain = ChainReader(sid, genesis(sid), FORMAT_VERSION)
         events = list(chain.read((path.name, n, line) for n, line in enumerate(lines[1:-1], 2)))
         assert parse_trailer(lines[-1]) == chain.head
         return events

@@ -5,9 +5,14 @@ except under CI=true, where it fails."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from eventlog import EventLog
+from eventlog.backends.redis._backend import RedisBackend
 
 from .conformance import StoreContract
 
@@ -33,3 +38,24 @@ class TestRedisStore(StoreContract):
 
     def fresh_storage_path(self) -> str:
         return self.fresh_url()  # SessionPersistence(storage_type="redis") takes the URL
+
+    def raw_contents(self, url: str, log: EventLog) -> bytes:
+        """Every value under the store's prefix, archive chunks inflated."""
+        backend = log.backend
+        assert isinstance(backend, RedisBackend)
+        client: Any = backend.client
+        found: list[Any] = []
+        for key in client.scan_iter(match=backend.prefix + "*"):
+            kind = client.type(key)
+            if kind == b"stream":
+                for _id, fields in client.xrange(key):
+                    found += list(fields.values())
+                    if b"z" in fields:
+                        found.append(zlib.decompress(fields[b"z"]))
+            elif kind == b"hash":
+                found += list(client.hgetall(key).values())
+            elif kind == b"string":
+                found.append(client.get(key))
+            elif kind == b"set":
+                found += list(client.smembers(key))
+        return b"\n".join(found)

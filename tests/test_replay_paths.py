@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from eventlog import CorruptLogError
 from eventlog.backends.files import _segments
 from eventlog.backends.files._segments import SegmentReader, header_line, trailer_line
-from eventlog.core._codec import ChainReader, Head, encode_payload, genesis, seal
+from eventlog.core._codec import FORMAT_VERSION, ChainReader, Head, encode_payload, genesis, seal
 from eventlog.core._records import Event
 
 SID = "s"
@@ -39,7 +39,7 @@ LINES = st.one_of(
 
 
 def _segment(items: list[tuple[str, Any, str]]) -> bytes:
-    out = [header_line(SID, genesis(SID)) + b"\n"]
+    out = [header_line(SID, genesis(SID), FORMAT_VERSION) + b"\n"]
     seq = 0
     for kind, arg, extra in items:
         if kind == "batch":
@@ -166,8 +166,8 @@ def test_the_chain_hot_loop_decides_as_reading_one_line_at_a_time(
             random.Random(seed), count)[skip - 1][-34:-2].decode()
         # Sometimes a seq that does not go with the digest: only the seq check can tell.
         head = Head(skip + rng.choice([0, 0, 1, -1]), digest)
-    fast = ChainReader(SID, head)
-    slow = ChainReader(SID, head)
+    fast = ChainReader(SID, head, FORMAT_VERSION)
+    slow = ChainReader(SID, head, FORMAT_VERSION)
     assert _observe(fast, fast.read_chunks(chunks)) == _observe(slow, _line_by_line(slow, chunks))
 
 
@@ -177,8 +177,8 @@ def test_a_record_left_open_and_closed_by_the_next_line_is_damage_on_every_path(
     the count of objects: only the check of each line's end tells the record is damaged."""
     lines = _chain_lines(random.Random(1), 3)
     chunk: list[Any] = [lines[0], lines[1][:-1] + b" ", b'"h":"%s"}' % lines[1][-34:-2], b"1,2"]
-    fast = ChainReader(SID, genesis(SID))
-    slow = ChainReader(SID, genesis(SID))
+    fast = ChainReader(SID, genesis(SID), FORMAT_VERSION)
+    slow = ChainReader(SID, genesis(SID), FORMAT_VERSION)
     seen = _observe(fast, fast.read_chunks([("seg", 1, chunk)]))
     assert seen == _observe(slow, _line_by_line(slow, [("seg", 1, chunk)]))
     assert seen[1] is not None and "a complete record can't be read" in seen[1]

@@ -13,7 +13,7 @@ import pytest
 import eventlog
 from eventlog import ChatMessage, Event, SessionNotFoundError, SessionPersistence
 from eventlog.backends.files._segments import parse_header, parse_trailer
-from eventlog.core._codec import ChainReader, genesis
+from eventlog.core._codec import FORMAT_VERSION, ChainReader, genesis
 
 DAY = 86400.0
 
@@ -88,7 +88,7 @@ def read_aside(path: Path, sid: str) -> list[Event]:
     """Read an archived history back, checking its header, chain and trailer."""
     lines = path.read_bytes().splitlines()
     assert parse_header(lines[0]) == genesis(sid)
-    chain = ChainReader(sid, genesis(sid))
+    chain = ChainReader(sid, genesis(sid), FORMAT_VERSION)
     events = list(chain.read((path.name, n, line) for n, line in enumerate(lines[1:-1], 2)))
     assert parse_trailer(lines[-1]) == chain.head
     return events

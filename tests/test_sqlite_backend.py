@@ -45,7 +45,7 @@ def test_wal_schema_and_file_modes(log: EventLog, db_path: Path) -> None:
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"eventlog_meta", "sessions", "events", "snapshots"} <= tables
     assert dict(db.execute("SELECT key, value FROM eventlog_meta")) == {
-        "format": "eventlog-sqlite", "version": "1"}
+        "format": "eventlog-sqlite", "version": "2"}
     db.close()
     for suffix in ("", "-wal", "-shm"):
         path = Path(f"{db_path}{suffix}")

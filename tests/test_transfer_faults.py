@@ -11,7 +11,7 @@ import pytest
 
 import eventlog
 from eventlog.backends.files._segments import header_line, trailer_line
-from eventlog.core._codec import Head, genesis, seal
+from eventlog.core._codec import FORMAT_VERSION, Head, genesis, seal
 
 from .test_cli import cli
 
@@ -44,7 +44,7 @@ def _segment(data: bytes) -> bytes:
     payloads = [CREATED.replace(b'"seq":1,', b""), b'{"type":"x","ts":2.5,"data":' + data + b"}"]
     records = seal(payloads, genesis("s"), 1 << 20)
     head = Head(records[-1].seq, records[-1].digest)
-    return b"\n".join([header_line("s", genesis("s")), *(r.line for r in records),
+    return b"\n".join([header_line("s", genesis("s"), FORMAT_VERSION), *(r.line for r in records),
                        trailer_line(head)]) + b"\n"
 
 

@@ -14,7 +14,8 @@ left by a store in use makes SQLite add its -shm index beside it). Run it on a s
 process is writing to: a live store can look torn where a write is in flight.
 
 The format version is dispatched in one place, ``FORMATS``: a new version adds its class
-there (its record, genesis and fold rules), beside the README's description of it.
+there (its record, digest, genesis, fold and redaction rules), beside the README's
+description of it.
 """
 
 from __future__ import annotations
@@ -107,9 +108,15 @@ class FormatV1:
                 or type(obj["ts"]) not in (int, float):
             raise Damage("seq must be an integer, type a string, ts a number")
         body = line[:-self.SUFFIX] + b"}"
-        if hashlib.sha256(prev.encode() + body).hexdigest()[:32] != obj["h"]:
+        if self.digest(prev, body, obj) != obj["h"]:
             raise Damage("h does not match: the record was altered, or one before it is missing")
         return obj
+
+    def digest(self, prev: str, body: bytes, obj: dict[str, Any]) -> str:
+        return hashlib.sha256(prev.encode() + body).hexdigest()[:32]
+
+    def redactions(self, chain: Chain, obj: dict[str, Any], where: str) -> None:
+        """Version 1 has no redaction."""
 
     def fold(self, state: State, event: dict[str, Any]) -> None:
         data, kind, ts = event["data"], event["type"], event["ts"]
@@ -161,7 +168,69 @@ class FormatV1:
             and snap.get("rewinds", []) == state.rewinds
 
 
-FORMATS: dict[int, FormatV1] = {1: FormatV1()}
+class FormatV2(FormatV1):
+    """Format version 2: the chain covers a hash of each record's data, so a record's data
+    can be redacted (replaced by a tombstone) and its digest still checks."""
+
+    version = 2
+    DATA = b',"data":'
+
+    def digest(self, prev: str, body: bytes, obj: dict[str, Any]) -> str:
+        # The first ,"data": is the member: seq and ts are numbers, type a string (where a
+        # bare quote can't stand); data runs to the body's end, or to its "k" member.
+        start = body.index(self.DATA) + len(self.DATA)
+        tail = b"}"
+        if "k" in obj:
+            tail = b',"k":' + json.dumps(obj["k"], ensure_ascii=False,
+                                         separators=(",", ":")).encode() + b"}"
+        if not body.endswith(tail):
+            raise Damage("the members after data are not as written")
+        end = len(body) - len(tail)
+        stated = self.tombstone(obj["data"])
+        hashed = stated if stated is not None else hashlib.sha256(body[start:end]).hexdigest()
+        chain_body = body[:start] + b'"' + hashed.encode() + b'"' + body[end:]
+        return hashlib.sha256(prev.encode() + chain_body).hexdigest()[:32]
+
+    @staticmethod
+    def tombstone(data: Any) -> str | None:
+        """The sha256 a tombstone stands in for, or None if ``data`` is not one."""
+        if not (isinstance(data, dict) and list(data) == ["redacted"]):
+            return None
+        inner = data["redacted"]
+        if not (isinstance(inner, dict) and sorted(inner) == ["reason", "seq", "sha256"]
+                and type(inner["reason"]) is str and type(inner["seq"]) is int
+                and type(inner["sha256"]) is str and HEX64.fullmatch(inner["sha256"].encode())):
+            return None
+        return str(inner["sha256"])
+
+    def fold(self, state: State, event: dict[str, Any]) -> None:
+        if event["type"] == "message" and self.tombstone(event["data"]) is not None:
+            # A redacted message still counts; who sent it is gone with its data.
+            state.message_count += 1
+            state.last_activity = (event["ts"] if state.last_activity is None
+                                   else max(state.last_activity, event["ts"]))
+            return
+        super().fold(state, event)
+
+    def redactions(self, chain: Chain, obj: dict[str, Any], where: str) -> None:
+        """Tombstones must be named by the redaction event they point to, and a redaction
+        event's seqs must hold tombstones pointing to it."""
+        data = obj["data"]
+        if self.tombstone(data) is not None:
+            chain.tombstones[obj["seq"]] = (data["redacted"]["seq"], data["redacted"]["reason"])
+        if obj["type"] != "session.redacted":
+            return
+        if not (isinstance(data, dict) and isinstance(data.get("seqs"), list)
+                and type(data.get("reason")) is str):
+            chain.problem(where, f"seq {obj['seq']}: a session.redacted event without seqs and reason")
+            return
+        for seq in data["seqs"]:
+            if chain.tombstones.pop(seq, None) != (obj["seq"], data["reason"]):
+                chain.problem(where, f"seq {obj['seq']} redacts seq {seq!r}, which does not hold "
+                              "its tombstone")
+
+
+FORMATS: dict[int, FormatV1] = {1: FormatV1(), 2: FormatV2()}
 """Every format version this checker knows: the one place a version is dispatched."""
 
 
@@ -187,6 +256,7 @@ class Chain:
         self.state = State()
         self.visible: list[tuple[Any, ...]] = [State().visible()]  # by seq: for rewinds
         self.snapshots: dict[int, dict[str, Any]] = {}  # seq -> snapshot, checked on the way
+        self.tombstones: dict[int, tuple[int, str]] = {}  # seq -> its redaction's (seq, reason)
         self.broken = False
 
     @property
@@ -223,6 +293,7 @@ class Chain:
                 self.rewind(obj)
             else:
                 self.fmt.fold(self.state, obj)
+            self.fmt.redactions(self, obj, where)
             self.visible.append(self.state.visible())
         except Damage as exc:
             self.problem(where, f"seq {self.seq + 1}: {exc}")
@@ -253,6 +324,9 @@ class Chain:
         if not self.broken:
             if self.seq == 0:
                 self.problem("log", "holds no records")
+            for seq, (by, _reason) in sorted(self.tombstones.items()):
+                self.problem(f"seq {seq}", f"a tombstone that the redaction event it names "
+                             f"(seq {by}) does not name")
             for seq in sorted(self.snapshots):
                 self.problem(f"snapshot at seq {seq}", f"past the end of the log (seq {self.seq})")
         self.report.sessions[self.session_id] = {"events": self.seq, "head": list(self.head),

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..core._codec import Head, Record, seal_one
-from ..core._errors import ConflictError, CorruptLogError, SessionNotFoundError
+from ..core._codec import FORMAT_VERSION, Head, Record, seal_one
+from ..core._errors import ConflictError, CorruptLogError, RedactionError, SessionNotFoundError
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -100,6 +100,15 @@ class Archived:
     bytes_after: int = 0
 
 
+class Replacement(NamedTuple):
+    """A record line ``redact`` replaces: at ``seq``, ``old`` becomes ``new`` (a tombstone's
+    line, with the same seq and digest)."""
+
+    seq: int
+    old: bytes
+    new: bytes
+
+
 class Watch(Protocol):
     """A cheap look at whether one life of a session may have changed (see ``Backend.watch``)."""
 
@@ -120,6 +129,11 @@ class Backend(ABC):
 
     poll_interval = 0.05
     """Longest sleep of the polling ``wait`` below; backends that can block override ``wait``."""
+
+    record_version = FORMAT_VERSION
+    """The record format of this store (see ``core._codec``): what the store seals records
+    in and checks them by. A backend that finds a store written in an older version sets
+    its instance's to that version and keeps writing it; new stores get ``FORMAT_VERSION``."""
 
     exclusive_build = True
     """Whether ``append`` calls ``build`` exactly once per append, while no other writer of
@@ -168,7 +182,7 @@ class Backend(ABC):
                 guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
-            record = seal_one(payload, head, max_bytes)
+            record = seal_one(payload, head, max_bytes, self.record_version)
             after[:] = [head]  # an optimistic backend may build again: the last call is written
             return [record]
 
@@ -234,6 +248,19 @@ class Backend(ABC):
         which does nothing.
         """
         return Archived()
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        """Replace record lines in place (see ``Replacement``), all or nothing, and erase
+        the old bytes from everything the backend keeps of the session when it returns:
+        live records, archives (compressed or cold), and snapshots at or after the first
+        replaced seq (their folds saw the erased data); whatever the backend's storage
+        keeps of freed space is overwritten where it can be (SQLite's secure delete and a
+        truncating checkpoint of its log). Raise ``RedactionError``
+        and change nothing if a line is not ``old`` (someone redacted it meanwhile).
+
+        Every backend must implement it and pass tests/_contract_redaction.py; this
+        default refuses."""
+        raise RedactionError(f"the {type(self).__name__} backend can't redact")
 
     def check(self, session_id: str) -> list[str]:
         """Problems with the backend's own structure (beyond the chain the store checks)."""

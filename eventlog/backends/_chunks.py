@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-from ..core._errors import CorruptLogError
+from ..core._errors import CorruptLogError, RedactionError
 from ._rows import Rows
 
 CHUNK_BYTES = 64 << 10
@@ -61,3 +61,20 @@ def rows_in(session_id: str, chunks: Iterable[tuple[int, int, bytes]], first: in
         if len(found) >= limit:
             break
     return found
+
+
+def replace_in(session_id: str, first: int, last: int, blob: bytes,
+               replacements: dict[int, tuple[bytes, bytes]]) -> bytes:
+    """The chunk with the lines at the given seqs replaced (``seq: (old, new)``), compressed
+    anew; ``RedactionError`` if a line there is not ``old``."""
+    rows = unpack(session_id, first, last, blob)
+    lines = []
+    for seq, line in rows:
+        if seq in replacements:
+            old, new = replacements[seq]
+            if line != old:
+                raise RedactionError(f"session {session_id!r}, seq {seq}: changed meanwhile "
+                                     "(redacted by another call?); nothing was redacted")
+            line = new
+        lines.append(line)
+    return zlib.compress(b"\n".join(lines), 6)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core._codec import Head, Record
-from ..core._errors import SessionExistsError, SessionNotFoundError, StoreNotFoundError
-from ._base import Appended, Build
+from ..core._errors import RedactionError, SessionExistsError, SessionNotFoundError, StoreNotFoundError
+from ._base import Appended, Build, Replacement
 from ._rows import RowBackend, Rows
 
 SNAPSHOTS_KEPT = 3
@@ -178,6 +178,20 @@ class MemoryBackend(RowBackend):
                 session = self._data.sessions.get(sid)
                 if session is not None and session.head == head:
                     session.catalog = (head, blob)
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        with self._data.changed:
+            session = self._session(session_id)
+            for seq, old, _new in replacements:
+                if not 1 <= seq <= len(session.lines) or session.lines[seq - 1] != old:
+                    raise RedactionError(f"session {session_id!r}, seq {seq}: changed meanwhile; "
+                                         "nothing was redacted")
+            for seq, _old, new in replacements:
+                session.lines[seq - 1] = new  # the old bytes object goes with its last reference
+            first = min(r.seq for r in replacements)
+            for seq in [s for s in session.snapshots if s >= first]:
+                del session.snapshots[seq]
+            session.catalog = None  # it named the erased senders; the store saves a new one
 
     def size(self, session_id: str) -> int:
         with self._data.changed:

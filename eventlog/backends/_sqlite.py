@@ -32,12 +32,13 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core._codec import Head, Record
+from ..core._codec import FORMAT_VERSION, FORMAT_VERSIONS, Head, Record
 from ..core._errors import (
     CorruptLogError,
     InvalidInputError,
@@ -48,12 +49,14 @@ from ..core._errors import (
     StoreNotFoundError,
 )
 from ..core._validate import check_mode, check_seconds, shown
-from ._base import Appended, Archived, Build, Sealed, poll_until
+from ._base import Appended, Archived, Build, Replacement, Sealed, poll_until
 from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
+from ._sqlite_redaction import redact_rows
 
 FORMAT = "eventlog-sqlite"
-VERSION = "1"
+VERSION = str(FORMAT_VERSION)
+"""The version new stores get; one in ``FORMAT_VERSIONS`` is read and written as it is."""
 SNAPSHOTS_KEPT = 3
 _IDLE_KEPT = 4
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
@@ -321,9 +324,11 @@ class SQLiteBackend(RowBackend):
             db.execute("COMMIT")
         if meta.get("format") != FORMAT:
             raise StorageError(f"{self.path} is not an eventlog SQLite store")
-        if meta.get("version") != VERSION:
-            raise StorageError(f"{self.path}: store format version {meta.get('version')} is not "
-                               f"supported (this eventlog reads {VERSION})")
+        version = meta.get("version")
+        if version not in [str(v) for v in FORMAT_VERSIONS]:
+            raise StorageError(f"{self.path}: store format version {version} is not supported "
+                               f"(this eventlog reads {', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = int(version)
 
     def close_idle(self) -> None:
         with self._lock:
@@ -390,6 +395,36 @@ class SQLiteBackend(RowBackend):
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (gen,))
         self._notify()  # followers of it must learn it is gone
         return True
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        """Rows and archive chunks rewritten in one transaction with ``secure_delete`` on (the
+        freed bytes are overwritten with zeros), then a truncating checkpoint, so the old
+        page images leave the write-ahead log too."""
+        what = f"redacting in session {session_id!r}"
+        with self._db(what) as db:
+            db.execute("PRAGMA secure_delete=ON")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                redact_rows(db, session_id, replacements)
+                db.execute("COMMIT")
+            finally:
+                db.execute("PRAGMA secure_delete=OFF")
+        self._truncate_wal(what)
+
+    def _truncate_wal(self, what: str) -> None:
+        """Checkpoint the whole log into the database and truncate it to nothing, waiting
+        for readers up to ``lock_timeout``; ``LockTimeoutError`` if one stays."""
+        deadline = time.monotonic() + self.lock_timeout
+        with self._db(what) as db:
+            while True:
+                busy, _log, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(f"SQLite store {self.path}: {what}: redacted, but a "
+                                           "reader kept the write-ahead log from being truncated "
+                                           "(the old bytes may stay in it until the next checkpoint)")
+                time.sleep(0.05)
 
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         with self._write(f"saving a snapshot of {session_id!r}", durable) as db:
@@ -540,3 +575,4 @@ class SQLiteBackend(RowBackend):
             chunks += len(packed)
             before += sum(len(line) + 1 for _seq, line in rows)
             after += sum(len(blob) for _low, _high, blob in packed)
+

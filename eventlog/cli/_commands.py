@@ -19,6 +19,15 @@ from ._args import CliError, Handler, count, open_store, session_id, store_locat
 from ._demo import cmd_demo, demo_args
 from ._history import cmd_fork, cmd_rewind, fork_args, rewind_args
 from ._listing import list_store, message_json
+from ._proof import (
+    checkpoint_args,
+    cmd_checkpoint,
+    cmd_keygen,
+    cmd_redact,
+    keygen_args,
+    redact_args,
+    verify_checkpoint_args,
+)
 from ._search import cmd_search, search_args
 from ._sessions import cmd_reindex, cmd_sessions, reindex_args, sessions_args
 from ._terminal import (
@@ -192,6 +201,7 @@ def _sessions_args(p: argparse.ArgumentParser) -> None:
 def _verify_args(p: argparse.ArgumentParser) -> None:
     _sessions_args(p)
     _json_flag(p)
+    verify_checkpoint_args(p)
 
 
 def _compact_args(p: argparse.ArgumentParser) -> None:
@@ -212,6 +222,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=count, default=8765, help="port (default 8765)")
     p.add_argument("--read-only", action="store_true", help="serve no write route at all")
     p.add_argument("--allow-delete", action="store_true", help="allow deleting sessions over HTTP")
+    p.add_argument("--allow-redact", action="store_true", help="allow redacting events over HTTP")
     p.add_argument("--token-file", metavar="FILE", help="the bearer token for writes")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow this origin (repeat)")
 
@@ -247,7 +258,18 @@ def _commands() -> list[Command]:
         Command("replay", "print the raw events as JSON lines (seq, type, ts, data)",
                 ("eventlog replay team --after-seq 100 | jq .data",), _replay_args, cmd_replay),
         Command("verify", "check digests, seq continuity and snapshots (exit 1 on problems)",
-                ("eventlog verify", "eventlog verify team review"), _verify_args, cmd_verify),
+                ("eventlog verify", "eventlog verify team review",
+                 "eventlog verify --checkpoint today.json --public-key audit.key.pub"),
+                _verify_args, cmd_verify),
+        Command("redact", "erase the data of events, keeping the chain verifiable",
+                ("eventlog redact team 12 15 --reason 'erasure request #812'",), redact_args,
+                cmd_redact),
+        Command("checkpoint", "print or write a checkpoint of a session's or every session's head",
+                ("eventlog checkpoint -o today.json",
+                 "eventlog checkpoint team --sign audit.key -o team.json"),
+                checkpoint_args, cmd_checkpoint),
+        Command("keygen", "write an Ed25519 key pair for signing checkpoints (eventlog[sign])",
+                ("eventlog keygen audit.key",), keygen_args, cmd_keygen, takes_store=False),
         Command("compact", "seal, snapshot and compress session logs",
                 ("eventlog compact --all", "eventlog compact team"), _compact_args, cmd_compact),
         Command("cleanup", "remove sessions with no activity for a while",

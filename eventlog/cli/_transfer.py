@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..core._codec import ChainReader, Head
+from ..core._codec import FORMAT_VERSIONS, ChainReader, Head
 from ..core._errors import (
     CorruptLogError,
     EventLogError,
@@ -25,7 +25,7 @@ from ..core._errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
-from ..core._frames import parse_header, parse_trailer
+from ..core._frames import header_version, parse_header, parse_trailer
 from ..core._records import ChatSession, Event, keyed_event
 from ..core._validate import loads_strict
 from ..store._log import EventLog
@@ -110,6 +110,7 @@ class _ExportReader:
         self._first: tuple[int, Any] | None = None
         self._document: list[Any] | None = None
         self._segment: Head | None = None
+        self._version: int | None = None
         self._sealed: Head | None = None
         self._lineno = 0
         self._read_start()
@@ -141,6 +142,7 @@ class _ExportReader:
                 raise self._fail("", "a segment that does not start the session's history")
             self.session_id = obj["session"]
             self._segment = start
+            self._version = header_version(line)
         else:
             self._first = (self._lineno, obj)
 
@@ -168,7 +170,11 @@ class _ExportReader:
     def events(self) -> Iterator[Event]:
         if self._segment is not None:
             assert self.session_id is not None
-            chain = ChainReader(self.session_id, self._segment)
+            if self._version not in FORMAT_VERSIONS:
+                raise self._fail(" line 1", f"format version {self._version!r} is not one this "
+                                 "eventlog reads")
+            assert self._version is not None
+            chain = ChainReader(self.session_id, self._segment, self._version)
             for event in chain.read(self._segment_records()):
                 self.count += 1
                 yield event

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ..core._errors import CleanupError, CorruptLogError, LockTimeoutError, SessionNotFoundError
 from ..store._log import EventLog
 from ._args import CliError, open_store, store_location, usage_error
+from ._proof import read_checkpoint
 from ._terminal import Progress, age, human_bytes, parse_duration, print_json, safe
 
 
@@ -22,14 +23,20 @@ def _named_or_all(log: EventLog, names: Sequence[str]) -> list[str]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    checkpoint = read_checkpoint(args)
     problems: list[str] = []
     checked = events = 0
     with open_store(args) as log:
-        ids = _named_or_all(log, args.sessions)
+        ids = [] if checkpoint is not None and not args.sessions else _named_or_all(log, args.sessions)
+        if not ids and checkpoint is not None:
+            # One call for the whole store: it also names the sessions deleted since.
+            report = log.verify(checkpoint=checkpoint)
+            checked, events = report.sessions_checked, report.events_checked
+            problems.extend(report.problems)
         with Progress("verifying", len(ids)) as progress:
             for sid in ids:
                 try:
-                    report = log.verify(sid)
+                    report = log.verify(sid, checkpoint=checkpoint)
                 except SessionNotFoundError:
                     if args.sessions:
                         raise
@@ -118,6 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"'eventlog serve' needs the server extra{missing}: "
                        "pip install 'eventlog[server]'", 2) from None
     server.serve(store_location(args), host=args.host, port=args.port, read_only=args.read_only,
-                 allow_delete=args.allow_delete, token_file=args.token_file,
+                 allow_delete=args.allow_delete, allow_redact=args.allow_redact,
+                 token_file=args.token_file,
                  cors_origins=list(args.cors_origin or []))
     return 0

@@ -6,11 +6,19 @@ A record is one JSON object on one line::
 
 The ``"h"`` member is always last and always 32 hex digits, so the bytes it covers
 (the *body*: the line with ``,"h":"..."`` cut out) can be sliced out without
-re-encoding, and a reader checks a record with one SHA-256 and no second
-serialisation. ``h = sha256(prev_h + body)[:32 hex]``, where ``prev_h`` is the
-previous record's ``h`` and, for seq 1, a genesis value derived from the session
-id, so records can't be moved between sessions unnoticed. Editing, dropping,
-reordering or flipping a bit in any record breaks the chain at that record.
+re-encoding. ``prev_h`` is the previous record's ``h`` and, for seq 1, a genesis
+value derived from the session id, so records can't be moved between sessions
+unnoticed. Editing, dropping, reordering or flipping a bit in any record breaks the
+chain at that record.
+
+Format version 1: ``h = sha256(prev_h + body)[:32 hex]``: the chain covers the data itself.
+
+Format version 2: ``h = sha256(prev_h + chain_body)[:32 hex]``, where the *chain body* is
+the body with the data's bytes replaced by the JSON string of their SHA-256 (64 hex). So
+the chain covers a hash of the data, and the digest survives the data: a redacted record
+holds a *tombstone* in its place (``{"redacted":{"reason":..,"seq":..,"sha256":..}}``)
+whose ``sha256`` stands in for the bytes that are gone. A store is of one version (see
+``Backend.record_version``); every record of it follows that version's rule.
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ from ._errors import CorruptLogError, EventTooLargeError, InvalidEventError
 from ._records import Event, keyed_event
 
 DIGEST_HEX = 32
+FORMAT_VERSION = 2
+"""The record format new stores are written in."""
+FORMAT_VERSIONS = (1, 2)
+"""Every record format this eventlog reads (and writes, in stores of that version)."""
 _SUFFIX_OPEN = b',"h":"'
 SUFFIX_LEN = len(_SUFFIX_OPEN) + DIGEST_HEX + 2  # ,"h":"<hex>"}
 # Objects orjson would encode on its own (dataclasses, datetimes, str/int/dict subclasses) go to
@@ -56,7 +68,81 @@ def genesis(session_id: str) -> Head:
     return Head(0, _sha256(b"eventlog/1\0" + session_id.encode()).hexdigest()[:DIGEST_HEX])
 
 
-def link(prev_digest: str, body: bytes) -> str:
+_DATA = b',"data":'
+_DATA_LEN = len(_DATA)
+_TOMB = b'{"redacted":{'
+_TOMB_KEYS = ("reason", "seq", "sha256")
+_HEX = frozenset("0123456789abcdef")
+
+
+def tombstone_digest(data: Any) -> str | None:
+    """The data digest a tombstone stands in for, or None if ``data`` is not a tombstone:
+    an object with the single member ``redacted``, an object of exactly ``reason`` (a
+    string), ``seq`` (an integer) and ``sha256`` (64 lowercase hex digits)."""
+    if type(data) is not dict or len(data) != 1:
+        return None
+    inner = data.get("redacted")
+    if type(inner) is not dict or tuple(sorted(inner)) != _TOMB_KEYS:
+        return None
+    digest = inner["sha256"]
+    if (type(inner["reason"]) is not str or type(inner["seq"]) is not int
+            or type(digest) is not str or len(digest) != 64 or not _HEX.issuperset(digest)):
+        return None
+    return digest
+
+
+def is_tombstone(data: Any) -> bool:
+    return tombstone_digest(data) is not None
+
+
+def data_digest(raw: bytes) -> str:
+    """What the version 2 chain covers in place of a record's data bytes ``raw``: their
+    SHA-256, or the one a tombstone stands in for."""
+    if raw.startswith(_TOMB):
+        try:
+            stated = tombstone_digest(_loads(raw))
+        except orjson.JSONDecodeError:
+            stated = None
+        if stated is not None:
+            return stated
+    return _sha256(raw).hexdigest()
+
+
+def data_span(body: bytes) -> tuple[int, int]:
+    """Where a body's data value starts and ends. The first ``,"data":`` is the member's:
+    ``seq`` and ``ts`` are numbers and ``type`` a string, in which a bare ``"`` can't
+    stand. Members after ``data`` (none so far) are found by encoding them again."""
+    start = body.find(_DATA) + _DATA_LEN
+    if start < _DATA_LEN:
+        raise Unparseable("no data member")
+    try:
+        obj = _loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unparseable(str(exc)) from None
+    if type(obj) is not dict or "data" not in obj:
+        raise Unparseable("not a record object")
+    keys = list(obj)
+    tail = b"".join(b",%s:%s" % (orjson.dumps(key), orjson.dumps(obj[key]))
+                    for key in keys[keys.index("data") + 1:] if key != "h") + b"}"
+    if not body.endswith(tail) or len(body) - len(tail) <= start:
+        raise Unparseable("the members after data are not as written")
+    return start, len(body) - len(tail)
+
+
+def chain_body(body: bytes) -> bytes:
+    """The bytes the version 2 chain hashes for a record of ``body``."""
+    start, end = data_span(body)
+    return b'%s"%s"%s' % (body[:start], data_digest(body[start:end]).encode(), body[end:])
+
+
+def link(prev_digest: str, body: bytes, version: int) -> str:
+    """The ``h`` of a record of ``body`` after one whose ``h`` is ``prev_digest`` ("" for a
+    version 2 body whose data can't be found: it links to nothing)."""
+    if version != 1:
+        try:
+            body = chain_body(body)
+        except Unparseable:
+            return ""
     return _sha256(prev_digest.encode() + body).hexdigest()[:DIGEST_HEX]
 
 
@@ -88,27 +174,47 @@ class Record(NamedTuple):
     line: bytes
 
 
-def seal_one(payload: bytes, head: Head, max_bytes: int) -> Record:
+def seal_one(payload: bytes, head: Head, max_bytes: int, version: int = FORMAT_VERSION) -> Record:
     """Number and chain one pre-encoded payload after ``head``. Runs under the lock, once per
-    appended event, so it is kept to one hash and two byte formats."""
+    appended event, so it is kept to two hashes and three byte formats."""
     seq = head[0] + 1
     body = b'{"seq":%d,' % seq + payload[1:]
-    digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+    if version == 1:
+        digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+    else:
+        digest = link2_payload(head[1], body, payload)
     line = b'%s,"h":"%s"}' % (body[:-1], digest.encode())
     if len(line) >= max_bytes:  # the line and its newline must fit
         raise too_large(len(line) + 1, max_bytes)
     return _new_tuple(Record, (seq, digest, line))
 
 
+def link2_payload(prev_digest: str, body: bytes, payload: bytes) -> str:
+    """``link(prev_digest, body, 2)`` for the body of an ``encode_payload`` result, whose
+    data is its last member: no parse needed to find it. (A payload with members after its
+    data, such as an idempotency key, must go through ``link``, which finds the data's end.)"""
+    if payload[-2:] == b'"}':
+        # Data that ends in a string, or members after the data (an idempotency key,
+        # "k"): find the data's end the careful way.
+        return link(prev_digest, body, 2)
+    start = payload.find(_DATA) + _DATA_LEN
+    raw = payload[start:-1]
+    digest = data_digest(raw) if raw.startswith(_TOMB) else _sha256(raw).hexdigest()
+    cut = len(body) - len(payload) + start
+    return _sha256(b'%s%s"%s"}' % (prev_digest.encode(), body[:cut], digest.encode())
+                   ).hexdigest()[:DIGEST_HEX]
+
+
 def too_large(size: int, max_bytes: int) -> EventTooLargeError:
     return EventTooLargeError(f"event of {size} bytes is over the store's limit of {max_bytes} bytes")
 
 
-def seal(payloads: Iterable[bytes], head: Head, max_bytes: int) -> list[Record]:
+def seal(payloads: Iterable[bytes], head: Head, max_bytes: int,
+         version: int = FORMAT_VERSION) -> list[Record]:
     """Number and chain pre-encoded payloads after ``head``."""
     records = []
     for payload in payloads:
-        record = seal_one(payload, head, max_bytes)
+        record = seal_one(payload, head, max_bytes, version)
         records.append(record)
         head = _new_tuple(Head, (record.seq, record.digest))
     return records
@@ -163,13 +269,14 @@ class ChainReader:
     stands after the last record read.
     """
 
-    __slots__ = ("digest", "seq", "session_id", "torn_at")
+    __slots__ = ("digest", "seq", "session_id", "torn_at", "version")
 
-    def __init__(self, session_id: str, head: Head) -> None:
+    def __init__(self, session_id: str, head: Head, version: int) -> None:
         self.session_id = session_id
         self.seq = head.seq
         self.digest = head.digest
         self.torn_at: tuple[str, int] | None = None
+        self.version = version
 
     @property
     def head(self) -> Head:
@@ -198,6 +305,8 @@ class ChainReader:
         build = new_event
         pick = _EVENT_FIELDS
         suffix_open = _SUFFIX_OPEN
+        v2 = self.version != 1
+        data_key = _DATA
         for source, first, lines, objs in _decoded_runs(chunks):
             seq = self.seq
             prev = self.digest.encode()
@@ -211,7 +320,19 @@ class ChainReader:
                         if type(obj) is dict and len(obj) == 5:
                             fields = pick(obj)  # KeyError if one is missing
                             if fields[0] == seq + 1:
-                                digest = sha(prev + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX]
+                                if v2:
+                                    # link(), version 2, inlined: a record's data is its last
+                                    # member but h here (len(obj) == 5), and the first
+                                    # ``,"data":`` is the member's (see data_span). A tombstone
+                                    # (or no data member) does not match here and goes the
+                                    # careful way, _read_line, which tells them apart.
+                                    start = line.find(data_key) + 8
+                                    digest = sha(b'%s%s"%s"}' % (
+                                        prev, line[:start],
+                                        sha(line[start:-SUFFIX_LEN]).hexdigest().encode(),
+                                    )).hexdigest()[:DIGEST_HEX]
+                                else:
+                                    digest = sha(prev + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX]
                                 prev = line[-DIGEST_HEX - 2:-2]
                                 if digest.encode() == prev:
                                     seq = self.seq = fields[0]
@@ -261,7 +382,7 @@ class ChainReader:
             raise self.corrupt("an unreadable record is followed by readable ones",
                                *self.torn_at, self.seq + 1)
         digest = line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
-        if link(self.digest, line[:-SUFFIX_LEN] + b"}") != digest:
+        if link(self.digest, line[:-SUFFIX_LEN] + b"}", self.version) != digest:
             raise self.corrupt("digest does not match: the record was altered, or one "
                                "before it is missing or out of order", source, lineno, seq)
         if seq != self.seq + 1:

@@ -59,6 +59,11 @@ class EventTooLargeError(InvalidEventError):
     """An encoded event over the store's size limit."""
 
 
+class RedactionError(InvalidInputError):
+    """A redaction the store refuses, changing nothing: a ``session.*`` event, a seq the
+    session does not hold, an event already redacted, or a store of format version 1."""
+
+
 class ConflictError(EventLogError):
     """``expected_seq`` did not match the session's last seq; nothing was written."""
 

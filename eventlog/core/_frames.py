@@ -19,8 +19,8 @@ HEADER = b'{"eventlog":'
 TRAILER = b'{"sealed":'
 
 
-def header_line(session_id: str, start: Head) -> bytes:
-    return orjson.dumps({"eventlog": 1, "session": session_id, "first_seq": start.seq + 1,
+def header_line(session_id: str, start: Head, version: int) -> bytes:
+    return orjson.dumps({"eventlog": version, "session": session_id, "first_seq": start.seq + 1,
                          "prev": start.digest})
 
 
@@ -37,6 +37,17 @@ def parse_header(line: bytes) -> Head | None:
         return Head(int(obj["first_seq"]) - 1, str(obj["prev"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def header_version(line: bytes) -> int | None:
+    """The format version a segment's header line names, or None."""
+    if not line.startswith(HEADER):
+        return None
+    try:
+        version = orjson.loads(line).get("eventlog")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return version if type(version) is int else None
 
 
 def parse_trailer(line: bytes) -> Head | None:

@@ -16,6 +16,7 @@ import math
 import re
 from typing import Any
 
+from ._codec import is_tombstone
 from ._errors import InvalidEventError, InvalidInputError, InvalidSessionIdError
 
 LEGACY_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -153,6 +154,14 @@ def _check_number(item: float, what: str, path: str) -> None:
             raise InvalidEventError(f"{what}{path}: integer {shown(item)} does not fit 64 bits")
     elif not math.isfinite(item):
         raise InvalidEventError(f"{what}{path}: {item!r} is not valid JSON")
+
+
+def check_not_tombstone(data: Any) -> None:
+    """Refuse new data shaped as a tombstone: only ``redact`` writes those (a stored one
+    would pass for an event that was redacted)."""
+    if type(data) is dict and len(data) == 1 and "redacted" in data and is_tombstone(data):
+        raise InvalidEventError("data of the form {\"redacted\": {reason, seq, sha256}} is a "
+                                "tombstone, which only redact() writes")
 
 
 def check_json(value: Any, what: str = "event data") -> None:

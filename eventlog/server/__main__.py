@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
     parser.add_argument("--read-only", action="store_true", help="serve no write route at all")
     parser.add_argument("--allow-delete", action="store_true", help="serve DELETE /api/sessions/ID")
+    parser.add_argument("--allow-redact", action="store_true",
+                        help="serve POST /api/sessions/ID/redact (behind the token)")
     parser.add_argument("--token-file", help="file holding the bearer token for writes "
                         "(default: EVENTLOG_TOKEN, else ~/.config/eventlog/token, made if missing)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         serve(args.store, host=args.host, port=args.port, read_only=args.read_only,
-              allow_delete=args.allow_delete, token_file=args.token_file,
+              allow_delete=args.allow_delete, allow_redact=args.allow_redact,
+              token_file=args.token_file,
               cors_origins=args.cors_origin, log_level=args.log_level)
     except (EventLogError, OSError) as exc:
         print(f"eventlog serve: {exc}", file=sys.stderr)

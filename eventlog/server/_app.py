@@ -25,6 +25,7 @@ from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams
 from ._ops import OpsRoutes
 from ._paths import decode_session_id, with_raw_session_id
+from ._proof import ProofRoutes
 from ._sessions import SessionRoutes
 from ._transcript import TranscriptRoutes
 
@@ -152,6 +153,7 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
     ops = OpsRoutes(ctx, streams)
     transcript = TranscriptRoutes(ctx)
     explore = ExploreRoutes(ctx)
+    proof = ProofRoutes(ctx)
     writes = not ctx.settings.read_only  # a read-only server has no write route at all: 405, never 401
     sid = "/api/sessions/{session_id}"  # percent-decoded once: see _paths
     table: dict[str, dict[str, Endpoint]] = {
@@ -173,6 +175,8 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         f"{sid}/export": {"GET": explore.export},
         f"{sid}/stream": {"GET": live.stream},
         f"{sid}/verify": {"GET": ops.verify_session},
+        "/api/checkpoint": {"GET": proof.store_checkpoint},
+        f"{sid}/checkpoint": {"GET": proof.session_checkpoint},
     }
     if writes:
         table["/api/sessions"]["POST"] = sessions.create_session
@@ -183,13 +187,15 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         table[f"{sid}/rewind"] = {"POST": history.rewind}
         if ctx.settings.allow_delete:
             table[sid]["DELETE"] = sessions.delete_session
+        if ctx.settings.allow_redact:
+            table[f"{sid}/redact"] = {"POST": proof.redact}
     return [_route(path, handlers) for path, handlers in table.items()]
 
 
 def create_app(  # noqa: PLR0913 - keyword-only settings
     log: EventLog, *, token: str | None, read_only: bool = False, allow_delete: bool = False,
-    cors_origins: Iterable[str] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    allowed_hosts: Iterable[str] | None = LOOPBACK_HOSTS,
+    allow_redact: bool = False, cors_origins: Iterable[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, allowed_hosts: Iterable[str] | None = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The ASGI app serving ``log``: the JSON API under /api, live streams, operations, the viewer.
 
@@ -202,11 +208,14 @@ def create_app(  # noqa: PLR0913 - keyword-only settings
         raise InvalidInputError("a server that accepts writes needs a token of at least 16 characters")
     if read_only and allow_delete:
         raise InvalidInputError("allow_delete contradicts read_only")
+    if read_only and allow_redact:
+        raise InvalidInputError("allow_redact contradicts read_only")
     if type(max_body_bytes) is not int or max_body_bytes < 1024:
         raise InvalidInputError(f"max_body_bytes must be an int of at least 1024, not {max_body_bytes!r}")
     origins: Sequence[str] = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
     settings = Settings(token=None if read_only else token, read_only=read_only,
-                        allow_delete=allow_delete, max_body_bytes=max_body_bytes)
+                        allow_delete=allow_delete, allow_redact=allow_redact,
+                        max_body_bytes=max_body_bytes)
     ctx = Context(log=log, settings=settings)
     streams = Streams()
 

@@ -23,6 +23,7 @@ class Settings:
     token: str | None
     read_only: bool = False
     allow_delete: bool = False
+    allow_redact: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_streams: int = 64
     heartbeat: float = 15.0      # seconds between SSE keep-alive comments

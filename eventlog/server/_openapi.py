@@ -156,6 +156,18 @@ SCHEMAS: dict[str, Schema] = {
     }, ("version", "sessions", "unreadable_sessions", "events", "messages", "bytes", "uptime_seconds",
         "read_only",
         "allow_delete", "live_streams", "appended_events")),
+    "Checkpoint": _obj({
+        "format": {"type": "string"}, "session_id": _nullable(_ref("SessionId")), "seq": _INT,
+        "digest": {"type": "string"}, "time": {"type": "number"},
+        "heads": _array({"type": "array", "prefixItems": [_ref("SessionId"), _INT,
+                                                          {"type": "string"}],
+                         "minItems": 3, "maxItems": 3}),
+        "signature": {"type": "string"},
+    }, ("format", "session_id", "seq", "digest", "time")),
+    "Redaction": _obj({"seqs": _array({"type": "integer", "minimum": 1}, min_items=1,
+                                      max_items=100_000),
+                       "reason": _TEXT}, ("seqs", "reason")),
+    "Redacted": _obj({"event": _ref("Event")}, ("event",)),
     "Health": _obj({"status": {"type": "string", "enum": ["ok"]}, "version": {"type": "string"}},
                    ("status", "version")),
 }
@@ -336,6 +348,13 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
                 _query("descending", {"type": "boolean"}, "Newest first (false)."),
                 _CLIP, *_FILTER_PARAMS],
             "responses": {**_ok("SearchResults"), **_errors(*_READ_ERRORS)}}},
+        "/api/checkpoint": {"get": {
+            "operationId": "storeCheckpoint",
+            "summary": "A checkpoint of every session's head, under one Merkle root",
+            "responses": {**_ok("Checkpoint"), **_errors(400, 500, 503)}}},
+        "/api/sessions/{session_id}/checkpoint": {"get": {
+            "operationId": "sessionCheckpoint", "summary": "A checkpoint of one session's head",
+            "parameters": [_SID], "responses": {**_ok("Checkpoint"), **_errors(*_READ_ERRORS)}}},
         "/api/sessions/{session_id}/verify": {"get": {
             "operationId": "verifySession", "summary": "Check one session's digests, seqs and snapshots",
             "parameters": [_SID], "responses": {**_ok("SessionVerify"), **_errors(*_READ_ERRORS)}}},
@@ -370,6 +389,13 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
             "security": secure, "parameters": [_SID, _EXPECTED],
             "requestBody": _body("NewEvent", "EventBatch"),
             "responses": {**_ok("EventsPosted", 201, "Stored"), **_errors(*_WRITE_ERRORS)}}
+        if settings.allow_redact:
+            paths["/api/sessions/{session_id}/redact"] = {"post": {
+                "operationId": "redactEvents",
+                "summary": "Erase the data of events, keeping the chain (see the README)",
+                "security": secure, "parameters": [_SID], "requestBody": _body("Redaction"),
+                "responses": {**_ok("Redacted", 201, "Redacted"),
+                              **_errors(400, 401, 404, 413, 415, 422, 500, 503)}}}
         if settings.allow_delete:
             paths["/api/sessions/{session_id}"]["delete"] = {
                 "operationId": "deleteSession", "summary": "Delete a session whole",

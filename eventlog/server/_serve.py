@@ -51,7 +51,7 @@ def _loopback(host: str) -> bool:
 
 def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
     store_url: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8765,
-    read_only: bool = False, allow_delete: bool = False,
+    read_only: bool = False, allow_delete: bool = False, allow_redact: bool = False,
     token_file: str | os.PathLike[str] | None = None, cors_origins: Iterable[str] = (),
     log_level: str = "info", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
@@ -70,10 +70,13 @@ def serve(  # noqa: PLR0913 - keyword-only options, one per command-line flag
         # clients use cannot be known here.
         hosts = (*LOOPBACK_HOSTS, host) if _loopback(host) else None
         app = create_app(log, token=token, read_only=read_only, allow_delete=allow_delete,
+                         allow_redact=allow_redact,
                          cors_origins=cors_origins, max_body_bytes=max_body_bytes, allowed_hosts=hosts)
         mode = "read-only" if read_only else "writes need the bearer token"
         if allow_delete:
             mode += ", deletes allowed"
+        if allow_redact:
+            mode += ", redaction allowed"
         banner = f"eventlog: serving {os.fspath(store_url)} at {{url}} ({mode})"
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                                 server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)

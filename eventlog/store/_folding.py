@@ -90,7 +90,7 @@ class Folding:
         really continues from the state's head; raise ``CorruptLogError`` if not."""
         after = state.head
         scan = self.backend.scan(sid, after.seq, position)
-        chain = ChainReader(sid, scan.start)
+        chain = ChainReader(sid, scan.start, self.backend.record_version)
         if scan.start.seq == after.seq and scan.start.digest != after.digest:
             raise chain.corrupt("snapshot does not match the log", "snapshot", 0, after.seq)
         head = after if scan.start.seq >= after.seq else None

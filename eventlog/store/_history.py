@@ -138,7 +138,7 @@ def verify_fork(log: EventLog, sid: str, event: Event) -> list[str]:
             continue
         if obj["seq"] > at:
             break
-        digest = link(digest, body)
+        digest = link(digest, body, log.version)
     if digest != want:
         problems.append(f"session {sid!r}: its events 1..{at} are not the history of "
                         f"{parent!r} it was forked from (the digest there differs)")

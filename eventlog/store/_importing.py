@@ -11,6 +11,7 @@ from ..core._codec import Head, encode_payload
 from ..core._errors import EventLogError, InvalidEventError, StorageError
 from ..core._records import ChatSession, Event
 from ._inputs import Durability, check_imported
+from ._redaction import check_imported as check_redactions
 from ._state import CREATED, REWOUND
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ def import_history(log: EventLog, sid: str, events: Iterable[Event],
                    durability: Durability | None, batch_size: int, check: bool) -> ChatSession:
     """``check`` False for events read from this store's own chain (``fork``): they are not
     checked again."""
-    iterator = iter(events)
+    # The tombstones and redaction events are checked against each other as they pass.
+    iterator = iter(check_redactions(sid, events))
     first = next(iterator, None)
     if first is None:
         raise InvalidEventError("nothing to import: a history starts with session.created")

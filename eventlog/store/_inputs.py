@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from ..core._codec import encode_payload
+from ..core._codec import encode_payload, is_tombstone
 from ..core._errors import InvalidEventError
 from ..core._records import ChatMessage, Event, build_message
 from ..core._validate import (
@@ -19,6 +19,7 @@ from ..core._validate import (
     check_timestamp,
 )
 from ._history import check_forked
+from ._redaction import REDACTED
 from ._state import FORKED, JOINED, LEFT, MESSAGE, REWOUND, message_data, own_json
 
 Durability = Literal["os", "fsync"]
@@ -83,6 +84,15 @@ def _check_reserved(event: Event) -> None:
     data, where = event.data, f"event {event.seq} ({event.type})"
     if type(data) is not dict:
         raise InvalidEventError(f"{where}: data must be an object")
+    if event.type == MESSAGE and is_tombstone(data):
+        return  # a redacted message: checked against its redaction event (_redaction)
+    if event.type == REDACTED:
+        seqs = data.get("seqs")
+        if (type(seqs) is not list or not seqs
+                or any(type(s) is not int or not 1 < s < event.seq for s in seqs)):
+            raise InvalidEventError(f"{where}: seqs must list seqs before it")
+        check_text(f"{where} reason", data.get("reason"))
+        return
     if event.type in (FORKED, REWOUND):
         check_forked(event, where)
     elif event.type in (JOINED, LEFT):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..backends._base import Backend, Guard
+from ..core._checkpoint import Checkpoint
 from ..core._codec import (
     ChainReader,
     Head,
@@ -39,8 +40,16 @@ from ..core._records import (
     build_message,
     keyed_event,
 )
-from ..core._validate import check_event_type, check_json, check_session_id, check_text
+from ..core._validate import (
+    check_event_type,
+    check_json,
+    check_not_tombstone,
+    check_session_id,
+    check_text,
+)
 from . import _catalog, _history, _retries
+from ._checkpoints import take as take_checkpoint
+from ._checkpoints import wanted
 from ._compaction import compact
 from ._folding import Folding
 from ._follow import follow, follow_start, follow_timeout
@@ -55,6 +64,7 @@ from ._inputs import (
     with_seq,
 )
 from ._reads import events_after, events_backward, scan_events
+from ._redaction import redact
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import CREATED, JOINED, LEFT, MESSAGE, SessionState, own_json
@@ -84,6 +94,8 @@ class EventLog:
             raise InvalidEventError(f"snapshot_every must be a positive int, not {snapshot_every!r}")
         self.max_event_bytes = max_event_bytes
         self.snapshot_every = snapshot_every
+        # The record format of the store (see core/_codec): every seal and chain check uses it.
+        self.version = backend.record_version
         self._closed = False
         self._folding = Folding(backend)
         self._folds = self._folding.folds  # the writers' folds, advanced by the append path
@@ -144,7 +156,7 @@ class EventLog:
         """Check a session's first event and store it; return the new session's state."""
         people, meta, ts = check_creation(participants, metadata, created_at)
         payload = encode_payload(CREATED, ts, {"participants": people, "metadata": meta})
-        record = seal([payload], genesis(sid), self.max_event_bytes)[0]
+        record = seal([payload], genesis(sid), self.max_event_bytes, self.version)[0]
         self.backend.create(sid, record, durable=self._durable(durability))
         state = SessionState(sid, Head(1, record.digest), participants=people,
                              metadata=own_json(meta), created_at=ts, last_activity=ts)
@@ -170,6 +182,7 @@ class EventLog:
         ids (by index in the batch) and the key the batch adds to the session's window."""
         check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
+        version = self.version
         every = self.snapshot_every
         captured: list[SessionState] = []
         marked: list[str] = []
@@ -184,7 +197,7 @@ class EventLog:
                 guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
-            records = seal(payloads, head, limit)
+            records = seal(payloads, head, limit, version)
             afters[:] = [head]
             fold = folds.get(sid)
             if fold is not None:
@@ -278,6 +291,7 @@ class EventLog:
         sid = self._live(session_id)
         check_event_type(type)
         check_json(data)
+        check_not_tombstone(data)
         ts = time.time()
         if idempotency_key is None:
             # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
@@ -313,6 +327,7 @@ class EventLog:
                 raise InvalidEventError(f"append_many item {index} must be a (type, data) tuple")
             check_event_type(item[0])
             check_json(item[1], f"event {index} data")
+            check_not_tombstone(item[1])
             payloads.append(encode_payload(item[0], ts, item[1], key))
         if not payloads:
             return []
@@ -411,6 +426,18 @@ class EventLog:
         """``import_events``; ``check`` False for events read from this store's own chain
         (``fork``): they are not checked again."""
         return import_history(self, sid, events, durability, batch_size, check)
+
+    def redact(self, session_id: str, seqs: Iterable[int], *, reason: str) -> Event:
+        """Erase the data of the events at ``seqs`` (messages and custom events) and append
+        one ``session.redacted`` event naming them and ``reason``; return that event.
+
+        Each redacted event keeps its seq, type and ts; its data becomes a tombstone,
+        ``{"redacted": {"reason", "seq" (of the redaction event), "sha256" (of the data)}}``,
+        and ``verify`` still checks the whole chain. The original bytes are gone from the
+        store when it returns (see ``Backend.redact``). ``RedactionError`` (a ValueError),
+        with nothing changed, for a ``session.*`` event, a seq the session does not hold,
+        an event already redacted, or a store of format version 1."""
+        return redact(self, self._live(session_id), seqs, reason)
 
     def fork(self, session_id: str, new_session_id: str | None = None, *,
              at_seq: int | None = None, durability: Durability | None = None) -> ChatSession:
@@ -624,14 +651,28 @@ class EventLog:
 
         return cleanup_old_sessions(self._folding, days, archive_dir, dry_run, candidates)
 
-    def verify(self, session_id: str | None = None) -> VerifyReport:
-        """Check digests, seq continuity, structure and snapshots; never raises for damage."""
+    def checkpoint(self, session_id: str | None = None) -> Checkpoint:
+        """A ``Checkpoint`` of the session's head, or (None) of every session's head in one
+        Merkle root; keep it outside the store and pass it to ``verify`` later."""
+        if session_id is None:
+            self._open_check()
+            return take_checkpoint(self, None)
+        return take_checkpoint(self, self._live(session_id))
+
+    def verify(self, session_id: str | None = None, *,
+               checkpoint: Checkpoint | None = None) -> VerifyReport:
+        """Check digests, seq continuity, structure and snapshots; never raises for damage.
+        With a ``checkpoint``, also report each session it holds whose log no longer
+        extends the head it committed to (truncated, rewritten, created anew) or that was
+        deleted since."""
+        heads = None if checkpoint is None else wanted(
+            checkpoint, None if session_id is None else [self._live(session_id)])
         if session_id is None and self._closed:
             raise StoreClosedError("the store is closed")
         sid = None if session_id is None else self._live(session_id)
         folded: dict[str, SessionState] = {}
         report = verify(self._folding, sid, lambda s, event: _history.verify_fork(self, s, event),
-                        folded)
+                        folded, heads)
         for checked in ([sid] if sid is not None else self.backend.session_ids()):
             _catalog.suspect(self, checked, checked not in folded)
         extra = _catalog.compare(self, folded, whole=session_id is None)

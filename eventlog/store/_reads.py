@@ -22,14 +22,14 @@ def scan_events(backend: Backend, sid: str, after_seq: int,
     """The events after ``after_seq`` (the scan may start earlier), the chain that checks
     them, and the scan's ``position`` callable."""
     scan = backend.scan(sid, after_seq, position)
-    chain = ChainReader(sid, scan.start)
+    chain = ChainReader(sid, scan.start, backend.record_version)
     return chain, read(chain, scan), scan.position
 
 
 def events_after(backend: Backend, sid: str, after_seq: int) -> Iterator[Event]:
     """Every event after ``after_seq``, in order, each checked against the digest chain."""
     scan = backend.scan(sid, after_seq, None)
-    events = read(ChainReader(sid, scan.start), scan)
+    events = read(ChainReader(sid, scan.start, backend.record_version), scan)
     return events if scan.start.seq >= after_seq else _skip_to(events, after_seq)
 
 
@@ -47,6 +47,7 @@ def events_backward(backend: Backend, sid: str) -> Iterator[Event]:
     An event is yielded only once its predecessor has vouched for it (or it is seq 1),
     so a damaged record is never returned even on this fast path.
     """
+    version = backend.record_version
     newer: tuple[dict[str, Any], bytes, str] | None = None
     torn = True
     for source, lineno, line in backend.scan_back(sid):
@@ -61,7 +62,7 @@ def events_backward(backend: Backend, sid: str) -> Iterator[Event]:
         torn = False
         if newer is not None:
             n_obj, n_body, n_digest = newer
-            if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body) != n_digest:
+            if n_obj["seq"] != obj["seq"] + 1 or link(digest, n_body, version) != n_digest:
                 raise CorruptLogError(
                     f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
                     f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
@@ -71,7 +72,7 @@ def events_backward(backend: Backend, sid: str) -> Iterator[Event]:
     if newer is None:
         return
     n_obj, n_body, n_digest = newer
-    if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body) != n_digest:
+    if n_obj["seq"] != 1 or link(genesis(sid).digest, n_body, version) != n_digest:
         raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
                               f"(oldest readable record is seq {n_obj['seq']})",
                               session_id=sid, seq=n_obj["seq"])

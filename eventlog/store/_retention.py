@@ -131,7 +131,7 @@ def _tap(lines: Lines, last: list[bytes]) -> Lines:
 def _history(log: Folding, sid: str, head: Head) -> Iterator[bytes]:
     """The session's record lines up to ``head``, each checked against the chain."""
     scan = log.backend.scan(sid, 0, None)
-    chain = ChainReader(sid, scan.start)
+    chain = ChainReader(sid, scan.start, log.backend.record_version)
     if scan.start != genesis(sid):
         raise CorruptLogError(f"session {sid!r}: the log does not start at its genesis",
                               session_id=sid)
@@ -160,7 +160,7 @@ def export_history(log: Folding, sid: str, head: Head, directory: Path) -> Path:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
-                out.write(header_line(sid, genesis(sid)) + b"\n")
+                out.write(header_line(sid, genesis(sid), log.backend.record_version) + b"\n")
                 for line in _history(log, sid, head):
                     out.write(line + b"\n")
                 out.write(trailer_line(head) + b"\n")

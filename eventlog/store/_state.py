@@ -55,10 +55,18 @@ class SessionState:
         if ts > self.last_activity:
             self.last_activity = ts
 
+    def apply_redacted(self, ts: float) -> None:
+        self.message_count += 1
+        if ts > self.last_activity:
+            self.last_activity = ts
+
     def apply(self, event: Event) -> None:
         kind = event.type
         data = event.data
         if kind == MESSAGE:  # never seq 1: that is always session.created
+            if "sender" not in data:  # a redacted message (a tombstone): who sent it is gone
+                self.apply_redacted(event.ts)
+                return
             self.apply_message(event.ts, data)
             return
         if kind == CREATED:
@@ -124,8 +132,16 @@ def message_data(message: ChatMessage) -> dict[str, Any]:
     return data
 
 
+REDACTED_MESSAGE = "redacted"
+"""The ``message_type`` of a redacted message: its sender, recipient, content and id are
+gone (empty strings), and its ``metadata`` is the tombstone."""
+
+
 def to_message(session_id: str, event: Event) -> ChatMessage:
     data = event.data
+    if "sender" not in data:  # a tombstone
+        return build_message("", "", session_id, None, "", event.ts, REDACTED_MESSAGE, data,
+                             event.seq)
     return build_message(data["sender"], data["content"], session_id, data.get("recipient"),
                          data["id"], event.ts, data.get("message_type", "text"),
                          data.get("metadata"), event.seq)

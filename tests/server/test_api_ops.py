@@ -151,13 +151,18 @@ def _documented(doc: dict[str, object]) -> set[tuple[str, str]]:
     return {(path, method) for path, ops in paths.items() for method in ops}
 
 
-@pytest.mark.parametrize(("read_only", "allow_delete"), [(False, False), (False, True), (True, False)])
-def test_openapi_matches_the_routes(tmp_path: Path, read_only: bool, allow_delete: bool) -> None:
+@pytest.mark.parametrize(("read_only", "allow_delete", "allow_redact"),
+                         [(False, False, False), (False, True, False), (True, False, False),
+                          (False, False, True)])
+def test_openapi_matches_the_routes(tmp_path: Path, read_only: bool, allow_delete: bool,
+                                    allow_redact: bool) -> None:
     with eventlog.open(tmp_path) as log:
-        app = create_app(log, token=TOKEN, read_only=read_only, allow_delete=allow_delete)
-        doc = build_openapi(Settings(token=TOKEN, read_only=read_only, allow_delete=allow_delete),
-                            eventlog.__version__)
+        app = create_app(log, token=TOKEN, read_only=read_only, allow_delete=allow_delete,
+                         allow_redact=allow_redact)
+        doc = build_openapi(Settings(token=TOKEN, read_only=read_only, allow_delete=allow_delete,
+                                     allow_redact=allow_redact), eventlog.__version__)
         assert _served(app) == _documented(doc)
+        assert (("/api/sessions/{session_id}/redact", "post") in _documented(doc)) == allow_redact
         writes = {m for _, m in _documented(doc)} - {"get"}
         assert writes == (set() if read_only else {"post", "delete"} if allow_delete else {"post"})
         # every $ref resolves

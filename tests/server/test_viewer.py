@@ -631,4 +631,28 @@ def test_the_session_list_pages_through_every_session(browser: Browser) -> None:
         w.page.locator('#sessions a[data-sid="thread/12"]').click()
         expect(w.page.locator("#live")).to_have_attribute("data-state", "live", timeout=15_000)
         assert "thread%2F12" in w.page.url or "thread/12" in w.page.url
+
+
+def test_redacted_events_show_as_such(browser: Browser) -> None:
+    """Issue 18: a redacted event keeps its place, type and time, says who erased it and why,
+    and shows none of its content; the redaction event itself is a note."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session("gdpr", ["A"])
+        log.add_message(ChatMessage(sender="A", content="my card is 4111", session_id="gdpr"))
+        log.append("gdpr", "tool.result", {"address": "1 Main St"})
+        log.add_message(ChatMessage(sender="A", content="kept", session_id="gdpr"))
+        log.redact("gdpr", [2, 3], reason="erasure request")
+        w = Watch(browser)
+        open_session(w.page, url, "gdpr")
+        events = w.page.locator("#events .ev")
+        expect(events).to_have_count(5)
+        redacted = w.page.locator("#events .redacted")
+        expect(redacted).to_have_count(2)
+        for text in redacted.all_inner_texts():
+            assert "Erased by the redaction at #5" in text and "erasure request" in text
+        assert "message" in redacted.first.inner_text()
+        assert "tool.result" in redacted.last.inner_text()
+        page = w.page.locator("#events").inner_text()
+        assert "4111" not in page and "Main St" not in page and "kept" in page
+        assert "redacted #2, #3" in w.page.locator("#events .note").last.inner_text()
         w.close()

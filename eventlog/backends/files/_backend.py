@@ -48,7 +48,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
-from ...core._codec import DIGEST_HEX, Head, Record, too_large
+from ...core._codec import (
+    DIGEST_HEX,
+    FORMAT_VERSION,
+    FORMAT_VERSIONS,
+    Head,
+    Record,
+    link2_payload,
+    too_large,
+)
 from ...core._errors import (
     ConflictError,
     EventLogError,
@@ -58,7 +66,18 @@ from ...core._errors import (
     StoreNotFoundError,
 )
 from ...core._validate import check_mode, check_seconds
-from .._base import Appended, Archived, Backend, Build, Guard, Lines, Scan, Sealed, Watch
+from .._base import (
+    Appended,
+    Archived,
+    Backend,
+    Build,
+    Guard,
+    Lines,
+    Replacement,
+    Scan,
+    Sealed,
+    Watch,
+)
 from . import _checks, _reading, _snapshots, _waiting, _writing
 from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
@@ -68,12 +87,15 @@ from ._discovery import sync
 from ._handle import Handles, still_there, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._recorded import recorded_head
+from ._redaction import redact_segments
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
 # (create_session("eventlog.json") raised SessionExistsError for a session that did not exist).
 FORMAT_FILE = ".eventlog.json"
-FORMAT = {"format": "eventlog-jsonl", "version": 1}
+FORMAT = {"format": "eventlog-jsonl", "version": FORMAT_VERSION}
+"""The marker of a new store; one of an older version in ``FORMAT_VERSIONS`` is read and
+written in that version (see ``Backend.record_version``)."""
 
 # Builds a NamedTuple (Head) without the Python-level call of its __new__.
 _new_tuple = tuple.__new__
@@ -179,9 +201,11 @@ class FileBackend(Backend):
             found = None
         if not isinstance(found, dict) or found.get("format") != FORMAT["format"]:
             raise StorageError(f"{marker} is not an eventlog store marker")
-        if found.get("version") != FORMAT["version"]:
-            raise StorageError(f"{marker}: store format version {found.get('version')} "
-                               f"is not supported (this eventlog reads {FORMAT['version']})")
+        version = found.get("version")
+        if type(version) is not int or version not in FORMAT_VERSIONS:
+            raise StorageError(f"{marker}: store format version {version!r} is not supported "
+                               f"(this eventlog reads {', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = self._dirs.record_version = version
 
     # Writing -----------------------------------------------------------------------------
 
@@ -259,7 +283,10 @@ class FileBackend(Backend):
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1
                 body = b'{"seq":%d,' % seq + payload[1:]
-                digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+                if self.record_version == 1:
+                    digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
+                else:
+                    digest = link2_payload(head[1], body, payload)
                 data = b'%s,"h":"%s"}\n' % (body[:-1], digest.encode())
                 if len(data) > max_bytes:  # the line and its newline must fit
                     raise too_large(len(data), max_bytes)
@@ -342,6 +369,11 @@ class FileBackend(Backend):
     @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         _snapshots.save_snapshot(self._dirs, session_id, seq, blob, durable=durable)
+
+    @_translated
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        redact_segments(self, session_id, replacements, durable)
+        self._catalog.drop(session_id)
 
     @_translated
     def archive(self, session_id: str) -> Archived:

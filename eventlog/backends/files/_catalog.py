@@ -172,6 +172,19 @@ class FileCatalog:
         except OSError:
             self.entries, self.lines, self.offset, self.inode = {}, 0, 0, None
 
+    def drop(self, session_id: str) -> None:
+        """Rewrite the file without any entry of ``session_id`` (a redaction erased what its
+        entries said: see ``_redaction``); the other sessions keep their newest entries.
+        Entries appended by others meanwhile are lost, which only makes them stale."""
+        with self.lock:
+            self._refresh()
+            if not self.path.exists():
+                return
+            self._compact(set(self.entries) - {session_id})
+            if self.inode is None and self.path.exists():  # appended to meanwhile: again
+                self._refresh()
+                self._compact(set(self.entries) - {session_id})
+
     def remove(self) -> None:
         """Drop the catalog (``eventlog reindex`` builds it again)."""
         with self.lock:

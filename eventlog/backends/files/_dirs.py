@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...core._codec import FORMAT_VERSION
 from ...core._errors import CorruptLogError, EventLogError, SessionNotFoundError, StorageError
 from ._archive import ArchiveError, ArchiveReader, read_index
 from ._lock import acquire_flock, release_flock
@@ -54,13 +55,15 @@ class Source:
 class Dirs:
     """The store's root and how its files are made; one per ``FileBackend``."""
 
-    __slots__ = ("dir_mode", "lock_timeout", "mode", "root")
+    __slots__ = ("dir_mode", "lock_timeout", "mode", "record_version", "root")
 
     def __init__(self, root: Path, mode: int, lock_timeout: float) -> None:
         self.root = root
         self.mode = mode
         self.dir_mode = dir_mode(mode)
         self.lock_timeout = lock_timeout
+        # The store's record format (see Backend.record_version), set from its marker.
+        self.record_version = FORMAT_VERSION
 
     def dir(self, session_id: str) -> Path:
         # A store written before issue 15 may hold this id under its legacy name (_names.py).

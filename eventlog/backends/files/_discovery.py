@@ -53,7 +53,7 @@ def next_segment(dirs: Dirs, session_id: str, handle: Handle, sealed: Head, dura
             return _discover(dirs, session_id, handle, durable)
         # A sealer that died between trailer and new segment left this to us.
         dirs.write_atomic(directory, segment_name(first),
-                          header_line(session_id, sealed) + b"\n", durable=durable)
+                          header_line(session_id, sealed, dirs.record_version) + b"\n", durable=durable)
     try:
         _open_segment(dirs, session_id, handle, first)
     except FileNotFoundError:
@@ -75,7 +75,7 @@ def _read_forward(dirs: Dirs, session_id: str, handle: Handle, start: Head, offs
                   durable: bool) -> Head:
     name = segment_name(handle.seg_first)
     reader = SegmentReader(handle.seg_fd, name, offset=offset, lineno=-1 if offset else 0)
-    chain = ChainReader(session_id, start)
+    chain = ChainReader(session_id, start, dirs.record_version)
     for _ in chain.read(reader):
         pass
     if offset == 0 and reader.header != start:
@@ -136,7 +136,8 @@ def _discover(dirs: Dirs, session_id: str, handle: Handle, durable: bool) -> Hea
                 before = Head(prev_obj["seq"], prev_digest)
             except Unparseable:
                 before = None
-        if before is None or link(before.digest, body) != digest or obj["seq"] != before.seq + 1:
+        if (before is None or obj["seq"] != before.seq + 1
+                or link(before.digest, body, dirs.record_version) != digest):
             raise CorruptLogError(
                 f"session {session_id!r}, {name}: the last record (seq {obj.get('seq')}) "
                 "does not follow the one before it; refusing to append to a damaged log",

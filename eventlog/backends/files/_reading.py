@@ -83,7 +83,7 @@ def _anchored(dirs: Dirs, session_id: str, name: str, position: Any) -> bool:
             except Unparseable:
                 return False
             return (stated == digest and obj["seq"] == position.get("seq")
-                    and link(prev, body) == digest
+                    and link(prev, body, dirs.record_version) == digest
                     and os.pread(fd, 1, offset - 1) == b"\n")
         tail = os.pread(fd, 40, max(0, offset - 40))
     finally:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ...core._codec import Head
 from ...core._frames import header_line as header_line  # re-exported: the segment's own lines
+from ...core._frames import header_version as header_version
 from ...core._frames import parse_header as parse_header
 from ...core._frames import parse_trailer as parse_trailer
 from ...core._frames import trailer_line as trailer_line

@@ -34,7 +34,8 @@ def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> Non
         try:
             if is_long(final.name):  # the name can't say the id: the id file does
                 dirs.write_new(temp / ID_FILE, session_id.encode("utf-8"), durable=durable)
-            segment = header_line(session_id, genesis(session_id)) + b"\n" + record.line + b"\n"
+            segment = (header_line(session_id, genesis(session_id), dirs.record_version) + b"\n"
+                       + record.line + b"\n")
             # The page is published from the start (generation 2, the first segment, its
             # size, seq 1 and its digest), as the first append would publish it: so the
             # head of a session nobody appended to is known without reading its log (the

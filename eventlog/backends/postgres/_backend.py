@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8
 
-from ...core._codec import Head, Record, too_large
+from ...core._codec import Head, Record, chain_body, too_large
 from ...core._errors import (
     ConflictError,
     CorruptLogError,
@@ -40,12 +40,13 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Guard, Sealed
+from .._base import Appended, Archived, Build, Guard, Replacement, Sealed
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
 from . import _statements as sql
 from ._listen import Listener
 from ._pool import Conn, Connections
+from ._redaction import redact_rows
 from ._schema import DEFAULT_SCHEMA, check_schema_name, prepare, quoted
 
 SNAPSHOTS_KEPT = 3
@@ -62,6 +63,14 @@ _FOLLOW_SLICE = 1.0  # a follower checks that its session is still the same life
 def _token() -> int:
     """A write's token: its writer's clock in ms, then 20 random bits (so they sort by time)."""
     return (int(time.time() * 1000) << 20) | random.getrandbits(20)
+
+
+def chain_payload(payload: bytes) -> bytes:
+    """What the version 2 chain hashes of a payload in place of the payload itself: its data
+    replaced by the data's digest (``core._codec.chain_body``; the seq in front does not
+    change it), so the one-statement append chains it in SQL as version 1 chains the
+    payload."""
+    return b"{" + chain_body(b'{"seq":0,' + payload[1:])[len(b'{"seq":0,'):]
 
 
 def _head_of(row: tuple[Any, ...] | None, session_id: str) -> tuple[int, Head]:
@@ -100,7 +109,7 @@ class PostgresBackend(RowBackend):
         self._conns = Connections(url, self.where, size=pool_size,
                                   retry_for=check_seconds("retry_for", retry_for),
                                   lock_timeout=check_seconds("lock_timeout", lock_timeout))
-        s = quoted(self.schema)
+        s = self.quoted_schema = quoted(self.schema)
         self._sql = {name: sql.bind(text, s) for name, text in vars(sql).items()
                      if name.isupper() and isinstance(text, str)}
         self._listener = Listener(self._conns, self.schema)
@@ -112,7 +121,8 @@ class PostgresBackend(RowBackend):
         # On a connection of its own, so that a server refusing us says why, at once.
         try:
             with self._conns.connect() as conn:
-                prepare(conn, self.schema, self.where, create=create, adopt=adopt)
+                self.record_version = prepare(conn, self.schema, self.where, create=create,
+                                              adopt=adopt)
         except psycopg.Error as exc:
             raise StorageError(f"{self.where}: opening: {str(exc).strip()}") from exc
 
@@ -148,7 +158,9 @@ class PostgresBackend(RowBackend):
                    ) -> tuple[Head, Head, dict[str, Any] | None]:
         if guard is not None:
             return self._append_guarded(session_id, payload, max_bytes, expected_seq, durable, guard)
-        params = {"id": session_id, "p": payload, "t": Int8(_token()),
+        params = {"id": session_id, "p": payload,
+                  "cp": payload if self.record_version == 1 else chain_payload(payload),
+                  "t": Int8(_token()),
                   "x": None if expected_seq is None else Int8(expected_seq), "m": Int8(max_bytes),
                   "c": self._channel}
 
@@ -276,6 +288,34 @@ class PostgresBackend(RowBackend):
                           {"id": session_id, "q": Int8(seq), "b": blob, "k": Int8(SNAPSHOTS_KEPT)})
         if not saved:
             raise SessionNotFoundError(session_id)
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        redact_rows(self, session_id, replacements)
+
+    # The session catalog (store/_catalog) -----------------------------------------------
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        # Ids compare by code point ("C"): the prefix's range ends where it stops matching.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix and ord(prefix[-1]) < 0x10FFFF else None
+        rows = self._run("reading the session catalog", "CATALOG_READ", {"f": prefix, "e": end},
+                         binary=True)
+        return [(sid, None if entry is None else bytes(entry)) for sid, entry in rows
+                if sid.startswith(prefix)]
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        text = self._sql["CATALOG_WRITE"]
+        params = [{"b": blob, "id": sid, "q": Int8(head.seq), "h": head.digest}
+                  for sid, head, blob in entries]
+
+        def step(conn: Conn) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(text, params)
+
+        self._conns.run("saving session catalog entries", step)
+
+    def catalog_reset(self) -> None:
+        text = self._sql["CATALOG_RESET"]
+        self._conns.run("dropping the session catalog", lambda conn: conn.execute(text))
 
     # Reading --------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Every table lives in the store's own schema (``?schema=NAME``, default ``eventlog``)::
 
-    eventlog_meta(key, value)              format marker and the schema's version
+    eventlog_meta(key, value)              format marker, the schema's version (``version``)
+                                           and the record format's (``records``; absent in
+                                           stores made before it: version 1)
     sessions(gen, id, seq, h, ph, sealed,  one row per session: its head (seq, h) and the
              archived, ctok, bytes,        digest before it; ``gen`` names this life of the id
              watched)                      (an identity: never reused); compaction's marks;
@@ -14,6 +16,8 @@ Every table lives in the store's own schema (``?schema=NAME``, default ``eventlo
     snapshots(session, seq, blob)
     tokens(session, tok, seq, h)           tokens of records compaction moved lately, kept while
                                            a retry may still look for them
+    catalog(gen, seq, entry)               the session catalog's entry of a session life, valid
+                                           while its head is at ``seq`` (schema version 2)
 
 Making them is one transaction under an advisory lock, so processes opening a new store
 at once make it once; a later version of the tables is one more step in ``MIGRATIONS``.
@@ -26,13 +30,15 @@ from typing import Any
 
 import psycopg
 
+from ...core._codec import FORMAT_VERSION, FORMAT_VERSIONS
 from ...core._errors import InvalidInputError, StorageError, StoreNotFoundError
 
 FORMAT = "eventlog-postgres"
-VERSION = 1
+VERSION = 2
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens"))
+_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
+                     "catalog"))
 
 # One list of statements per version: a store at version n gets MIGRATIONS[n:] in order.
 # ``{s}`` is the quoted schema.
@@ -81,6 +87,10 @@ MIGRATIONS: list[list[str]] = [[
         h text NOT NULL,
         PRIMARY KEY (session, tok)
     )""",
+], [
+    # Version 2: the session catalog's entries (derived data: see store/_catalog), one per
+    # session life, for the seq it was made at.
+    "CREATE TABLE {s}.catalog (gen bigint PRIMARY KEY, seq bigint NOT NULL, entry bytea NOT NULL)",
 ]]
 assert len(MIGRATIONS) == VERSION
 
@@ -97,9 +107,12 @@ def quoted(name: str) -> str:
 
 
 def prepare(conn: psycopg.Connection[Any], schema: str, where: str, *,
-            create: bool, adopt: bool) -> None:
+            create: bool, adopt: bool) -> int:
     """Make sure ``schema`` holds a store of this version: make or migrate it (``create``),
-    or raise ``StoreNotFoundError`` (without ``create``, writing nothing)."""
+    or raise ``StoreNotFoundError`` (without ``create``, writing nothing). Returns the
+    store's record format version (``Backend.record_version``): a new store gets
+    ``FORMAT_VERSION``, one made before the ``records`` key existed is version 1, and a
+    migration of the tables never changes it (its digests follow their version's rule)."""
     s = quoted(schema)
     with conn.transaction():
         found = conn.execute("SELECT to_regclass(%s)", (f"{s}.eventlog_meta",)).fetchone()
@@ -121,10 +134,19 @@ def prepare(conn: psycopg.Connection[Any], schema: str, where: str, *,
         for steps in MIGRATIONS[version:]:
             for statement in steps:
                 conn.execute(statement.replace("{s}", s))
+        if version == 0:
+            conn.execute(f"INSERT INTO {s}.eventlog_meta VALUES ('records', %s)",
+                         (str(FORMAT_VERSION),))
         if version < VERSION:
             conn.execute(f"INSERT INTO {s}.eventlog_meta VALUES ('format', %s), ('version', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                          (FORMAT, str(VERSION)))
+        found = conn.execute(f"SELECT value FROM {s}.eventlog_meta WHERE key = 'records'").fetchone()
+    records = "1" if found is None else found[0]
+    if records not in [str(v) for v in FORMAT_VERSIONS]:
+        raise StorageError(f"{where}: store format version {records} is not supported (this "
+                           f"eventlog reads {', '.join(map(str, FORMAT_VERSIONS))})")
+    return int(records)
 
 
 def _version(conn: psycopg.Connection[Any], schema: str, where: str, adopt: bool) -> int:

@@ -14,7 +14,9 @@ Parameters are named; ``{s}`` is the quoted schema.
 
 from __future__ import annotations
 
-# %(id)s session id, %(p)s the payload ({"type":..,"ts":..,"data":..}), %(t)s token, %(x)s
+# %(id)s session id, %(p)s the payload ({"type":..,"ts":..,"data":..}), %(cp)s what the
+# chain hashes of it (the payload in version 1, its data replaced by the data's digest in
+# version 2: see ``_backend.chain_payload``), %(t)s token, %(x)s
 # expected seq or NULL, %(m)s max line bytes, %(c)s channel. One row (seq before, h before,
 # new seq, new h, notified), or none if the session does not exist, the expected seq did
 # not match, or the line would be too long (``len(line)`` is ``len(payload) + digits of
@@ -27,7 +29,7 @@ APPEND_ONE = """
 WITH u AS (
   UPDATE {s}.sessions SET seq = seq + 1, ph = h,
     h = left(encode(sha256(convert_to(h, 'UTF8') || convert_to('{"seq":' || (seq + 1) || ',', 'UTF8')
-                           || substr(%(p)s::bytea, 2)), 'hex'), 32),
+                           || substr(%(cp)s::bytea, 2)), 'hex'), 32),
     bytes = bytes + length(%(p)s::bytea) + length((seq + 1)::text) + 47
   WHERE id = %(id)s AND (%(x)s::bigint IS NULL OR seq = %(x)s::bigint)
     AND length(%(p)s::bytea) + length((seq + 1)::text) + 46 < %(m)s::bigint
@@ -97,6 +99,8 @@ WITH t AS (
   DELETE FROM {s}.snapshots WHERE session IN (SELECT gen FROM d)
 ), k AS (
   DELETE FROM {s}.tokens WHERE session IN (SELECT gen FROM d)
+), c AS (
+  DELETE FROM {s}.catalog WHERE gen IN (SELECT gen FROM d)
 ), n AS (
   SELECT pg_notify(%(c)s, d.gen || ' 0') FROM d, t WHERE t.watched > now()
 )
@@ -180,3 +184,17 @@ WHERE gen = %(g)s::bigint RETURNING seq
 
 def bind(statement: str, schema: str) -> str:
     return statement.replace("{s}", schema)
+
+# The session catalog (see ``store/_catalog``): entries made for each session's current
+# seq, by id from %(f)s (and below %(e)s unless NULL); saved only for a head still current.
+CATALOG_READ = """
+SELECT s.id, c.entry FROM {s}.sessions s LEFT JOIN {s}.catalog c ON c.gen = s.gen AND c.seq = s.seq
+WHERE s.id COLLATE "C" >= %(f)s AND (%(e)s::text IS NULL OR s.id COLLATE "C" < %(e)s::text)
+ORDER BY s.id COLLATE "C"
+"""
+CATALOG_WRITE = """
+INSERT INTO {s}.catalog (gen, seq, entry)
+SELECT gen, seq, %(b)s FROM {s}.sessions WHERE id = %(id)s AND seq = %(q)s::bigint AND h = %(h)s
+ON CONFLICT (gen) DO UPDATE SET seq = EXCLUDED.seq, entry = EXCLUDED.entry
+"""
+CATALOG_RESET = "DELETE FROM {s}.catalog"

@@ -123,7 +123,7 @@ class FileArchive:
             # Under the file store's lock: write what the copy does not hold yet.
             if found.seq >= records[-1].seq:
                 return []
-            if not _continues(found, records):
+            if not _continues(found, records, self.files.record_version):
                 raise CorruptLogError(f"session {session_id!r}: the file archive changed "
                                       "while it was written", session_id=session_id,
                                       where="file archive")
@@ -140,7 +140,7 @@ class FileArchive:
         if head.seq > last.seq:  # a compactor beside us wrote further: it must agree at ``last``
             held = self.rows(session_id, None, last.seq, last.seq, 1, newest_first=False)
             return held == [(last.seq, last.line)]
-        return _continues(head, records)
+        return _continues(head, records, self.files.record_version)
 
     def rows(self, session_id: str, generation: Any, first: int, last: int, limit: int,
              *, newest_first: bool) -> Rows:
@@ -188,12 +188,12 @@ def _record(session_id: str, seq: int, line: bytes) -> Record:
     return Record(seq, digest, line)
 
 
-def _continues(head: Head, records: list[Record]) -> bool:
+def _continues(head: Head, records: list[Record], version: int) -> bool:
     """Whether a file copy ending at ``head`` is this life's: it holds, or chains into, them."""
     first, last = records[0].seq, records[-1].seq
     if head.seq == first - 1:
         body = parse(records[0].line)[1]
-        return link(head.digest, body) == records[0].digest
+        return link(head.digest, body, version) == records[0].digest
     if first <= head.seq <= last:
         return records[head.seq - first].digest == head.digest
     return False

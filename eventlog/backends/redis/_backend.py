@@ -12,9 +12,14 @@ one slot and every script (``_redis_scripts``) touches one slot only::
     <prefix>{<sid>}:snap   hash: seq -> snapshot
     <prefix>{<sid>}:arch   stream of archived records: entry 0-<first seq> holds last (its
                            last seq) and z (the record lines, zlib-compressed: see _chunks)
+    <prefix>{<sid>}:log:redacting, :arch:redacting   copies a redaction builds and renames over
+                           log and arch (see _redaction)
     <prefix>{<sid>}:tok    hash: seq -> the writer's token, for entries compaction trimmed
     <prefix>{<sid>}:tok0   lately (tok0: the window before), kept while a retry may still come
     <prefix>sessions       set: the registry of session ids, for listing
+    <prefix>format         string: the store's record format version (see ``_base``),
+                           written with its first session; a prefix with sessions and no
+                           marker is a store of version 1 (from before the marker)
 
 The head hash also holds ``c``: the session catalog's entry (``<seq>:<entry>``, derived
 data, used only while ``seq`` is the head's; see ``store/_catalog``).
@@ -57,7 +62,7 @@ from typing import Any, TypeVar
 import redis
 from redis.commands.core import Script
 
-from ...core._codec import Head, Record
+from ...core._codec import FORMAT_VERSIONS, Head, Record
 from ...core._errors import (
     ConflictError,
     CorruptLogError,
@@ -68,11 +73,12 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Sealed
+from .._base import Appended, Archived, Build, Replacement, Sealed
 from .._rows import RowBackend, Rows
 from . import _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
+from ._redaction import redact_redis
 
 T = TypeVar("T")
 SNAPSHOTS_KEPT = 3
@@ -157,6 +163,8 @@ class RedisBackend(RowBackend):
         self._seal = client.register_script(scripts.SEAL)
         self._archive = client.register_script(scripts.ARCHIVE)
         self._catalog = client.register_script(scripts.CATALOG)
+        self._redact = client.register_script(scripts.REDACT)
+        self._redact_copy = client.register_script(scripts.REDACT_COPY)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -164,13 +172,55 @@ class RedisBackend(RowBackend):
         self._heads: dict[str, Head] = {}  # last head seen per session: a hint, checked by the script
         self._waitaof: bool | None = None
         self._run("connecting", client.ping)
+        self._marked = self._read_version()
+        if isinstance(self.cold, FileArchive):
+            # The cold tier holds this store's own record lines: they chain by its version.
+            self.cold.files.record_version = self.record_version
+
+    def _read_version(self) -> bool:
+        """Set ``record_version`` from the store's marker; return whether the marker exists.
+        Without one, a prefix that holds sessions is of version 1 (written before markers),
+        and an empty one is new: the marker is written with its first session."""
+        found = self._run("opening", lambda: self.client.get(self._marker))
+        if found is None:
+            if self._run("opening", lambda: self.client.exists(self._registry)):
+                self.record_version = 1
+            return False
+        try:
+            version = int(found)
+        except ValueError:
+            version = -1
+        if version not in FORMAT_VERSIONS:
+            raise StorageError(f"{self.where}: {self._marker}: store format version {found!r} is "
+                               f"not supported (this eventlog reads "
+                               f"{', '.join(map(str, FORMAT_VERSIONS))})")
+        self.record_version = version
+        return True
+
+    def _mark(self, what: str) -> None:
+        """Write the version marker if nobody has; refuse to write beside a store that
+        another process marked with another version meanwhile."""
+        mine = str(self.record_version)
+        self._run(what, lambda: self.client.set(self._marker, mine, nx=True))
+        found = self._run(what, lambda: self.client.get(self._marker))
+        if found is None or (found.decode() if isinstance(found, bytes) else found) != mine:
+            raise StorageError(f"{self.where}: {what}: the store's format version is "
+                               f"{found!r}, but this process opened it as {mine}: open it again")
+        self._marked = True
+
+    @property
+    def _marker(self) -> str:
+        return self.prefix + "format"
 
     # Keys and the error edge ----------------------------------------------------------------
 
     def keys(self, session_id: str) -> list[str]:
-        """The session's keys: head, log, snap, arch, tok, tok0."""
+        """The session's keys: head, log, snap, arch, tok, tok0, and the copies of log and
+        arch a redaction builds (gone once it ends; listed so that delete removes those a
+        dead redaction left)."""
         base = f"{self.prefix}{{{session_id}}}:"
-        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
+        return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0",
+                base + "log:redacting", base + "arch:redacting"]
 
     @property
     def _registry(self) -> str:
@@ -232,6 +282,8 @@ class RedisBackend(RowBackend):
 
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         what = f"creating session {session_id!r}"
+        if not self._marked:
+            self._mark(what)
         token = os.urandom(8).hex()
         # Registered before it exists, so a crash in between leaves only a stale id (listing
         # skips ids without a head), and again after, in case a delete of an earlier life
@@ -363,11 +415,15 @@ class RedisBackend(RowBackend):
         heads = self._run(what, lambda: self._pipeline(
             False, [("hmget", (self.keys(sid)[0], ["seq", "c"])) for sid in ids]))
         found: list[tuple[str, bytes | None]] = []
+        gone = []
         for sid, (seq, entry) in zip(ids, heads, strict=True):
             if seq is None:
-                continue  # gone (expired, deleted, or half created): session_ids tidies it
+                gone.append(sid)  # expired, deleted, or half created
+                continue
             made_for, _, blob = (entry or b"").partition(b":")
             found.append((sid, blob if entry is not None and made_for == seq else None))
+        if gone:  # tidy the registry, as session_ids does (listings no longer call it)
+            self._unregister(what, gone)
         return found
 
     def catalog_reset(self) -> None:
@@ -397,6 +453,9 @@ class RedisBackend(RowBackend):
         pipe = self.client.pipeline(transaction=transaction)
         fill(pipe)
         return pipe.execute()
+
+    def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        redact_redis(self, session_id, replacements, durable)
 
     def transaction(self, what: str, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Commands run as one MULTI/EXEC (all on one session's keys), with the retry rules."""
@@ -499,7 +558,7 @@ class RedisBackend(RowBackend):
         """Move sealed records from the log into the archive tier, then ``XTRIM MINID`` them.
         Each step is one script, so a reader sees a record in the log or in the archive,
         never in neither."""
-        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)
+        head_key, log_key, _snap, arch_key, tok_key, tok0_key = self.keys(session_id)[:6]
         what = f"archiving session {session_id!r}"
         chunks = before = after = 0
         while True:

@@ -189,3 +189,106 @@ if found[1] ~= ARGV[1] or found[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'c', ARGV[1] .. ':' .. ARGV[3])
 return 1
 """
+
+# KEYS log, its copy; ARGV the last entry id copied ("" for none), how many to copy now, then
+# pairs (entry id, new line). Copies the next entries of the log into the copy, the lines of
+# the given entries swapped; returns the last id copied ("" if none was left). A redaction
+# copies a long log this way, a page per call, so the server is never blocked for long; the
+# REDACT script copies what is left and swaps the copy in, atomically.
+REDACT_COPY = """
+local swap = {}
+for i = 3, #ARGV, 2 do swap[ARGV[i]] = ARGV[i + 1] end
+local start = ARGV[1] == '' and '-' or '(' .. ARGV[1]
+local page = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', tonumber(ARGV[2]))
+for _, e in ipairs(page) do
+  local f = e[2]
+  if swap[e[1]] then
+    for j = 1, #f, 2 do if f[j] == 'r' then f[j + 1] = swap[e[1]] end end
+  end
+  redis.call('XADD', KEYS[2], e[1], unpack(f))
+end
+if #page == 0 then return '' end
+return page[#page][1]
+"""
+
+# KEYS head, log, snap, arch, the log's copy, the archive's copy; ARGV the archive mark the
+# client read, the last log entry id REDACT_COPY copied ("" for none), n, then n triples
+# (seq, old line, new line), m, then m triples (chunk's first seq, old z, new z). Returns {0}
+# done, {1} the mark moved (start again), {2} no such session, {3, seq} a line or chunk changed.
+#
+# A stream entry can't be rewritten, and XDEL only marks it deleted (its bytes stay in the
+# node), so each stream that holds a replaced line is copied, replaced lines swapped, and
+# renamed over the old one, which frees the old entries. Checks before the first write.
+REDACT = """
+local function field(entry, name)
+  local f = entry[2]
+  for j = 1, #f, 2 do if f[j] == name then return f[j + 1] end end
+  return nil
+end
+local function stop(answer)
+  redis.call('DEL', KEYS[5])
+  return answer
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return stop({2}) end
+local archived = tonumber(ARGV[1])
+if tonumber(redis.call('HGET', KEYS[1], 'archived') or '0') ~= archived then return stop({1}) end
+local copied = ARGV[2]
+local i = 4
+local lines, delta = {}, 0
+for _ = 1, tonumber(ARGV[3]) do
+  local seq, old, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local e = redis.call('XRANGE', KEYS[2], '0-' .. seq, '0-' .. seq)
+  if #e == 1 then
+    if field(e[1], 'r') ~= old then return stop({3, seq}) end
+    lines['0-' .. seq] = new
+    delta = delta + #new - #old
+  elseif tonumber(seq) > archived then
+    return stop({3, seq})
+  end
+end
+local chunks, adelta = {}, 0
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  local first, oldz, newz = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local e = redis.call('XRANGE', KEYS[4], '0-' .. first, '0-' .. first)
+  if #e ~= 1 or field(e[1], 'z') ~= oldz then return stop({3, first}) end
+  chunks['0-' .. first] = newz
+  adelta = adelta + #newz - #oldz
+end
+-- Copy ``key`` (from after ``after``, into ``copy``, which holds what came before), the
+-- field ``name`` of the entries in ``swap`` replaced, and rename the copy over it.
+local function rebuild(key, copy, after, name, swap)
+  if after == '' then redis.call('DEL', copy) end
+  local ttl = redis.call('PTTL', key)
+  local info = redis.call('XINFO', 'STREAM', key)
+  local last
+  for j = 1, #info, 2 do if info[j] == 'last-generated-id' then last = info[j + 1] end end
+  local start = after == '' and '-' or '(' .. after
+  while true do
+    local page = redis.call('XRANGE', key, start, '+', 'COUNT', 10000)
+    for _, e in ipairs(page) do
+      local f = e[2]
+      if swap[e[1]] then
+        for j = 1, #f, 2 do if f[j] == name then f[j + 1] = swap[e[1]] end end
+      end
+      redis.call('XADD', copy, e[1], unpack(f))
+    end
+    if #page < 10000 then break end
+    start = '(' .. page[#page][1]
+  end
+  redis.call('RENAME', copy, key)
+  redis.call('XSETID', key, last)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+if next(lines) then rebuild(KEYS[2], KEYS[5], copied, 'r', lines) else redis.call('DEL', KEYS[5]) end
+if next(chunks) then rebuild(KEYS[4], KEYS[6], '', 'z', chunks) end
+redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[1], 'c')  -- the catalog's entry named the erased senders
+redis.call('HSET', KEYS[1], 'sb', 0)
+redis.call('HINCRBY', KEYS[1], 'b', delta)
+redis.call('HINCRBY', KEYS[1], 'ab', adelta)
+return {0}
+"""

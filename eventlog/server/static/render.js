@@ -156,9 +156,33 @@ function customNode(ctx, event) {
   return item;
 }
 
+function tombstoneOf(d) {
+  const t = d && typeof d === "object" && !Array.isArray(d) && Object.keys(d).length === 1 ? d.redacted : null;
+  return t && typeof t === "object" && typeof t.sha256 === "string" ? t : null;
+}
+
+// An event whose data was erased by redact(): its seq, type and time stay, with why and by which event.
+function redactedNode(ctx, event, tomb) {
+  const item = el("li", "ev redacted");
+  const parts = [textEl("span", "type", event.type, ctx.mark), el("span", "kind", "redacted")];
+  item.append(head(ctx, event, parts));
+  const note = el("p", "redacted-note");
+  note.append(el("span", null, "Erased by the redaction at "));
+  const link = el("a", null, "#" + tomb.seq);
+  link.href = "#ev-" + tomb.seq;
+  note.append(link, el("span", null, ": "), textEl("span", "reason", String(tomb.reason), ctx.mark));
+  item.append(note);
+  return item;
+}
+
 function build(ctx, event) {
   const d = event.data || {};
+  const tomb = tombstoneOf(event.data);
+  if (tomb) return redactedNode(ctx, event, tomb);
   switch (event.type) {
+    case "session.redacted":
+      return noteNode(ctx, event, [el("span", null, "redacted " + (d.seqs || []).map((s) => "#" + s).join(", ")),
+        textEl("span", "reason", d.reason, ctx.mark)]);
     case "message":
       return messageNode(ctx, event);
     case "session.participant_joined":
