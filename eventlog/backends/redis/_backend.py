@@ -433,6 +433,9 @@ class RedisBackend(RowBackend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         def send() -> Any:
+            if self.cluster:  # redis-py refuses scripts in a cluster pipeline: one call each
+                return [self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob])
+                        for sid, head, blob in entries]
             pipe = self.client.pipeline(transaction=False)
             for sid, head, blob in entries:
                 self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob],
