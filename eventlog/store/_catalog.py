@@ -159,7 +159,7 @@ def encode_entry(state: SessionState) -> bytes:
     forked = None if state.forked_from is None else list(state.forked_from)
     return orjson.dumps([state.head.seq, state.head.digest, state.created_at,
                          state.last_activity, state.message_count, state.participants,
-                         state.metadata, forked])
+                         state.metadata, forked, [list(r) for r in state.rewinds]])
 
 
 def decode_entry(sid: str, blob: bytes) -> tuple[ChatSession, Head]:
@@ -171,15 +171,17 @@ def decode_entry(sid: str, blob: bytes) -> tuple[ChatSession, Head]:
 
 Row = tuple[str, list[Any]]
 """A session's id and its entry as decoded: [seq, h, created_at, last_activity,
-message_count, participants, metadata, forked_from (null or [parent, seq])]. Listings sort
+message_count, participants, metadata, forked_from (null or [parent, seq]), rewinds
+([[to_seq, seq], ...])]. Listings sort
 and filter these, and build a ``ChatSession`` only for what they return."""
 
 
 def _session(row: Row) -> ChatSession:
-    sid, (seq, _digest, created, last, count, people, meta, forked) = row
+    sid, (seq, _digest, created, last, count, people, meta, forked, rewinds) = row
     return ChatSession(session_id=sid, participants=people, created_at=float(created),
                        last_activity=float(last), message_count=count, last_seq=seq,
-                       metadata=meta, forked_from=None if forked is None else tuple(forked))
+                       metadata=meta, forked_from=None if forked is None else tuple(forked),
+                       rewinds=tuple((r[0], r[1]) for r in rewinds))
 
 
 def entries(log: EventLog, prefix: str, *,
@@ -192,11 +194,13 @@ def entries(log: EventLog, prefix: str, *,
 
 
 def _valid(row: list[Any]) -> bool:
-    return (type(row) is list and len(row) == 8 and type(row[0]) is int and type(row[1]) is str
+    return (type(row) is list and len(row) == 9 and type(row[0]) is int and type(row[1]) is str
             and type(row[2]) in (int, float) and type(row[3]) in (int, float)
             and type(row[4]) is int and type(row[5]) is list and type(row[6]) is dict
             and (row[7] is None or (type(row[7]) is list and len(row[7]) == 2
-                                    and type(row[7][0]) is str and type(row[7][1]) is int)))
+                                    and type(row[7][0]) is str and type(row[7][1]) is int))
+            and type(row[8]) is list and all(type(r) is list and len(r) == 2 and type(r[0]) is int
+                                             and type(r[1]) is int for r in row[8]))
 
 
 def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
@@ -226,7 +230,8 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
         s = state.to_session()
         found.append((sid, [s.last_seq, state.head.digest, s.created_at, s.last_activity,
                             s.message_count, s.participants, s.metadata,
-                            None if s.forked_from is None else list(s.forked_from)]))
+                            None if s.forked_from is None else list(s.forked_from),
+                            [list(r) for r in s.rewinds]]))
         fresh.append((sid, state.head, encode_entry(state)))
     if fresh:
         save(log, fresh)
@@ -320,7 +325,7 @@ def _row_match(query: Query) -> Callable[[Row], bool]:
         return lambda r: True  # no filter but the prefix (which the backend applied)
 
     def match(row: Row) -> bool:
-        _sid, (_seq, _h, _created, last, _count, people, meta, _forked) = row
+        _sid, (_seq, _h, _created, last, _count, people, meta, _forked, _rewinds) = row
         if query.participant is not None and query.participant not in people:
             return False
         if query.active_after is not None and not last > query.active_after:

@@ -102,6 +102,18 @@ def _seq_of(entry_id: Any) -> int:
     return int(_text(entry_id).partition("-")[2])
 
 
+
+def _tag(session_id: str) -> str:
+    """The session's hash tag. Redis Cluster hashes the text between a key's first ``{`` and
+    the next ``}``: an id holding ``}`` would cut the tag short, and one starting with it
+    gives an empty tag, which spreads the session's keys over slots. So ``%`` and ``}`` are
+    escaped (``%25``, ``%7D``); other ids are their own tag. The two kinds can't meet (only
+    escaped tags hold ``%``), so no two ids share keys."""
+    if "}" not in session_id and "%" not in session_id:
+        return session_id
+    return session_id.replace("%", "%25").replace("}", "%7D")
+
+
 class RedisBackend(RowBackend):
     """Sessions in Redis Streams; safe across threads, processes, machines and ``fork()``.
 
@@ -169,7 +181,7 @@ class RedisBackend(RowBackend):
 
     def keys(self, session_id: str) -> list[str]:
         """The session's keys: head, log, snap, arch, tok, tok0."""
-        base = f"{self.prefix}{{{session_id}}}:"
+        base = f"{self.prefix}{{{_tag(session_id)}}}:"
         return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0"]
 
     @property
@@ -377,6 +389,11 @@ class RedisBackend(RowBackend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         def send() -> Any:
+            if self.cluster:
+                # redis-py refuses scripts in a cluster pipeline: one call each (an entry
+                # is derived data, written now and then, never on the append path).
+                return [self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob])
+                        for sid, head, blob in entries]
             pipe = self.client.pipeline(transaction=False)
             for sid, head, blob in entries:
                 self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob],
