@@ -5,12 +5,14 @@ from __future__ import annotations
 from .core._errors import (
                       ConflictError,
                       CorruptLogError,
+                      DuplicateMessageError,
                       EventLogError,
                       EventTooLargeError,
                       InvalidEventError,
                       InvalidInputError,
                       InvalidSessionIdError,
                       LockTimeoutError,
+                      SeqOutOfRangeError,
                       SessionExistsError,
                       SessionNotFoundError,
                       SessionPoisonedError,
@@ -18,7 +20,14 @@ from .core._errors import (
                       StoreClosedError,
                       StoreNotFoundError,
 )
-from .core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from .core._records import (
+    ChatMessage,
+    ChatSession,
+    CompactionReport,
+    Event,
+    KeyedEvent,
+    VerifyReport,
+)
 from .integrations._persistence import SessionPersistence
 from .store._async import AsyncEventLog, open_async
 from .store._log import EventLog
@@ -34,6 +43,7 @@ __all__ = [
     "CompactionReport",
     "ConflictError",
     "CorruptLogError",
+    "DuplicateMessageError",
     "Event",
     "EventLog",
     "EventLogError",
@@ -41,9 +51,11 @@ __all__ = [
     "InvalidEventError",
     "InvalidInputError",
     "InvalidSessionIdError",
+    "KeyedEvent",
     "LockTimeoutError",
     "SearchHit",
     "SearchPage",
+    "SeqOutOfRangeError",
     "SessionExistsError",
     "SessionNotFoundError",
     "SessionPersistence",

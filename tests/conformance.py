@@ -29,6 +29,7 @@ from eventlog import (
 from ._contract_aliasing import AliasingContract
 from ._contract_base import ContractBase, contents, message
 from ._contract_concurrency import ConcurrencyContract
+from ._contract_history import HistoryContract
 from ._contract_input import InputContract
 from ._contract_model import ModelContract
 from ._contract_reads import ReadContract
@@ -309,7 +310,7 @@ class ApiContract(ContractBase):
         calls = [lambda: log.append(sid, "x", 1, expected_seq=wrong),
                  lambda: log.append_many(sid, [("x", 1), ("y", 2)], expected_seq=wrong),
                  lambda: log.add_message(message(sid), expected_seq=wrong),
-                 lambda: log.add_messages([message(sid)] * 2, expected_seq=wrong),
+                 lambda: log.add_messages([message(sid), message(sid)], expected_seq=wrong),
                  lambda: log.add_participant(sid, "p", expected_seq=wrong),
                  lambda: log.remove_participant(sid, "p", expected_seq=wrong)]
         for call in calls:
@@ -462,6 +463,7 @@ class ApiContract(ContractBase):
 
 
 class StoreContract(ApiContract, ReadContract, InputContract, ModelContract, ConcurrencyContract,
+                    HistoryContract,
                     AliasingContract):
     """The whole contract. Subclass it as ``Test<Backend>`` and fill in ``fresh_url``."""
 

@@ -468,3 +468,24 @@ def test_the_compaction_threshold_does_not_hide_archives(tmp_path: Path) -> None
         expected = heads(log)
     assert list((store / "tiny").glob("*.gz"))
     assert_sound(check(store), expected)
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_history_operations_are_in_the_format(tmp_path: Path, kind: str) -> None:
+    """Rewinds, forks and idempotency keys (issue 17) as the README specifies them: the checker
+    folds a rewind to the state at its to_seq, checks forked_from in snapshots and reads k."""
+    where = tmp_path / ("store" if kind == "file" else "store.db")
+    with eventlog.open(where if kind == "file" else f"sqlite:///{where}", snapshot_every=2) as log:
+        log.create_session("s", ["A"])
+        for i in range(7):
+            log.add_message(eventlog.ChatMessage(sender=f"P{i}", content=str(i), session_id="s"))
+        log.rewind("s", 4)
+        log.add_message(eventlog.ChatMessage(sender="Q", content="x", session_id="s"))
+        log.append_many("s", [("t", 1), ("t", 2)], idempotency_key="k1")
+        log.fork("s", "f", at_seq=9)
+        log.add_participant("f", "Z")
+        log.rewind("f", 3)
+        log.add_participant("f", "Y")
+        log.compact()
+    report = check(where)
+    assert not report.problems and len(report.sessions) == 2

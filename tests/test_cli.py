@@ -66,7 +66,7 @@ def test_every_command_help_shows_an_example(capsys, name):
 def test_the_issue_commands_all_exist():
     assert {c.name for c in COMMANDS} == {
         "demo", "sessions", "show", "tail", "create", "post", "replay", "verify", "compact",
-        "cleanup", "export", "import", "stats", "copy", "serve", "search"}
+        "cleanup", "export", "import", "stats", "copy", "serve", "search", "fork", "rewind"}
 
 
 def test_top_level_help_and_no_command(capsys):
@@ -265,7 +265,7 @@ def test_unreadable_import_file(capsys, store, tmp_path):
     code, _, err = cli(capsys, "import", bad, "--store", store)
     assert code == 1
     assert err == (f"eventlog: {bad} line 2: not an event (an object with exactly seq, type, ts "
-                   "and data)\n")
+                   "and data, and a string key if it was appended with one)\n")
     bad.write_text('{"seq": 1, "type": "tool.x", "ts": 1, "data": {}}\n')
     code, _, err = cli(capsys, "import", bad, "--store", store, "--session", "s")
     assert code == 1 and "an imported history must start with a session.created event" in err
@@ -577,3 +577,38 @@ def test_search_with_no_match_exits_1_and_bad_input_2(capsys, store, team):
     assert (code, out, err.strip()) == (1, "", "no match")
     assert cli(capsys, "search", "x", "--cursor", "bogus", "--store", store)[0] == 2
     assert cli(capsys, "search", "x", "--session", "missing", "--store", store)[0] == 1
+
+
+def test_fork_and_rewind_commands(capsys: pytest.CaptureFixture[str], store: Path) -> None:
+    assert cli(capsys, "create", "team", "--store", store)[0] == 0
+    for word in ("one", "two", "three"):
+        assert cli(capsys, "post", "team", "--sender", "A", word, "--store", store)[0] == 0
+    code, out, _ = cli(capsys, "fork", "team", "team-b", "--at-seq", "3", "--store", store)
+    assert (code, out) == (0, "team-b\n")
+    code, out, _ = cli(capsys, "fork", "team", "--store", store)
+    assert code == 0 and len(out.strip()) == 32
+    code, out, _ = cli(capsys, "rewind", "team", "--to-seq", "2", "--reason", "undo",
+                       "--store", store)
+    assert code == 0 and "seq 5" in out
+    code, _, err = cli(capsys, "rewind", "team", "--to-seq", "99", "--store", store)
+    assert code != 0 and "to_seq" in err
+    with eventlog.open(store) as log:
+        assert [m.content for m in log.get_messages("team")] == ["one"]
+        assert log.get_session("team-b").forked_from == ("team", 3)
+        assert [m.content for m in log.get_messages("team-b")] == ["one", "two"]
+        assert log.events("team").__next__().seq == 1 and log.get_session("team").last_seq == 5
+
+
+def test_replay_export_and_import_keep_idempotency_keys(capsys: pytest.CaptureFixture[str],
+                                                        store: Path, tmp_path: Path) -> None:
+    with eventlog.open(store) as log:
+        log.create_session("k")
+        log.append("k", "tool.call", {"n": 1}, idempotency_key="call-1")
+    code, out, _ = cli(capsys, "replay", "k", "--store", store)
+    assert code == 0 and '"key":"call-1"' in out.splitlines()[1]
+    assert cli(capsys, "export", "k", "-o", tmp_path / "k.jsonl", "--store", store)[0] == 0
+    assert cli(capsys, "import", tmp_path / "k.jsonl", "--session", "k2", "--store", store)[0] == 0
+    with eventlog.open(store) as log:
+        assert list(log.events("k2")) == list(log.events("k"))
+        assert [e.key for e in log.events("k2")] == [None, "call-1"]
+        assert log.append("k2", "tool.call", {"n": 1}, idempotency_key="call-1").seq == 2

@@ -181,6 +181,18 @@ def test_a_batch_with_one_unstorable_message_stores_none(store: str) -> None:
     assert history.messages == [HumanMessage("first")]
 
 
+def test_a_clear_marker_of_an_earlier_release_still_hides(store: str) -> None:
+    """Histories written before clear became a rewind hold langchain.cleared markers."""
+    history = EventLogChatMessageHistory("old", store)
+    history.add_messages([HumanMessage("before")])
+    history.log.append("old", CLEARED_EVENT, {})
+    history.add_messages([HumanMessage("after")])
+    assert history.messages == [HumanMessage("after")]
+    history.clear()
+    history.add_messages([HumanMessage("last")])
+    assert history.messages == [HumanMessage("last")]
+
+
 def test_clear_hides_but_erases_nothing(store: str) -> None:
     history = EventLogChatMessageHistory("s", store)
     history.add_messages([HumanMessage("old 1"), AIMessage("old 2")])
@@ -192,7 +204,7 @@ def test_clear_hides_but_erases_nothing(store: str) -> None:
     audit = [(e.type, e.data["data"]["content"] if e.type == MESSAGE_EVENT else None)
              for e in history.log.events("s")]
     assert audit == [("session.created", None), (MESSAGE_EVENT, "old 1"), (MESSAGE_EVENT, "old 2"),
-                     (CLEARED_EVENT, None), (CLEARED_EVENT, None), (MESSAGE_EVENT, "new")]
+                     ("session.rewound", None), ("session.rewound", None), (MESSAGE_EVENT, "new")]
     assert history.log.verify("s").ok
 
 

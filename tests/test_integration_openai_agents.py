@@ -34,6 +34,7 @@ from eventlog.integrations.openai_agents import (
 WORKER = str(Path(__file__).with_name("integration_worker.py"))
 SOURCE_ROOT = str(Path(eventlog.__file__).resolve().parent.parent)
 T = TypeVar("T")
+REWOUND = "session.rewound"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -289,10 +290,30 @@ def test_pop_and_clear_hide_but_erase_nothing(store: str) -> None:
         assert said(run(EventLogSession("s", fresh).get_items())) == ["after"]
         audit = [(e.type, e.data) for e in fresh.events("s")][1:]
     assert audit == ([(ITEM_EVENT, {"role": "user", "content": str(n)}) for n in range(5)]
-                     + [(POPPED_EVENT, {"seq": 6}), (POPPED_EVENT, {"seq": 5}),
-                        (ITEM_EVENT, {"role": "user", "content": "5"}), (POPPED_EVENT, {"seq": 9}),
-                        (CLEARED_EVENT, {}), (ITEM_EVENT, {"role": "user", "content": "after"})])
+                     + [(REWOUND, {"to_seq": 5, "reason": "pop_item"}),
+                        (REWOUND, {"to_seq": 4, "reason": "pop_item"}),
+                        (ITEM_EVENT, {"role": "user", "content": "5"}),
+                        (REWOUND, {"to_seq": 8, "reason": "pop_item"}),
+                        (REWOUND, {"to_seq": 1, "reason": "clear_session"}),
+                        (ITEM_EVENT, {"role": "user", "content": "after"})])
     assert session.log.verify("s").ok
+
+
+def test_markers_of_earlier_releases_still_hide_what_they_hid(store: str) -> None:
+    """Sessions written before pop_item and clear_session became rewinds hold agents.popped
+    and agents.cleared markers; they read as they did, beside rewinds written since."""
+    with eventlog.open(store) as log:
+        log.create_session("old")
+        log.append_many("old", [(ITEM_EVENT, {"role": "user", "content": str(n)}) for n in range(3)])
+        log.append("old", CLEARED_EVENT, {})
+        log.append_many("old", [(ITEM_EVENT, {"role": "user", "content": c}) for c in "abc"])
+        log.append("old", POPPED_EVENT, {"seq": 8})
+    session = EventLogSession("old", store)
+    assert said(run(session.get_items())) == ["a", "b"]
+    assert said([run(session.pop_item())]) == ["b"]  # type: ignore[list-item]
+    assert said(run(session.get_items())) == ["a"]
+    run(session.add_items([{"role": "user", "content": "d"}]))
+    assert said(run(session.get_items())) == ["a", "d"]
 
 
 def test_a_never_written_session_reads_empty_and_is_not_created(store: str) -> None:
@@ -382,7 +403,7 @@ def test_four_processes_adding_then_popping_lose_nothing_and_never_pop_twice(sto
         assert order == sorted(order, reverse=True)
     assert run(EventLogSession("busy", store).get_items()) == []
     with eventlog.open(store) as log:
-        pops = [e.data["seq"] for e in log.events("busy") if e.type == POPPED_EVENT]
+        pops = [e.data["to_seq"] + 1 for e in log.events("busy") if e.type == REWOUND]
         assert sorted(pops) == list(range(2, 2 + len(items)))  # each item's seq popped once
         assert log.verify("busy").ok
 

@@ -42,12 +42,15 @@ class Sizes:
     fill_batch: int = 5_000         # untimed bulk fill batch
     rounds: int = 5                 # 1, 2 interleaved rounds per column (the median is reported)
     replay_rounds: int = 3          # 5 interleaved replays per column (the median is reported)
+    fork_events: int = 100_000      # 8 the session forked whole
+    rewind_events: int = 1_000_000  # 8 the session rewound to its middle (capped columns: capped_long)
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(messages=400, durable=60, per_proc=150, durable_per_proc=20, replay=3_000, long=12_000,
                    capped_long=6_000, tail_small=200, tail_calls=15, sessions=60, capped_sessions=30,
-                   sample_first=40, sample_last=10, rewrite_per_proc=20, fill_batch=2_000)
+                   sample_first=40, sample_last=10, rewrite_per_proc=20, fill_batch=2_000,
+                   fork_events=2_000, rewind_events=12_000)
 
     @classmethod
     def names(cls) -> list[str]:

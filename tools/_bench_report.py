@@ -143,6 +143,13 @@ def rows(bench: Bench) -> list[Row]:
         Row(f"7 list_sessions {s.sessions:,}x{s.session_messages}: s", "sessions", "list_s", "num", False),
         Row(f"7 cleanup {s.sessions // 2 + s.sessions % 2:,} old of {s.sessions:,}: s", "sessions",
             "cleanup_s", "num", False),
+        Row(f"8 fork {s.fork_events:,}: s", "history", "fork_s", "num", False),
+        Row(f"8 rewind {s.rewind_events:,} to its middle: s", "history", "rewind_s", "num", False,
+            long=True),
+        Row(f"8 get_session after a rewind, {s.rewind_events:,}: ms (fresh handle)", "history",
+            "rewound_session_cold_ms", "num", False, long=True),
+        Row(f"8 get_session after a rewind, {s.rewind_events:,}: ms (warm)", "history",
+            "rewound_session_ms", "num", False, long=True),
     ]
 
 

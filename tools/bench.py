@@ -39,11 +39,13 @@ if str(_TOOLS.parent) not in sys.path:
 
 from _bench_columns import BY_NAME, COLUMNS, DEFAULT_REDIS_URL, unavailable  # noqa: E402
 from _bench_context import Bench, Sizes  # noqa: E402
+from _bench_history import run_history  # noqa: E402
 from _bench_reads import run_long, run_sessions  # noqa: E402
 from _bench_report import loadavg, machine, render, targets  # noqa: E402
 from _bench_writes import run_append, run_concurrent, run_concurrent_durable, run_durable  # noqa: E402
 
-WORKLOADS = ("append", "durable", "concurrent", "concurrent-durable", "replay", "tail", "sessions")
+WORKLOADS = ("append", "durable", "concurrent", "concurrent-durable", "replay", "tail", "sessions",
+             "history")
 
 
 def _csv(text: str) -> list[str]:
@@ -122,7 +124,8 @@ def _columns(args: argparse.Namespace, bench: Bench) -> None:
 
 def run(bench: Bench, workloads: list[str]) -> None:
     steps = {"append": run_append, "durable": run_durable, "concurrent": run_concurrent,
-             "concurrent-durable": run_concurrent_durable, "sessions": run_sessions}
+             "concurrent-durable": run_concurrent_durable, "sessions": run_sessions,
+             "history": run_history}
     for workload in workloads:
         if workload in steps:
             steps[workload](bench)

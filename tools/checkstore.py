@@ -56,6 +56,11 @@ class State:
     created_at: float = 0.0
     last_activity: float | None = None
     message_count: int = 0
+    forked_from: list[Any] | None = None
+
+    def visible(self) -> tuple[Any, ...]:
+        """What a rewind to this point restores (see the README's fold)."""
+        return (list(self.participants), json.dumps(self.metadata), self.message_count)
 
 
 class FormatV1:
@@ -65,6 +70,7 @@ class FormatV1:
     SUFFIX = 40  # ,"h":"<32 hex>"}
     CHECK = 76  # ,"check":"<64 hex>"}
     KEYS = ("seq", "type", "ts", "data", "h")
+    KEYED = ("seq", "type", "ts", "data", "k", "h")  # an idempotency key: "k", a string
     SNAPSHOT_KEYS = ("eventlog_snapshot", "session_id", "seq", "h", "participants", "metadata",
                      "created_at", "last_activity", "message_count", "position", "check")
 
@@ -86,8 +92,9 @@ class FormatV1:
             obj = json.loads(line)
         except ValueError as exc:
             raise Damage(f"not valid JSON ({exc})") from None
-        if not isinstance(obj, dict) or tuple(obj) != self.KEYS:
-            raise Damage("not a record object (seq, type, ts, data, h)")
+        if not isinstance(obj, dict) or (tuple(obj) != self.KEYS and (
+                tuple(obj) != self.KEYED or type(obj["k"]) is not str)):
+            raise Damage("not a record object (seq, type, ts, data, h; or with k before h)")
         if type(obj["seq"]) is not int or type(obj["type"]) is not str \
                 or type(obj["ts"]) not in (int, float):
             raise Damage("seq must be an integer, type a string, ts a number")
@@ -112,6 +119,8 @@ class FormatV1:
                 state.participants.append(data["participant"])
         elif kind == "session.participant_left" and data["participant"] in state.participants:
             state.participants.remove(data["participant"])
+        elif kind == "session.forked":
+            state.forked_from = [data["parent"], data["seq"]]
         state.last_activity = ts if state.last_activity is None else max(state.last_activity, ts)
 
     def snapshot(self, blob: bytes, session_id: str) -> dict[str, Any]:
@@ -125,7 +134,11 @@ class FormatV1:
             obj = json.loads(blob)
         except ValueError as exc:
             raise Damage(f"not valid JSON ({exc})") from None
-        if not isinstance(obj, dict) or tuple(obj) != self.SNAPSHOT_KEYS:
+        if not isinstance(obj, dict):
+            raise Damage("not a snapshot object")
+        keys = tuple(obj)
+        if keys != self.SNAPSHOT_KEYS and keys != (*self.SNAPSHOT_KEYS[:9], "forked_from",
+                                                   *self.SNAPSHOT_KEYS[9:]):
             raise Damage("not a snapshot object")
         if obj["eventlog_snapshot"] != 1 or obj["session_id"] != session_id:
             raise Damage("of another format version or session")
@@ -135,7 +148,8 @@ class FormatV1:
         return (snap["seq"], snap["h"]) == head and snap["participants"] == state.participants \
             and snap["metadata"] == state.metadata and snap["created_at"] == state.created_at \
             and snap["last_activity"] == state.last_activity \
-            and snap["message_count"] == state.message_count
+            and snap["message_count"] == state.message_count \
+            and snap.get("forked_from") == state.forked_from
 
 
 FORMATS: dict[int, FormatV1] = {1: FormatV1()}
@@ -162,6 +176,7 @@ class Chain:
         self.seq = 0
         self.h = fmt.genesis(session_id)
         self.state = State()
+        self.visible: list[tuple[Any, ...]] = [State().visible()]  # by seq: for rewinds
         self.snapshots: dict[int, dict[str, Any]] = {}  # seq -> snapshot, checked on the way
         self.broken = False
 
@@ -171,6 +186,18 @@ class Chain:
 
     def problem(self, where: str, why: str) -> None:
         self.report.problem(f"session {self.session_id!r}, {where}: {why}")
+
+    def rewind(self, obj: dict[str, Any]) -> None:
+        """A session.rewound event: the state at its to_seq comes back (participants,
+        metadata, message count); created_at, forked_from and last_activity go on."""
+        to_seq = obj["data"]["to_seq"]
+        if type(to_seq) is not int or not 1 <= to_seq < obj["seq"]:
+            raise Damage(f"a rewind's to_seq must be from 1 to {obj['seq'] - 1}")
+        people, metadata, count = self.visible[to_seq]
+        self.state.participants, self.state.metadata = list(people), json.loads(metadata)
+        self.state.message_count = count
+        last = self.state.last_activity
+        self.state.last_activity = obj["ts"] if last is None else max(last, obj["ts"])
 
     def take(self, line: bytes, where: str) -> bool:
         """One record line; False (and a problem reported once) if the chain breaks."""
@@ -182,7 +209,11 @@ class Chain:
                 raise Damage(f"seq {obj['seq']} where {self.seq + 1} was due")
             if self.seq == 0 and obj["type"] != "session.created":
                 raise Damage("seq 1 is not session.created")
-            self.fmt.fold(self.state, obj)
+            if obj["type"] == "session.rewound":
+                self.rewind(obj)
+            else:
+                self.fmt.fold(self.state, obj)
+            self.visible.append(self.state.visible())
         except Damage as exc:
             self.problem(where, f"seq {self.seq + 1}: {exc}")
             self.broken = True

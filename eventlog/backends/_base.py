@@ -134,7 +134,8 @@ class Backend(ABC):
         head ``build`` accepted and the one it found, without a second attempt."""
 
     def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool) -> tuple[Head, Head, dict[str, Any] | None]:
+                   durable: bool, guard: Callable[[Head], None] | None = None,
+                   ) -> tuple[Head, Head, dict[str, Any] | None]:
         """Seal one encoded payload (see ``seal_one``) after the session's head and append it:
         the single-event append behind every ``add_message`` and ``append``.
 
@@ -144,10 +145,16 @@ class Backend(ABC):
         at that seq, and writes nothing. This default goes through ``append``; a backend
         may override it with a flatter path (the file backend does: each Python call costs
         about as much as a syscall there). The store advances its writer's fold by the
-        returned pair of heads, after the call, so ``exclusive_build`` does not matter here."""
+        returned pair of heads, after the call, so ``exclusive_build`` does not matter here.
+
+        ``guard``, if given, is called with the head before anything else, where ``build``
+        would be (under the lock); it raises to refuse the append (the store's check for a
+        message id or idempotency key already stored), and then nothing is written."""
         after: list[Head] = []
 
         def build(head: Head) -> list[Record]:
+            if guard is not None:
+                guard(head)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
             record = seal_one(payload, head, max_bytes)

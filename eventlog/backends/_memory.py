@@ -41,7 +41,7 @@ class _Data:
 
     def __init__(self) -> None:
         self.sessions: dict[str, _Session] = {}
-        self.changed = threading.Condition(threading.Lock())
+        self.changed = threading.Condition(threading.RLock())
         _all_data.add(self)
 
 
@@ -55,7 +55,7 @@ def _reset_locks_in_child() -> None:
     global _named_lock
     _named_lock = threading.Lock()
     for data in list(_all_data):
-        data.changed = threading.Condition(threading.Lock())
+        data.changed = threading.Condition(threading.RLock())
 
 
 if hasattr(os, "register_at_fork"):  # absent where there is no fork() (Windows)

@@ -125,12 +125,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from ._export import event_json  # the one JSON form of an event: export's
     out = sys.stdout.buffer
     sys.stdout.flush()
     with open_store(args) as log:
         for event in log.events(args.session, after_seq=args.after_seq):
-            out.write(orjson.dumps({"seq": event.seq, "type": event.type, "ts": event.ts,
-                                    "data": event.data}) + b"\n")
+            out.write(orjson.dumps(event_json(event)) + b"\n")
     out.flush()
     return 0
 
@@ -281,6 +281,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def _commands() -> list[Command]:
     from ._demo import cmd_demo, demo_args
+    from ._history import cmd_fork, cmd_rewind, fork_args, rewind_args
     from ._search import cmd_search, search_args
     from ._transfer import cmd_copy, cmd_export, cmd_import, copy_args, export_args, import_args
     from ._upkeep import cmd_cleanup, cmd_compact, cmd_serve, cmd_verify
@@ -299,6 +300,11 @@ def _commands() -> list[Command]:
         Command("post", "post a message to a session",
                 ("eventlog post team --sender Agent-1 --to Agent-2 'build is green'",
                  "git log -1 | eventlog post team --sender ci -"), _post_args, cmd_post),
+        Command("fork", "copy a session's history (up to a seq) into a new session; print its id",
+                ("eventlog fork team team-b --at-seq 40",), fork_args, cmd_fork),
+        Command("rewind", "hide a session's events after a seq (they stay in replay and export)",
+                ("eventlog rewind team --to-seq 40 --reason 'wrong turn'",), rewind_args,
+                cmd_rewind),
         Command("search", "find events by text in one session or all (exit 1: no match)",
                 ("eventlog search 'disk full'", "eventlog search timeout --session team --sender Agent-1",
                  "eventlog search '' --session team --type tool.result --newest-first --limit 5"),

@@ -19,7 +19,11 @@ HEADER_KEY = "eventlog_export"
 
 
 def event_json(event: Event) -> dict[str, Any]:
-    return {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+    """An event as exported: with ``key`` only for one appended with an idempotency key."""
+    found = {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+    if event.key is not None:
+        found["key"] = event.key
+    return found
 
 
 def export_jsonl(sid: str, events: Iterator[Event], out: IO[bytes]) -> None:

@@ -26,7 +26,7 @@ from ..core._errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
-from ..core._records import ChatSession, Event
+from ..core._records import ChatSession, Event, keyed_event
 from ..core._validate import loads_strict
 from ..store._log import EventLog
 from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
@@ -34,6 +34,7 @@ from ._main import CliError, open_location, open_store, session_id, store_locati
 from ._terminal import Progress, safe
 
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
+KEYED_EVENT_KEYS = frozenset(("seq", "type", "ts", "data", "key"))
 
 
 # export -------------------------------------------------------------------------------------
@@ -199,13 +200,15 @@ class _ExportReader:
                 self._sealed = sealed
 
     def _event(self, where: str, obj: Any) -> Event:
-        if not isinstance(obj, dict) or obj.keys() != EVENT_KEYS:
-            raise self._fail(where, "not an event (an object with exactly seq, type, ts and data)")
+        if not isinstance(obj, dict) or (obj.keys() != EVENT_KEYS and (
+                obj.keys() != KEYED_EVENT_KEYS or type(obj["key"]) is not str)):
+            raise self._fail(where, "not an event (an object with exactly seq, type, ts and data, "
+                                    "and a string key if it was appended with one)")
         seq, kind, ts = obj["seq"], obj["type"], obj["ts"]
         if type(seq) is not int or type(kind) is not str or type(ts) not in (int, float):
             raise self._fail(where, "seq must be an integer, type a string and ts a number")
         self.count += 1
-        return Event(seq, kind, ts, obj["data"])
+        return keyed_event(seq, kind, ts, obj["data"], obj.get("key"))
 
 
 def cmd_import(args: argparse.Namespace) -> int:

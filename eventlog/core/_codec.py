@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._errors import CorruptLogError, EventTooLargeError, InvalidEventError
-from ._records import Event
+from ._records import Event, keyed_event
 
 DIGEST_HEX = 32
 _SUFFIX_OPEN = b',"h":"'
@@ -33,6 +33,7 @@ SUFFIX_LEN = len(_SUFFIX_OPEN) + DIGEST_HEX + 2  # ,"h":"<hex>"}
 _DUMPS_OPTS = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
                | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _RECORD_KEYS = frozenset(("seq", "type", "ts", "data", "h"))
+_KEYED_RECORD_KEYS = frozenset(("seq", "type", "ts", "data", "k", "h"))
 _sha256 = hashlib.sha256
 _loads = orjson.loads
 # Builds a NamedTuple (Event, Record) without the keyword handling of its generated __new__.
@@ -63,11 +64,15 @@ def _refuse(obj: object) -> None:
     raise InvalidEventError(f"{type(obj).__name__} is not plain JSON")
 
 
-def encode_payload(event_type: str, ts: float, data: Any) -> bytes:
-    """Encode everything but the seq, outside any lock: ``{"type":..,"ts":..,"data":..}``."""
+def encode_payload(event_type: str, ts: float, data: Any, key: str | None = None) -> bytes:
+    """Encode everything but the seq, outside any lock: ``{"type":..,"ts":..,"data":..}``,
+    and ``"k":..`` after the data for an event appended with an idempotency key (so the
+    record's digest covers it, and it is never part of the data)."""
+    obj = {"type": event_type, "ts": ts, "data": data}
+    if key is not None:
+        obj["k"] = key
     try:
-        return orjson.dumps({"type": event_type, "ts": ts, "data": data}, default=_refuse,
-                            option=_DUMPS_OPTS)
+        return orjson.dumps(obj, default=_refuse, option=_DUMPS_OPTS)
     except InvalidEventError:
         raise
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -138,13 +143,15 @@ def parse(line: bytes) -> tuple[dict[str, Any], bytes, str]:
         obj = _loads(line)
     except orjson.JSONDecodeError as exc:
         raise Unparseable(str(exc)) from None
-    if type(obj) is not dict or obj.keys() != _RECORD_KEYS:
+    if type(obj) is not dict or (obj.keys() != _RECORD_KEYS and (
+            obj.keys() != _KEYED_RECORD_KEYS or type(obj["k"]) is not str)):
         raise Unparseable("not a record object")
     return obj, line[:-SUFFIX_LEN] + b"}", line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
 
 
 def to_event(obj: dict[str, Any]) -> Event:
-    return Event(obj["seq"], obj["type"], obj["ts"], obj["data"])
+    """The event of a parsed record (see ``parse``), a ``KeyedEvent`` if it has a key."""
+    return keyed_event(obj["seq"], obj["type"], obj["ts"], obj["data"], obj.get("k"))
 
 
 class ChainReader:
@@ -233,10 +240,15 @@ class ChainReader:
             except orjson.JSONDecodeError:
                 pass
         try:
-            if type(obj) is not dict or len(obj) != 5:
+            # Five members, or six with a string "k" (an idempotency key): the fast loop in
+            # read_chunks takes only the first kind, so every keyed record comes here.
+            if type(obj) is not dict or not (len(obj) == 5 or (
+                    len(obj) == 6 and type(obj.get("k")) is str)):
                 raise KeyError
             seq = obj["seq"]
-            event: Event = new_event(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+            event: Event = (new_event(Event, (seq, obj["type"], obj["ts"], obj["data"]))
+                            if len(obj) == 5 else
+                            keyed_event(seq, obj["type"], obj["ts"], obj["data"], obj["k"]))
         except KeyError:
             if looks_like_record(line):
                 # Not a torn tail (see looks_like_record): damage, wherever it is.

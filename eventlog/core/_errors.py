@@ -69,6 +69,38 @@ class ConflictError(EventLogError):
         return (type(self), (self.session_id, self.expected_seq, self.actual_seq))
 
 
+class SeqOutOfRangeError(InvalidInputError):
+    """A seq given to ``fork`` or ``rewind`` outside the session's 1..last seq."""
+
+    def __init__(self, session_id: str, name: str, seq: object, last_seq: int) -> None:
+        super().__init__(f"session {session_id!r}: {name} must be an int in 1..{last_seq}, "
+                         f"not {seq!r}")
+        self.session_id = session_id
+        self.seq = seq
+        self.last_seq = last_seq
+        self.name = name
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.session_id, self.name, self.seq, self.last_seq))
+
+
+class DuplicateMessageError(ConflictError):
+    """A message (or a batch) reuses the id of a stored message with other contents, or a
+    batch mixes stored and new ids; nothing was written. ``message_ids`` names them."""
+
+    def __init__(self, session_id: str, message_ids: list[str], why: str) -> None:
+        EventLogError.__init__(self, f"session {session_id!r}: message id(s) "
+                                     f"{', '.join(map(repr, message_ids))} {why}")
+        self.session_id = session_id
+        self.message_ids = list(message_ids)
+        self.why = why
+        self.expected_seq = None  # type: ignore[assignment]
+        self.actual_seq = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[object, ...]:  # type: ignore[override]
+        return (type(self), (self.session_id, self.message_ids, self.why))
+
+
 class LockTimeoutError(EventLogError, TimeoutError):
     """A session's lock (or a backend's equivalent) could not be had in time."""
 

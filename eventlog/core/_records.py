@@ -26,6 +26,38 @@ class Event(NamedTuple):
     ts: float
     data: JSON
 
+    @property
+    def key(self) -> str | None:
+        """The idempotency key the event was appended with (``append(..., idempotency_key=)``),
+        or None. Events with a key are ``KeyedEvent``s, otherwise the same."""
+        return None
+
+
+class KeyedEvent(Event):
+    """An ``Event`` stored with an idempotency key, which ``key`` returns.
+
+    A subclass rather than a fifth field: an ``Event`` stays a 4-tuple (code that unpacks
+    ``seq, type, ts, data`` keeps working) and the replay's hot loop, which builds one per
+    record, is untouched; only records that carry a key (rare) take this class. The key
+    lives in the instance dict, so it compares like the ``Event`` of the same fields."""
+
+    @property
+    def key(self) -> str | None:
+        return self.__dict__.get("_key")
+
+    def __repr__(self) -> str:
+        return (f"KeyedEvent(seq={self.seq!r}, type={self.type!r}, ts={self.ts!r}, "
+                f"data={self.data!r}, key={self.key!r})")
+
+
+def keyed_event(seq: int, type: str, ts: float, data: JSON, key: str | None) -> Event:
+    """An ``Event``, or a ``KeyedEvent`` when ``key`` is not None."""
+    if key is None:
+        return Event(seq, type, ts, data)
+    event = tuple.__new__(KeyedEvent, (seq, type, ts, data))
+    event.__dict__["_key"] = key
+    return event
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessage:
@@ -56,6 +88,8 @@ class ChatSession:
     message_count: int
     last_seq: int
     metadata: dict[str, JSON]
+    forked_from: tuple[str, int] | None = None
+    """``(source session id, seq)`` for a session made by ``fork``; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,7 +181,10 @@ def read_live(log: EventLog, session_id: str, *, item: str, cleared: str,
 
     Walking backward, a ``cleared`` event hides everything before it, so the walk stops
     there; a ``retracted`` event (data ``{"seq": N}``) hides the item at seq N, which always
-    comes earlier, so it is seen before the item it hides. Other event types are ignored.
+    comes earlier, so it is seen before the item it hides. A ``session.rewound`` event
+    (``EventLog.rewind``, which the adapters write now; the two markers above are what
+    earlier releases wrote) hides every event between its ``to_seq`` and itself, as the
+    store's own reads do. Other event types are ignored.
     """
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be None or at least 1, not {limit!r}")
@@ -191,7 +194,7 @@ def read_live(log: EventLog, session_id: str, *, item: str, cleared: str,
     try:
         # The store's own verified backward reader (each event vouched for by the digest of
         # the one before it). It is private to the core, and this package is part of eventlog.
-        for event in log.events_reversed(session_id):
+        for event in _visible_backward(log, session_id):
             if head == 0:
                 head = event.seq
             if event.type == item:
@@ -209,6 +212,33 @@ def read_live(log: EventLog, session_id: str, *, item: str, cleared: str,
         return LiveItems([], 0)
     found.reverse()
     return LiveItems(found, head)
+
+
+REWOUND = "session.rewound"
+
+
+def _visible_backward(log: EventLog, session_id: str) -> Iterator[Event]:
+    """The session's events from the newest back, less those a rewind hides (the events
+    between its ``to_seq`` and itself); the first one yielded is always the newest."""
+    skip_above: int | None = None
+    for event in log.events_reversed(session_id):
+        if skip_above is not None:
+            if event.seq > skip_above:
+                continue
+            skip_above = None
+        if event.type == REWOUND:
+            skip_above = _rewound_to(session_id, event)
+        yield event
+
+
+def _rewound_to(session_id: str, event: Event) -> int:
+    data = event.data
+    if type(data) is not dict or type(data.get("to_seq")) is not int:
+        raise CorruptLogError(f"session {session_id!r}, seq {event.seq}: a rewind must carry "
+                              f"{{'to_seq': <int>}}, not {data!r}", session_id=session_id,
+                              seq=event.seq)
+    to_seq: int = data["to_seq"]
+    return to_seq
 
 
 def _retracted_seq(session_id: str, event: Event) -> int:

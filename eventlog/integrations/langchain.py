@@ -8,8 +8,10 @@ Each message is one event of type ``langchain.message`` whose data is LangChain'
 metadata, names and ids come back exactly through ``messages_from_dict``. ``add_messages``
 appends its messages as one atomic batch: several processes may add to one history at
 once and every message lands exactly once, whole, in one order all readers agree on.
-``clear()`` erases nothing: it appends a ``langchain.cleared`` event, after which
-``messages`` starts empty, while ``EventLog.events()`` still replays everything.
+``clear()`` erases nothing: it rewinds the session to seq 1 (``EventLog.rewind``, reason
+``clear``), after which ``messages`` starts empty, while ``EventLog.events()`` still
+replays everything. (Histories written by earlier releases hold ``langchain.cleared``
+markers instead; they are read as before.)
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ class EventLogChatMessageHistory(BaseChatMessageHistory):
         self.add_messages([message])
 
     def clear(self) -> None:
-        """Hide every message so far (nothing is erased: a ``langchain.cleared`` event records it)."""
+        """Hide every message so far (nothing is erased: a rewind to seq 1 records it)."""
         try:
-            self.log.append(self._sid, CLEARED_EVENT, {})
+            self.log.rewind(self._sid, 1, reason="clear")
         except SessionNotFoundError:
             pass  # never written to: nothing to clear
 

@@ -9,12 +9,15 @@
 ``add_items(items)``, ``pop_item()`` and ``clear_session()``. Each item is one event of
 type ``agents.item`` whose data is the item itself, so it comes back exactly as given.
 ``add_items`` appends its items as one atomic batch. Nothing is erased: ``pop_item``
-appends ``agents.popped`` (``{"seq": <the item's seq>}``) and ``clear_session`` appends
-``agents.cleared``; reads skip what those hide, and ``EventLog.events()`` shows it all.
+rewinds the session to the seq before the newest item (``EventLog.rewind``, reason
+``pop_item``) and ``clear_session`` rewinds it to seq 1 (reason ``clear_session``); reads
+skip what those hide, and ``EventLog.events()`` shows it all. (Sessions written by
+earlier releases hold ``agents.popped`` and ``agents.cleared`` markers instead; they are
+read as before.)
 
-``pop_item`` is safe with several processes: it appends its marker only if the session
-has not changed since it read the newest item (``expected_seq``), and otherwise reads
-again, so two poppers never pop the same item.
+``pop_item`` is safe with several processes: it rewinds only if the session has not
+changed since it read the newest item (``expected_seq``), and otherwise reads again, so
+two poppers never pop the same item.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ class EventLogSession:
                 return None
             newest = live.items[0]
             try:
-                self.log.append(self._sid, POPPED_EVENT, {"seq": newest.seq},
+                self.log.rewind(self._sid, newest.seq - 1, reason="pop_item",
                                 expected_seq=live.head_seq)
             except ConflictError as exc:
                 conflict = exc
@@ -145,12 +148,12 @@ class EventLogSession:
         raise conflict
 
     async def clear_session(self) -> None:
-        """Hide every item so far (nothing is erased: an ``agents.cleared`` event records it)."""
+        """Hide every item so far (nothing is erased: a rewind to seq 1 records it)."""
         self._check_open()
         await async_of(self.log).run_write(self._clear)
 
     def _clear(self) -> None:
         try:
-            self.log.append(self._sid, CLEARED_EVENT, {})
+            self.log.rewind(self._sid, 1, reason="clear_session")
         except SessionNotFoundError:
             pass  # never written to: nothing to clear

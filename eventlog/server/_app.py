@@ -20,6 +20,7 @@ from ..core._errors import EventLogError, InvalidInputError
 from ..store._log import EventLog
 from ._context import DEFAULT_MAX_BODY_BYTES, Context, Settings
 from ._explore import ExploreRoutes
+from ._history import HistoryRoutes
 from ._http import ApiError, from_eventlog, from_http
 from ._live import LiveRoutes, Streams
 from ._ops import OpsRoutes
@@ -175,6 +176,9 @@ def _routes(ctx: Context, streams: Streams) -> list[BaseRoute]:
         table["/api/sessions"]["POST"] = sessions.create_session
         table[f"{sid}/messages"]["POST"] = sessions.post_messages
         table[f"{sid}/events"]["POST"] = sessions.post_events
+        history = HistoryRoutes(ctx)
+        table[f"{sid}/fork"] = {"POST": history.fork}
+        table[f"{sid}/rewind"] = {"POST": history.rewind}
         if ctx.settings.allow_delete:
             table[sid]["DELETE"] = sessions.delete_session
     return [_route(path, handlers) for path, handlers in table.items()]

@@ -63,6 +63,8 @@ def session_json(session: ChatSession, *, size: int | None = None,
         "metadata": session.metadata,
         "size_bytes": size,
         "verify": verify,
+        "forked_from": None if session.forked_from is None else {
+            "session_id": session.forked_from[0], "seq": session.forked_from[1]},
     }
 
 
@@ -80,4 +82,7 @@ def message_json(message: ChatMessage) -> dict[str, Any]:
 
 
 def event_json(event: Event) -> dict[str, Any]:
-    return {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+    found = {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+    if event.key is not None:
+        found["key"] = event.key  # only for events appended with an idempotency key
+    return found

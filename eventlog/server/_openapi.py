@@ -72,8 +72,13 @@ SCHEMAS: dict[str, Schema] = {
         "metadata": _JSON_OBJECT,
         "size_bytes": _nullable(_INT),
         "verify": _nullable(_ref("VerifyStatus")),
+        "forked_from": _nullable(_obj({"session_id": _ref("SessionId"), "seq": _INT},
+                                      ("session_id", "seq"))),
     }, ("session_id", "participants", "created_at", "last_activity", "message_count", "last_seq",
-        "metadata", "size_bytes", "verify")),
+        "metadata", "size_bytes", "verify", "forked_from")),
+    "ForkRequest": _obj({"new_session_id": _ref("SessionId"), "at_seq": _INT}, ()),
+    "RewindRequest": _obj({"to_seq": _INT, "reason": _nullable({"type": "string"}),
+                           "expected_seq": _INT}, ("to_seq",)),
     "SessionPage": _obj({
         "sessions": _array(_ref("Session")), "total": _INT, "offset": _INT, "limit": _INT,
         "unreadable": _array(_obj({"session_id": _ref("SessionId"), "error": {"type": "string"}},
@@ -125,7 +130,8 @@ SCHEMAS: dict[str, Schema] = {
     "MessageList": _obj({"messages": _array(_ref("Message"))}, ("messages",)),
     "MessagesPosted": _obj({"messages": _array(_ref("Message")), "last_seq": _INT},
                            ("messages", "last_seq")),
-    "Event": _obj({"seq": _INT, "type": {"type": "string"}, "ts": {"type": "number"}, "data": {}},
+    "Event": _obj({"seq": _INT, "type": {"type": "string"}, "ts": {"type": "number"}, "data": {},
+                   "key": {"type": "string"}},
                   ("seq", "type", "ts", "data")),
     "NewEvent": _obj({"type": _ref("EventType"), "data": {}}, ("type",)),
     "EventBatch": _obj({"events": _array(_ref("NewEvent"), min_items=1, max_items=10_000)},
@@ -344,7 +350,20 @@ def _operations(settings: Settings) -> dict[str, dict[str, Any]]:
             "operationId": "postMessages", "summary": "Post one message, or a batch stored atomically",
             "security": secure, "parameters": [_SID, _EXPECTED],
             "requestBody": _body("NewMessage", "MessageBatch"),
-            "responses": {**_ok("MessagesPosted", 201, "Stored"), **_errors(*_WRITE_ERRORS)}}
+            "responses": {**_ok("MessagesPosted", 201, "Stored"),
+                          **_ok("MessagesPosted", 200, "Every message's id was stored already "
+                                "(a retry): the stored messages, nothing written"),
+                          **_errors(*_WRITE_ERRORS)}}
+        paths["/api/sessions/{session_id}/fork"] = {"post": {
+            "operationId": "forkSession", "summary": "Copy a session's history up to a seq into "
+            "a new session", "security": secure, "parameters": [_SID],
+            "requestBody": _body("ForkRequest"),
+            "responses": {**_ok("Session", 201, "Forked"), **_errors(*_WRITE_ERRORS)}}}
+        paths["/api/sessions/{session_id}/rewind"] = {"post": {
+            "operationId": "rewindSession", "summary": "Hide the events after a seq (appends a "
+            "session.rewound event)", "security": secure, "parameters": [_SID],
+            "requestBody": _body("RewindRequest"),
+            "responses": {**_ok("Event", 201, "Rewound"), **_errors(*_WRITE_ERRORS)}}}
         paths["/api/sessions/{session_id}/events"]["post"] = {
             "operationId": "postEvents", "summary": "Append one custom event, or a batch atomically",
             "security": secure, "parameters": [_SID, _EXPECTED],

@@ -157,11 +157,20 @@ class SessionRoutes:
             messages = [_message(sid, item, f"messages[{i}]") for i, item in enumerate(items)]
         else:
             messages = [_message(sid, body, "message")]
-        stored = await self.ctx.run(self._timed, "message", len(messages),
-                                    lambda: self.log.add_messages(messages, expected_seq=expected))
+
+        def store() -> tuple[list[ChatMessage], int]:
+            # A message id stored already is answered with the stored message and nothing is
+            # written (a retry): then 200, not 201. Stored before this request means at or
+            # below the last seq it found first (the log only grows).
+            before = self.log.get_session(sid).last_seq
+            return self._timed("message", len(messages),
+                               lambda: self.log.add_messages(messages, expected_seq=expected)), before
+
+        stored, before = await self.ctx.run(store)
         last = stored[-1].seq
+        retried = all(m.seq is not None and m.seq <= before for m in stored)
         return JSONResponse({"messages": [message_json(m) for m in stored], "last_seq": last},
-                            status_code=201)
+                            status_code=200 if retried else 201)
 
     async def post_events(self, request: Request) -> Response:
         sid = request.path_params["session_id"]

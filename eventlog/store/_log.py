@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ..backends._base import Backend, Scan
@@ -20,6 +20,7 @@ from ..core._codec import (
     new_event,
     parse,
     seal,
+    to_event,
 )
 from ..core._errors import (
     ConflictError,
@@ -31,7 +32,15 @@ from ..core._errors import (
     StorageError,
     StoreClosedError,
 )
-from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport, build_message
+from ..core._records import (
+    ChatMessage,
+    ChatSession,
+    CompactionReport,
+    Event,
+    VerifyReport,
+    build_message,
+    keyed_event,
+)
 from ..core._validate import (
     RESERVED_PREFIXES,
     TS_END,
@@ -42,20 +51,22 @@ from ..core._validate import (
     check_timestamp,
     shown,
 )
+from . import _history, _retries
 from ._compaction import compact
 from ._retention import cleanup_old_sessions
 from ._search import SearchPage, build_query, make_scope, search
 from ._state import (
     CREATED,
+    FORKED,
     JOINED,
     LEFT,
     MESSAGE,
+    REWOUND,
     SessionState,
     decode_snapshot,
     encode_snapshot,
     message_data,
     own_json,
-    to_message,
 )
 
 Durability = Literal["os", "fsync"]
@@ -101,6 +112,8 @@ class EventLog:
         self._folds: dict[str, SessionState] = {}
         # The fold each reader call last reached, with the backend's position after it.
         self._views: dict[str, tuple[SessionState, dict[str, Any]]] = {}
+        # Recent message ids and idempotency keys per session (see _retries).
+        self._windows = _retries.Windows()
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -170,10 +183,15 @@ class EventLog:
         self._remember_fold(sid, state.copy())
         return state
 
-    def _append_payloads(self, sid: str, payloads: list[bytes], expected_seq: int | None,
-                         durability: Durability | None,
-                         items: list[tuple[str, float, Any]] | None = None) -> list[Record]:
-        """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold."""
+    def _append_payloads(  # noqa: PLR0913 - the batch, its conditions and what it feeds
+            self, sid: str, payloads: list[bytes], expected_seq: int | None,
+            durability: Durability | None, items: list[tuple[str, float, Any]] | None = None,
+            guard: Callable[[Head], None] | None = None,
+            window: tuple[list[tuple[str, int]], str | None] | None = None,
+            snapshot: bool = False) -> list[Record]:
+        """Append encoded payloads; ``items`` ((type, ts, data) of each) feed the writer's fold.
+        ``guard(head)`` runs first under the lock (see ``_retries``); ``window``: the message
+        ids (by index in the batch) and the key the batch adds to the session's window."""
         _check_seq("expected_seq", expected_seq)
         limit = self.max_event_bytes
         every = self.snapshot_every
@@ -182,10 +200,15 @@ class EventLog:
         # an optimistic backend may build on a head its write then finds moved.
         folds = self._folds if self.backend.exclusive_build else {}
 
+        afters: list[Head] = []
+
         def build(head: Head) -> list[Record]:
+            if guard is not None:
+                guard(head)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
             records = seal(payloads, head, limit)
+            afters[:] = [head]
             fold = folds.get(sid)
             if fold is not None:
                 if fold.head == head and items is not None:
@@ -203,18 +226,23 @@ class EventLog:
             # silent retry of an append the caller made conditional.
             result = self.backend.append(sid, build, durable=self._durable(durability),
                                          rebuild=expected_seq is None)
+        except _retries.Stored:
+            raise
         except BaseException:
             self._folds.pop(sid, None)
             raise
         records = result.records
-        if records and records[-1].seq // every != (records[0].seq - 1) // every:
+        self._windows.after_batch(sid, records, afters, result.position,
+                                  None if items is None else window or ([], None))
+        if records and (snapshot or records[-1].seq // every != (records[0].seq - 1) // every):
             self._save_snapshot(sid, records[-1].seq, captured[0] if captured else None,
                                 result.position)
         return records
 
     def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
-            expected_seq: int | None, durability: Durability | None) -> Head:
+            expected_seq: int | None, durability: Durability | None,
+            guard: Callable[[Head], None] | None = None, key: str | None = None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
@@ -223,10 +251,16 @@ class EventLog:
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
-                                                            expected_seq, durable)
+                                                            expected_seq, durable, guard)
+        except _retries.Stored:
+            raise
         except BaseException:
             self._folds.pop(sid, None)
             raise
+        if sid in self._windows.table:
+            self._windows.advanced(sid, after, head, position,
+                                   [(data["id"], head[0])] if kind == MESSAGE else None,
+                                   None if key is None else [(key, head[0])])
         # The writer's fold advances after the append, by the head the record was sealed
         # after: it is this record's predecessor only if the fold saw every event up to it.
         # Two threads of this process can reach here in either order; the one whose head
@@ -253,22 +287,42 @@ class EventLog:
         return head
 
     def append(self, session_id: str, type: str, data: Any = None, *,
-               expected_seq: int | None = None, durability: Durability | None = None) -> Event:
-        """Append one custom event (types ``session.*`` and ``message*`` are reserved)."""
+               expected_seq: int | None = None, durability: Durability | None = None,
+               idempotency_key: str | None = None) -> Event:
+        """Append one custom event (types ``session.*`` and ``message*`` are reserved).
+
+        With ``idempotency_key``: if the session already holds an event appended with that
+        key (see the README for the window), write nothing and return the stored event."""
         sid = self._live(session_id)
         check_event_type(type)
         check_json(data)
         ts = time.time()
-        # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
-        head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
-                                expected_seq, durability)
-        return Event(head.seq, type, ts, data)
+        if idempotency_key is None:
+            # The fold ignores custom events' data: it is not handed on (a caller may mutate it).
+            head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
+                                    expected_seq, durability)
+            return Event(head.seq, type, ts, data)
+        check_text("idempotency_key", idempotency_key)
+        try:
+            head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
+                                    ts, None, expected_seq, durability,
+                                    _retries.key_guard(self, sid, idempotency_key),
+                                    idempotency_key)
+        except _retries.Stored as stored:
+            return _retries.keyed_events(self, sid, stored.seqs[0], idempotency_key)[0]
+        return keyed_event(head.seq, type, ts, data, idempotency_key)
 
     def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
-                    expected_seq: int | None = None,
-                    durability: Durability | None = None) -> list[Event]:
-        """Append several custom events as one atomic batch: all are stored, or none."""
+                    expected_seq: int | None = None, durability: Durability | None = None,
+                    idempotency_key: str | None = None) -> list[Event]:
+        """Append several custom events as one atomic batch: all are stored, or none.
+
+        With ``idempotency_key`` (stored on each event of the batch): if the session already
+        holds events appended with it, write nothing and return those."""
         sid = self._live(session_id)
+        key = idempotency_key
+        if key is not None:
+            check_text("idempotency_key", key)
         items = list(events)
         ts = time.time()
         payloads = []
@@ -277,12 +331,21 @@ class EventLog:
                 raise InvalidEventError(f"append_many item {index} must be a (type, data) tuple")
             check_event_type(item[0])
             check_json(item[1], f"event {index} data")
-            payloads.append(encode_payload(item[0], ts, item[1]))
+            payloads.append(encode_payload(item[0], ts, item[1], key))
         if not payloads:
             return []
-        records = self._append_payloads(sid, payloads, expected_seq, durability,
-                                        [(t, ts, None) for t, _ in items])
-        return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
+        if key is None:
+            records = self._append_payloads(sid, payloads, expected_seq, durability,
+                                            [(t, ts, None) for t, _ in items])
+            return [Event(r.seq, t, ts, d) for r, (t, d) in zip(records, items, strict=True)]
+        try:
+            records = self._append_payloads(sid, payloads, expected_seq, durability,
+                                            [(t, ts, None) for t, _ in items],
+                                            _retries.key_guard(self, sid, key), ([], key))
+        except _retries.Stored as stored:
+            return _retries.keyed_events(self, sid, stored.seqs[0], key)
+        return [keyed_event(r.seq, t, ts, d, key)
+                for r, (t, d) in zip(records, items, strict=True)]
 
     def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
                     durability: Durability | None = None) -> ChatMessage:
@@ -292,7 +355,11 @@ class EventLog:
         sid = check_session_id(message.session_id if type(message) is ChatMessage
                                else _message_session(message))
         payload, ts, data = _message_payload(message)
-        head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability)
+        try:
+            head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
+                                    _retries.message_guard(self, sid, data["id"]))
+        except _retries.Stored as stored:
+            return _retries.stored_message(self, sid, message, stored.seqs[0])
         metadata = message.metadata
         return build_message(message.sender, message.content, sid, message.recipient, message.id,
                              ts, message.message_type, None if metadata is None else own_json(metadata),
@@ -300,18 +367,31 @@ class EventLog:
 
     def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                      durability: Durability | None = None) -> list[ChatMessage]:
-        """Store several messages of one session as one atomic batch."""
+        """Store several messages of one session as one atomic batch.
+
+        Ids already stored: if every message of the batch is (with equal contents), nothing
+        is written and the stored messages are returned; a batch mixing stored and new ids
+        raises ``DuplicateMessageError`` and writes nothing (all or nothing)."""
         if not messages:
             return []
         sid = self._live(_message_session(messages[0]))
-        payloads, items = [], []
+        payloads, items, ids = [], [], []
         for message in messages:
             if _message_session(message) != sid:
                 raise InvalidEventError("a batch of messages must all belong to one session")
             payload, ts, data = _message_payload(message)
             payloads.append(payload)
             items.append((MESSAGE, ts, data))
-        records = self._append_payloads(sid, payloads, expected_seq, durability, items)
+            ids.append(data["id"])
+        if len(set(ids)) != len(ids):
+            raise InvalidEventError("a batch of messages holds the same message id twice")
+        try:
+            records = self._append_payloads(
+                sid, payloads, expected_seq, durability, items,
+                _retries.messages_guard(self, sid, ids), ([(mid, i) for i, mid in enumerate(ids)],
+                                                          None))
+        except _retries.Stored as stored:
+            return _retries.stored_batch(self, sid, list(messages), stored.seqs)
         return [_with_seq(m, r.seq) for m, r in zip(messages, records, strict=True)]
 
     def add_participant(self, session_id: str, participant: str, *,
@@ -342,7 +422,12 @@ class EventLog:
         event is checked like a new one. The session must not exist. If anything fails
         part-way, the partly imported session is removed again, so an import is all or nothing.
         """
-        sid = self._live(session_id)
+        return self._import(self._live(session_id), events, durability, batch_size, True)
+
+    def _import(self, sid: str, events: Iterable[Event], durability: Durability | None,
+                batch_size: int, check: bool) -> ChatSession:
+        """``import_events``; ``check`` False for events read from this store's own chain
+        (``fork``): they are not checked again."""
         iterator = iter(events)
         first = next(iterator, None)
         if first is None:
@@ -357,15 +442,24 @@ class EventLog:
         try:
             seq = 1
             batch: list[bytes] = []
+            # What the batch adds to the writer's fold, so its snapshots need no re-reading;
+            # None for a batch holding a rewind, whose state only a read can tell.
+            items: list[tuple[str, float, Any]] | None = []
             for event in iterator:
                 seq += 1
-                event = _check_imported(event, seq)
-                batch.append(encode_payload(event.type, event.ts, event.data))
+                if check:
+                    event = _check_imported(event, seq)
+                batch.append(encode_payload(event.type, event.ts, event.data, event.key))
+                if items is not None:
+                    items.append((event.type, event.ts, event.data))
+                    if event.type == REWOUND:
+                        items = None
                 if len(batch) >= batch_size:
-                    last = self._append_payloads(sid, batch, seq - len(batch), durability)[-1]
-                    head, batch = Head(last.seq, last.digest), []
+                    last = self._append_payloads(sid, batch, seq - len(batch), durability,
+                                                 items)[-1]
+                    head, batch, items = Head(last.seq, last.digest), [], []
             if batch:
-                self._append_payloads(sid, batch, seq - len(batch), durability)
+                self._append_payloads(sid, batch, seq - len(batch), durability, items)
         except BaseException as exc:
             # Remove the half import only if nobody wrote to it meanwhile: deleting it
             # regardless dropped their acknowledged events (a conflict is how we notice them).
@@ -381,11 +475,27 @@ class EventLog:
             raise
         return self.get_session(sid)
 
+    def fork(self, session_id: str, new_session_id: str | None = None, *,
+             at_seq: int | None = None, durability: Durability | None = None) -> ChatSession:
+        """A new session (a None id gets a random one) whose events 1..``at_seq`` (default:
+        the last) are the source's, followed by a ``session.forked`` event; then each goes
+        its own way. ``forked_from`` of the new session is ``(session_id, at_seq)``."""
+        self._live(session_id)
+        return _history.fork(self, session_id, new_session_id, at_seq, durability)
+
+    def rewind(self, session_id: str, to_seq: int, *, reason: str | None = None,
+               expected_seq: int | None = None) -> Event:
+        """Append a ``session.rewound`` event: from now on the session's visible history is
+        its events 1..``to_seq`` followed by the events after this one (``get_session``,
+        ``get_messages``); ``events()`` still returns every event."""
+        return _history.rewind(self, self._live(session_id), to_seq, reason, expected_seq)
+
     def delete_session(self, session_id: str) -> None:
         """Remove a session whole; its id can be created again."""
         sid = self._live(session_id)
         self._folds.pop(sid, None)
         self._views.pop(sid, None)
+        self._windows.drop(sid)
         self.backend.delete(sid)
 
     # Reading -------------------------------------------------------------------------
@@ -462,7 +572,10 @@ class EventLog:
                 continue
             if upto is not None and event.seq > upto:
                 break
-            state.apply(event)
+            if event.type == REWOUND:
+                state = _history.rewound(self, sid, state, event)
+            else:
+                state.apply(event)
             before = head.digest if head is not None else None
             head = Head(event.seq, chain.digest)
         else:
@@ -489,30 +602,12 @@ class EventLog:
         _check_seq("before_seq", before_seq)
         _check_seq("after_seq", after_seq)
         low = after_seq or 0
-        high = before_seq
         if limit is None:
-            found = []
-            for event in self.events(sid, after_seq=low):
-                if high is not None and event.seq >= high:
-                    break
-                if event.type == MESSAGE:
-                    found.append(to_message(sid, event))
-            return found
+            return _history.visible_messages(self, sid, low, before_seq)
         if limit == 0:
             self.backend.last_seq(sid)  # still a missing session's error
             return []
-        newest_first = []
-        for event in self._events_backward(sid):
-            if event.seq <= low:
-                break
-            if high is not None and event.seq >= high:
-                continue
-            if event.type == MESSAGE:
-                newest_first.append(to_message(sid, event))
-                if len(newest_first) == limit:
-                    break
-        newest_first.reverse()
-        return newest_first
+        return _history.newest_messages(self, sid, low, before_seq, limit)
 
     @property
     def closed(self) -> bool:
@@ -551,7 +646,7 @@ class EventLog:
                         f"session {sid!r}, {source}: seq {n_obj['seq']} does not follow seq "
                         f"{obj['seq']} in the digest chain", session_id=sid, seq=n_obj["seq"],
                         where=source)
-                yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+                yield to_event(n_obj)
             newer = (obj, body, digest)
         if newer is None:
             return
@@ -560,7 +655,7 @@ class EventLog:
             raise CorruptLogError(f"session {sid!r}: the log does not start at seq 1 "
                                   f"(oldest readable record is seq {n_obj['seq']})",
                                   session_id=sid, seq=n_obj["seq"])
-        yield Event(n_obj["seq"], n_obj["type"], n_obj["ts"], n_obj["data"])
+        yield to_event(n_obj)
 
     def search(  # noqa: PLR0913 - keyword-only filters, one per thing a search narrows by
             self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
@@ -749,7 +844,13 @@ class EventLog:
         try:
             chain, events, _ = self._scan_events(sid, 0)
             for event in events:
-                state.apply(event)
+                if event.type == REWOUND:
+                    # The state at to_seq: the fold kept at that seq if any, else a read.
+                    state = _history.rewound(self, sid, state, event)
+                else:
+                    state.apply(event)
+                    if event.type == FORKED:
+                        problems.extend(_history.verify_fork(self, sid, event))
                 count += 1
                 if event.seq in wanted:
                     state.head = chain.head
@@ -795,6 +896,9 @@ def _check_imported(event: object, seq: int) -> Event:
     check_json(event.data, f"event {seq} data")
     if seq > 1 and event.type.startswith(RESERVED_PREFIXES):
         _check_reserved(event)
+    key = event.key
+    if key is not None:
+        check_text(f"event {seq} key", key)
     return event
 
 
@@ -813,7 +917,9 @@ def _check_reserved(event: Event) -> None:
     data, where = event.data, f"event {event.seq} ({event.type})"
     if type(data) is not dict:
         raise InvalidEventError(f"{where}: data must be an object")
-    if event.type in (JOINED, LEFT):
+    if event.type in (FORKED, REWOUND):
+        _history.check_forked(event, where)
+    elif event.type in (JOINED, LEFT):
         check_text(f"{where} participant", data.get("participant"))
     elif event.type == MESSAGE:
         for name in ("id", "sender"):

@@ -22,6 +22,8 @@ CREATED = "session.created"
 JOINED = "session.participant_joined"
 LEFT = "session.participant_left"
 MESSAGE = "message"
+FORKED = "session.forked"
+REWOUND = "session.rewound"
 SNAPSHOT_FORMAT = 1
 
 
@@ -36,6 +38,7 @@ class SessionState:
     created_at: float = 0.0
     last_activity: float = 0.0
     message_count: int = 0
+    forked_from: tuple[str, int] | None = None
 
     def apply_message(self, ts: float, data: dict[str, Any]) -> None:
         """``apply`` of a ``message`` event, by its parts: the writer's fold calls it once per
@@ -65,6 +68,9 @@ class SessionState:
                 self.participants.append(data["participant"])
         elif kind == LEFT and data["participant"] in self.participants:
             self.participants.remove(data["participant"])
+        elif kind == FORKED:
+            self.forked_from = (data["parent"], data["seq"])
+        # REWOUND never comes here: its state is an older fold (see _history.rewound).
         if event.ts > self.last_activity or event.seq == 1:
             self.last_activity = event.ts
 
@@ -83,12 +89,13 @@ class SessionState:
             message_count=self.message_count,
             last_seq=self.head.seq,
             metadata=own_json(self.metadata),
+            forked_from=self.forked_from,
         )
 
     def copy(self) -> SessionState:
         return SessionState(self.session_id, self.head, list(self.participants),
                             own_json(self.metadata), self.created_at, self.last_activity,
-                            self.message_count)
+                            self.message_count, self.forked_from)
 
     def same_as(self, other: SessionState) -> bool:
         return self.to_session() == other.to_session() and self.head == other.head
@@ -139,6 +146,8 @@ def encode_snapshot(state: SessionState, position: dict[str, Any] | None) -> byt
         "created_at": state.created_at,
         "last_activity": state.last_activity,
         "message_count": state.message_count,
+        # Only in a forked session's snapshots: every other snapshot is as it always was.
+        **({} if state.forked_from is None else {"forked_from": list(state.forked_from)}),
         "position": position,
     })
     check = hashlib.sha256(body).hexdigest().encode()
@@ -165,6 +174,9 @@ def decode_snapshot(session_id: str, blob: bytes) -> tuple[SessionState, dict[st
             participants=list(obj["participants"]), metadata=dict(obj["metadata"]),
             created_at=float(obj["created_at"]), last_activity=float(obj["last_activity"]),
             message_count=int(obj["message_count"]))
+        forked = obj.get("forked_from")
+        if forked is not None:
+            state.forked_from = (str(forked[0]), int(forked[1]))
         position = obj["position"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise bad(str(exc)) from None

@@ -192,7 +192,8 @@ class FileBackend(Backend):
 
     def append_one(  # noqa: C901 - one flat function on purpose: see below
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-            durable: bool) -> tuple[Head, Head, dict[str, Any] | None]:
+            durable: bool, guard: Callable[[Head], None] | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
         # Every add_message comes this way, so the common case (an uncontended lock, nobody
         # else wrote since our last append, one whole write) is kept flat: each Python call
         # here costs about as much as a syscall. Sealing (``seal_one``) is inlined too, and
@@ -223,6 +224,8 @@ class FileBackend(Backend):
                         and handle.size < self.segment_max_bytes else None)
                 if head is None or head[0] - handle.seg_first + 1 >= self.segment_max_events:
                     head = head_for_append(self._dirs, session_id, handle, exact, durable, self._limits)
+                if guard is not None:
+                    guard(head)
                 if expected_seq is not None and head[0] != expected_seq:
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1

@@ -1,0 +1,272 @@
+"""Idempotent appends: a message id or an idempotency key the session already holds is
+answered with what is stored, and nothing is written.
+
+The check runs where the append's head is known and no other writer can move it: inside
+the backend's append, under the session's lock (or, on an optimistic backend, against
+the head the write is then conditional on), so it holds across processes. It looks in a
+``Window``: the ids of the visible messages and the keys of the visible events among the
+session's last ``WINDOW`` events (by seq), kept per session by the writer and brought up
+to the head by reading only the events appended since (by any process) before each check.
+
+A hit raises ``Stored`` out of the append, which writes nothing; the caller reads the
+stored events back (outside the lock) and compares or returns them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..core._codec import Head, Record
+from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
+from ..core._records import ChatMessage, Event
+from ._state import MESSAGE, REWOUND, message_data, to_message
+
+if TYPE_CHECKING:
+    from ._log import EventLog
+
+WINDOW = 10_000
+"""Ids and keys are looked for among the session's last this many events (by seq)."""
+_SLACK = 1_000
+"""A window is trimmed back to ``WINDOW`` events once it holds this many more entries."""
+WINDOWS_KEPT = 64
+"""Sessions whose window a store keeps (each up to ``WINDOW + _SLACK`` entries)."""
+
+
+class Stored(EventLogError):
+    """Raised inside an append that must not write: what it asks for is stored at ``seqs``
+    (a message id: one seq each; a key: the first seq of its event(s))."""
+
+    def __init__(self, seqs: list[int]) -> None:
+        super().__init__("already stored")
+        self.seqs = seqs
+
+
+class Window:
+    """Visible message ids and event keys among a session's recent events, as of ``head``."""
+
+    __slots__ = ("head", "ids", "keys", "position")
+
+    def __init__(self, head: Head, ids: dict[str, int], keys: dict[str, int],
+                 position: dict[str, Any] | None) -> None:
+        self.head = head
+        self.ids = ids
+        self.keys = keys
+        self.position = position
+
+    def trim(self) -> None:
+        floor = self.head.seq - WINDOW
+        for table in (self.ids, self.keys):
+            if len(table) > WINDOW + _SLACK:
+                for name in [n for n, seq in table.items() if seq <= floor]:
+                    del table[name]
+
+
+class Windows:
+    """The store's windows, by session; one lock guards the table and each window's moves."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.table: dict[str, Window] = {}
+
+    def drop(self, sid: str) -> None:
+        with self.lock:
+            self.table.pop(sid, None)
+
+    def advanced(self, sid: str, after: Head, head: Head, position: dict[str, Any] | None,
+                 ids: list[tuple[str, int]] | None = None,
+                 keys: list[tuple[str, int]] | None = None) -> None:
+        """An append sealed after ``after`` wrote up to ``head``: move the window on, if it
+        stood at ``after`` (else the next check reads what it missed)."""
+        window = self.table.get(sid)
+        if window is None:
+            return
+        with self.lock:
+            if window.head != after:
+                return
+            if ids:
+                window.ids.update(ids)
+            if keys:
+                for key, seq in keys:
+                    window.keys.setdefault(key, seq)
+            window.head = head
+            window.position = position
+            if head.seq % _SLACK == 0:
+                window.trim()
+
+
+    def after_batch(self, sid: str, records: list[Record], afters: list[Head],
+                    position: dict[str, Any] | None,
+                    added: tuple[list[tuple[str, int]], str | None] | None) -> None:
+        """A batch was written after ``afters[-1]``: move the window on by the message ids
+        (by index in the batch) and the key in ``added``; None (a rewind, an import): drop it."""
+        if added is None:
+            self.drop(sid)
+        elif records and afters:
+            ids, key = added
+            first = records[0].seq
+            self.advanced(sid, afters[-1], Head(records[-1].seq, records[-1].digest), position,
+                          [(mid, first + i) for mid, i in ids],
+                          None if key is None else [(key, first)])
+
+
+def window_at(log: EventLog, sid: str, head: Head) -> Window:
+    """The session's window as of ``head`` (called inside an append, with the head it
+    builds on): the kept one if it is there, else it read on to ``head``, else rebuilt."""
+    windows = log._windows
+    window = windows.table.get(sid)
+    if window is not None and window.head == head:
+        return window
+    with windows.lock:
+        window = windows.table.get(sid)
+        if window is not None and window.head != head:
+            if window.head.seq < head.seq <= window.head.seq + WINDOW:
+                window = _read_on(log, sid, window, head)
+            else:
+                window = None
+        if window is None:
+            window = _rebuild(log, sid, head)
+        table = windows.table
+        table.pop(sid, None)
+        table[sid] = window
+        while len(table) > WINDOWS_KEPT:
+            table.pop(next(iter(table)))
+        return window
+
+
+def _read_on(log: EventLog, sid: str, window: Window, head: Head) -> Window | None:
+    """``window`` moved on by the events after it up to ``head``; None if it can't be (a
+    rewind among them: the visible set is then an older one, so it is rebuilt)."""
+    try:
+        chain, events, _ = log._scan_events(sid, window.head.seq, window.position)
+        if chain.seq == window.head.seq and chain.digest != window.head.digest:
+            return None
+        ids, keys = window.ids, window.keys
+        checked = chain.seq >= window.head.seq
+        for event in events:
+            if event.seq <= window.head.seq:
+                if event.seq == window.head.seq:
+                    if chain.digest != window.head.digest:
+                        return None
+                    checked = True
+                continue
+            if not checked or event.type == REWOUND:
+                return None
+            if event.type == MESSAGE:
+                ids[event.data["id"]] = event.seq
+            if event.key is not None:
+                keys.setdefault(event.key, event.seq)
+            if event.seq == head.seq:
+                break
+        if chain.seq != head.seq or chain.digest != head.digest:
+            return None
+    except EventLogError:
+        return None
+    window.head = head
+    window.position = None
+    window.trim()
+    return window
+
+
+def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
+    """The window of the last ``WINDOW`` events up to ``head``, read forward and then
+    walked back to tell which are visible (a rewind hides the events between its
+    ``to_seq`` and itself, and a rewind hidden by a later one hides nothing)."""
+    floor = max(0, head.seq - WINDOW)
+    chain, events, _ = log._scan_events(sid, floor)
+    recent: list[Event] = []
+    for event in events:
+        if event.seq > floor:
+            recent.append(event)
+        if event.seq >= head.seq:
+            break
+    if chain.seq != head.seq or chain.digest != head.digest:
+        # Only an optimistic backend's guessed head can miss: it then reads the head again.
+        raise ConflictError(sid, head.seq, chain.seq)
+    ids: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    skip_above: int | None = None  # events above this seq (and below a rewind) are hidden
+    for event in reversed(recent):
+        if skip_above is not None:
+            if event.seq > skip_above:
+                continue
+            skip_above = None
+        if event.type == MESSAGE:
+            ids.setdefault(event.data["id"], event.seq)
+        if event.key is not None:
+            keys[event.key] = event.seq  # the batch's first event wins: it comes last here
+        if event.type == REWOUND:
+            skip_above = event.data["to_seq"]
+    # Oldest first, as ``trim`` and appends expect.
+    return Window(head, dict(reversed(ids.items())), dict(reversed(keys.items())), None)
+
+
+def message_guard(log: EventLog, sid: str, message_id: str) -> Callable[[Head], None]:
+    def guard(head: Head) -> None:
+        seq = window_at(log, sid, head).ids.get(message_id)
+        if seq is not None:
+            raise Stored([seq])
+    return guard
+
+
+def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Callable[[Head], None]:
+    def guard(head: Head) -> None:
+        ids = window_at(log, sid, head).ids
+        found = [ids.get(mid) for mid in message_ids]
+        if any(seq is not None for seq in found):
+            raise Stored([-1 if seq is None else seq for seq in found])
+    return guard
+
+
+def key_guard(log: EventLog, sid: str, key: str) -> Callable[[Head], None]:
+    def guard(head: Head) -> None:
+        seq = window_at(log, sid, head).keys.get(key)
+        if seq is not None:
+            raise Stored([seq])
+    return guard
+
+
+def stored_event(log: EventLog, sid: str, seq: int) -> Event:
+    for event in log.events(sid, after_seq=seq - 1):
+        return event
+    raise ConflictError(sid, seq, 0)  # unreachable for a stored seq: the log only grows
+
+
+def keyed_events(log: EventLog, sid: str, seq: int, key: str) -> list[Event]:
+    """The events stored with ``key``, from its first one at ``seq`` (a batch is contiguous)."""
+    found = []
+    for event in log.events(sid, after_seq=seq - 1):
+        if event.key != key:
+            break
+        found.append(event)
+    return found
+
+
+def same_message(message: ChatMessage, data: dict[str, Any]) -> bool:
+    """Whether a message equals a stored one in what a retry must repeat: sender, recipient,
+    content, message type and metadata (not the timestamp, which a retry may renew)."""
+    mine = message_data(message)
+    return all(mine.get(name) == data.get(name)
+               for name in ("sender", "recipient", "content", "message_type", "metadata"))
+
+
+def stored_message(log: EventLog, sid: str, message: ChatMessage, seq: int) -> ChatMessage:
+    """The stored message at ``seq`` if ``message`` repeats it, else ``DuplicateMessageError``."""
+    event = stored_event(log, sid, seq)
+    if event.type != MESSAGE or not same_message(message, event.data):
+        raise DuplicateMessageError(sid, [message.id], f"stored at seq {seq} with other contents")
+    return to_message(sid, event)
+
+
+def stored_batch(log: EventLog, sid: str, messages: list[ChatMessage],
+                 seqs: list[int]) -> list[ChatMessage]:
+    """A batch of messages is all stored (a retry: the stored ones) or all new; a mix, or
+    one differing from its stored message, raises ``DuplicateMessageError``."""
+    new = [m.id for m, seq in zip(messages, seqs, strict=True) if seq < 0]
+    if new:
+        old = [m.id for m, seq in zip(messages, seqs, strict=True) if seq >= 0]
+        raise DuplicateMessageError(sid, old, "are stored already, and the batch also holds new "
+                                    f"ones ({', '.join(map(repr, new))}): a batch is stored "
+                                    "all at once or not at all")
+    return [stored_message(log, sid, m, seq) for m, seq in zip(messages, seqs, strict=True)]
