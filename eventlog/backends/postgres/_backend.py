@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -142,7 +142,12 @@ class PostgresBackend(RowBackend):
                           unknown="the session may or may not have been created")
 
     def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool) -> tuple[Head, Head, dict[str, Any] | None]:
+                   durable: bool, guard: Callable[[Head], None] | None = None,
+                   ) -> tuple[Head, Head, dict[str, Any] | None]:
+        if guard is not None:
+            # The store's check (a message id or idempotency key already stored) is Python
+            # that must see the head under the lock: the batch path (``append``) runs it.
+            return super().append_one(session_id, payload, max_bytes, expected_seq, durable, guard)
         params = {"id": session_id, "p": payload, "t": Int8(_token()),
                   "x": None if expected_seq is None else Int8(expected_seq), "m": Int8(max_bytes),
                   "c": self._channel}
