@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -59,6 +60,7 @@ class Connections:
         self.lock_timeout = lock_timeout
         self._pid = os.getpid()
         self._pool: psycopg_pool.ConnectionPool[Conn] | None = None
+        self._local = threading.local()
 
     def _open(self) -> psycopg_pool.ConnectionPool[Conn]:
         # lock_timeout: a writer queued behind a session's row lock gives up, rather than
@@ -94,8 +96,21 @@ class Connections:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
+        """A pooled connection; inside another ``connection()`` of the same thread, that one.
+        So a read made while a write holds its session's lock (the store's check of message
+        ids runs under it) neither waits for a second connection (threads holding all of
+        them, each waiting for the lock, would never give one back) nor misses the write's
+        own transaction."""
+        held: Conn | None = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
         with self._current().connection() as conn:
-            yield conn
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
 
     def close(self) -> None:
         if os.getpid() == self._pid and self._pool is not None:
