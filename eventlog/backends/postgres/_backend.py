@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -278,6 +278,26 @@ class PostgresBackend(RowBackend):
             raise SessionNotFoundError(session_id)
 
     # Reading --------------------------------------------------------------------------------
+
+    # The session catalog (store/_catalog.py): a table beside the sessions, as on SQLite.
+
+    def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
+        rows = self._run("reading the session catalog", "CATALOG_READ", (prefix,))
+        return [(row[0], None if row[1] is None else bytes(row[1])) for row in rows]
+
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+        text = self._sql["CATALOG_WRITE"]
+
+        def save(conn: Conn) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(text, [{"e": blob, "id": sid, "q": Int8(head.seq), "h": head.digest}
+                                       for sid, head, blob in entries])
+
+        self._conns.run("saving session catalog entries", save)
+
+    def catalog_reset(self) -> None:
+        self._conns.run("dropping the session catalog",
+                        lambda conn: conn.execute(self._sql["CATALOG_RESET"]))
 
     def read_head(self, session_id: str) -> tuple[Any, Head]:
         rows = self._run(f"reading session {session_id!r}", "HEAD", (session_id,))

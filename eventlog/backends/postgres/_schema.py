@@ -32,7 +32,8 @@ FORMAT = "eventlog-postgres"
 VERSION = 1
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens"))
+_TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
+                     "catalog"))
 
 # One list of statements per version: a store at version n gets MIGRATIONS[n:] in order.
 # ``{s}`` is the quoted schema.
@@ -81,6 +82,9 @@ MIGRATIONS: list[list[str]] = [[
         h text NOT NULL,
         PRIMARY KEY (session, tok)
     )""",
+    # The session catalog's entry of each session (derived data, see store/_catalog.py):
+    # used only while its seq is the session's head.
+    "CREATE TABLE {s}.catalog (gen bigint PRIMARY KEY, seq bigint NOT NULL, entry bytea NOT NULL)",
 ]]
 assert len(MIGRATIONS) == VERSION
 
