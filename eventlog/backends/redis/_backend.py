@@ -375,11 +375,15 @@ class RedisBackend(RowBackend):
         heads = self._run(what, lambda: self._pipeline(
             False, [("hmget", (self.keys(sid)[0], ["seq", "c"])) for sid in ids]))
         found: list[tuple[str, bytes | None]] = []
+        gone = []
         for sid, (seq, entry) in zip(ids, heads, strict=True):
             if seq is None:
-                continue  # gone (expired, deleted, or half created): session_ids tidies it
+                gone.append(sid)  # expired (ttl), deleted, or half created by a process that died
+                continue
             made_for, _, blob = (entry or b"").partition(b":")
             found.append((sid, blob if entry is not None and made_for == seq else None))
+        if gone:  # tidy the registry, as session_ids does
+            self._unregister(what, gone)
         return found
 
     def catalog_reset(self) -> None:
