@@ -1,7 +1,7 @@
 """The Redis Streams backend (``pip install 'eventlog[redis]'``).
 
-Keys of a session share the hash tag ``{<session id>}``, so on Redis Cluster they live in
-one slot and every script (``_redis_scripts``) touches one slot only::
+Keys of a session share the hash tag ``{<sid>}`` (the id, ``%`` and ``}`` escaped: ``_tag``), so
+on Redis Cluster they live in one slot and every script (``_redis_scripts``) touches one slot only::
 
     <prefix>{<sid>}:head   hash: seq, h (the head digest), g (this life's generation token),
                            sealed and archived (compaction's marks), b, sb and ab (bytes of
@@ -43,6 +43,11 @@ Durability is the server's: see the README's backends section.
 Opening writes nothing to Redis: a store is its key prefix, and a prefix with no keys is an
 empty store, so ``create=False`` (see ``_base``) has nothing to refuse there; it reaches only
 the cold tier's file store (``archive=``), which must then exist.
+
+Over 500 lines (issue 14): the one class that answers every hook of the ``Backend`` contract
+for Redis (the scripts are in ``_scripts``, the archive tiers in ``_archive``, the cluster's
+connections in ``_cluster``, following in ``_follow``); what is left is a call or two per hook
+with its retries. The catalog hooks are the next to move out.
 """
 
 from __future__ import annotations
