@@ -24,6 +24,10 @@ Connections are pooled per process. SQLite must not carry a connection across fo
 closing one in the child could checkpoint and delete a WAL the parent still uses, so
 idle connections are closed in the parent *before* a fork, and the child abandons
 (never closes) any it inherited and opens its own.
+
+Over 500 lines (issue 14): the one class that answers every hook of the ``Backend`` contract
+for SQLite, each a statement or two with its error handling; what SQLite shares with the
+other row stores already lives in ``_rows`` and ``_chunks``.
 """
 
 from __future__ import annotations

@@ -195,9 +195,12 @@ class EventLogSessionService(BaseSessionService):
     def _list(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
         prefix = f"adk/{_part(app_name)}/" + ("" if user_id is None else f"{_part(user_id)}/")
         found = []
-        for sid in self.log.session_ids():
+        # The store's catalog narrows by prefix (an index on SQLite and PostgreSQL, the file
+        # store's catalog file), so listing one app's or user's sessions reads only theirs.
+        for listed in self.log.list_sessions(prefix=prefix):
+            sid = listed.session_id
             name = framework_id_of(sid)
-            if not name.startswith(prefix) or name.count("/") != 3:
+            if name.count("/") != 3:
                 continue
             with self._sessions.use(sid) as (fold, _):
                 if fold.meta is None:

@@ -199,9 +199,8 @@ def _valid(row: list[Any]) -> bool:
             and type(row[4]) is int and type(row[5]) is list and type(row[6]) is dict
             and (row[7] is None or (type(row[7]) is list and len(row[7]) == 2
                                     and type(row[7][0]) is str and type(row[7][1]) is int))
-            and type(row[8]) is list and all(type(r) is list and len(r) == 2
-                                             and type(r[0]) is int and type(r[1]) is int
-                                             for r in row[8]))
+            and type(row[8]) is list and all(type(r) is list and len(r) == 2 and type(r[0]) is int
+                                             and type(r[1]) is int for r in row[8]))
 
 
 def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -59,6 +60,7 @@ class Connections:
         self.lock_timeout = lock_timeout
         self._pid = os.getpid()
         self._pool: psycopg_pool.ConnectionPool[Conn] | None = None
+        self._local = threading.local()
 
     def _open(self) -> psycopg_pool.ConnectionPool[Conn]:
         # lock_timeout: a writer queued behind a session's row lock gives up, rather than
@@ -66,7 +68,9 @@ class Connections:
         return psycopg_pool.ConnectionPool(
             self.conninfo, connection_class=Conn, min_size=1, max_size=self.size,
             kwargs=self._kwargs(),
-            configure=_configure, timeout=self.retry_for, num_workers=1, open=True,
+            # A wait for a connection is a fraction of retry_for, so that the retry loops get
+            # to look again (and renew a pool stuck in its reconnect backoff: ``_unstick``).
+            configure=_configure, timeout=max(0.05, self.retry_for / 4), num_workers=1, open=True,
             name=f"eventlog {self.where}")
 
     def _kwargs(self) -> dict[str, Any]:
@@ -94,8 +98,39 @@ class Connections:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
+        """A pooled connection; inside another ``connection()`` of the same thread, that one.
+        So a read made while a write holds its session's lock (the store's check of message
+        ids runs under it) neither waits for a second connection (threads holding all of
+        them, each waiting for the lock, would never give one back) nor misses the write's
+        own transaction."""
+        held: Conn | None = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
         with self._current().connection() as conn:
-            yield conn
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    def _unstick(self) -> None:
+        """After an outage the pool reconnects on a backoff timer (1 s, 2 s, 4 s...), so it
+        may have no connection for seconds after the server answers again, and every call
+        with a shorter ``retry_for`` would fail. When a wait for a connection times out, the
+        pool has failed to connect before, and a direct connection works, start a fresh
+        pool (the old one is closed in the background; a connection in use elsewhere is
+        closed when it is given back)."""
+        pool = self._pool
+        if pool is None or not pool.get_stats().get("connections_errors", 0):
+            return  # this pool never failed to connect: busy, not stuck; the wait goes on
+        try:
+            self.connect().close()
+        except psycopg.Error:
+            return  # the server is still away
+        if self._pool is pool:
+            self._pool = None
+            threading.Thread(target=pool.close, kwargs={"timeout": 0}, daemon=True).start()
 
     def close(self) -> None:
         if os.getpid() == self._pid and self._pool is not None:
@@ -149,6 +184,7 @@ class Connections:
                         last = exc
             except psycopg_pool.PoolTimeout as exc:
                 last = exc
+                self._unstick()
             except psycopg.OperationalError as exc:  # the pool's own connect failed
                 last = exc
         assert last is not None
@@ -185,6 +221,8 @@ class Connections:
                             raise self.fail(what, exc) from exc
             except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
                 last = exc  # no connection: this attempt sent nothing
+                if isinstance(exc, psycopg_pool.PoolTimeout):
+                    self._unstick()
             except psycopg.Error as exc:  # ending the lost attempt's process failed
                 raise StorageError(f"{self.where}: {what}: the connection broke before the reply "
                                    f"came, and ending its server process failed ({exc}); "

@@ -17,7 +17,7 @@ Every table lives in the store's own schema (``?schema=NAME``, default ``eventlo
     tokens(session, tok, seq, h)           tokens of records compaction moved lately, kept while
                                            a retry may still look for them
     catalog(gen, seq, entry)               the session catalog's entry of a session life, valid
-                                           while its head is at ``seq`` (schema version 2)
+                                           while its head is at ``seq``
 
 Making them is one transaction under an advisory lock, so processes opening a new store
 at once make it once; a later version of the tables is one more step in ``MIGRATIONS``.
@@ -34,7 +34,7 @@ from ...core._codec import FORMAT_VERSION, FORMAT_VERSIONS
 from ...core._errors import InvalidInputError, StorageError, StoreNotFoundError
 
 FORMAT = "eventlog-postgres"
-VERSION = 2
+VERSION = 1
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
@@ -87,9 +87,8 @@ MIGRATIONS: list[list[str]] = [[
         h text NOT NULL,
         PRIMARY KEY (session, tok)
     )""",
-], [
-    # Version 2: the session catalog's entries (derived data: see store/_catalog), one per
-    # session life, for the seq it was made at.
+    # The session catalog's entry of each session (derived data, see store/_catalog.py):
+    # used only while its seq is the session's head.
     "CREATE TABLE {s}.catalog (gen bigint PRIMARY KEY, seq bigint NOT NULL, entry bytea NOT NULL)",
 ]]
 assert len(MIGRATIONS) == VERSION

@@ -99,7 +99,7 @@ WITH t AS (
   DELETE FROM {s}.snapshots WHERE session IN (SELECT gen FROM d)
 ), k AS (
   DELETE FROM {s}.tokens WHERE session IN (SELECT gen FROM d)
-), c AS (
+), g AS (
   DELETE FROM {s}.catalog WHERE gen IN (SELECT gen FROM d)
 ), n AS (
   SELECT pg_notify(%(c)s, d.gen || ' 0') FROM d, t WHERE t.watched > now()
@@ -185,16 +185,15 @@ WHERE gen = %(g)s::bigint RETURNING seq
 def bind(statement: str, schema: str) -> str:
     return statement.replace("{s}", schema)
 
-# The session catalog (see ``store/_catalog``): entries made for each session's current
-# seq, by id from %(f)s (and below %(e)s unless NULL); saved only for a head still current.
+# The session catalog: each session by id with the entry made for its current head, if any.
 CATALOG_READ = """
 SELECT s.id, c.entry FROM {s}.sessions s LEFT JOIN {s}.catalog c ON c.gen = s.gen AND c.seq = s.seq
-WHERE s.id COLLATE "C" >= %(f)s AND (%(e)s::text IS NULL OR s.id COLLATE "C" < %(e)s::text)
-ORDER BY s.id COLLATE "C"
+WHERE starts_with(s.id, %s) ORDER BY s.id COLLATE "C"
 """
+# Saved only while the session's head is the one the entry was made for.
 CATALOG_WRITE = """
-INSERT INTO {s}.catalog (gen, seq, entry)
-SELECT gen, seq, %(b)s FROM {s}.sessions WHERE id = %(id)s AND seq = %(q)s::bigint AND h = %(h)s
+INSERT INTO {s}.catalog SELECT gen, seq, %(e)s FROM {s}.sessions
+WHERE id = %(id)s AND seq = %(q)s::bigint AND h = %(h)s
 ON CONFLICT (gen) DO UPDATE SET seq = EXCLUDED.seq, entry = EXCLUDED.entry
 """
 CATALOG_RESET = "DELETE FROM {s}.catalog"

@@ -1,7 +1,7 @@
 """The Redis Streams backend (``pip install 'eventlog[redis]'``).
 
-Keys of a session share the hash tag ``{<session id>}``, so on Redis Cluster they live in
-one slot and every script (``_redis_scripts``) touches one slot only::
+Keys of a session share the hash tag ``{<sid>}`` (the id, ``%`` and ``}`` escaped: ``_tag``), so
+on Redis Cluster they live in one slot and every script (``_redis_scripts``) touches one slot only::
 
     <prefix>{<sid>}:head   hash: seq, h (the head digest), g (this life's generation token),
                            sealed and archived (compaction's marks), b, sb and ab (bytes of
@@ -48,6 +48,11 @@ Durability is the server's: see the README's backends section.
 Opening writes nothing to Redis: a store is its key prefix, and a prefix with no keys is an
 empty store, so ``create=False`` (see ``_base``) has nothing to refuse there; it reaches only
 the cold tier's file store (``archive=``), which must then exist.
+
+Over 500 lines (issue 14): the one class that answers every hook of the ``Backend`` contract
+for Redis (the scripts are in ``_scripts``, the archive tiers in ``_archive``, the cluster's
+connections in ``_cluster``, following in ``_follow``); what is left is a call or two per hook
+with its retries. The catalog hooks are the next to move out.
 """
 
 from __future__ import annotations
@@ -106,6 +111,18 @@ def _first_key(command: tuple[str, tuple[Any, ...]]) -> str:
 
 def _seq_of(entry_id: Any) -> int:
     return int(_text(entry_id).partition("-")[2])
+
+
+
+def _tag(session_id: str) -> str:
+    """The session's hash tag. Redis Cluster hashes the text between a key's first ``{`` and
+    the next ``}``: an id holding ``}`` would cut the tag short, and one starting with it
+    gives an empty tag, which spreads the session's keys over slots. So ``%`` and ``}`` are
+    escaped (``%25``, ``%7D``); other ids are their own tag. The two kinds can't meet (only
+    escaped tags hold ``%``), so no two ids share keys."""
+    if "}" not in session_id and "%" not in session_id:
+        return session_id
+    return session_id.replace("%", "%25").replace("}", "%7D")
 
 
 class RedisBackend(RowBackend):
@@ -218,7 +235,7 @@ class RedisBackend(RowBackend):
         """The session's keys: head, log, snap, arch, tok, tok0, and the copies of log and
         arch a redaction builds (gone once it ends; listed so that delete removes those a
         dead redaction left)."""
-        base = f"{self.prefix}{{{session_id}}}:"
+        base = f"{self.prefix}{{{_tag(session_id)}}}:"
         return [base + "head", base + "log", base + "snap", base + "arch", base + "tok", base + "tok0",
                 base + "log:redacting", base + "arch:redacting"]
 
@@ -418,11 +435,11 @@ class RedisBackend(RowBackend):
         gone = []
         for sid, (seq, entry) in zip(ids, heads, strict=True):
             if seq is None:
-                gone.append(sid)  # expired, deleted, or half created
+                gone.append(sid)  # expired (ttl), deleted, or half created by a process that died
                 continue
             made_for, _, blob = (entry or b"").partition(b":")
             found.append((sid, blob if entry is not None and made_for == seq else None))
-        if gone:  # tidy the registry, as session_ids does (listings no longer call it)
+        if gone:  # tidy the registry, as session_ids does
             self._unregister(what, gone)
         return found
 
@@ -433,7 +450,9 @@ class RedisBackend(RowBackend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
         def send() -> Any:
-            if self.cluster:  # redis-py refuses scripts in a cluster pipeline: one call each
+            if self.cluster:
+                # redis-py refuses scripts in a cluster pipeline: one call each (an entry
+                # is derived data, written now and then, never on the append path).
                 return [self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob])
                         for sid, head, blob in entries]
             pipe = self.client.pipeline(transaction=False)
