@@ -98,3 +98,14 @@ def test_ids_that_could_fool_a_terminal_are_shown_escaped(capsys: pytest.Capture
     assert code == 0 and "a\\u202eb" in out and "c\\x1b[2Jd" in out and "\x1b" not in out
     code, out, _ = cli(capsys, "sessions", "--store", root, "--json")
     assert orjson.loads(out)[0]["session_id"] == evil  # JSON keeps it exactly (escaped by JSON)
+
+
+def test_a_cursor_never_looks_like_an_option() -> None:
+    """A cursor is passed on the command line: base64url may begin with "-", which argparse
+    took for an option (a usage error, about one page in 64)."""
+    from eventlog.store import _catalog
+
+    query = _catalog.make_query(None, None, None, None, None, "session_id", False)
+    cursors = [_catalog.encode_cursor(query, (f"s{i}",)) for i in range(2000)]
+    assert not [c for c in cursors if c.startswith("-")]
+    assert all(_catalog.decode_cursor(c, query) == (f"s{i}",) for i, c in enumerate(cursors))

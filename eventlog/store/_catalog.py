@@ -375,7 +375,9 @@ def count_sessions(log: EventLog, query: Query) -> int:
 
 def _seal(body: bytes) -> str:
     tag = hashlib.blake2b(body, key=_CURSOR_KEY, digest_size=8).digest()
-    return base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
+    # The "c" first: base64url may begin with "-", and a command line would take such a
+    # cursor for an option ("eventlog sessions --cursor -x..." was a usage error).
+    return "c" + base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
 
 
 def encode_cursor(query: Query, key: tuple[Any, ...]) -> str:
@@ -387,8 +389,11 @@ def decode_cursor(cursor: object, query: Query) -> tuple[Any, ...]:
     did not hand out (damaged, made up, or another listing's)."""
     if type(cursor) is not str or not 0 < len(cursor) <= 4096:
         raise InvalidCursorError("cursor must be a string a previous page_sessions returned")
+    if not cursor.startswith("c"):
+        raise InvalidCursorError(f"cursor {cursor[:40]!r} is not one page_sessions returned")
+    body64 = cursor[1:]
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.urlsafe_b64decode(body64 + "=" * (-len(body64) % 4))
     except (binascii.Error, ValueError):
         raise InvalidCursorError(f"cursor {cursor[:40]!r} is not one page_sessions returned") from None
     tag, body = raw[:8], raw[8:]
