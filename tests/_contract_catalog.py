@@ -187,12 +187,14 @@ class CatalogContract(ContractBase):
         for call in foreign:
             with pytest.raises(InvalidCursorError):
                 call()
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        assert cursor.startswith("c")  # never "-": the command line takes cursors too
+        body = cursor[1:]
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         forged = [
-            "", "x", "!!!", cursor[:-2], cursor + "A", cursor[::-1],
-            base64.urlsafe_b64encode(raw[:8] + raw[8:].replace(b"[", b"{", 1)).decode(),
-            base64.urlsafe_b64encode(b"\0" * 8 + raw[8:]).decode(),
-            base64.urlsafe_b64encode(b'[1,"0000000000000000",[1,"a"]]').decode(),
+            "", "x", "!!!", cursor[:-2], cursor + "A", cursor[::-1], body,
+            "c" + base64.urlsafe_b64encode(raw[:8] + raw[8:].replace(b"[", b"{", 1)).decode(),
+            "c" + base64.urlsafe_b64encode(b"\0" * 8 + raw[8:]).decode(),
+            "c" + base64.urlsafe_b64encode(b'[1,"0000000000000000",[1,"a"]]').decode(),
             log.search("", limit=1).next_cursor or "y",  # a search's cursor
         ]
         for bad in forged:
