@@ -6,6 +6,9 @@ A ticker task sleeps 1 ms at a time and records how late each wake-up is; the wo
 is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh file store:
 
 - ``idle``: the ticker alone: the machine's own noise floor, to read the others against.
+- ``busy``: the ticker while one plain thread builds dicts for 2 s (no eventlog): the floor
+  for any design that runs Python in a worker thread, the GIL's switch interval plus the
+  machine's load.
 - ``appends``: 1,000 sessions appending concurrently through ``open_async`` (``--appends``
   events each, one ``append`` call per event).
 - ``read-long``: ``async for`` over ``events()`` of a 100,000-event session.
@@ -117,6 +120,21 @@ async def idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     return await measured(lambda: asyncio.sleep(2.0))
 
 
+async def busy(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    def spin() -> None:
+        until = time.perf_counter() + 2.0
+        while time.perf_counter() < until:
+            [{"n": n, "text": "x"} for n in range(1000)]
+
+    async def work() -> None:
+        thread = threading.Thread(target=spin)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.05)
+
+    return await measured(work)
+
+
 async def appends(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     log = eventlog.open_async(root / "appends", workers=args.workers)
     sessions = [f"s{n}" for n in range(args.sessions)]
@@ -170,7 +188,7 @@ async def get_items(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 SCENARIOS: dict[str, Callable[[Path, argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]] = {
-    "idle": idle, "appends": appends, "read-long": read_long, "get-items": get_items}
+    "idle": idle, "busy": busy, "appends": appends, "read-long": read_long, "get-items": get_items}
 
 
 def main(argv: list[str] | None = None) -> int:
