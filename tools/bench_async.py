@@ -10,7 +10,8 @@ is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh 
   for any design that runs Python in a worker thread, the GIL's switch interval plus the
   machine's load.
 - ``appends``: 1,000 sessions appending concurrently through ``open_async`` (``--appends``
-  events each, one ``append`` call per event).
+  events each, one ``append`` call per event); ``--store URL`` sends them to another store
+  (Redis, PostgreSQL), whose round trips the worker threads wait for without the GIL.
 - ``read-long``: ``async for`` over ``events()`` of a 100,000-event session.
 - ``get-items``: issue 19's case: 200 full ``get_items()`` of a 4,000-item OpenAI Agents
   session (needs ``openai-agents``).
@@ -18,7 +19,8 @@ is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh 
 ``--heap`` imports the frameworks first (openai-agents, langgraph, google-adk where
 installed), as an app has them: a full garbage collection walks every object they made.
 ``--freeze`` calls ``gc.freeze()`` after the imports, as the README advises.
-``--no-gc-pause`` runs the worker calls with the collector left on, to show what the pause
+``--switch-interval 0.001`` sets how long a thread keeps the GIL while another waits
+(5 ms by default; an app's choice, not the library's). ``--no-gc-pause`` runs the worker calls with the collector left on, to show what the pause
 buys. Each scenario reports the worst pause, the 99th percentile, garbage collections by
 generation (count, worst) and the wall time. On Linux it also reports the worst pause less
 the time the loop's thread sat in the kernel's run queue during it (``/proc/.../schedstat``):
@@ -136,8 +138,8 @@ async def busy(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def appends(root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    log = eventlog.open_async(root / "appends", workers=args.workers)
-    sessions = [f"s{n}" for n in range(args.sessions)]
+    log = eventlog.open_async(args.store or root / "appends", workers=args.workers)
+    sessions = [f"bench-async-{os.getpid()}-{n}" for n in range(args.sessions)]
     for sid in sessions:
         log.sync.create_session(sid)
 
@@ -150,6 +152,9 @@ async def appends(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     result = await measured(work)
     assert sum(log.sync.get_session(sid).last_seq for sid in sessions) == len(sessions) * (args.appends + 1)
+    if args.store:  # a shared server: leave nothing behind
+        for sid in sessions:
+            log.sync.delete_session(sid)
     await log.close()
     return {**result, "events": len(sessions) * args.appends}
 
@@ -195,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--store", help="URL of the store the appends go to (default: a fresh file store), "
+                        "e.g. redis://127.0.0.1:6379/0?prefix=bench:")
     parser.add_argument("--appends", type=int, default=20, help="events each session appends")
     parser.add_argument("--long", type=int, default=100_000, help="events in the long session")
     parser.add_argument("--workers", type=int, default=_async.WORKERS, help="worker threads per store")
@@ -203,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap", action="store_true", help="import the frameworks first")
     parser.add_argument("--freeze", action="store_true",
                         help="gc.freeze() after the imports, as the README advises an app to")
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval(SECONDS) first: how long the loop may wait for the GIL")
     parser.add_argument("--json", action="store_true", help="one JSON line per scenario")
     args = parser.parse_args(argv)
     if args.heap:
@@ -211,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 importlib.import_module(module)
     if args.freeze:
         gc.freeze()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.no_gc_pause:
         _async._collector_pause = contextlib.nullcontext()  # type: ignore[assignment]
     names = args.only.split(",") if args.only else list(SCENARIOS)
