@@ -20,11 +20,12 @@ is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh 
 installed), as an app has them: a full garbage collection walks every object they made.
 ``--freeze`` calls ``gc.freeze()`` after the imports, as the README advises.
 ``--switch-interval 0.001`` sets how long a thread keeps the GIL while another waits
-(5 ms by default; an app's choice, not the library's). ``--no-gc-pause`` runs the worker calls with the collector left on, to show what the pause
-buys. Each scenario reports the worst pause, the 99th percentile, garbage collections by
-generation (count, worst) and the wall time. On Linux it also reports the worst pause less
-the time the loop's thread sat in the kernel's run queue during it (``/proc/.../schedstat``):
-on a shared machine much of a long pause is the loop waiting for a CPU, not for this process.
+(5 ms by default; an app's choice, not the library's). ``--no-gc-pause`` runs the worker
+calls with the collector left on, to show what the pause buys. Each scenario reports the
+worst pause, the 99th percentile, garbage collections by generation (count, worst) and the
+wall time. On Linux it also reports the worst pause less the time the loop's thread sat in
+the kernel's run queue during it (``/proc/.../schedstat``): on a shared machine much of a
+long pause is the loop waiting for a CPU, not for this process.
 """
 
 from __future__ import annotations
