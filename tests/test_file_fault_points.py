@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from . import _fault_harness as harness
 from . import _fault_ops as ops
-from .test_sqlite_faults import Processes, _normal, shim
+from ._fault_harness import Processes, normal, shim
 
 __all__ = ["shim"]  # a fixture used here
 
@@ -46,12 +47,7 @@ def procs(shim: Path) -> Iterator[Processes]:
     processes = Processes(shim)
     yield processes
     processes.close()
-    if TALLY:
-        print("\nFile store: faults injected per operation:")
-        for op, counts in TALLY.items():
-            print(f"  {op:16} " + ", ".join(f"{mode} {n}" for mode, n in counts.items())
-                  + f"; {sum(counts.values())} in all")
-        print(f"  all operations: {sum(sum(c.values()) for c in TALLY.values())}")
+    harness.print_tally("File store: faults injected per operation:", TALLY)
 
 
 def _in_doubt_after_fsync(op: str, result: dict[str, Any]) -> bool:
@@ -90,7 +86,7 @@ def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) ->
             assert result["storage"], f"{where}: not a StorageError: {error}"
             if _in_doubt_after_fsync(op, result):
                 outcome = "crashed"  # all of it or none, as after a kill
-        done = ops.Done(_normal(result.get("events", {})), result.get("removed", []),
+        done = ops.Done(normal(result.get("events", {})), result.get("removed", []),
                         result.get("exit_code"), result.get("said", ""))
         same = result["next_append"]
         if isinstance(same, list):
@@ -99,18 +95,10 @@ def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) ->
             assert result.get("kind") == "fsync" and same.startswith("SessionPoisonedError"), \
                 f"{where}: the same store: {same}"
     copy = directory / "copy"
-    archive = directory / "archive"
-    seen = procs.read({"url": str(directory / "store"), "append": ops.SID,
-                       "copy": str(copy) if (copy / ".eventlog.json").exists() else None,
-                       "archive": str(archive) if archive.exists() else None})
-    assert "error" not in seen, f"{where}: a fresh process: {seen['error']}"
-    assert seen["problems"] == [], f"{where}: verify: {seen['problems']}"
-    assert seen.get("copy_problems", []) == [], f"{where}: the copy: {seen['copy_problems']}"
-    wrong = ops.problems_after(op, before, seen["sessions"], done, outcome, extra=extra,
-                               copied=seen.get("copied"), archived=seen.get("archived"), error=error)
-    assert wrong == [], f"{where}: {wrong}"
-    assert seen["appended"] == seen["sessions"][ops.SID][-1][0] + 1, where
-    assert seen["problems_after"] == [], f"{where}: verify after the next append"
+    harness.check_store(procs, op, where, before, done, outcome, extra, error,
+                        url=str(directory / "store"),
+                        copy=str(copy) if (copy / ".eventlog.json").exists() else None,
+                        archive=directory / "archive")
     if reached:
         shutil.rmtree(directory)  # passed: keep only a failing case's files
     return reached
@@ -120,13 +108,8 @@ def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) ->
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("op", list(ops.OPS))
 def test_a_fault_at_every_file_operation(procs: Processes, fast_tmp: Path, op: str, mode: str) -> None:
-    at = 0
-    while True:
-        at += 1
-        assert at < 400, f"{op}: never completed"
-        if not one_fault(procs, op, fast_tmp / str(at), at, mode):
-            break
-    faults = at - 1
+    faults = harness.walk_fault_points(
+        lambda directory, at: one_fault(procs, op, directory, at, mode), fast_tmp, op)
     TALLY.setdefault(op, {})[mode] = faults
     print(f"file store {op}: {faults} faults ({mode})")
     # (cleanup without an archive and delete only rename and unlink: no write to cut short)
