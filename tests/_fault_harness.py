@@ -118,3 +118,53 @@ def print_tally(title: str, tally: dict[str, dict[str, int]]) -> None:
             print(f"  {op:16} " + ", ".join(f"{mode} {n}" for mode, n in counts.items())
                   + f"; {sum(counts.values())} in all")
         print(f"  all operations: {sum(sum(c.values()) for c in tally.values())}")
+
+
+def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str,
+              options: dict[str, Any], *, backend: str, url: str, copy_url: str, copy_made: Path,
+              in_doubt: Callable[[dict[str, Any]], bool] = lambda result: False,
+              may_poison: bool = False) -> bool:
+    """Run ``op`` on a fresh ``backend`` store in ``directory`` with its ``at``-th file
+    operation faulted as ``options`` say, check everything, and say whether the fault was
+    reached. ``copy_url`` is checked too once ``copy_made`` exists. ``in_doubt``: a raised
+    call whose events may be there, all or none (as after a kill); ``may_poison``: after a
+    failed fsync, the same store object may refuse the session with
+    ``SessionPoisonedError`` instead of appending."""
+    crash = int(options.get("crash", 0))
+    directory.mkdir()
+    status = procs.run({"op": op, "dir": str(directory.resolve()), "at": at, "backend": backend,
+                        "errno": options.get("errno", 0), "sticky": options.get("sticky", False),
+                        "crash": crash, "writes": options.get("writes", False)})
+    before = json.loads((directory / "before.json").read_text())
+    where = f"{op}, {mode} at file operation {at}"
+    extra: dict[str, list[Any]] = {}
+    error = ""
+    done: ops.Done | None = None
+    if status == 77:
+        assert crash, where
+        outcome, reached = "crashed", True
+    else:
+        assert status == 0, f"{where}: the child exited with {status}"
+        result = json.loads((directory / "result.json").read_text())
+        reached = result["fired"] > 0
+        outcome = result["outcome"]
+        error = result.get("error", "")
+        assert outcome in ("ok", "error"), f"{where}: {error}"
+        if outcome == "error":
+            assert reached, f"{where}: raised without a fault: {error}"
+            assert result["storage"], f"{where}: not a StorageError: {error}"
+            if in_doubt(result):
+                outcome = "crashed"  # all of it or none, as after a kill
+        done = ops.Done(normal(result.get("events", {})), result.get("removed", []),
+                        result.get("exit_code"), result.get("said", ""))
+        same = result["next_append"]
+        if isinstance(same, list):
+            extra[ops.SID] = [same]
+        else:
+            assert may_poison and result.get("kind") == "fsync" \
+                and same.startswith("SessionPoisonedError"), f"{where}: the same store: {same}"
+    check_store(procs, op, where, before, done, outcome, extra, error, url=url,
+                copy=copy_url if copy_made.exists() else None, archive=directory / "archive")
+    if reached:
+        shutil.rmtree(directory)  # passed: keep only a failing case's files
+    return reached

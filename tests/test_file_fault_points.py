@@ -16,8 +16,6 @@ the same store object appends (after a failed fsync it may refuse the session wi
 from __future__ import annotations
 
 import errno
-import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import pytest
 
 from . import _fault_harness as harness
 from . import _fault_ops as ops
-from ._fault_harness import Processes, normal, shim
+from ._fault_harness import Processes, shim
 
 __all__ = ["shim"]  # a fixture used here
 
@@ -59,49 +57,11 @@ def _in_doubt_after_fsync(op: str, result: dict[str, Any]) -> bool:
 
 
 def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) -> bool:
-    """Run ``op`` with the ``at``-th file operation faulted; check everything; True if the
-    fault was reached."""
-    options = MODES[mode]
-    crash = int(options.get("crash", 0))
-    directory.mkdir()
-    status = procs.run({"op": op, "dir": str(directory.resolve()), "at": at, "backend": "file",
-                        "errno": options.get("errno", 0), "sticky": options.get("sticky", False),
-                        "crash": crash, "writes": options.get("writes", False)})
-    before = json.loads((directory / "before.json").read_text())
-    where = f"{op}, {mode} at file operation {at}"
-    extra: dict[str, list[Any]] = {}
-    error = ""
-    if status == 77:
-        assert crash, where
-        outcome, done, reached = "crashed", None, True
-    else:
-        assert status == 0, f"{where}: the child exited with {status}"
-        result = json.loads((directory / "result.json").read_text())
-        reached = result["fired"] > 0
-        outcome = result["outcome"]
-        error = result.get("error", "")
-        assert outcome in ("ok", "error"), f"{where}: {error}"
-        if outcome == "error":
-            assert reached, f"{where}: raised without a fault: {error}"
-            assert result["storage"], f"{where}: not a StorageError: {error}"
-            if _in_doubt_after_fsync(op, result):
-                outcome = "crashed"  # all of it or none, as after a kill
-        done = ops.Done(normal(result.get("events", {})), result.get("removed", []),
-                        result.get("exit_code"), result.get("said", ""))
-        same = result["next_append"]
-        if isinstance(same, list):
-            extra[ops.SID] = [same]
-        else:
-            assert result.get("kind") == "fsync" and same.startswith("SessionPoisonedError"), \
-                f"{where}: the same store: {same}"
-    copy = directory / "copy"
-    harness.check_store(procs, op, where, before, done, outcome, extra, error,
-                        url=str(directory / "store"),
-                        copy=str(copy) if (copy / ".eventlog.json").exists() else None,
-                        archive=directory / "archive")
-    if reached:
-        shutil.rmtree(directory)  # passed: keep only a failing case's files
-    return reached
+    return harness.one_fault(procs, op, directory, at, mode, MODES[mode], backend="file",
+                             url=str(directory / "store"), copy_url=str(directory / "copy"),
+                             copy_made=directory / "copy" / ".eventlog.json",
+                             in_doubt=lambda result: _in_doubt_after_fsync(op, result),
+                             may_poison=True)
 
 
 @pytest.mark.slow

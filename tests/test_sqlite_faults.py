@@ -14,9 +14,7 @@ append. A real full disk (a small tmpfs) is in test_a_real_full_disk.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +26,15 @@ import eventlog
 
 from . import _fault_harness as harness
 from . import _fault_ops as ops
-from ._fault_harness import Processes, normal, shim
+from ._fault_harness import Processes, shim
 
 __all__ = ["shim"]  # a fixture used here
 
-MODES = {"EIO-once": (errno.EIO, False, False), "ENOSPC-from-then-on": (errno.ENOSPC, True, False),
-         "killed": (0, False, True)}
+MODES: dict[str, dict[str, Any]] = {
+    "EIO-once": {"errno": errno.EIO},
+    "ENOSPC-from-then-on": {"errno": errno.ENOSPC, "sticky": True},
+    "killed": {"crash": 1},
+}
 TALLY: dict[str, dict[str, int]] = {}
 
 
@@ -46,41 +47,9 @@ def procs(shim: Path) -> Iterator[Processes]:
 
 
 def _one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) -> bool:
-    """Run ``op`` with the ``at``-th file operation faulted; check everything; True if the
-    fault was reached."""
-    err, sticky, crash = MODES[mode]
-    directory.mkdir()
-    status = procs.run({"op": op, "dir": str(directory.resolve()), "at": at, "errno": err,
-                        "sticky": sticky, "crash": crash})
-    before = json.loads((directory / "before.json").read_text())
-    where = f"{op}, {mode} at file operation {at}"
-    extra: dict[str, list[Any]] = {}
-    error = ""
-    if status == 77:
-        assert crash, where
-        outcome, done, reached = "crashed", None, True
-    else:
-        assert status == 0, f"{where}: the child exited with {status}"
-        result = json.loads((directory / "result.json").read_text())
-        reached = result["fired"] > 0
-        outcome = result["outcome"]
-        error = result.get("error", "")
-        assert outcome in ("ok", "error"), f"{where}: {result.get('error')}"
-        if outcome == "error":
-            assert reached, f"{where}: raised without a fault: {result['error']}"
-            assert result["storage"], f"{where}: not a StorageError: {result['error']}"
-        done = ops.Done(normal(result.get("events", {})), result.get("removed", []),
-                        result.get("exit_code"), result.get("said", ""))
-        assert isinstance(result["next_append"], list), f"{where}: the same store: {result['next_append']}"
-        extra[ops.SID] = [result["next_append"]]
-    copy_db = directory / "copy.db"
-    harness.check_store(procs, op, where, before, done, outcome, extra, error,
-                        url=f"sqlite:///{directory / 'store.db'}",
-                        copy=f"sqlite:///{copy_db}" if copy_db.exists() else None,
-                        archive=directory / "archive")
-    if reached:
-        shutil.rmtree(directory)  # passed: keep only a failing case's files
-    return reached
+    return harness.one_fault(procs, op, directory, at, mode, MODES[mode], backend="sqlite",
+                             url=f"sqlite:///{directory / 'store.db'}",
+                             copy_url=f"sqlite:///{directory / 'copy.db'}", copy_made=directory / "copy.db")
 
 
 @pytest.mark.slow
