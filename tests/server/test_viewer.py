@@ -305,6 +305,22 @@ def test_bidi_overrides_are_shown_not_applied(browser: Browser) -> None:
         assert all(b is not None for b in boxes)
         assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]  # type: ignore[index]
         assert w.page.locator("#participants li").all_inner_texts() == ["MalloryU+202E", "Bob", "Carol"]
+        # Text that cannot hold a mark element (an <option>, the graph's SVG labels, a link's
+        # text) goes through the same neutralising step: the From/To options showed it applied.
+        for select in ("#f-sender", "#f-recipient"):
+            option = w.page.locator(f"{select} option").filter(has_text="Mallory")
+            expect(option).to_have_text("MalloryU+202E")
+            assert option.get_attribute("value") == names[0]  # the filter still matches the name
+        w.page.select_option("#f-sender", names[0])
+        expect(w.page.locator("#events .msg")).to_have_count(1)
+        w.page.click("#graph-toggle")
+        expect(w.page.locator("#graph .node-label").first).to_be_visible()
+        labels = w.page.locator("#graph .node-label").all_text_contents()
+        assert "MalloryU+202E" in labels and not set(BIDI) & set("".join(labels)), labels
+        log.fork("bidi", "‮forked", at_seq=2)
+        log.fork("‮forked", "grandchild")
+        open_session(w.page, url, "grandchild")
+        expect(w.page.locator("#facts a.forked-from")).to_have_text("U+202Eforked #3")
         w.close()
 
 

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import {
-  bytes, clock, colourOf, el, fullDate, isoDate, plural, putText, sessionHash, sessionPath, textEl,
+  bytes, clock, colourOf, el, fullDate, isoDate, plural, putText, sessionHash, sessionPath, shownText, textEl,
 } from "./util.js";
 
 const COLLAPSE_CHARS = 1500;     // longer content starts collapsed
@@ -66,7 +66,7 @@ function jsonDetails(label, value, load) {
       const shown = load ? await load() : value;
       putText(pre, JSON.stringify(shown, null, 2));
     } catch (error) {
-      pre.textContent = "Could not load: " + error.message;
+      pre.textContent = shownText("Could not load: " + error.message);
     }
   });
   return details;
@@ -105,7 +105,7 @@ function contentBlock(ctx, event, d) {
         event.clipped = false;
         event.data = whole.data;
       } catch (error) {
-        more.textContent = "Could not load: " + error.message;
+        more.textContent = shownText("Could not load: " + error.message);
         return;
       }
     }

@@ -6,7 +6,8 @@ import { api, LiveStream } from "./api.js";
 import { renderGraph } from "./graph.js";
 import { emptyNote, Transcript } from "./transcript.js";
 import {
-  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionHash, sessionPath, textEl,
+  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionHash, sessionPath, shownText,
+  textEl,
 } from "./util.js";
 
 const FACTS_MS = 3000;       // size re-read at most this often while events arrive
@@ -301,8 +302,8 @@ export class SessionView {
   setLive(which, text, title) {
     const live = $("live");
     live.dataset.state = which;
-    live.textContent = text;
-    live.title = title || "";
+    live.textContent = shownText(text);
+    live.title = shownText(title);
   }
 
   transcriptChanged() {

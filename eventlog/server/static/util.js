@@ -11,15 +11,23 @@ const HIDDEN = /[\u202a-\u202e\u2066-\u2069\u0000-\u0008\u000b-\u001f\u007f-\u00
 
 export const $ = (id) => document.getElementById(id);
 
+function codeOf(ch) {
+  return "U+" + ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+}
+
+// `text` as a string with each hidden character written as its code ("U+202E"): the one
+// neutralising step for text set where no mark element can go (an <option>, an SVG <text>,
+// a title, anything `el` is given). putText shows the same codes, as marked elements.
+export function shownText(text) {
+  return (text === null || text === undefined ? "" : String(text)).replace(HIDDEN, codeOf);
+}
+
+// An element; its `text` (untrusted or not) is neutralised, so no caller can forget to.
 export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (text !== undefined && text !== null) node.textContent = shownText(text);
   return node;
-}
-
-function codeOf(ch) {
-  return "U+" + ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
 }
 
 function escapeRegExp(text) {
