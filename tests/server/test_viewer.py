@@ -649,6 +649,32 @@ def test_the_session_list_pages_through_every_session(browser: Browser) -> None:
         assert "thread%2F12" in w.page.url or "thread/12" in w.page.url
 
 
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_a_dot_id_opens_like_any_other(browser: Browser, dots: str) -> None:
+    """``.`` and ``..`` are dot segments: the page asked for /api/sessions/../transcript, which
+    the browser resolves (``%2E%2E`` too) to /api/transcript, and said "not found"."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session(dots, ["A", "B"])
+        log.add_message(ChatMessage(sender="A", recipient="B", content="dot content", session_id=dots))
+        w = Watch(browser)
+        open_session(w.page, url, dots)  # live: the stream's route was reached too
+        expect(w.page.locator("#events .msg .content")).to_have_text("dot content")
+        expect(w.page.locator("#facts")).to_contain_text("#2")
+        expect(w.page.locator("#facts")).to_contain_text("ok")  # its verify
+        expect(w.page.locator("#f-sender option")).to_have_count(3)  # its graph: anyone, A, B
+        log.add_message(ChatMessage(sender="B", content="live one", session_id=dots))
+        expect(w.page.locator("#events .msg")).to_have_count(2)
+        href = w.page.locator("#export-jsonl").get_attribute("href")
+        assert href is not None
+        export = w.page.request.get(url + href)
+        assert export.ok, export.text()
+        assert export.text().splitlines()[0] == f'{{"eventlog_export":1,"session_id":"{dots}"}}'
+        w.page.goto(url + "/")
+        w.page.locator(f'#sessions a[data-sid="{dots}"]').click()
+        expect(w.page.locator("#events .msg")).to_have_count(2)
+        w.close()
+
+
 def test_redacted_events_show_as_such(browser: Browser) -> None:
     """Issue 18: a redacted event keeps its place, type and time, says who erased it and why,
     and shows none of its content; the redaction event itself is a note."""

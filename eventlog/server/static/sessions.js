@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import {
-  $, ago, bytes, debounce, el, highlighter, plural, putText, sessionHash, sessionPath, shownText, textEl,
+  $, ago, bytes, debounce, el, highlighter, plural, putText, sessionHash, sessionUrl, shownText, textEl,
 } from "./util.js";
 
 const PAGE = 100;
@@ -174,7 +174,7 @@ export class SessionList {
     this.verifying = true;
     try {
       for (const s of todo) {
-        const report = await api(sessionPath(s.session_id) + "/verify").catch(() => null);
+        const report = await api(sessionUrl(s.session_id, "/verify")).catch(() => null);
         if (report) s.verify = report;
       }
     } finally {

@@ -148,8 +148,28 @@ export function debounce(fn, ms) {
   };
 }
 
-export function sessionPath(id) {
-  return "/api/sessions/" + encodeURIComponent(id);
+// `url` with `params` added to its query; a null, undefined, "" or false value is left out,
+// an array repeats the name.
+export function withQuery(url, params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params || {})) {
+    if (value === null || value === undefined || value === "" || value === false) continue;
+    if (Array.isArray(value)) value.forEach((v) => search.append(name, v));
+    else search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text ? url + (url.includes("?") ? "&" : "?") + text : url;
+}
+
+// The URL of a session's route (`tail` is "", "/graph", "/events/12", ...). `.` and `..` are
+// dot segments, which the browser resolves in a path, "%2E%2E" too (the URL standard), so
+// /api/sessions/../graph would ask for /api/graph: those two ids go in the query form the
+// server serves for every route, /api/session/graph?session_id=..
+export function sessionUrl(id, tail, params) {
+  const url = id === "." || id === ".."
+    ? "/api/session" + (tail || "") + "?session_id=" + encodeURIComponent(id)
+    : "/api/sessions/" + encodeURIComponent(id) + (tail || "");
+  return withQuery(url, params);
 }
 
 export function sessionHash(id, seq) {
