@@ -14,9 +14,20 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eventlog
-from eventlog.core._codec import FORMAT_VERSION, chain_body, genesis, link
+from eventlog.core._codec import (
+    FORMAT_VERSION,
+    Head,
+    chain_body,
+    encode_payload,
+    genesis,
+    link,
+    payload_chain,
+    seal_one,
+)
 
 from ._redis_support import delete_prefixed, shared_server
 
@@ -143,6 +154,38 @@ def test_the_version_2_digest_covers_the_data_hash_not_the_data(tmp_path: Path) 
     wrong = tomb.replace(hashlib.sha256(data).hexdigest().encode(), b"0" * 64)
     assert link(prev, body.replace(data, wrong), 2) != obj["h"]
     assert link(prev, body.replace(b"hello", b"hellO"), 2) != obj["h"]
+
+
+# Data that tries to mislead a search for the data's end: members and strings spelling
+# ``,"k":"`` (the key member's start), tombstones, and values ending in a string.
+_TRICKY = st.sampled_from(['","k":"x', ',"k":"', '\\', '"}', 'k', '"data":', ""])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(max_size=8) | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["k", "data", "h", "x"]) | st.text(max_size=3), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_JSON | st.builds(lambda reason, seq: {"redacted": {"reason": reason, "seq": seq,
+                                                                 "sha256": "ab" * 32}},
+                             st.text(max_size=4), st.integers(1, 9)),
+       key=st.none() | st.text(max_size=6) | _TRICKY, seq=st.integers(1, 10**6))
+def test_sealing_finds_the_data_without_parsing(data: object, key: str | None, seq: int) -> None:
+    """``payload_chain`` (the hot path's way to the data, by bytes) agrees with ``chain_body``
+    (the careful way: parse, encode the members after the data again) and the README's rule."""
+    payload = encode_payload("note", 1.5, data, key)
+    body = b'{"seq":%d,' % seq + payload[1:]
+    assert b'{"seq":%d,' % seq + payload_chain(payload) == chain_body(body)
+    prev = genesis("s").digest
+    record = seal_one(payload, Head(seq - 1, prev), 1 << 30, 2)
+    assert record.line == body[:-1] + b',"h":"%s"}' % record.digest.encode()
+    assert record.digest == link(prev, body, 2)
+    if key is None:
+        assert record.digest == v2_digest(prev, record.line)
+    assert seal_one(payload, Head(seq - 1, prev), 1 << 30, 1).digest == v1_digest(
+        prev, record.line)
 
 
 @pytest.fixture
