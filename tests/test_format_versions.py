@@ -28,6 +28,7 @@ from eventlog.core._codec import (
     payload_chain,
     seal_one,
 )
+from eventlog.core._records import keyed_event
 
 from ._redis_support import delete_prefixed, shared_server
 
@@ -125,6 +126,50 @@ def test_a_version_1_store_stays_readable_verifiable_and_version_1(tmp_path: Pat
         assert chained(sid, found, v1_digest), sid
     # A version 1 store read by a version 2 reader would fail: the rules do differ.
     assert not chained("s1", lines["s1"], v2_digest)
+
+
+@pytest.mark.parametrize("kind", ["files", "sqlite"])
+def test_idempotency_keys_are_version_2s_and_a_version_1_store_refuses_them(
+        tmp_path: Path, kind: str) -> None:
+    """The "k" member is format version 2's: a version 1 store must stay readable by the
+    releases that wrote it, which take a record with six members for damage. So it refuses
+    keys (appends, batches, imports and forks of keyed events) and writes nothing; message
+    ids, which live in the data, stay idempotent there."""
+    if kind == "files":
+        location = str(shutil.copytree(FIXTURES / "v1-files", tmp_path / "v1"))
+    else:
+        location = f"sqlite:///{shutil.copy(FIXTURES / 'v1.db', tmp_path / 'v1.db')}"
+    with eventlog.open(location, create=False) as log:
+        before = list(log.events("s1"))
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1")
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.append_many("s1", [("tool.call", {"n": 2})], idempotency_key="call-2")
+        assert list(log.events("s1")) == before
+        message = eventlog.ChatMessage(sender="alice", content="again", session_id="s1")
+        assert log.add_message(message) == log.add_message(message)  # stored once
+        assert log.get_session("s1").last_seq == before[-1].seq + 1
+        keyed = [*before[:2], keyed_event(3, "tool.call", 1.0, {"n": 3}, "call-3")]
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.import_events("copy", keyed)
+        assert not log.session_exists("copy")
+        assert all(len(orjson.loads(line)) == 5 for sid in log.backend.session_ids()
+                   for _s, _n, line in log.backend.scan(sid, 0, None).lines
+                   if line.startswith(b'{"seq":'))
+        # A version 1 store written before keys were version 2's may hold keyed records:
+        # they stay readable and verifiable, and a fork refuses to copy them.
+        payload = encode_payload("tool.call", 2.0, {"n": 4}, "call-4")
+        log.backend.append("s1", lambda at: [seal_one(payload, at, 1 << 20, 1)], durable=False)
+        assert list(log.events("s1"))[-1].key == "call-4"
+        assert log.verify("s1").ok
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.fork("s1", "f1")
+        assert not log.session_exists("f1")
+    with eventlog.open(tmp_path / "v2") as log:  # version 2 holds them
+        log.create_session("s1", ["alice"])
+        first = log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1")
+        assert log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1") == first
+        assert log.fork("s1", "f1").last_seq == 3
 
 
 def test_a_store_of_an_unknown_version_is_refused(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from ._inputs import (
     Durability,
     check_creation,
     check_durability,
+    check_key,
     check_seq,
     message_payload,
     message_session,
@@ -311,7 +312,7 @@ class EventLog:
             head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
                                     expected_seq, durability)
             return Event(head.seq, type, ts, data)
-        check_text("idempotency_key", idempotency_key)
+        check_key(idempotency_key, self.version)
         try:
             head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
                                     ts, None, expected_seq, durability,
@@ -331,7 +332,7 @@ class EventLog:
         sid = self._live(session_id)
         key = idempotency_key
         if key is not None:
-            check_text("idempotency_key", key)
+            check_key(key, self.version)
         items = list(events)
         ts = time.time()
         payloads = []
