@@ -11,6 +11,7 @@ import os
 
 from ...core._codec import Head, genesis
 from ...core._errors import CorruptLogError
+from ...core._frames import header_session
 from ._archive import ArchiveError, read_index
 from ._dirs import O_CLOEXEC, Dirs, Source
 from ._segments import archive_name, parse_header, parse_trailer, segment_name
@@ -32,7 +33,8 @@ def check(dirs: Dirs, session_id: str) -> list[str]:
                 problems.append(str(exc))
                 continue
             try:
-                found = _check_segment(source, first, previous, i == len(listing) - 1)
+                found = _check_segment(source, session_id, first, previous,
+                                       i == len(listing) - 1)
                 problems.extend(f"{where}: {problem}" for problem in found)
             except CorruptLogError as exc:
                 problems.append(str(exc))
@@ -49,13 +51,18 @@ def check(dirs: Dirs, session_id: str) -> list[str]:
     return problems
 
 
-def _check_segment(source: Source, first: int, previous: Head, newest: bool) -> list[str]:
+def _check_segment(source: Source, session_id: str, first: int, previous: Head,
+                   newest: bool) -> list[str]:
     problems = []
     if source.archive is not None:
         problems.extend(source.archive.check(first, os.fstat(source.fd).st_size))
-    header = parse_header(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
+    line = source.pread(source.fd, 4096, 0).split(b"\n", 1)[0]
+    header = parse_header(line)
     if header is None or header.seq + 1 != first:
         problems.append("header missing or does not match the file name")
+    elif header_session(line) != session_id:
+        # The checker found it and verify did not (a flipped bit in the header's id).
+        problems.append("the header names another session")
     elif previous.seq >= 0 and header != previous:
         problems.append(f"header (after seq {header.seq}) does not continue the previous "
                         f"segment, sealed at seq {previous.seq}")
