@@ -218,6 +218,11 @@ class FormatV2(FormatV1):
         data = obj["data"]
         if self.tombstone(data) is not None:
             chain.tombstones[obj["seq"]] = (data["redacted"]["seq"], data["redacted"]["reason"])
+        if obj["type"] == "session.forked" and isinstance(data, dict):
+            # A fork copies tombstones whose redaction the source made after the fork's seq.
+            for seq, (by, _reason) in list(chain.tombstones.items()):
+                if type(data.get("seq")) is int and by > data["seq"]:
+                    del chain.tombstones[seq]
         if obj["type"] != "session.redacted":
             return
         if not (isinstance(data, dict) and isinstance(data.get("seqs"), list)

@@ -60,7 +60,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
@@ -78,15 +78,22 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Replacement, Sealed
+from .._base import (
+    SNAPSHOT_SPACING,
+    SNAPSHOTS_KEPT,
+    Appended,
+    Archived,
+    Build,
+    Replacement,
+    Sealed,
+)
 from .._rows import RowBackend, Rows
-from . import _cluster, _follow
+from . import _bulk, _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 from ._redaction import redact_redis
 
 T = TypeVar("T")
-SNAPSHOTS_KEPT = 3
 DEFAULT_PREFIX = "eventlog:"
 _HEADS_CACHED = 10_000
 _ARCHIVE_BATCH = 4096  # records archived per script, so appenders wait little
@@ -182,6 +189,8 @@ class RedisBackend(RowBackend):
         self._catalog = client.register_script(scripts.CATALOG)
         self._redact = client.register_script(scripts.REDACT)
         self._redact_copy = client.register_script(scripts.REDACT_COPY)
+        self._fill = client.register_script(scripts.FILL)
+        self._create_log = client.register_script(scripts.CREATE_LOG)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -316,6 +325,10 @@ class RedisBackend(RowBackend):
         if durable:
             self._sync(what, session_id)
 
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        return _bulk.create_log(self, session_id, batches, durable)
+
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         token = os.urandom(8).hex()
         head = self._heads.get(session_id)
@@ -417,7 +430,7 @@ class RedisBackend(RowBackend):
         what = f"saving a snapshot of {session_id!r}"
         keys = self.keys(session_id)
         if not self._run(what, lambda: self._snapshot(keys=[keys[0], keys[2]],
-                                                      args=[seq, blob, SNAPSHOTS_KEPT])):
+                                                      args=[seq, blob, SNAPSHOTS_KEPT, SNAPSHOT_SPACING])):
             raise SessionNotFoundError(session_id)
         if durable:
             self._sync(what, session_id)
