@@ -287,6 +287,34 @@ class TestCorruption:
                 assert not log.verify().ok
 
 
+    @pytest.mark.parametrize("after", ["the trailer again", "a record, then the trailer",
+                                       "records and a later trailer"])
+    def test_lines_after_a_segments_trailer_are_damage(self, tmp_path: Path, after: str) -> None:
+        """Readers stop at a segment's trailer, so anything written after it is unseen by
+        every read: check and verify must name it, whatever the last line looks like."""
+        root = tmp_path / "store"
+        with eventlog.open(root, segment_max_events=4) as log:
+            log.create_session(SID)
+            for i in range(10):
+                log.append(SID, "x", i)
+        for victim in sorted((root / SID).glob("seg-*.jsonl"))[:2]:  # a sealed one, then one more
+            lines = victim.read_bytes().split(b"\n")[:-1]
+            trailer, last_record = lines[-1], lines[-2]
+            if not trailer.startswith(b'{"sealed":'):
+                continue
+            extra = {"the trailer again": [trailer],
+                     "a record, then the trailer": [last_record, trailer],
+                     "records and a later trailer": [lines[-3], last_record, trailer]}[after]
+            original = victim.read_bytes()
+            victim.write_bytes(original + b"\n".join(extra) + b"\n")
+            with eventlog.open(root) as log:
+                report = log.verify(SID)
+                assert not report.ok, f"{victim.name}: {after}"
+                assert any("after its trailer" in problem for problem in report.problems), report.problems
+            victim.write_bytes(original)
+            with eventlog.open(root) as log:
+                assert log.verify(SID).ok
+
     def test_a_bit_flip_in_a_segment_header_or_trailer_is_detected(self, fast_tmp: Path) -> None:
         """Where one segment ends and the next begins: a flip must not hide the later segments.
         Every bit of every byte: a trailer whose seq a flip raised by one (a "4" made "5") once

@@ -6,7 +6,7 @@ as one percent-encoded path segment (``encodeURIComponent``, ``quote(id, safe=""
 ``thread%2F123`` has become two segments; so for these routes the router is given the
 raw segment of the id instead (``scope["raw_path"]``), and each route decodes its
 ``session_id`` parameter, once, as UTF-8 (``decode_session_id``). A segment that is not
-UTF-8 becomes an id the handlers refuse (422), never a different id.
+UTF-8 is refused (422, saying so), never taken for a different id.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from starlette.types import Scope
 
+from ._http import invalid
+
 PREFIX = b"/api/sessions/"
 _RAW = "eventlog.raw_session_id"
-NOT_UTF8 = "\x00"
-"""What a segment that is not UTF-8 decodes to: an invalid id, so the handler answers 422."""
 
 
 def decode_session_id(scope: Scope) -> None:
@@ -27,10 +27,12 @@ def decode_session_id(scope: Scope) -> None:
     if not params or "session_id" not in params or not scope.get(_RAW):
         return  # no raw path to go by: the server already decoded the path
     scope[_RAW] = False  # decoded now; never twice
+    segment = params["session_id"]
     try:
-        params["session_id"] = unquote_to_bytes(params["session_id"].encode("latin-1")).decode("utf-8")
+        params["session_id"] = unquote_to_bytes(segment.encode("latin-1")).decode("utf-8")
     except UnicodeError:
-        params["session_id"] = NOT_UTF8
+        raise invalid(f"the session id in the path, {segment!r}, is not UTF-8 once percent-decoded; "
+                      "an id is text: percent-encode its UTF-8 bytes") from None
 
 
 def with_raw_session_id(scope: Scope) -> Scope:

@@ -307,5 +307,9 @@ def test_a_slash_in_an_id_is_one_segment_only_when_encoded(client: httpx.Client)
     _post(client, "/api/sessions", {"session_id": "thread/messages"})
     assert client.get("/api/sessions/thread%2Fmessages").json()["session_id"] == "thread/messages"
     assert "messages" in client.get("/api/sessions/thread/messages").json()  # thread's messages
-    _error(client.get("/api/sessions/%FF%FE"), 422, "invalid_input")  # not UTF-8
+    for not_utf8 in ("%FF%FE", "%ED%A0%80"):  # a byte no UTF-8 holds; an encoded surrogate
+        said = str(_error(client.get(f"/api/sessions/{not_utf8}/messages"), 422, "invalid_input")["message"])
+        # It named a NUL (the id it was mapped to), a character the client never sent.
+        assert "not UTF-8" in said and not_utf8 in said, said
+        assert "U+0000" not in said and "\\x00" not in said, said
     _error(client.get("/api/sessions/a%00b"), 422, "invalid_input")

@@ -7,13 +7,17 @@ themselves are checked by the store, which reads them through ``scan``.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 
 from ...core._codec import Head, genesis
 from ...core._errors import CorruptLogError
+from ...core._frames import TRAILER
 from ._archive import ArchiveError, read_index
 from ._dirs import O_CLOEXEC, Dirs, Source
 from ._segments import archive_name, parse_header, parse_trailer, segment_name
+
+_TRAILER_START = b"\n" + TRAILER
 
 
 def check(dirs: Dirs, session_id: str) -> list[str]:
@@ -59,11 +63,27 @@ def _check_segment(source: Source, first: int, previous: Head, newest: bool) -> 
     elif previous.seq >= 0 and header != previous:
         problems.append(f"header (after seq {header.seq}) does not continue the previous "
                         f"segment, sealed at seq {previous.seq}")
-    if not newest:
-        last = next(source.backward(), (0, b""))[1]
-        if parse_trailer(last) is None:
-            problems.append("not the newest segment, but not sealed")
+    last_start, last = next(source.backward(), (0, b""))
+    if not newest and parse_trailer(last) is None:
+        problems.append("not the newest segment, but not sealed")
+    if source.archive is None:  # an archive's own check refuses lines after its trailer
+        first_trailer = _first_trailer(source)
+        if first_trailer is not None and first_trailer != last_start:
+            problems.append(f"lines after its trailer (at byte {first_trailer}): no reader sees them")
     return problems
+
+
+def _first_trailer(source: Source) -> int | None:
+    """Where the segment's first trailer line starts, or None. Readers stop at the first
+    trailer, so a line after it (a second trailer, records) is hidden from every read and
+    from the record checks: only this search sees it. A record line starts with
+    ``{"seq":``, and JSON escapes newlines inside strings, so the bytes below only ever
+    begin a trailer."""
+    if source.size == 0:
+        return None
+    with mmap.mmap(source.fd, source.size, access=mmap.ACCESS_READ) as view:
+        found = view.find(_TRAILER_START)
+    return None if found < 0 else found + 1
 
 
 def _twins_agree(dirs: Dirs, session_id: str, first: int) -> bool:
