@@ -344,7 +344,7 @@ def test_export_unknown_session_writes_no_file(capsys, store, team, tmp_path):
     code, _, err = cli(capsys, "export", "nope", "-o", tmp_path / "x.jsonl", "--store", store)
     assert (code, err) == (1, "eventlog: session 'nope' does not exist\n")
     assert not (tmp_path / "x.jsonl").exists()
-    assert list(tmp_path.glob(".eventlog-export-*")) == []
+    assert list(tmp_path.glob(".*")) == []  # nor the temporary file it was written to
 
 
 def test_export_errors_name_the_path_given(capsys, store, team, tmp_path):
