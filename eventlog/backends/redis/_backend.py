@@ -65,14 +65,14 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
 import redis
 from redis.commands.core import Script
 
-from ...core._codec import FORMAT_VERSIONS, Head, Record, seal_one
+from ...core._codec import FORMAT_VERSIONS, Head, Record, payload_chain, seal_one
 from ...core._errors import (
     ConflictError,
     CorruptLogError,
@@ -83,15 +83,23 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Guard, Replacement, Sealed
+from .._base import (
+    SNAPSHOT_SPACING,
+    SNAPSHOTS_KEPT,
+    Appended,
+    Archived,
+    Build,
+    Guard,
+    Replacement,
+    Sealed,
+)
 from .._rows import RowBackend, Rows
-from . import _cluster, _follow
+from . import _bulk, _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
 from ._redaction import redact_redis
 
 T = TypeVar("T")
-SNAPSHOTS_KEPT = 3
 DEFAULT_PREFIX = "eventlog:"
 _HEADS_CACHED = 10_000
 _ARCHIVE_BATCH = 4096  # records archived per script, so appenders wait little
@@ -187,6 +195,8 @@ class RedisBackend(RowBackend):
         self._catalog = client.register_script(scripts.CATALOG)
         self._redact = client.register_script(scripts.REDACT)
         self._redact_copy = client.register_script(scripts.REDACT_COPY)
+        self._fill = client.register_script(scripts.FILL)
+        self._create_log = client.register_script(scripts.CREATE_LOG)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -324,19 +334,26 @@ class RedisBackend(RowBackend):
         if durable:
             self._sync(what, session_id)
 
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        return _bulk.create_log(self, session_id, batches, durable)
+
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         return self._append_built(session_id, build, durable, rebuild, os.urandom(8).hex())
 
-    def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Guard | None = None,
-                   ) -> tuple[Head, Head, dict[str, Any] | None]:
+    def append_one(  # noqa: PLR0913 - Backend.append_one's parameters
+            self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
+            durable: bool, guard: Guard | None = None, checked: Head | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
         """``Backend.append_one``, its guard handed the lines a moved head's answer carried
         (see ``_scripts.APPEND``): rebuilding on a moved head then reads nothing first."""
         after: list[Head] = []
         token = os.urandom(8).hex()
+        version = self.record_version
+        chain = None if version == 1 else payload_chain(payload)  # once, however often built
 
         def build(head: Head) -> list[Record]:
-            if guard is not None:
+            if guard is not None and head != checked:
                 caught = self._caught.get(token)
                 if caught is not None and caught[0] == head:
                     lines = caught[1]
@@ -345,7 +362,7 @@ class RedisBackend(RowBackend):
                     guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
-            record = seal_one(payload, head, max_bytes, self.record_version)
+            record = seal_one(payload, head, max_bytes, version, chain)
             after[:] = [head]  # built again on a moved head: the last call is written
             return [record]
 
@@ -459,7 +476,7 @@ class RedisBackend(RowBackend):
         what = f"saving a snapshot of {session_id!r}"
         keys = self.keys(session_id)
         if not self._run(what, lambda: self._snapshot(keys=[keys[0], keys[2]],
-                                                      args=[seq, blob, SNAPSHOTS_KEPT])):
+                                                      args=[seq, blob, SNAPSHOTS_KEPT, SNAPSHOT_SPACING])):
             raise SessionNotFoundError(session_id)
         if durable:
             self._sync(what, session_id)
