@@ -3,6 +3,7 @@ without Ed25519 signatures."""
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import signal
@@ -18,6 +19,7 @@ from eventlog import ChatMessage
 from eventlog.cli._main import run
 
 from . import _procs
+from ._tmpfs import fill, tmpfs
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -134,3 +136,37 @@ def test_output_that_fails_to_write_leaves_no_file(tmp_path: Path, command: list
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"can't write {out / 'result.json'}" in done.stderr, done.stderr
     assert list(out.iterdir()) == []
+
+
+def test_keygen_on_a_full_disk_leaves_nothing_and_can_run_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The private key was created in place, then written: a full disk left an empty key
+    file, and every later keygen refused it as an existing key."""
+    pytest.importorskip("cryptography", reason="needs eventlog[sign]")
+    with tmpfs(tmp_path / "disk", "size=16k") as disk:
+        fill(disk)
+        key = disk / "audit.key"
+        code, _, err = cli(capsys, "keygen", str(key))
+        assert code == 1 and "can't write the key pair" in err, err
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+        (disk / "filler").unlink()
+        code, _, err = cli(capsys, "keygen", str(key))
+        assert code == 0, err
+        assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_a_token_file_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A server's first start writes its token file; on a full disk it raises and leaves
+    no file, so the next start makes a whole one (an empty one was read as the token)."""
+    from eventlog.server._token import load_token
+
+    with tmpfs(tmp_path / "disk", "size=16k") as disk:
+        fill(disk)
+        path = disk / "token"
+        with pytest.raises(OSError):
+            load_token(str(path), out=io.StringIO())
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+        (disk / "filler").unlink()
+        token = load_token(str(path), out=io.StringIO())
+        assert path.read_text() == f"{token}\n" and len(token) >= 32
