@@ -48,9 +48,10 @@ def test_a_torn_or_damaged_catalog_costs_folds_never_a_wrong_answer(tmp_path: Pa
     catalog = tmp_path / _catalog.CATALOG_FILE
     data = catalog.read_bytes()
     lines = data.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith(b'["e"')][5]  # an entry line
     # A writer killed mid-line, and another one's line appended right after it.
-    catalog.write_bytes(b"".join(lines[:5]) + lines[5][:17] + lines[6] + b"\xff\xfegarbage\n"
-                        + b"".join(lines[7:]) + b'["user:0","00",1')
+    catalog.write_bytes(b"".join(lines[:at]) + lines[at][:17] + lines[at + 1]
+                        + b"\xff\xfegarbage\n" + b"".join(lines[at + 2:]) + b'["e","user:0","00",1')
     with eventlog.open(tmp_path) as log:
         folded = _folds(log)
         assert log.list_sessions() == truth

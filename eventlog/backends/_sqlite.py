@@ -457,7 +457,8 @@ class SQLiteBackend(RowBackend):
         with self._write("dropping the session catalog", False) as db:
             db.execute("DELETE FROM catalog")
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         with self._write("saving session catalog entries", False) as db:
             db.executemany("INSERT OR REPLACE INTO catalog SELECT gen, seq, ? FROM sessions "
                            "WHERE id = ? AND seq = ? AND h = ?",

@@ -61,7 +61,7 @@ def redact(log: EventLog, sid: str, seqs: Iterable[int], reason: str) -> Event:
     # The catalog's entry of the session named the erased senders: a fresh one replaces it
     # (the backend's redact dropped the old one where entries pile up, as in a file store).
     state = log._state(sid)
-    _catalog.save(log, [(sid, state.head, _catalog.encode_entry(state))])
+    _catalog.save(log, [_catalog.fresh_entry(sid, state)])
     return Event(record.seq, REDACTED, ts, data)
 
 
