@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import eventlog
-from eventlog.store import _async
+from eventlog.store import _async, _workers
 
 
 @pytest.fixture(params=["files", "sqlite", "memory"])
@@ -184,3 +184,144 @@ def test_overlapping_calls_do_not_keep_the_collector_off_for_long(monkeypatch: p
     with pause:
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+def _gated(log: eventlog.AsyncEventLog, gate: threading.Event) -> None:
+    """Make the store's first ``append`` wait for ``gate``, so later calls queue behind it."""
+    real = log.sync.append
+    first = [True]
+
+    def append(*args: object, **kwargs: object) -> eventlog.Event:
+        if first[0]:
+            first[0] = False
+            gate.wait(10)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    log.sync.append = append  # type: ignore[method-assign]
+
+
+def test_one_calls_error_fails_it_alone_and_a_batch_is_handed_over_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hand_overs: list[int] = []
+    real_hand_over = _workers.WorkerPool._hand_over
+
+    def counting(pool: _workers.WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
+        hand_overs.append(len(pool._finished[loop]))
+        real_hand_over(pool, loop)
+
+    monkeypatch.setattr(_workers.WorkerPool, "_hand_over", counting)
+
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store", workers=1)
+        await log.create_session("s")
+        gate = threading.Event()
+        _gated(log, gate)
+        first = asyncio.create_task(log.append("s", "x.y", 0))
+        others = [asyncio.create_task(log.append("s", "x.y", n)) for n in range(1, 4)]
+        stale = asyncio.create_task(log.append("s", "x.y", "stale", expected_seq=1))
+        missing = asyncio.create_task(log.append("nope", "x.y"))
+        late = asyncio.create_task(log.append("s", "x.y", 4))
+        await asyncio.sleep(0.05)
+        hand_overs.clear()
+        gate.set()
+        # Keep the loop busy (a blocking wait on it) while the worker finishes all seven.
+        loop, deadline = asyncio.get_running_loop(), time.monotonic() + 10
+        while len(log._pool._finished.get(loop, ())) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (await first).seq == 2
+        assert [(await t).seq for t in others] == [3, 4, 5]
+        with pytest.raises(eventlog.ConflictError):
+            await stale
+        with pytest.raises(eventlog.SessionNotFoundError):
+            await missing
+        assert (await late).seq == 6
+        assert [e.data for e in log.sync.events("s")][1:] == [0, 1, 2, 3, 4]
+        await log.close()
+
+    asyncio.run(scenario())
+    # Seven calls finished while the loop was busy: handed over in one wake-up.
+    assert hand_overs == [7]
+
+
+def test_a_cancelled_call_that_has_not_begun_never_runs_and_one_that_has_lands_first(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store", workers=1)
+        await log.create_session("s")
+        gate = threading.Event()
+        _gated(log, gate)
+        running = asyncio.create_task(log.append("s", "x.y", "running"))
+        queued = asyncio.create_task(log.append("s", "x.y", "queued"))
+        read = asyncio.create_task(log.get_session("s"))
+        after = asyncio.create_task(log.append("s", "x.y", "after"))
+        await asyncio.sleep(0.05)
+        # Not begun: the cancellation is raised at once, and the write never happens.
+        queued.cancel()
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        # Begun: the caller hears of the cancellation only once the write has landed.
+        running.cancel()
+        await asyncio.sleep(0.05)
+        assert not running.done()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert [e.data for e in log.sync.events("s")][1:2] == ["running"]
+        assert (await after).seq == 3
+        assert [e.data for e in log.sync.events("s")][1:] == ["running", "after"]
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_writes_error_is_not_left_unretrieved(tmp_path: Path) -> None:
+    """A write cancelled while it runs and then failing: the caller gets the cancellation,
+    and asyncio has no never-retrieved exception to log."""
+    logged: list[dict[str, object]] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: logged.append(context))
+        log = eventlog.open_async(tmp_path / "store", workers=1)
+        await log.create_session("s")
+        gate = threading.Event()
+        _gated(log, gate)
+        task = asyncio.create_task(log.append("s", "x.y", expected_seq=5))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        gc.collect()
+        await log.close()
+
+    asyncio.run(scenario())
+    assert logged == []
+
+
+def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        await log.close()
+        with pytest.raises(eventlog.StoreClosedError):
+            await log.append("s", "x.y")
+        with pytest.raises(eventlog.StoreClosedError):
+            await log.get_session("s")
+
+    asyncio.run(scenario())
+
+
+def test_calls_from_successive_event_loops(tmp_path: Path) -> None:
+    """The integrations share one AsyncEventLog per store across ``asyncio.run`` calls."""
+    log = eventlog.open_async(tmp_path / "store")
+    log.sync.create_session("s")
+    for n in range(3):
+        async def scenario(n: int = n) -> None:
+            await asyncio.gather(*(log.append("s", "x.y", [n, k]) for k in range(20)))
+        asyncio.run(scenario())
+    assert log.sync.get_session("s").last_seq == 61
+    log.sync.close()

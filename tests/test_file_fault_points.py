@@ -16,16 +16,15 @@ the same store object appends (after a failed fsync it may refuse the session wi
 from __future__ import annotations
 
 import errno
-import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import _fault_harness as harness
 from . import _fault_ops as ops
-from .test_sqlite_faults import Processes, _normal, shim
+from ._fault_harness import Processes, shim
 
 __all__ = ["shim"]  # a fixture used here
 
@@ -46,12 +45,7 @@ def procs(shim: Path) -> Iterator[Processes]:
     processes = Processes(shim)
     yield processes
     processes.close()
-    if TALLY:
-        print("\nFile store: faults injected per operation:")
-        for op, counts in TALLY.items():
-            print(f"  {op:16} " + ", ".join(f"{mode} {n}" for mode, n in counts.items())
-                  + f"; {sum(counts.values())} in all")
-        print(f"  all operations: {sum(sum(c.values()) for c in TALLY.values())}")
+    harness.print_tally("File store: faults injected per operation:", TALLY)
 
 
 def _in_doubt_after_fsync(op: str, result: dict[str, Any]) -> bool:
@@ -63,70 +57,19 @@ def _in_doubt_after_fsync(op: str, result: dict[str, Any]) -> bool:
 
 
 def one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) -> bool:
-    """Run ``op`` with the ``at``-th file operation faulted; check everything; True if the
-    fault was reached."""
-    options = MODES[mode]
-    crash = int(options.get("crash", 0))
-    directory.mkdir()
-    status = procs.run({"op": op, "dir": str(directory.resolve()), "at": at, "backend": "file",
-                        "errno": options.get("errno", 0), "sticky": options.get("sticky", False),
-                        "crash": crash, "writes": options.get("writes", False)})
-    before = json.loads((directory / "before.json").read_text())
-    where = f"{op}, {mode} at file operation {at}"
-    extra: dict[str, list[Any]] = {}
-    error = ""
-    if status == 77:
-        assert crash, where
-        outcome, done, reached = "crashed", None, True
-    else:
-        assert status == 0, f"{where}: the child exited with {status}"
-        result = json.loads((directory / "result.json").read_text())
-        reached = result["fired"] > 0
-        outcome = result["outcome"]
-        error = result.get("error", "")
-        assert outcome in ("ok", "error"), f"{where}: {error}"
-        if outcome == "error":
-            assert reached, f"{where}: raised without a fault: {error}"
-            assert result["storage"], f"{where}: not a StorageError: {error}"
-            if _in_doubt_after_fsync(op, result):
-                outcome = "crashed"  # all of it or none, as after a kill
-        done = ops.Done(_normal(result.get("events", {})), result.get("removed", []),
-                        result.get("exit_code"), result.get("said", ""))
-        same = result["next_append"]
-        if isinstance(same, list):
-            extra[ops.SID] = [same]
-        else:
-            assert result.get("kind") == "fsync" and same.startswith("SessionPoisonedError"), \
-                f"{where}: the same store: {same}"
-    copy = directory / "copy"
-    archive = directory / "archive"
-    seen = procs.read({"url": str(directory / "store"), "append": ops.SID,
-                       "copy": str(copy) if (copy / ".eventlog.json").exists() else None,
-                       "archive": str(archive) if archive.exists() else None})
-    assert "error" not in seen, f"{where}: a fresh process: {seen['error']}"
-    assert seen["problems"] == [], f"{where}: verify: {seen['problems']}"
-    assert seen.get("copy_problems", []) == [], f"{where}: the copy: {seen['copy_problems']}"
-    wrong = ops.problems_after(op, before, seen["sessions"], done, outcome, extra=extra,
-                               copied=seen.get("copied"), archived=seen.get("archived"), error=error)
-    assert wrong == [], f"{where}: {wrong}"
-    assert seen["appended"] == seen["sessions"][ops.SID][-1][0] + 1, where
-    assert seen["problems_after"] == [], f"{where}: verify after the next append"
-    if reached:
-        shutil.rmtree(directory)  # passed: keep only a failing case's files
-    return reached
+    return harness.one_fault(procs, op, directory, at, mode, MODES[mode], backend="file",
+                             url=str(directory / "store"), copy_url=str(directory / "copy"),
+                             copy_made=directory / "copy" / ".eventlog.json",
+                             in_doubt=lambda result: _in_doubt_after_fsync(op, result),
+                             may_poison=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("op", list(ops.OPS))
 def test_a_fault_at_every_file_operation(procs: Processes, fast_tmp: Path, op: str, mode: str) -> None:
-    at = 0
-    while True:
-        at += 1
-        assert at < 400, f"{op}: never completed"
-        if not one_fault(procs, op, fast_tmp / str(at), at, mode):
-            break
-    faults = at - 1
+    faults = harness.walk_fault_points(
+        lambda directory, at: one_fault(procs, op, directory, at, mode), fast_tmp, op)
     TALLY.setdefault(op, {})[mode] = faults
     print(f"file store {op}: {faults} faults ({mode})")
     # (cleanup without an archive and delete only rename and unlink: no write to cut short)

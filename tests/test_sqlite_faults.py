@@ -14,74 +14,28 @@ append. A real full disk (a small tmpfs) is in test_a_real_full_disk.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 import eventlog
 
+from . import _fault_harness as harness
 from . import _fault_ops as ops
-from . import _procs
+from ._fault_harness import Processes, shim
 
-MODES = {"EIO-once": (errno.EIO, False, False), "ENOSPC-from-then-on": (errno.ENOSPC, True, False),
-         "killed": (0, False, True)}
+__all__ = ["shim"]  # a fixture used here
+
+MODES: dict[str, dict[str, Any]] = {
+    "EIO-once": {"errno": errno.EIO},
+    "ENOSPC-from-then-on": {"errno": errno.ENOSPC, "sticky": True},
+    "killed": {"crash": 1},
+}
 TALLY: dict[str, dict[str, int]] = {}
-
-
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("no C compiler to build the fault shim; CI=true, so these tests must run")
-        pytest.skip("no C compiler to build the fault shim (tests/_fault_shim.c)")
-    out = tmp_path_factory.mktemp("shim") / "fault_shim.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out),
-                    str(Path(__file__).with_name("_fault_shim.c")), "-ldl"], check=True)
-    return out
-
-
-class Processes:
-    """The fault runner (with the shim preloaded) and a reader, both long-lived."""
-
-    def __init__(self, shim: Path) -> None:
-        env = _procs.worker_env()
-        env["LD_PRELOAD"] = str(shim)
-        self.runner = subprocess.Popen([sys.executable, "-m", "tests._fault_runner"], env=env,
-                                       cwd=_procs.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.reader = subprocess.Popen([sys.executable, str(_procs.WORKER), "reader"],
-                                       env=_procs.worker_env(), stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE)
-
-    @staticmethod
-    def _ask(proc: subprocess.Popen[bytes], request: dict[str, Any]) -> dict[str, Any]:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(request).encode() + b"\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        assert line, f"a helper process died ({proc.poll()})"
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def run(self, request: dict[str, Any]) -> int:
-        return int(self._ask(self.runner, request)["status"])
-
-    def read(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self._ask(self.reader, request)
-
-    def close(self) -> None:
-        for proc in (self.runner, self.reader):
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -89,73 +43,21 @@ def procs(shim: Path) -> Iterator[Processes]:
     processes = Processes(shim)
     yield processes
     processes.close()
-    if TALLY:
-        print("\nSQLite faults injected per operation:")
-        for op, counts in TALLY.items():
-            print(f"  {op:16} " + ", ".join(f"{mode} {n}" for mode, n in counts.items()))
-
-
-def _normal(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value))  # tuples as lists, as the reader's JSON has them
+    harness.print_tally("SQLite: faults injected per operation:", TALLY)
 
 
 def _one_fault(procs: Processes, op: str, directory: Path, at: int, mode: str) -> bool:
-    """Run ``op`` with the ``at``-th file operation faulted; check everything; True if the
-    fault was reached."""
-    err, sticky, crash = MODES[mode]
-    directory.mkdir()
-    status = procs.run({"op": op, "dir": str(directory.resolve()), "at": at, "errno": err,
-                        "sticky": sticky, "crash": crash})
-    before = json.loads((directory / "before.json").read_text())
-    where = f"{op}, {mode} at file operation {at}"
-    extra: dict[str, list[Any]] = {}
-    error = ""
-    if status == 77:
-        assert crash, where
-        outcome, done, reached = "crashed", None, True
-    else:
-        assert status == 0, f"{where}: the child exited with {status}"
-        result = json.loads((directory / "result.json").read_text())
-        reached = result["fired"] > 0
-        outcome = result["outcome"]
-        error = result.get("error", "")
-        assert outcome in ("ok", "error"), f"{where}: {result.get('error')}"
-        if outcome == "error":
-            assert reached, f"{where}: raised without a fault: {result['error']}"
-            assert result["storage"], f"{where}: not a StorageError: {result['error']}"
-        done = ops.Done(_normal(result.get("events", {})), result.get("removed", []),
-                        result.get("exit_code"), result.get("said", ""))
-        assert isinstance(result["next_append"], list), f"{where}: the same store: {result['next_append']}"
-        extra[ops.SID] = [result["next_append"]]
-    copy_db = directory / "copy.db"
-    archive = directory / "archive"
-    seen = procs.read({"url": f"sqlite:///{directory / 'store.db'}", "append": ops.SID,
-                       "copy": f"sqlite:///{copy_db}" if copy_db.exists() else None,
-                       "archive": str(archive) if archive.exists() else None})
-    assert "error" not in seen, f"{where}: a fresh process: {seen['error']}"
-    assert seen["problems"] == [], f"{where}: verify: {seen['problems']}"
-    assert seen.get("copy_problems", []) == [], f"{where}: the copy: {seen['copy_problems']}"
-    wrong = ops.problems_after(op, before, seen["sessions"], done, outcome, extra=extra,
-                               copied=seen.get("copied"), archived=seen.get("archived"), error=error)
-    assert wrong == [], f"{where}: {wrong}"
-    assert seen["appended"] == seen["sessions"][ops.SID][-1][0] + 1, where
-    assert seen["problems_after"] == [], f"{where}: verify after the next append"
-    if reached:
-        shutil.rmtree(directory)  # passed: keep only a failing case's files
-    return reached
+    return harness.one_fault(procs, op, directory, at, mode, MODES[mode], backend="sqlite",
+                             url=f"sqlite:///{directory / 'store.db'}",
+                             copy_url=f"sqlite:///{directory / 'copy.db'}", copy_made=directory / "copy.db")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("op", list(ops.OPS))
 def test_a_fault_at_every_file_operation(procs: Processes, fast_tmp: Path, op: str, mode: str) -> None:
-    at = 0
-    while True:
-        at += 1
-        assert at < 400, f"{op}: never completed"
-        if not _one_fault(procs, op, fast_tmp / str(at), at, mode):
-            break
-    faults = at - 1
+    faults = harness.walk_fault_points(
+        lambda directory, at: _one_fault(procs, op, directory, at, mode), fast_tmp, op)
     TALLY.setdefault(op, {})[mode] = faults
     print(f"SQLite {op}: {faults} faults ({mode})")
     assert faults >= 1, f"{op} made no file operation at all"

@@ -1,9 +1,11 @@
 """``AsyncEventLog``: the store's methods as coroutines, for asyncio programs.
 
-Every call runs in one of the store's own worker threads, so the event loop never waits for
-the disk, a lock or a server. Writes are never abandoned half-way: a cancelled write still
-finishes in its thread, and the cancellation is raised once it has (a write that landed
-after the caller moved on would reorder its history). ``events``, ``events_reversed`` and
+Every call runs in one of the store's own worker threads (``_workers``: a queue drained by
+the threads, results handed back to the loop a batch at a time), so the event loop never
+waits for the disk, a lock or a server. Writes are never abandoned half-way: a cancelled
+write that has not begun never runs; one that has begun finishes in its thread, and the
+cancellation is raised once it has (a write that landed after the caller moved on would
+reorder its history). ``events``, ``events_reversed`` and
 ``follow`` are async iterators that read in batches.
 
 The loop's worst pause is what an asyncio program feels. Measured with
@@ -21,14 +23,11 @@ no read sets off a full one. Collection resumes as soon as no call is running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import gc
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..core._errors import InvalidInputError
@@ -36,6 +35,7 @@ from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, V
 from ._inputs import Durability
 from ._log import EventLog
 from ._open import open as open_store
+from ._workers import WorkerPool
 
 T = TypeVar("T")
 
@@ -87,11 +87,6 @@ class _CollectorPause:
 _collector_pause = _CollectorPause()
 
 
-def _paused(func: Callable[[], T]) -> T:
-    with _collector_pause:
-        return func()
-
-
 class AsyncEventLog:
     """An ``EventLog`` for asyncio: the same methods as coroutines (``follow``, ``events``
     and ``events_reversed`` as async iterators). Get one with ``eventlog.open_async``, or
@@ -103,35 +98,19 @@ class AsyncEventLog:
         if type(workers) is not int or workers < 1:
             raise InvalidInputError(f"workers must be a positive int, not {workers!r}")
         self.sync = log
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eventlog-async")
+        self._pool = WorkerPool(workers, "eventlog-async", _collector_pause)
 
     # Running calls ---------------------------------------------------------------------
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking read in a worker thread (what every read here does)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _paused,
-                                          functools.partial(func, *args, **kwargs))
+        """Run a blocking read in a worker thread (what every read here does); if
+        cancelled, the read is withdrawn, or its result dropped."""
+        return await self._pool.call(func, args, kwargs, write=False)
 
     async def run_write(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking write in a worker thread; if cancelled, wait for it to finish
-        before raising the cancellation."""
-        loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._executor, _paused, functools.partial(func, *args, **kwargs))
-        try:
-            # shield lets a cancellation reach the caller without cancelling the write, with
-            # less of the loop's work per call than asyncio.wait (which builds a waiter and
-            # callbacks each time): with 1,000 concurrent writers, tools/bench_async.py saw
-            # 38-43 ms worst pauses and about a third of the collections, against 46-60 ms
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            while not task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-            task.exception()  # retrieved: asyncio must not log it as never retrieved
-            raise
+        """Run a blocking write in a worker thread; if cancelled, it is withdrawn if it has
+        not begun, else waited for, and the cancellation raised once it has ended."""
+        return await self._pool.call(func, args, kwargs, write=True)
 
     # Lifecycle -------------------------------------------------------------------------
 
@@ -141,7 +120,7 @@ class AsyncEventLog:
 
     async def close(self) -> None:
         """Close the store once the calls under way have finished."""
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.close)
         self.sync.close()
 
     async def __aenter__(self) -> AsyncEventLog:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ...core._codec import FORMAT_VERSION
 from ...core._errors import CorruptLogError, EventLogError, SessionNotFoundError, StorageError
@@ -22,6 +23,8 @@ from ._archive import ArchiveError, ArchiveReader, read_index
 from ._lock import acquire_flock, release_flock
 from ._names import dir_name, legacy_name
 from ._segments import SEGMENT_RE, Pread, archive_name, lines_backward, segment_name
+
+T = TypeVar("T")
 
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -105,6 +108,18 @@ class Dirs:
         there); both hold the same bytes, and the plain one is cheaper to read."""
         return [(first, segment_name(first) if plain else archive_name(first))
                 for first, (plain, _) in sorted(self.listing(session_id).items())]
+
+    def read_lock_file(self, session_id: str, read: Callable[[int], T]) -> T:
+        """``read`` of the session's lock file, open read-only (its page, its inode): no
+        lock taken, nothing created; ``SessionNotFoundError`` when it is gone."""
+        try:
+            fd = os.open(self.dir(session_id) / "lock", os.O_RDONLY | O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFoundError(session_id) from None
+        try:
+            return read(fd)
+        finally:
+            os.close(fd)
 
     def later_segments(self, session_id: str, first: int) -> bool:
         """Whether segments after segment ``first`` exist (a listing: only at the end of a scan)."""

@@ -14,12 +14,10 @@ import os
 import struct
 
 from ...core._codec import Head
-from ...core._errors import SessionNotFoundError
 from ._dirs import Dirs
 
 PAGE = struct.Struct("=4Q16s")
 """The lock page's first 48 bytes: generation, active segment, its size, last seq, last h."""
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def page_head(fd: int) -> Head | None:
@@ -37,11 +35,4 @@ def page_head(fd: int) -> Head | None:
 
 def recorded_head(dirs: Dirs, session_id: str) -> Head | None:
     """``FileBackend.recorded_head``: the head published in the session's lock page."""
-    try:
-        fd = os.open(dirs.dir(session_id) / "lock", os.O_RDONLY | _O_CLOEXEC)
-    except FileNotFoundError:
-        raise SessionNotFoundError(session_id) from None
-    try:
-        return page_head(fd)
-    finally:
-        os.close(fd)
+    return dirs.read_lock_file(session_id, page_head)

@@ -40,14 +40,7 @@ class PageWatch:
 
 
 def incarnation(dirs: Dirs, session_id: str) -> object:
-    try:
-        fd = os.open(dirs.dir(session_id) / "lock", os.O_RDONLY | O_CLOEXEC)
-    except FileNotFoundError:
-        raise SessionNotFoundError(session_id) from None
-    try:
-        return life_of(fd)
-    finally:
-        os.close(fd)
+    return dirs.read_lock_file(session_id, life_of)
 
 
 def watch(dirs: Dirs, session_id: str) -> Watch | None:
