@@ -230,11 +230,13 @@ class View:
     def _line(self, line: bytes) -> None:
         try:
             row = orjson.loads(line)
+            if type(row) is not list or len(row) < 3 or type(row[1]) is not str:
+                return  # a base's line or a header read as a journal's (a damaged base)
             tag, sid = row[0], row[1]
-            if type(sid) is not str:
-                return
             if tag == "e":
                 _, _, life, seq, digest, blob, created, last, clears = row
+                if type(seq) is not int or type(digest) is not str or type(clears) is not list:
+                    return
                 self.entries[sid] = ((bytes.fromhex(life), seq, digest), blob.encode(),
                                      None if created is None else float(created),
                                      None if last is None else float(last))
@@ -244,7 +246,7 @@ class View:
             elif tag == "f":
                 self.entries[sid] = None
                 self.cleared.update(row[2])
-        except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, AttributeError):
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
             return  # torn, or run into by the next writer: skipped (its session refolded)
 
     def newest(self, session_id: str) -> Entry | None:
@@ -378,10 +380,15 @@ class FileCatalog:
             return view is None or view.base is None
 
     def remove(self) -> None:
-        """Drop the catalog (``eventlog reindex`` builds it again)."""
+        """Drop every entry and the base (``eventlog reindex`` builds them again); the marks
+        outstanding stay (their writers are still writing: invariant 2), as does nothing
+        else, not even a damaged file's unreadable rest."""
         with self.lock:
-            for path in self.path.parent.glob(f"{CATALOG_FILE}*"):
+            for path in self.path.parent.glob(f"{CATALOG_FILE}.*.tmp"):
                 path.unlink(missing_ok=True)
+            view = self._refresh()
+            if view is not None:
+                self._compact(view, None, marks_only=True)
             self._forget_view()
 
     # Reading -----------------------------------------------------------------------------
@@ -578,10 +585,12 @@ class FileCatalog:
                 self._compact(view, fresh)
 
     def _compact(self, view: View, fresh: dict[str, Entry] | None,
-                 live: set[str] | None = None, drop: str | None = None) -> View | None:
+                 live: set[str] | None = None, drop: str | None = None, *,
+                 marks_only: bool = False) -> View | None:
         """Invariant 3: the journal folded into a new base (or, with ``fresh``, a base of
         those entries; ``drop``: without any entry of that session, also in a file with no
-        base), renamed over the file; call it holding ``self.lock``."""
+        base; ``marks_only``: the outstanding marks alone), renamed over the file; call it
+        holding ``self.lock``."""
         try:
             fd = os.open(self.path, os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError:
@@ -594,26 +603,17 @@ class FileCatalog:
                 return self._refresh()  # replaced meanwhile: someone else compacted
             if stat.st_size > view.offset:
                 view.read_journal(os.pread(self.fd, stat.st_size - view.offset, view.offset))
-            if fresh is None and view.base is None:
-                if drop is None:
-                    return view
-                data = _without(os.pread(fd, stat.st_size, 0), drop)
-            elif fresh is None:
-                assert view.base is not None
-                merged = dict(view.everything if view.everything is not None
-                              else view.base.everything())
-                for sid, entry in view.entries.items():
-                    if entry is None:
-                        merged.pop(sid, None)
-                    elif entry[2] is not None and entry[3] is not None:
-                        merged[sid] = entry
-                    # else: an entry without keys; the older one stays (checked by its page)
-                if live is not None:  # a listing of every session: drop the deleted ones
-                    merged = {sid: entry for sid, entry in merged.items() if sid in live}
-                merged.pop(drop or "", None)
-                data = _encode(merged, view.open_marks())
-            else:
+            if marks_only:
+                data = b"".join(orjson.dumps(["m", sid, token]) + b"\n"
+                                for sid, tokens in view.open_marks() for token in tokens)
+            elif fresh is not None:
                 data = _encode(fresh, view.open_marks())
+            elif view.base is not None:
+                data = _encode(_merged(view, live, drop), view.open_marks())
+            elif drop is not None:
+                data = _without(os.pread(fd, stat.st_size, 0), drop)
+            else:
+                return view
             out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, self.mode)
             try:
                 os.write(out, data)
@@ -627,6 +627,22 @@ class FileCatalog:
         finally:
             os.close(fd)  # lets the writers waiting for the old file go on (to the new one)
         return self._refresh()
+
+
+def _merged(view: View, live: set[str] | None, drop: str | None) -> dict[str, Entry]:
+    """The base's entries with the journal's applied (the newest entry of each session)."""
+    assert view.base is not None
+    merged = dict(view.everything if view.everything is not None else view.base.everything())
+    for sid, entry in view.entries.items():
+        if entry is None:
+            merged.pop(sid, None)
+        elif entry[2] is not None and entry[3] is not None:
+            merged[sid] = entry
+        # else: an entry without keys; the older one stays (checked by its page)
+    if live is not None:  # a listing of every session: drop the deleted ones
+        merged = {sid: entry for sid, entry in merged.items() if sid in live}
+    merged.pop(drop or "", None)
+    return merged
 
 
 def _without(data: bytes, session_id: str) -> bytes:
