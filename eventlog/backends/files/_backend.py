@@ -40,7 +40,6 @@ import fcntl
 import functools
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,6 +86,7 @@ from ._dirs import O_CLOEXEC, Dirs, unlock_dir
 from ._discovery import sync
 from ._handle import Handles, still_there, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
+from ._purge import TRASH_PREFIX, Purger
 from ._recorded import recorded_head
 from ._redaction import redact_segments
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
@@ -170,7 +170,8 @@ class FileBackend(Backend):
         self.dir_mode = self._dirs.dir_mode
         self._table = Handles(self._dirs)
         self._handles = self._table.by_id  # read directly by append_one's common case
-        self._catalog = FileCatalog(self.root, self.mode, lambda sid: str(self._dirs.dir(sid)))
+        self._purger = Purger(self.root)
+        self._catalog = FileCatalog(self.root, self.mode, self._dir_str)
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
@@ -361,7 +362,7 @@ class FileBackend(Backend):
         # never moved away under a compactor writing into it.
         dirs = self._dirs
         dir_fd = dirs.lock_dir(session_id)
-        trash = self.root / f".deleted-{uuid.uuid4().hex}"
+        trash = self.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
         try:
             handle, _ = self._table.locked(session_id)
             removed = False
@@ -379,7 +380,7 @@ class FileBackend(Backend):
             self._catalog.forget(session_id, deleted=True)
         except OSError:
             pass  # derived data: readers find the session gone by its page
-        shutil.rmtree(trash, ignore_errors=True)
+        self._purger.add(trash)  # freeing its blocks is the slow part: _purge
         return True
 
     @_translated
@@ -449,6 +450,13 @@ class FileBackend(Backend):
         except OSError as exc:
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         return found
+
+    def _dir_str(self, session_id: str) -> str:
+        """``Dirs.dir`` as a str, without pathlib where no legacy name can apply (the
+        catalog reads a lock page per session it shows: pathlib cost as much as the read)."""
+        if legacy_name(session_id) is None:
+            return f"{self.root}/{dir_name(session_id)}"
+        return str(self._dirs.dir(session_id))
 
     def _long_id(self, name: str) -> str | None:
         """The id in a long-named directory's ``id`` file, if it is the one for that name."""
@@ -543,3 +551,4 @@ class FileBackend(Backend):
 
     def close(self) -> None:
         self._table.close()
+        self._purger.drain()

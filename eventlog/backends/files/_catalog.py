@@ -73,7 +73,7 @@ read parses the whole journal: this keeps that a few milliseconds)."""
 PAGE_BYTES = 64
 MAGIC = b'{"eventlog_catalog":2,'
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_KEY = struct.Struct("<dI")
+_KEY = struct.Struct("<dQI")  # the key, and where the entry line is: offset, length
 _OFFSET = struct.Struct("<Q")
 _CHUNK = 256
 
@@ -139,7 +139,12 @@ class Base:
         start, end = self.offset(index)
         return _base_line(os.pread(self.fd, end - start, start))
 
-    def keys(self, order: str, first: int, last: int) -> list[tuple[float, int]]:
+    def line(self, start: int, length: int) -> tuple[str, Entry]:
+        if not (self.entries_at <= start and start + length <= self.offsets_at and length > 0):
+            raise Damaged("entry out of range")
+        return _base_line(os.pread(self.fd, length, start))
+
+    def keys(self, order: str, first: int, last: int) -> list[tuple[float, int, int]]:
         """Records ``first`` to ``last`` (exclusive) of an order's table."""
         at = self.tables[order] + _KEY.size * first
         raw = os.pread(self.fd, _KEY.size * (last - first), at)
@@ -525,8 +530,8 @@ class FileCatalog:
             first, last = ((max(0, position - _CHUNK + 1), position + 1) if descending
                            else (position, min(count, position + _CHUNK)))
             chunk = base.keys(order, first, last)
-            for key, index in (reversed(chunk) if descending else chunk):
-                sid, entry = base.entry(index)
+            for key, start, length in (reversed(chunk) if descending else chunk):
+                sid, entry = base.line(start, length)
                 if sid not in skip:
                     yield key, sid, entry
             position = first - 1 if descending else last
@@ -671,6 +676,7 @@ def _encode(entries: dict[str, Entry], marks: list[list[Any]]) -> bytes:
                      + b"\n")
     by_last = sorted(range(len(ids)), key=lambda i: (entries[ids[i]][3], i))
     by_created = sorted(range(len(ids)), key=lambda i: (entries[ids[i]][2], i))
+    lengths = [len(line) for line in lines]
     body_size = sum(len(line) for line in lines)
 
     def header(entries_at: int) -> bytes:
@@ -691,6 +697,7 @@ def _encode(entries: dict[str, Entry], marks: list[list[Any]]) -> bytes:
     for line in lines:
         offsets.append(offsets[-1] + len(line))
     return b"".join([top, *lines, b"".join(_OFFSET.pack(o) for o in offsets),
-                     b"".join(_KEY.pack(entries[ids[i]][3], i) for i in by_last),
-                     b"".join(_KEY.pack(entries[ids[i]][2], i) for i in by_created), b"\n"])
+                     b"".join(_KEY.pack(entries[ids[i]][3], offsets[i], lengths[i]) for i in by_last),
+                     b"".join(_KEY.pack(entries[ids[i]][2], offsets[i], lengths[i])
+                              for i in by_created), b"\n"])
 
