@@ -127,6 +127,7 @@ def test_eventlog_reindex(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     truth = sorted(_fill(tmp_path, 5), key=lambda s: s.session_id)
     assert run(["reindex", "--store", str(tmp_path)]) == 0
     assert capsys.readouterr().out == "reindexed 5 session(s)\n"
+    assert _has_base(tmp_path)
     with eventlog.open(tmp_path) as log:
         folded = _folds(log)
         assert log.list_sessions() == truth and folded == []

@@ -365,8 +365,10 @@ class Backend(ABC):
         (``catalog_rebuild``, when ``catalog_wants_rebuild``)."""
         return None
 
-    def catalog_wants_rebuild(self) -> bool:
-        """Whether ``catalog_walk`` needs ``catalog_rebuild`` first."""
+    def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
+        """Whether ``catalog_walk`` needs ``catalog_rebuild`` first; ``listed``: asked after
+        a listing of every session (that many), whether the catalog would have one built
+        from that listing now."""
         return False
 
     def catalog_rebuild(  # noqa: B027 - optional hook: only a backend with an ordered catalog builds one

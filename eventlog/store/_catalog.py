@@ -236,15 +236,19 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
         fresh.append(fresh_entry(sid, state))
     if fresh:
         save(log, fresh)
-    if not prefix and log.backend.catalog_wants_rebuild():
-        # Every session, each just checked against its head: what an ordered catalog is
-        # built from (a file store's base; see catalog_walk).
-        try:
-            log.backend.catalog_rebuild([(sid, Head(row[0], row[1]), orjson.dumps(row),
-                                          (float(row[2]), float(row[3]))) for sid, row in found])
-        except (EventLogError, OSError):
-            pass  # derived data: the next listing tries again
+    if not prefix and log.backend.catalog_wants_rebuild(listed=len(found)):
+        _rebuild_from(log, found)
     return found
+
+
+def _rebuild_from(log: EventLog, found: list[Row]) -> None:
+    """Every session, each just checked against its head: what an ordered catalog is built
+    from (a file store's base; see ``Backend.catalog_walk``)."""
+    try:
+        log.backend.catalog_rebuild([(sid, Head(row[0], row[1]), orjson.dumps(row),
+                                      (float(row[2]), float(row[3]))) for sid, row in found])
+    except (EventLogError, OSError):
+        pass  # derived data: the next listing tries again
 
 
 Fresh = tuple[str, Head, bytes, tuple[float, float]]
@@ -286,7 +290,10 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
 
 def rebuild(log: EventLog) -> int:
     """Fold every session and save its entry (``reindex``); return how many."""
-    return len(entries(log, "", skip_damaged=True))
+    found = rows(log, "", skip_damaged=True)
+    if log.backend.catalog_wants_rebuild():
+        _rebuild_from(log, found)  # the index too, now rather than on the first ordered read
+    return len(found)
 
 
 def suspect(log: EventLog, sid: str, damaged: bool) -> None:
@@ -414,7 +421,7 @@ def _walked(log: EventLog, query: Query, after: tuple[Any, ...] | None, limit: i
     start = _start(query, after)
     walk = backend.catalog_walk(query.order, query.descending, start, refold)
     if walk is None and backend.catalog_wants_rebuild():
-        rows(log, "", skip_damaged=True)  # builds it
+        _rebuild_from(log, rows(log, "", skip_damaged=True))
         walk = backend.catalog_walk(query.order, query.descending, start, refold)
     if walk is None:
         return None

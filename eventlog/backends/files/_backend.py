@@ -40,6 +40,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,7 +87,6 @@ from ._dirs import O_CLOEXEC, Dirs, unlock_dir
 from ._discovery import sync
 from ._handle import Handles, still_there, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
-from ._purge import TRASH_PREFIX, Purger
 from ._recorded import recorded_head
 from ._redaction import redact_segments
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
@@ -170,7 +170,6 @@ class FileBackend(Backend):
         self.dir_mode = self._dirs.dir_mode
         self._table = Handles(self._dirs)
         self._handles = self._table.by_id  # read directly by append_one's common case
-        self._purger = Purger(self.root)
         self._catalog = FileCatalog(self.root, self.mode, self._dir_str)
         try:
             if create:
@@ -362,7 +361,7 @@ class FileBackend(Backend):
         # never moved away under a compactor writing into it.
         dirs = self._dirs
         dir_fd = dirs.lock_dir(session_id)
-        trash = self.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
+        trash = self.root / f".deleted-{uuid.uuid4().hex}"
         try:
             handle, _ = self._table.locked(session_id)
             removed = False
@@ -380,7 +379,7 @@ class FileBackend(Backend):
             self._catalog.forget(session_id, deleted=True)
         except OSError:
             pass  # derived data: readers find the session gone by its page
-        self._purger.add(trash)  # freeing its blocks is the slow part: _purge
+        shutil.rmtree(trash, ignore_errors=True)
         return True
 
     @_translated
@@ -509,8 +508,8 @@ class FileBackend(Backend):
         except OSError as exc:
             raise StorageError(exc.errno, f"can't read the catalog in {self.root}: {exc}") from exc
 
-    def catalog_wants_rebuild(self) -> bool:
-        return self._catalog.wants_rebuild()
+    def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
+        return self._catalog.wants_rebuild(listed)
 
     def catalog_rebuild(self, entries: list[tuple[str, Head, bytes, tuple[float, float]]]) -> None:
         try:
@@ -551,4 +550,3 @@ class FileBackend(Backend):
 
     def close(self) -> None:
         self._table.close()
-        self._purger.drain()

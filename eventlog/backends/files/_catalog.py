@@ -189,11 +189,17 @@ class FileCatalog:
                 if view is not None:
                     self._compact(view, None, drop=session_id)
 
-    def wants_rebuild(self) -> bool:
-        """Whether the file has no base (missing, damaged, or a journal only)."""
+    def wants_rebuild(self, listed: int | None) -> bool:
+        """Whether the file has no base (missing, damaged, or a journal only); after a
+        listing of every session (``listed`` of them), only if its journal is also long for
+        them: a new base costs a rewrite of the file, which an ordered read needs and a plain
+        listing does not (a long journal is re-read by every new reader)."""
         with self.lock:
             view = self._refresh()
-            return view is None or view.base is None
+            if view is not None and view.base is not None:
+                return False
+            lines = 0 if view is None else view.lines
+            return listed is None or (lines > COMPACT_AT and lines > 4 * listed)
 
     def remove(self) -> None:
         """Drop every entry and the base (``eventlog reindex`` builds them again); the marks
