@@ -26,13 +26,14 @@ and says so in its docstring.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..core._codec import FORMAT_VERSION, Head, Record, seal_one
+from ..core._codec import FORMAT_VERSION, Head, Record, payload_chain, seal_one
 from ..core._errors import (
     ConflictError,
     CorruptLogError,
@@ -59,6 +60,28 @@ position after them; None when it can't (the guard then reads with ``scan``)."""
 Guard = Callable[[Head, "Since | None"], None]
 """Called with the head (and a ``Since`` or None) where ``build`` would be, under the lock;
 it raises to refuse the append. See ``Backend.append_one``."""
+
+
+SNAPSHOTS_KEPT = 3
+"""Every backend keeps a session's newest ``SNAPSHOTS_KEPT`` snapshots..."""
+
+SNAPSHOT_SPACING = 10_000
+"""... and the oldest of each span of ``SNAPSHOT_SPACING`` seqs (the snapshots whose
+``seq // SNAPSHOT_SPACING`` is the same), so that the state at any seq (a rewind's
+``to_seq``, a fork's ``at_seq``) is folded from a snapshot at most about that many events
+before it: a million-event session keeps about a hundred. A rewind to the middle of one
+folded half a million events when only the newest were kept."""
+
+
+def snapshot_seqs_dropped(seqs: Iterable[int]) -> list[int]:
+    """Of the seqs a session holds snapshots at, those to remove: all but the newest
+    ``SNAPSHOTS_KEPT`` and the oldest of each ``SNAPSHOT_SPACING``. The one statement of
+    the rule; backends that prune in their server's language (SQL, Lua) follow it, and the
+    conformance suite checks that every backend keeps the same."""
+    newest_first = sorted(seqs, reverse=True)
+    oldest_of_span = {seq // SNAPSHOT_SPACING: seq for seq in newest_first}  # the last wins
+    kept = set(newest_first[:SNAPSHOTS_KEPT]) | set(oldest_of_span.values())
+    return [seq for seq in newest_first if seq not in kept]
 
 
 class Appended(NamedTuple):
@@ -152,6 +175,41 @@ class Backend(ABC):
 
         Raise ``SessionExistsError`` if the id exists (and change nothing)."""
 
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        """Store a new session whose whole log is the records ``batches`` hand over (seq 1 on,
+        sealed and chained: a fork's copy), in one bulk write where the backend can; return
+        the position hint after the last record. Raise ``SessionExistsError`` if the id
+        exists, and store nothing if it or ``batches`` raises.
+
+        The backends here write it whole before anyone can see it. This default, for a
+        backend that can't, creates the session and appends a batch at a time, each only
+        at the head the one before left (someone else's append is a ``ConflictError``),
+        and on failure removes what it wrote, unless someone wrote after it."""
+        iterator = iter(batches)
+        first = next(iterator)
+        self.create(session_id, first[0], durable=durable)
+        head = Head(1, first[0].digest)
+        position = None
+        try:
+            for batch in itertools.chain([first[1:]], iterator):
+                if not batch:
+                    continue
+
+                def build(found: Head, batch: list[Record] = batch, at: Head = head) -> list[Record]:
+                    if found != at:
+                        raise ConflictError(session_id, at.seq, found.seq)
+                    return batch
+                position = self.append(session_id, build, durable=durable, rebuild=False).position
+                head = Head(batch[-1].seq, batch[-1].digest)
+        except BaseException:
+            try:
+                self.delete(session_id, if_head=head)
+            except EventLogError:
+                pass  # the error that stopped the copy is the one to raise
+            raise
+        return position
+
     @abstractmethod
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         """Append what ``build(head)`` returns, all or nothing, exclusively with other appends.
@@ -163,9 +221,10 @@ class Backend(ABC):
         caller pinned the head (``expected_seq``), so it raises ``ConflictError`` naming the
         head ``build`` accepted and the one it found, without a second attempt."""
 
-    def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Guard | None = None,
-                   ) -> tuple[Head, Head, dict[str, Any] | None]:
+    def append_one(  # noqa: PLR0913 - the append's parts, passed apart to spare a tuple per call
+            self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
+            durable: bool, guard: Guard | None = None, checked: Head | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
         """Seal one encoded payload (see ``seal_one``) after the session's head and append it:
         the single-event append behind every ``add_message`` and ``append``.
 
@@ -180,15 +239,21 @@ class Backend(ABC):
         ``guard``, if given, is called with the head (and a ``Since``, or None) before
         anything else, where ``build`` would be (under the lock); it raises to refuse the
         append (the store's check for a message id or idempotency key already stored), and
-        then nothing is written."""
+        then nothing is written. ``checked``, if given, is a head at which the caller knows
+        the guard passes: a backend may skip calling it when the head it builds on is that
+        one (the store checks its window outside the lock, so a lone writer's appends never
+        call it)."""
         after: list[Head] = []
+        version = self.record_version
+        # The data's hash (version 2) once, outside the lock, however often build runs.
+        chain = None if version == 1 else payload_chain(payload)
 
         def build(head: Head) -> list[Record]:
-            if guard is not None:
+            if guard is not None and head != checked:
                 guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
-            record = seal_one(payload, head, max_bytes, self.record_version)
+            record = seal_one(payload, head, max_bytes, version, chain)
             after[:] = [head]  # an optimistic backend may build again: the last call is written
             return [record]
 

@@ -3,7 +3,9 @@
 ``/api/search`` pages ``EventLog.search`` (one session or all) with each hit clipped for a
 result list and a snippet around its first match. ``/graph`` counts the messages between
 each pair of agents; the counts are kept per session and advanced by the events appended
-since the last call, so a live session costs only its new events. ``/export`` writes the
+since the last call, so a live session costs only its new events (a redaction among them
+erased messages already counted, so the session is counted again from the start). A
+redacted message has no sender: it is in no pair. ``/export`` writes the
 same files as ``eventlog export``.
 """
 
@@ -25,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from ..cli._export import EXPORTERS
 from ..core._records import Event
 from ..store._log import EventLog
+from ..store._redaction import REDACTED
 from ..store._state import MESSAGE
 from ._context import Context
 from ._http import ApiError, JSONResponse, invalid, query_bool, query_int
@@ -66,8 +69,9 @@ class Traffic:
     def add(self, event: Event) -> None:
         self.types[event.type] += 1
         data = event.data
-        if event.type == MESSAGE and type(data) is dict:
-            self.pairs[(str(data.get("sender")), data.get("recipient"))] += 1
+        # A redacted message's data is a tombstone, with no sender to count it under.
+        if event.type == MESSAGE and type(data) is dict and type(data.get("sender")) is str:
+            self.pairs[(data["sender"], data.get("recipient"))] += 1
         self.last_seq = event.seq
 
 
@@ -87,13 +91,26 @@ class Graphs:
         if known.last_seq < session.last_seq:
             fresh = Traffic(life, known.last_seq, known.pairs.copy(), known.types.copy())
             for event in self.log.events(sid, after_seq=known.last_seq):
+                if event.type == REDACTED and known.last_seq:  # counted in an earlier call
+                    return self._recount(sid, life, session.participants)
                 fresh.add(event)
             known = fresh
+        self._keep(sid, known)
+        return known, session.participants
+
+    def _recount(self, sid: str, life: object, participants: list[str]) -> tuple[Traffic, list[str]]:
+        """Every event again: a redaction erased messages the counts kept still hold."""
+        known = Traffic(life)
+        for event in self.log.events(sid):
+            known.add(event)
+        self._keep(sid, known)
+        return known, participants
+
+    def _keep(self, sid: str, known: Traffic) -> None:
         with self.lock:
             self.kept[sid] = known
             while len(self.kept) > GRAPHS_KEPT:
                 self.kept.pop(next(iter(self.kept)))
-        return known, session.participants
 
 
 class ExploreRoutes:

@@ -59,3 +59,22 @@ def test_checkpoints_over_http(log: eventlog.EventLog) -> None:
         assert http.get("/api/sessions/nobody/checkpoint").status_code == 404
     assert log.verify(checkpoint=every).ok
     assert log.verify(checkpoint=Checkpoint.from_json(one.text)).ok
+
+
+def test_the_graph_leaves_a_redacted_message_out_of_its_pairs(log: eventlog.EventLog) -> None:
+    """A redacted message has no sender: the graph counted it as sent by "None" (str(None)),
+    and a graph read before the redaction kept counting it under its old sender."""
+    log.create_session("g", ["A", "B"])
+    log.add_message(ChatMessage(sender="A", recipient="B", content="hi", session_id="g"))
+    card = log.add_message(ChatMessage(sender="B", content="my card 4111", session_id="g"))
+    with client(log) as http:
+        before = http.get("/api/sessions/g/graph").json()
+        assert {(p["sender"], p["recipient"], p["count"]) for p in before["pairs"]} == {
+            ("A", "B", 1), ("B", None, 1)}
+        assert card.seq is not None
+        log.redact("g", [card.seq], reason="erasure")
+        after = http.get("/api/sessions/g/graph").json()
+        assert after["pairs"] == [{"sender": "A", "recipient": "B", "count": 1}]
+        assert after["participants"] == ["A", "B"]
+        assert {t["type"]: t["count"] for t in after["types"]} == {
+            "session.created": 1, "message": 2, "session.redacted": 1}
