@@ -14,9 +14,21 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eventlog
-from eventlog.core._codec import FORMAT_VERSION, chain_body, genesis, link
+from eventlog.core._codec import (
+    FORMAT_VERSION,
+    Head,
+    chain_body,
+    encode_payload,
+    genesis,
+    link,
+    payload_chain,
+    seal_one,
+)
+from eventlog.core._records import keyed_event
 
 from ._redis_support import delete_prefixed, shared_server
 
@@ -116,6 +128,50 @@ def test_a_version_1_store_stays_readable_verifiable_and_version_1(tmp_path: Pat
     assert not chained("s1", lines["s1"], v2_digest)
 
 
+@pytest.mark.parametrize("kind", ["files", "sqlite"])
+def test_idempotency_keys_are_version_2s_and_a_version_1_store_refuses_them(
+        tmp_path: Path, kind: str) -> None:
+    """The "k" member is format version 2's: a version 1 store must stay readable by the
+    releases that wrote it, which take a record with six members for damage. So it refuses
+    keys (appends, batches, imports and forks of keyed events) and writes nothing; message
+    ids, which live in the data, stay idempotent there."""
+    if kind == "files":
+        location = str(shutil.copytree(FIXTURES / "v1-files", tmp_path / "v1"))
+    else:
+        location = f"sqlite:///{shutil.copy(FIXTURES / 'v1.db', tmp_path / 'v1.db')}"
+    with eventlog.open(location, create=False) as log:
+        before = list(log.events("s1"))
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1")
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.append_many("s1", [("tool.call", {"n": 2})], idempotency_key="call-2")
+        assert list(log.events("s1")) == before
+        message = eventlog.ChatMessage(sender="alice", content="again", session_id="s1")
+        assert log.add_message(message) == log.add_message(message)  # stored once
+        assert log.get_session("s1").last_seq == before[-1].seq + 1
+        keyed = [*before[:2], keyed_event(3, "tool.call", 1.0, {"n": 3}, "call-3")]
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.import_events("copy", keyed)
+        assert not log.session_exists("copy")
+        assert all(len(orjson.loads(line)) == 5 for sid in log.backend.session_ids()
+                   for _s, _n, line in log.backend.scan(sid, 0, None).lines
+                   if line.startswith(b'{"seq":'))
+        # A version 1 store written before keys were version 2's may hold keyed records:
+        # they stay readable and verifiable, and a fork refuses to copy them.
+        payload = encode_payload("tool.call", 2.0, {"n": 4}, "call-4")
+        log.backend.append("s1", lambda at: [seal_one(payload, at, 1 << 20, 1)], durable=False)
+        assert list(log.events("s1"))[-1].key == "call-4"
+        assert log.verify("s1").ok
+        with pytest.raises(eventlog.InvalidEventError, match="version 1"):
+            log.fork("s1", "f1")
+        assert not log.session_exists("f1")
+    with eventlog.open(tmp_path / "v2") as log:  # version 2 holds them
+        log.create_session("s1", ["alice"])
+        first = log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1")
+        assert log.append("s1", "tool.call", {"n": 1}, idempotency_key="call-1") == first
+        assert log.fork("s1", "f1").last_seq == 3
+
+
 def test_a_store_of_an_unknown_version_is_refused(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with eventlog.open(store) as log:
@@ -143,6 +199,38 @@ def test_the_version_2_digest_covers_the_data_hash_not_the_data(tmp_path: Path) 
     wrong = tomb.replace(hashlib.sha256(data).hexdigest().encode(), b"0" * 64)
     assert link(prev, body.replace(data, wrong), 2) != obj["h"]
     assert link(prev, body.replace(b"hello", b"hellO"), 2) != obj["h"]
+
+
+# Data that tries to mislead a search for the data's end: members and strings spelling
+# ``,"k":"`` (the key member's start), tombstones, and values ending in a string.
+_TRICKY = st.sampled_from(['","k":"x', ',"k":"', '\\', '"}', 'k', '"data":', ""])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(max_size=8) | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["k", "data", "h", "x"]) | st.text(max_size=3), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_JSON | st.builds(lambda reason, seq: {"redacted": {"reason": reason, "seq": seq,
+                                                                 "sha256": "ab" * 32}},
+                             st.text(max_size=4), st.integers(1, 9)),
+       key=st.none() | st.text(max_size=6) | _TRICKY, seq=st.integers(1, 10**6))
+def test_sealing_finds_the_data_without_parsing(data: object, key: str | None, seq: int) -> None:
+    """``payload_chain`` (the hot path's way to the data, by bytes) agrees with ``chain_body``
+    (the careful way: parse, encode the members after the data again) and the README's rule."""
+    payload = encode_payload("note", 1.5, data, key)
+    body = b'{"seq":%d,' % seq + payload[1:]
+    assert b'{"seq":%d,' % seq + payload_chain(payload) == chain_body(body)
+    prev = genesis("s").digest
+    record = seal_one(payload, Head(seq - 1, prev), 1 << 30, 2)
+    assert record.line == body[:-1] + b',"h":"%s"}' % record.digest.encode()
+    assert record.digest == link(prev, body, 2)
+    if key is None:
+        assert record.digest == v2_digest(prev, record.line)
+    assert seal_one(payload, Head(seq - 1, prev), 1 << 30, 1).digest == v1_digest(
+        prev, record.line)
 
 
 @pytest.fixture

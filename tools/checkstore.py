@@ -609,6 +609,32 @@ def member_header(extra: bytes) -> bytes:
     return b"\x1f\x8b\x08\x00" + bytes(5) + b"\xff"
 
 
+def padding_set(raw: bytes) -> bool:
+    """Whether the deflate stream ``raw`` (which inflates whole) ends in padding bits that
+    are set. Deflate fills a byte from its low bit up, so the padding is the top bits of the
+    last byte, never read. Flip that byte's bits from the top: a padding bit leaves the byte's
+    output and the end of the stream as they were; the first bit that changes either is the
+    last one read (the end-of-block code's last bit, or a stored block's last data bit: its
+    flip always changes the output), and every bit below it is read too. A lower read bit may
+    flip into another parse that still ends the stream (another match distance), so "still
+    ends" alone would call healthy streams damaged."""
+    before = zlib.decompressobj(-15)
+    before.decompress(raw[:-1])
+    whole = before.copy()
+    expected = whole.decompress(raw[-1:])
+    for bit in range(7, -1, -1):
+        trial = before.copy()
+        try:
+            same = trial.decompress(bytes([raw[-1] ^ 1 << bit])) == expected
+        except zlib.error:
+            return False
+        if not (same and trial.eof and not trial.unused_data):
+            return False
+        if raw[-1] >> bit & 1:
+            return True
+    return False
+
+
 def inflate_member(data: bytes, start: int, end: int, header: bytes) -> bytes:
     """One whole gzip member, ``data[start:end]``: its CRC-32 and size checked, its header
     ``header`` exactly, and its deflate stream's final padding bits zero (no CRC covers them)."""
@@ -621,18 +647,8 @@ def inflate_member(data: bytes, start: int, end: int, header: bytes) -> bytes:
         raise Damage(f"the gzip member at byte {start} is damaged ({exc})") from None
     if not inflater.eof or inflater.unused_data:
         raise Damage(f"the gzip member at byte {start} does not end where the index says")
-    raw = data[start + len(header):end - 8]
-    before = zlib.decompressobj(-15)
-    before.decompress(raw[:-1])
-    for bit in range(8):
-        if raw[-1] >> bit & 1:
-            trial = before.copy()
-            try:
-                trial.decompress(bytes([raw[-1] ^ 1 << bit]))
-            except zlib.error:
-                continue
-            if trial.eof:  # that bit was never read: padding, which must be zero
-                raise Damage(f"the gzip member at byte {start} ends in padding bits that are set")
+    if padding_set(data[start + len(header):end - 8]):
+        raise Damage(f"the gzip member at byte {start} ends in padding bits that are set")
     return out
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..core._codec import FORMAT_VERSION, Head, Record, seal_one
+from ..core._codec import FORMAT_VERSION, Head, Record, payload_chain, seal_one
 from ..core._errors import (
     ConflictError,
     CorruptLogError,
@@ -221,9 +221,10 @@ class Backend(ABC):
         caller pinned the head (``expected_seq``), so it raises ``ConflictError`` naming the
         head ``build`` accepted and the one it found, without a second attempt."""
 
-    def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Guard | None = None,
-                   ) -> tuple[Head, Head, dict[str, Any] | None]:
+    def append_one(  # noqa: PLR0913 - the append's parts, passed apart to spare a tuple per call
+            self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
+            durable: bool, guard: Guard | None = None, checked: Head | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
         """Seal one encoded payload (see ``seal_one``) after the session's head and append it:
         the single-event append behind every ``add_message`` and ``append``.
 
@@ -238,15 +239,21 @@ class Backend(ABC):
         ``guard``, if given, is called with the head (and a ``Since``, or None) before
         anything else, where ``build`` would be (under the lock); it raises to refuse the
         append (the store's check for a message id or idempotency key already stored), and
-        then nothing is written."""
+        then nothing is written. ``checked``, if given, is a head at which the caller knows
+        the guard passes: a backend may skip calling it when the head it builds on is that
+        one (the store checks its window outside the lock, so a lone writer's appends never
+        call it)."""
         after: list[Head] = []
+        version = self.record_version
+        # The data's hash (version 2) once, outside the lock, however often build runs.
+        chain = None if version == 1 else payload_chain(payload)
 
         def build(head: Head) -> list[Record]:
-            if guard is not None:
+            if guard is not None and head != checked:
                 guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(session_id, expected_seq, head.seq)
-            record = seal_one(payload, head, max_bytes, self.record_version)
+            record = seal_one(payload, head, max_bytes, version, chain)
             after[:] = [head]  # an optimistic backend may build again: the last call is written
             return [record]
 

@@ -71,6 +71,7 @@ def genesis(session_id: str) -> Head:
 _DATA = b',"data":'
 _DATA_LEN = len(_DATA)
 _TOMB = b'{"redacted":{'
+_TOMB_LEN = len(_TOMB)
 _TOMB_KEYS = ("reason", "seq", "sha256")
 _HEX = frozenset("0123456789abcdef")
 
@@ -174,35 +175,47 @@ class Record(NamedTuple):
     line: bytes
 
 
-def seal_one(payload: bytes, head: Head, max_bytes: int, version: int = FORMAT_VERSION) -> Record:
+def seal_one(payload: bytes, head: Head, max_bytes: int, version: int = FORMAT_VERSION,
+             chain: bytes | None = None) -> Record:
     """Number and chain one pre-encoded payload after ``head``. Runs under the lock, once per
-    appended event, so it is kept to two hashes and three byte formats."""
+    appended event, so it is kept to one hash and two byte formats: ``chain`` is the
+    payload's ``payload_chain`` (computed here if None; a caller may compute it before
+    taking its lock, and version 1 never needs it)."""
     seq = head[0] + 1
-    body = b'{"seq":%d,' % seq + payload[1:]
     if version == 1:
-        digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
-    else:
-        digest = link2_payload(head[1], body, payload)
-    line = b'%s,"h":"%s"}' % (body[:-1], digest.encode())
+        chain = payload[1:]
+    elif chain is None:
+        chain = payload_chain(payload)
+    digest = _sha256(b'%s{"seq":%d,%s' % (head[1].encode(), seq, chain)).hexdigest()[:DIGEST_HEX]
+    line = b'{"seq":%d,%s,"h":"%s"}' % (seq, payload[1:-1], digest.encode())
     if len(line) >= max_bytes:  # the line and its newline must fit
         raise too_large(len(line) + 1, max_bytes)
     return _new_tuple(Record, (seq, digest, line))
 
 
-def link2_payload(prev_digest: str, body: bytes, payload: bytes) -> str:
-    """``link(prev_digest, body, 2)`` for the body of an ``encode_payload`` result, whose
-    data is its last member: no parse needed to find it. (A payload with members after its
-    data, such as an idempotency key, must go through ``link``, which finds the data's end.)"""
-    if payload[-2:] == b'"}':
-        # Data that ends in a string, or members after the data (an idempotency key,
-        # "k"): find the data's end the careful way.
-        return link(prev_digest, body, 2)
+_KEY_MEMBER = b',"k":"'
+
+
+def payload_chain(payload: bytes) -> bytes:
+    """What the version 2 chain hashes of a record of ``payload`` (an ``encode_payload``
+    result) after its ``{"seq":N,``: the rest of the chain body, the payload without its
+    ``{`` and with its data bytes replaced by the data hash. Found without parsing, from
+    what encode_payload writes, ``{"type":T,"ts":N,"data":D}`` or ``{..,"data":D,"k":K}``
+    (T and K strings): the data starts after the first ``,"data":`` (see ``data_span``),
+    and ends before the payload's ``}``, or before its ``"k"`` member, which it has only
+    if it ends in ``"}`` (D alone ends so only as a string). That member is then the last
+    ``,"k":"`` in the payload: in compact JSON those bytes stand only as an object member
+    named ``k`` holding a string (a ``"`` inside a string is always escaped), and D's own
+    members come before it. No hashing or encoding happens under the append lock."""
     start = payload.find(_DATA) + _DATA_LEN
-    raw = payload[start:-1]
-    digest = data_digest(raw) if raw.startswith(_TOMB) else _sha256(raw).hexdigest()
-    cut = len(body) - len(payload) + start
-    return _sha256(b'%s%s"%s"}' % (prev_digest.encode(), body[:cut], digest.encode())
-                   ).hexdigest()[:DIGEST_HEX]
+    end = len(payload) - 1
+    if payload[-2:] == b'"}':
+        keyed = payload.rfind(_KEY_MEMBER, start)
+        if keyed > 0:
+            end = keyed
+    raw = payload[start:end]
+    digest = data_digest(raw) if raw[:_TOMB_LEN] == _TOMB else _sha256(raw).hexdigest()
+    return b'%s"%s"%s' % (payload[1:start], digest.encode(), payload[end:])
 
 
 def too_large(size: int, max_bytes: int) -> EventTooLargeError:
@@ -210,11 +223,13 @@ def too_large(size: int, max_bytes: int) -> EventTooLargeError:
 
 
 def seal(payloads: Iterable[bytes], head: Head, max_bytes: int,
-         version: int = FORMAT_VERSION) -> list[Record]:
-    """Number and chain pre-encoded payloads after ``head``."""
+         version: int = FORMAT_VERSION, chains: list[bytes] | None = None) -> list[Record]:
+    """Number and chain pre-encoded payloads after ``head`` (``chains``: their
+    ``payload_chain``, if the caller computed them before taking its lock)."""
     records = []
-    for payload in payloads:
-        record = seal_one(payload, head, max_bytes, version)
+    for index, payload in enumerate(payloads):
+        record = seal_one(payload, head, max_bytes, version,
+                          None if chains is None else chains[index])
         records.append(record)
         head = _new_tuple(Head, (record.seq, record.digest))
     return records

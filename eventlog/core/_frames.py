@@ -39,15 +39,6 @@ def parse_header(line: bytes) -> Head | None:
         return None
 
 
-def header_session(line: bytes) -> str | None:
-    """The session id a segment's header line names, or None."""
-    try:
-        found = orjson.loads(line).get("session")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return found if type(found) is str else None
-
-
 def header_version(line: bytes) -> int | None:
     """The format version a segment's header line names, or None."""
     if not line.startswith(HEADER):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..core._codec import Head, encode_payload
 from ..core._errors import EventLogError, InvalidEventError, StorageError
 from ..core._records import ChatSession, Event
-from ._inputs import Durability, check_imported
+from ._inputs import Durability, check_imported, check_key
 from ._redaction import check_imported as check_redactions
 from ._state import CREATED, REWOUND
 
@@ -44,7 +44,7 @@ def import_history(log: EventLog, sid: str, events: Iterable[Event],
             seq += 1
             if check:
                 event = check_imported(event, seq)
-            batch.append(encode_payload(event.type, event.ts, event.data, event.key))
+            batch.append(_payload(event, seq, log.version))
             if items is not None:
                 items.append((event.type, event.ts, event.data))
                 if event.type == REWOUND:
@@ -69,3 +69,11 @@ def import_history(log: EventLog, sid: str, events: Iterable[Event],
                                    "again") from exc
         raise
     return log.get_session(sid)
+
+
+def _payload(event: Event, seq: int, version: int) -> bytes:
+    if event.key is not None and version == 1:
+        # Forks too (a version 1 store written before keys were version 2's may hold
+        # some): a keyed record would make the store unreadable to its own releases.
+        check_key(event.key, 1, f"event {seq}'s key")
+    return encode_payload(event.type, event.ts, event.data, event.key)

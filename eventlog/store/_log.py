@@ -22,6 +22,7 @@ from ..core._codec import (
     encode_payload,
     genesis,
     new_event,
+    payload_chain,
     seal,
 )
 from ..core._errors import (
@@ -58,6 +59,7 @@ from ._inputs import (
     Durability,
     check_creation,
     check_durability,
+    check_key,
     check_seq,
     message_payload,
     message_session,
@@ -189,6 +191,9 @@ class EventLog:
         # The writer's fold may only advance where build runs once, under the append lock;
         # an optimistic backend may build on a head its write then finds moved.
         folds = self._folds if self.backend.exclusive_build else {}
+        # What the chain hashes of each payload, before the lock (and once, however often
+        # an optimistic backend builds).
+        chains = None if version == 1 else [payload_chain(p) for p in payloads]
 
         afters: list[Head] = []
 
@@ -197,7 +202,7 @@ class EventLog:
                 guard(head, None)
             if expected_seq is not None and head.seq != expected_seq:
                 raise ConflictError(sid, expected_seq, head.seq)
-            records = seal(payloads, head, limit, version)
+            records = seal(payloads, head, limit, version, chains)
             afters[:] = [head]
             fold = folds.get(sid)
             if fold is not None:
@@ -232,10 +237,11 @@ class EventLog:
                                 result.position)
         return records
 
-    def _append_one(  # noqa: PLR0913 - the event's parts, passed apart to spare a tuple per call
+    def _append_one(  # noqa: C901, PLR0913 - flat on purpose, and the event's parts passed apart: see below
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
             expected_seq: int | None, durability: Durability | None,
-            guard: Guard | None = None, key: str | None = None) -> Head:
+            guard: Guard | None = None, key: str | None = None,
+            checked: Head | None = None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
@@ -244,16 +250,24 @@ class EventLog:
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
-                                                            expected_seq, durable, guard)
+                                                            expected_seq, durable, guard, checked)
         except _retries.Stored:
             raise
         except BaseException:
             self._folds.pop(sid, None)
             raise
+        # Windows.advanced_one, inlined for its common case: the window stood at the head
+        # this append was sealed after (see _retries.Window).
         window = self._windows.table.get(sid)
-        if window is not None:
-            self._windows.advanced_one(window, after, head, position,
-                                       data["id"] if kind == MESSAGE else None, key)
+        if window is not None and window.at[0] == after:
+            if kind == MESSAGE:
+                window.ids[data["id"]] = head[0]
+            if key is not None:
+                window.keys.setdefault(key, head[0])
+            window.at = (head, position)
+            if not head[0] % _retries.SLACK:
+                with self._windows.lock:
+                    window.trim()
         # The writer's fold advances after the append, by the head the record was sealed
         # after: it is this record's predecessor only if the fold saw every event up to it.
         # Two threads of this process can reach here in either order; the one whose head
@@ -298,7 +312,7 @@ class EventLog:
             head = self._append_one(sid, encode_payload(type, ts, data), type, ts, None,
                                     expected_seq, durability)
             return Event(head.seq, type, ts, data)
-        check_text("idempotency_key", idempotency_key)
+        check_key(idempotency_key, self.version)
         try:
             head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
                                     ts, None, expected_seq, durability,
@@ -318,7 +332,7 @@ class EventLog:
         sid = self._live(session_id)
         key = idempotency_key
         if key is not None:
-            check_text("idempotency_key", key)
+            check_key(key, self.version)
         items = list(events)
         ts = time.time()
         payloads = []
@@ -352,9 +366,11 @@ class EventLog:
         sid = check_session_id(message.session_id if type(message) is ChatMessage
                                else message_session(message))
         payload, ts, data = message_payload(message)
+        mid = data["id"]
         try:
             head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
-                                    _retries.message_guard(self, sid, data["id"]))
+                                    _retries.message_guard(self, sid, mid), None,
+                                    _retries.checked_without(self._windows, sid, mid))
         except _retries.Stored as stored:
             return _retries.stored_message(self, sid, message, stored.seqs[0])
         metadata = message.metadata

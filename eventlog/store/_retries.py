@@ -14,6 +14,7 @@ stored events back (outside the lock) and compares or returns them.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
 _loads = orjson.loads
 WINDOW = 10_000
 """Ids and keys are looked for among the session's last this many events (by seq)."""
-_SLACK = 1_000
+SLACK = 1_000
 """A window is trimmed back to ``WINDOW`` events once it holds this many more entries."""
 WINDOWS_KEPT = 64
-"""Sessions whose window a store keeps (each up to ``WINDOW + _SLACK`` entries)."""
+"""Sessions whose window a store keeps (each up to ``WINDOW + SLACK`` entries)."""
 
 
 class Stored(EventLogError):
@@ -49,7 +50,7 @@ class Stored(EventLogError):
 class Window:
     """Visible message ids and event keys among a session's recent events, as of ``at``:
     the head and the backend's position after it, one tuple, so that a writer moving the
-    window on after its append (``advanced_one``, no lock taken) sets both at once.
+    window on after its append (``EventLog._append_one``, no lock taken) sets both at once.
 
     The tables only ever gain entries of events at or before ``at``'s head (and lose those
     past the window in ``trim``), so a window set back to an older head by a slow writer
@@ -73,7 +74,7 @@ class Window:
     def trim(self) -> None:
         floor = self.at[0].seq - WINDOW
         for table in (self.ids, self.keys):
-            if len(table) > WINDOW + _SLACK:
+            if len(table) > WINDOW + SLACK:
                 # Oldest first (entries are added in seq order), so only the dropped are seen.
                 old = []
                 for name, seq in table.items():
@@ -111,24 +112,7 @@ class Windows:
             for key, seq in keys:
                 window.keys.setdefault(key, seq)
         window.at = (head, position)
-        if head.seq % _SLACK == 0:
-            with self.lock:
-                window.trim()
-
-
-    def advanced_one(self, window: Window, after: Head, head: Head,
-                     position: dict[str, Any] | None, message_id: str | None,
-                     key: str | None) -> None:
-        """``advanced`` for one event (every ``add_message``): flat, no list built and no lock
-        taken (see ``Window``)."""
-        if window.at[0] != after:
-            return
-        if message_id is not None:
-            window.ids[message_id] = head[0]
-        if key is not None:
-            window.keys.setdefault(key, head[0])
-        window.at = (head, position)
-        if not head[0] % _SLACK:
+        if head.seq % SLACK == 0:
             with self.lock:
                 window.trim()
 
@@ -281,11 +265,30 @@ def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
 
 
 def message_guard(log: EventLog, sid: str, message_id: str) -> Guard:
-    def guard(head: Head, since: Since | None) -> None:
-        seq = window_at(log, sid, head, since).ids.get(message_id)
-        if seq is not None:
-            raise Stored([seq])
-    return guard
+    # A partial, not a closure: built for every add_message, and most never call it (see
+    # checked_without); a partial costs a third of a closure's cells and function.
+    return functools.partial(_check_message, log, sid, message_id)
+
+
+def _check_message(log: EventLog, sid: str, message_id: str, head: Head,
+                   since: Since | None) -> None:
+    seq = window_at(log, sid, head, since).ids.get(message_id)
+    if seq is not None:
+        raise Stored([seq])
+
+
+def checked_without(windows: Windows, sid: str, message_id: str) -> Head | None:
+    """A head at which the session held no visible message ``message_id`` (the window's,
+    if it lacks the id), or None: the ``checked`` of ``Backend.append_one``, found outside
+    the lock. An append building on that very head needs no guard call. The head is read
+    before the ids: entries are only added (for events up to a later head, which the
+    append then can't be building on) or trimmed past the window, so an id missing now
+    was missing at that head."""
+    window = windows.table.get(sid)
+    if window is None:
+        return None
+    at = window.at[0]
+    return None if message_id in window.ids else at
 
 
 def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Guard:

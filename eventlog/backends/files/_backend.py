@@ -54,7 +54,7 @@ from ...core._codec import (
     FORMAT_VERSIONS,
     Head,
     Record,
-    link2_payload,
+    payload_chain,
     too_large,
 )
 from ...core._errors import (
@@ -84,7 +84,7 @@ from ._archiving import archive_sealed_segments
 from ._catalog import FileCatalog
 from ._dirs import Dirs, unlock_dir
 from ._discovery import sync
-from ._handle import Handles, still_there, unlock
+from ._handle import Handles, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._recorded import recorded_head
 from ._redaction import redact_segments
@@ -244,13 +244,16 @@ class FileBackend(Backend):
         except OSError as exc:
             raise self._dirs.os_error(session_id, exc) from exc
 
-    def append_one(  # noqa: C901 - one flat function on purpose: see below
+    def append_one(  # noqa: C901, PLR0913 - one flat function on purpose: see below
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-            durable: bool, guard: Guard | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
+            durable: bool, guard: Guard | None = None, checked: Head | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
         # Every add_message comes this way, so the common case (an uncontended lock, nobody
         # else wrote since our last append, one whole write) is kept flat: each Python call
         # here costs about as much as a syscall. Sealing (``seal_one``) is inlined too, and
-        # the line is built with its newline, so it is never copied again.
+        # the line is built with its newline, so it is never copied again. What the chain
+        # hashes of the payload (its data's hash, in version 2) is computed before the lock.
+        chain = payload[1:] if self.record_version == 1 else payload_chain(payload)
         try:
             # _locked(appending=True), with its common case inlined: an uncontended lock on a
             # live handle whose head nobody moved since this process last published it.
@@ -264,9 +267,12 @@ class FileBackend(Backend):
                 else:
                     # adopt()'s first test: the page is as this handle last published it,
                     # and the segment still in the store at the size this handle left it.
+                    # (still_there, inlined: an append into a segment removed from the store,
+                    # by rm -rf of the session, must never be acknowledged.)
                     try:
-                        exact = (handle.shared is not None and handle.shared[0] == handle.generation
-                                 and still_there(handle.seg_fd, handle.size))
+                        if handle.shared is not None and handle.shared[0] == handle.generation:
+                            found = os.fstat(handle.seg_fd)
+                            exact = found.st_size == handle.size and found.st_nlink > 0
                     except OSError:  # the fstat failed: the slow way says why (and unlocks)
                         exact = False
                     if not exact:
@@ -283,17 +289,14 @@ class FileBackend(Backend):
                         and handle.size < self.segment_max_bytes else None)
                 if head is None or head[0] - handle.seg_first + 1 >= self.segment_max_events:
                     head = head_for_append(self._dirs, session_id, handle, exact, durable, self._limits)
-                if guard is not None:
+                if guard is not None and head != checked:
                     guard(head, handle.since)
                 if expected_seq is not None and head[0] != expected_seq:
                     raise ConflictError(session_id, expected_seq, head[0])
                 seq = head[0] + 1
-                body = b'{"seq":%d,' % seq + payload[1:]
-                if self.record_version == 1:
-                    digest = _sha256(head[1].encode() + body).hexdigest()[:DIGEST_HEX]
-                else:
-                    digest = link2_payload(head[1], body, payload)
-                data = b'%s,"h":"%s"}\n' % (body[:-1], digest.encode())
+                digest = _sha256(b'%s{"seq":%d,%s' % (head[1].encode(), seq, chain)
+                                 ).hexdigest()[:DIGEST_HEX]
+                data = b'{"seq":%d,%s,"h":"%s"}\n' % (seq, payload[1:-1], digest.encode())
                 if len(data) > max_bytes:  # the line and its newline must fit
                     raise too_large(len(data), max_bytes)
                 if durable:

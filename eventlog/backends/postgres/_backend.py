@@ -34,7 +34,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8
 
-from ...core._codec import Head, Record, chain_body, too_large
+from ...core._codec import Head, Record, payload_chain, too_large
 from ...core._errors import (
     ConflictError,
     CorruptLogError,
@@ -79,10 +79,10 @@ def _token() -> int:
 
 def chain_payload(payload: bytes) -> bytes:
     """What the version 2 chain hashes of a payload in place of the payload itself: its data
-    replaced by the data's digest (``core._codec.chain_body``; the seq in front does not
+    replaced by the data's digest (``core._codec.payload_chain``; the seq in front does not
     change it), so the one-statement append chains it in SQL as version 1 chains the
     payload."""
-    return b"{" + chain_body(b'{"seq":0,' + payload[1:])[len(b'{"seq":0,'):]
+    return b"{" + payload_chain(payload)
 
 
 def _head_of(row: tuple[Any, ...] | None, session_id: str) -> tuple[int, Head]:
@@ -198,9 +198,12 @@ class PostgresBackend(RowBackend):
                           unknown="the session may or may not have been created")
         return {}
 
-    def append_one(self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
-                   durable: bool, guard: Guard | None = None,
-                   ) -> tuple[Head, Head, dict[str, Any] | None]:
+    def append_one(  # noqa: PLR0913 - Backend.append_one's parameters
+            self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
+            durable: bool, guard: Guard | None = None, checked: Head | None = None,
+            ) -> tuple[Head, Head, dict[str, Any] | None]:
+        # ``checked`` is not used: the guard runs before the append, on a remembered head
+        # that may be stale (see _append_guarded), and is always called.
         if guard is not None:
             return self._append_guarded(session_id, payload, max_bytes, expected_seq, durable, guard)
         params = {"id": session_id, "p": payload,
