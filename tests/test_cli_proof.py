@@ -4,7 +4,11 @@ without Ed25519 signatures."""
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ import pytest
 import eventlog
 from eventlog import ChatMessage
 from eventlog.cli._main import run
+
+from . import _procs
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -103,3 +109,28 @@ def test_signed_checkpoints(store: str, tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = cli(capsys, "verify", "--checkpoint", str(tmp_path / "plain.json"),
                        "--public-key", f"{key}.pub", "--store", store)
     assert code == 1 and "not signed" in err
+
+
+def _file_size_limit() -> None:  # in the child: writes past 2,000 bytes fail (EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+@pytest.mark.parametrize("command", [["checkpoint"], ["export", "s0", "--format", "json"]])
+def test_output_that_fails_to_write_leaves_no_file(tmp_path: Path, command: list[str]) -> None:
+    """``-o FILE`` writes FILE whole or not at all: a write that fails part way (here the file
+    size limit) leaves neither FILE nor the temporary file beside it (checkpoint left
+    ``.FILE.<pid>.tmp``: outside tester's repro 04)."""
+    store = tmp_path / "store"
+    with eventlog.open(store) as log:
+        for i in range(60):
+            log.create_session(f"s{i}", ["A"])
+            log.append("s0", "note", {"text": "x" * 100})
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "eventlog", "--store", str(store), *command,
+                           "-o", str(out / "result.json")], env=_procs.worker_env(),
+                          capture_output=True, text=True, preexec_fn=_file_size_limit, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"can't write {out / 'result.json'}" in done.stderr, done.stderr
+    assert list(out.iterdir()) == []

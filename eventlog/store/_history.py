@@ -20,12 +20,13 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import orjson
+
 from ..core._codec import (
     ChainReader,
     Head,
     Record,
     Unparseable,
-    decode_line,
     encode_payload,
     genesis,
     link,
@@ -133,11 +134,14 @@ def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
 
 def _refuse_keys(batch: list[Record]) -> None:
     """A version 1 store written before keys were version 2's may hold keyed records; a
-    copy of one would make the store unreadable to its own releases (see ``check_key``)."""
+    fork must not copy one, or the store would hold a record its own releases take for
+    damage (an import refuses them the same way). Only a line holding the bytes of a
+    member named k is decoded to tell whether the record (not its data) has one."""
     for record in batch:
-        key = decode_line(record.line).get("k")
-        if key is not None:
-            check_key(key, 1, f"event {record.seq}'s key")
+        if b'"k":' in record.line:
+            key = orjson.loads(record.line).get("k")
+            if key is not None:
+                check_key(key, 1, f"event {record.seq}'s key")
 
 
 def _digest_at(log: EventLog, sid: str, seq: int) -> str:

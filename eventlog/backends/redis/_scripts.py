@@ -78,14 +78,22 @@ return 1
 
 # KEYS head, log, snap, arch, tok, tok0; ARGV base seq, base digest, token, ttl ms, new
 # digest, the writer's retry window in ms, lines... Returns {0} appended, {3} appended
-# earlier (this very write, sent again), {1, seq, h} the head moved, {2} no such session,
-# {4, last id} head and log disagree.
+# earlier (this very write, sent again), {1, seq, h, lines...} the head moved, {2} no such
+# session, {4, last id} head and log disagree.
+#
+# A moved head comes with the lines after the writer's base up to it, when they are few
+# (CAUGHT_UP) and still in the log and the base is the log's: the writer's check for an id
+# already stored reads on from them, with no round trip of its own before it sends again
+# (under contention that read cost more than the retry itself: issue 16).
 #
 # The own-token check: a write sent again finds its token on the log entry at the seq its
 # last record got, or, once compaction moved that entry to the archive, in ``tok``/``tok0``,
 # where the archive script keeps the tokens of the entries it trims for as long as any
 # writer's retries may still come (``rw``, the longest retry window a writer declared).
-APPEND = """
+CAUGHT_UP = 64
+"""The most lines a moved head's answer carries (see APPEND)."""
+
+APPEND = ("""
 local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived')
 if not head[1] then return {2} end
 local base = tonumber(ARGV[1])
@@ -108,7 +116,25 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
       return {3}
     end
   end
-  return {1, head[1], head[2]}
+  local moved = {1, head[1], head[2]}
+  local top = tonumber(head[1])
+  if top > base and top - base <= {caught} and base > (tonumber(head[4]) or 0) then
+    local found = redis.call('XRANGE', KEYS[2], string.format('0-%d', base), string.format('0-%d', top))
+    if #found == top - base + 1 and found[1][1] == string.format('0-%d', base) then
+      local lines = {}
+      for i = 1, #found do
+        local f = found[i][2]
+        for j = 1, #f - 1, 2 do
+          if f[j] == 'r' then lines[i] = f[j + 1] end
+        end
+      end
+      -- The base is the writer's only if its entry's line ends in the writer's base digest.
+      if lines[1] and string.sub(lines[1], -34, -3) == ARGV[2] then
+        for i = 2, #found do moved[#moved + 1] = lines[i] end
+      end
+    end
+  end
+  return moved
 end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
 if not last or last[1] ~= string.format('0-%d', base) then
@@ -127,7 +153,7 @@ if tonumber(ARGV[6]) > (tonumber(head[3]) or 0) then
 end
 """ + EXPIRE.format(ttl=4) + """
 return {0}
-"""
+""").replace("{caught}", str(CAUGHT_UP))
 
 # KEYS head, log, snap, arch, tok, tok0; ARGV if seq, if digest ('' for none). 1 deleted,
 # 0 none, 2 moved.
