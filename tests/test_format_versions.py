@@ -26,6 +26,7 @@ from eventlog.core._codec import (
     genesis,
     link,
     payload_chain,
+    seal,
     seal_one,
 )
 from eventlog.core._records import keyed_event
@@ -231,6 +232,10 @@ def test_sealing_finds_the_data_without_parsing(data: object, key: str | None, s
         assert record.digest == v2_digest(prev, record.line)
     assert seal_one(payload, Head(seq - 1, prev), 1 << 30, 1).digest == v1_digest(
         prev, record.line)
+    for version in (1, 2):  # a batch seals each payload as seal_one does
+        one = seal_one(payload, Head(seq - 1, prev), 1 << 30, version)
+        two = seal_one(payload, Head(seq, one.digest), 1 << 30, version)
+        assert seal([payload, payload], Head(seq - 1, prev), 1 << 30, version) == [one, two]
 
 
 @pytest.fixture

@@ -225,13 +225,20 @@ def too_large(size: int, max_bytes: int) -> EventTooLargeError:
 def seal(payloads: Iterable[bytes], head: Head, max_bytes: int,
          version: int = FORMAT_VERSION, chains: list[bytes] | None = None) -> list[Record]:
     """Number and chain pre-encoded payloads after ``head`` (``chains``: their
-    ``payload_chain``, if the caller computed them before taking its lock)."""
+    ``payload_chain``, if the caller computed them before taking its lock). ``seal_one``
+    for each, inlined: a batch of imports or messages runs it once per event."""
+    seq, prev = head
     records = []
+    sha = _sha256
     for index, payload in enumerate(payloads):
-        record = seal_one(payload, head, max_bytes, version,
-                          None if chains is None else chains[index])
-        records.append(record)
-        head = _new_tuple(Head, (record.seq, record.digest))
+        seq += 1
+        chain = (payload[1:] if version == 1 else
+                 payload_chain(payload) if chains is None else chains[index])
+        prev = sha(b'%s{"seq":%d,%s' % (prev.encode(), seq, chain)).hexdigest()[:DIGEST_HEX]
+        line = b'{"seq":%d,%s,"h":"%s"}' % (seq, payload[1:-1], prev.encode())
+        if len(line) >= max_bytes:  # the line and its newline must fit
+            raise too_large(len(line) + 1, max_bytes)
+        records.append(_new_tuple(Record, (seq, prev, line)))
     return records
 
 

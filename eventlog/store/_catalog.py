@@ -45,7 +45,7 @@ from ..core._errors import (
     SessionNotFoundError,
 )
 from ..core._records import ChatSession
-from ..core._validate import check_timestamp, shown
+from ..core._validate import check_json, check_timestamp, shown
 from ._state import SessionState
 
 if TYPE_CHECKING:
@@ -124,10 +124,13 @@ def make_query(participant: object = None, metadata: object = None, prefix: obje
         for key, value in metadata.items():
             if type(key) is not str:
                 raise InvalidInputError(f"metadata keys must be str, not {shown(key)}")
+            # Checked as stored metadata is (no NaN, no infinity, no other types): orjson
+            # writes NaN as null, so such a filter matched nothing, or a null, silently.
             try:
-                pairs.append((key, _canonical(value)))
-            except TypeError as exc:
-                raise InvalidInputError(f"metadata[{key!r}] is not plain JSON ({exc})") from None
+                check_json(value, f"metadata[{key!r}]")
+            except InvalidInputError as exc:
+                raise InvalidInputError(str(exc)) from None
+            pairs.append((key, _canonical(value)))
         pairs.sort()
     if prefix is not None and type(prefix) is not str:
         raise InvalidInputError(f"prefix must be a str, not {shown(prefix)}")
@@ -233,7 +236,8 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
                             s.message_count, s.participants, s.metadata,
                             None if s.forked_from is None else list(s.forked_from),
                             [list(r) for r in s.rewinds]]))
-        fresh.append(fresh_entry(sid, state))
+        if not state.unerased:  # see _state.ErasureProof
+            fresh.append(fresh_entry(sid, state))
     if fresh:
         save(log, fresh)
     if not prefix and log.backend.catalog_wants_rebuild(listed=len(found)):
@@ -272,7 +276,7 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
         row for row in log.backend.catalog_read(next(iter(folded))) if row[0] in folded]
     for sid, blob in rows:
         state = folded.get(sid)
-        if state is None or blob is None:
+        if state is None or blob is None or state.unerased:
             continue
         try:
             entry, head = decode_entry(sid, blob)
@@ -323,7 +327,7 @@ def flush(log: EventLog) -> None:
     fresh = []
     for sid in sids:
         fold = log._folds.get(sid)
-        if fold is None:
+        if fold is None or fold.unerased:
             continue
         head = fold.head  # read before the copy: a newer fold is refused by the backend
         state = fold.copy()

@@ -54,7 +54,12 @@ class Window:
 
     The tables only ever gain entries of events at or before ``at``'s head (and lose those
     past the window in ``trim``), so a window set back to an older head by a slow writer
-    is still right: the next check reads on from there, adding what it has already."""
+    is still right: the next check reads on from there, adding what it has already.
+
+    So an id missing from ``ids`` read after ``at`` was missing at ``at``'s head (an entry
+    added meanwhile is for a later head, which the append then can't be building on; one
+    trimmed was outside the window): ``add_message`` checks this outside the lock and hands
+    the backend that head as ``checked``, and an append building on it needs no guard call."""
 
     __slots__ = ("at", "ids", "keys")
 
@@ -272,7 +277,7 @@ def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
 
 def message_guard(log: EventLog, sid: str, message_id: str) -> Guard:
     # A partial, not a closure: built for every add_message, and most never call it (see
-    # checked_without); a partial costs a third of a closure's cells and function.
+    # add_message's checked head); a partial costs a third of a closure's cells and function.
     return functools.partial(_check_message, log, sid, message_id)
 
 
@@ -281,20 +286,6 @@ def _check_message(log: EventLog, sid: str, message_id: str, head: Head,
     seq = window_at(log, sid, head, since).ids.get(message_id)
     if seq is not None:
         raise Stored([seq])
-
-
-def checked_without(windows: Windows, sid: str, message_id: str) -> Head | None:
-    """A head at which the session held no visible message ``message_id`` (the window's,
-    if it lacks the id), or None: the ``checked`` of ``Backend.append_one``, found outside
-    the lock. An append building on that very head needs no guard call. The head is read
-    before the ids: entries are only added (for events up to a later head, which the
-    append then can't be building on) or trimmed past the window, so an id missing now
-    was missing at that head."""
-    window = windows.table.get(sid)
-    if window is None:
-        return None
-    at = window.at[0]
-    return None if message_id in window.ids else at
 
 
 def messages_guard(log: EventLog, sid: str, message_ids: list[str]) -> Guard:
