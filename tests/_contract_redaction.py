@@ -180,10 +180,10 @@ class RedactionContract(ContractBase):
             folded, release = threading.Event(), threading.Event()
             saving = other.backend.catalog_write
 
-            def held_up(entries: Any) -> None:
+            def held_up(entries: Any, keys: Any = None) -> None:
                 folded.set()
                 assert release.wait(30)
-                saving(entries)
+                saving(entries, keys)
             other.backend.catalog_write = held_up  # type: ignore[method-assign]
             listed: list[Any] = []
             erase = mine.backend.redact

@@ -225,8 +225,7 @@ def _catalog_cell(bench: Bench, holder: list[Store], result: Result) -> None:
     ordered read), then again by a new store object, as a new process would."""
     s, seed = bench.sizes, bench.seed("catalog")
     store = holder[0]
-    if getattr(store, "first_page", None) is None:
-        raise Unsupported("no first_page")
+    _pages(store)  # Unsupported before anything is made
     start = time.perf_counter()
     for i in range(s.catalog_sessions):
         if i % 1000 == 999:
@@ -238,12 +237,23 @@ def _catalog_cell(bench: Bench, holder: list[Store], result: Result) -> None:
         store.fill(sid, msgs)
     result["create_s"] = time.perf_counter() - start
     store = holder[0] = bench.reopen(store)
-    result["build_s"], _ = timed(store.first_page)
+    result["build_s"], _ = timed(_pages(store)[0])
     store = holder[0] = bench.reopen(store)
-    seconds, shown = timed(store.first_page)
+    first_page, by_created = _pages(store)
+    seconds, shown = timed(first_page)
     result.update(first_page_ms=seconds * 1000, sessions=s.catalog_sessions, shown=shown)
-    result["again_ms"] = timed(store.first_page)[0] * 1000
-    result["created_ms"] = timed(store.second_page_by_created)[0] * 1000
+    result["again_ms"] = timed(first_page)[0] * 1000
+    result["created_ms"] = timed(by_created)[0] * 1000
+
+
+def _pages(store: Store) -> tuple[Callable[[], int], Callable[[], int]]:
+    """The store's first page by activity and second page by creation (eventlog's columns
+    only: the peers have no catalog to page)."""
+    first = getattr(store, "first_page", None)
+    second = getattr(store, "second_page_by_created", None)
+    if first is None or second is None:
+        raise Unsupported("no first_page")
+    return first, second
 
 
 def _sessions_cell(bench: Bench, holder: list[Store], result: Result) -> None:
