@@ -71,22 +71,31 @@ def stress(url: str, sid: str, worker: str, count: str, mode: str, go: str, ack:
         acks.say("done")
 
 
-def steady(url: str, sid: str, worker: str, count: str, go: str, ack: str) -> None:
+def steady(url: str, sid: str, worker: str, count: str, go: str, ack: str,
+           kind: str = "event", stop: str = "") -> None:
     """Append ``count`` events once ``go`` exists, through faults: an append that raises
     ``StorageError`` (its fate unknown, or no server for a while) is reported as ``unsure``
-    and the next one is tried, so the test knows which events may be stored at most once."""
+    and the next one is tried, so the test knows which events may be stored at most once.
+    ``kind`` ``message``: chat messages (content ``<worker>-<i>``), the guarded append;
+    ``stop``: a path whose existence ends the run early."""
     acks = Acks(ack)
     with eventlog.open(url) as log:
         acks.say("ready")
         wait_for(go)
         for i in range(int(count)):
+            if stop and os.path.exists(stop):
+                break
             try:
-                event = log.append(sid, "stress.event", {"w": worker, "i": i})
+                if kind == "message":
+                    seq = log.add_message(eventlog.ChatMessage(
+                        sender=worker, content=f"{worker}-{i}", session_id=sid)).seq
+                else:
+                    seq = log.append(sid, "stress.event", {"w": worker, "i": i}).seq
             except eventlog.StorageError:
                 acks.say("unsure", f"{worker}-{i}")
                 time.sleep(0.05)
                 continue
-            acks.say("ack", f"{worker}-{i}", event.seq)
+            acks.say("ack", f"{worker}-{i}", seq)
         acks.say("done")
 
 

@@ -506,3 +506,55 @@ def test_history_operations_are_in_the_format(tmp_path: Path, kind: str) -> None
         log.compact()
     report = check(where)
     assert not report.problems and len(report.sessions) == 2
+
+
+# PostgreSQL stores ------------------------------------------------------------------------------
+
+def pg_store(compact: bool, rounds: int = 30) -> Iterator[tuple[str, Any]]:
+    """A filled PostgreSQL store in a schema of its own (dropped after), and an admin connection."""
+    from . import _pg_support  # skips (fails under CI=true) without psycopg or a server
+
+    for made in _pg_support.schemas():
+        schema = made.fresh()
+        url = f"{_pg_support.SERVER}?schema={schema}"
+        with eventlog.open(url, **OPTIONS) as log:
+            fill(log, rounds=rounds, compact=compact)
+        made.conn.execute(f'SET search_path TO "{schema}"')
+        yield url, made.conn
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["plain", "compacted"])
+def test_postgres_stores(compact: bool) -> None:
+    for url, conn in pg_store(compact):
+        with eventlog.open(url, create=False) as log:
+            assert log.verify().ok
+            expected = heads(log)
+        if compact:
+            assert conn.execute("SELECT count(*) FROM archive").fetchone()[0] > 0
+        assert_sound(check(url), expected)
+        assert checkstore.split_postgres_url(url.replace("?", "?sslmode=disable&")) == (
+            url.partition("?")[0] + "?sslmode=disable", url.partition("schema=")[2])
+
+
+PG_DAMAGE = [
+    "UPDATE events SET line = convert_to(replace(convert_from(line, 'UTF8'), 'message', 'massage'), "
+    "'UTF8') WHERE seq = (SELECT max(seq) FROM events)",
+    "DELETE FROM events WHERE seq = (SELECT max(seq) FROM events)",
+    "UPDATE sessions SET h = '00000000000000000000000000000000'",
+    "UPDATE sessions SET archived = archived + 1",
+    "DELETE FROM archive WHERE first = 1",
+    "UPDATE snapshots SET blob = substr(blob, 1, length(blob) - 1)",
+    "UPDATE eventlog_meta SET value = '9' WHERE key = 'records'",
+]
+
+
+@pytest.mark.parametrize("statement", PG_DAMAGE)
+def test_the_checker_catches_what_verify_catches_in_postgres_stores(statement: str) -> None:
+    for url, conn in pg_store(True, rounds=12):
+        assert conn.execute(statement).rowcount != 0
+        assert verify_finds(url), statement
+        if "eventlog_meta" in statement:
+            with pytest.raises(checkstore.Damage, match="version 9"):
+                check(url)
+        else:  # read, and the damage reported as a problem
+            assert check(url).problems, statement

@@ -222,3 +222,38 @@ def test_follow_of_a_session_made_again_raises_session_not_found(
         with pytest.raises(eventlog.SessionNotFoundError):
             for _ in log.follow(SID, after_seq=4, timeout=5):
                 pass
+
+
+
+def test_lines_handed_to_the_id_check_must_continue_its_window(tmp_path: Path) -> None:
+    """A backend without positions (Redis, issue 16; SQLite here, a row backend too) hands
+    the id check the lines after the head its writer sent: lines at the right seqs but of
+    another life (the same seq, another chain) must not move a window on, or it would hold
+    the other life's ids."""
+    from eventlog.backends._rows import RowBackend
+    from eventlog.store import _retries
+
+    with eventlog.open(f"sqlite:///{tmp_path}/a.db") as log, \
+            eventlog.open(f"sqlite:///{tmp_path}/b.db") as elsewhere:
+        for store, content in ((log, "here"), (elsewhere, "there")):
+            store.create_session(SID, participants=["A"])
+            store.add_message(ChatMessage(sender="A", content=content, session_id=SID))
+        def head_of(store: EventLog) -> Any:
+            backend = store.backend
+            assert isinstance(backend, RowBackend)
+            return backend.read_head(SID)[1]
+
+        window = _retries.Window(head_of(log), {}, {}, None)  # at seq 2
+        theirs = elsewhere.add_message(ChatMessage(sender="A", content="x", session_id=SID))
+        mine = log.add_message(ChatMessage(sender="A", content="y", session_id=SID))
+
+        def after_two(store: EventLog) -> tuple[Any, list[bytes]]:
+            return (head_of(store),
+                    [line for _source, _no, line in store.backend.scan(SID, 2, None).lines])
+
+        head, lines = after_two(elsewhere)
+        assert _retries._read_since(SID, window, head, lambda _where: (lines, None), log.version) is None
+        assert theirs.id not in window.ids
+        head, lines = after_two(log)
+        assert _retries._read_since(SID, window, head, lambda _where: (lines, None), log.version) is window
+        assert window.ids[mine.id] == 3

@@ -202,6 +202,43 @@ def test_expected_seq_never_retries_but_plain_appends_rebuild(url: str) -> None:
         assert [e.type for e in log.events(sid)] == ["session.created", "x", "other", "other", "plain"]
 
 
+def test_a_moved_head_brings_what_the_id_check_reads_on(url: str) -> None:
+    """Issue 16: a writer whose head moved sent again only after reading the log for its
+    id check (under contention that read cost more than the retry); the script's answer
+    now carries the lines since its base, so it reads nothing first, and still finds an
+    id another writer stored in between."""
+    with eventlog.open(url) as log, eventlog.open(url) as other:
+        sid = log.create_session(participants=["A"]).session_id
+        log.add_message(ChatMessage(sender="A", content="one", session_id=sid))  # log: head 2
+        other.add_message(ChatMessage(sender="A", content="two", session_id=sid))
+        other.add_message(ChatMessage(sender="A", content="three", session_id=sid))
+        store = backend(log)
+        reads: list[int] = []
+        sends: list[int] = []
+        real_send, real_read = store._send_append, store.read_rows
+
+        def send(*args: Any) -> Any:
+            sends.append(len(reads))
+            return real_send(*args)
+
+        def read(*args: Any, **options: Any) -> Any:
+            reads.append(args[2])
+            return real_read(*args, **options)
+
+        with mock.patch.object(store, "_send_append", send), mock.patch.object(store, "read_rows", read):
+            mine = log.add_message(ChatMessage(sender="A", content="four", session_id=sid))
+            assert mine.seq == 5 and sends == [0, 0]  # sent again with nothing read first
+            sends.clear()
+            # Another writer stores a message (seq 6) that log then sends again on its
+            # stale head (5): the answer's lines hold it, and nothing is written twice.
+            theirs = other.add_message(ChatMessage(sender="A", content="five", session_id=sid))
+            again = log.add_message(theirs)
+            assert sends == [0]
+        assert again.seq == theirs.seq == 6
+        assert [m.content for m in log.get_messages(sid)] == ["one", "two", "three", "four", "five"]
+        assert log.verify(sid).ok
+
+
 def test_a_stale_remembered_head_is_not_a_conflict(url: str) -> None:
     with eventlog.open(url) as log, eventlog.open(url) as other:
         sid = log.create_session().session_id

@@ -1,17 +1,20 @@
 """Check an eventlog store against the README's "On-disk format" section, and nothing else.
 
 Written from that section alone: it imports nothing from eventlog, and only the standard
-library, so it is a second, independent reading of the format. If it and eventlog disagree
-about a store, one of them (or the README) is wrong.
+library (and psycopg, only to read a PostgreSQL store), so it is a second, independent
+reading of the format. If it and eventlog disagree about a store, one of them (or the
+README) is wrong.
 
     python tools/checkstore.py chatlogs          # a file store directory
     python tools/checkstore.py chatlogs.db       # an SQLite store (or sqlite:///chatlogs.db)
+    python tools/checkstore.py 'postgresql://user@host/db?schema=NAME'   # a PostgreSQL store
     python tools/checkstore.py chatlogs --json   # {"ok", "format", "version", "sessions", "problems"}
 
 Exit status 0 when the store is sound, 1 when a problem was found (each is printed), 2 when
 the store can't be read at all. It writes nothing (SQLite is opened read-only; only a WAL file
-left by a store in use makes SQLite add its -shm index beside it). Run it on a store no
-process is writing to: a live store can look torn where a write is in flight.
+left by a store in use makes SQLite add its -shm index beside it; PostgreSQL is read in one
+read-only transaction). Run it on a store no process is writing to: a live store can look
+torn where a write is in flight.
 
 The format version is dispatched in one place, ``FORMATS``: a new version adds its class
 there (its record, digest, genesis, fold and redaction rules), beside the README's
@@ -32,7 +35,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 LEGACY_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -218,6 +221,11 @@ class FormatV2(FormatV1):
         data = obj["data"]
         if self.tombstone(data) is not None:
             chain.tombstones[obj["seq"]] = (data["redacted"]["seq"], data["redacted"]["reason"])
+        if obj["type"] == "session.forked" and isinstance(data, dict):
+            # A fork copies tombstones whose redaction the source made after the fork's seq.
+            for seq, (by, _reason) in list(chain.tombstones.items()):
+                if type(data.get("seq")) is int and by > data["seq"]:
+                    del chain.tombstones[seq]
         if obj["type"] != "session.redacted":
             return
         if not (isinstance(data, dict) and isinstance(data.get("seqs"), list)
@@ -604,6 +612,32 @@ def member_header(extra: bytes) -> bytes:
     return b"\x1f\x8b\x08\x00" + bytes(5) + b"\xff"
 
 
+def padding_set(raw: bytes) -> bool:
+    """Whether the deflate stream ``raw`` (which inflates whole) ends in padding bits that
+    are set. Deflate fills a byte from its low bit up, so the padding is the top bits of the
+    last byte, never read. Flip that byte's bits from the top: a padding bit leaves the byte's
+    output and the end of the stream as they were; the first bit that changes either is the
+    last one read (the end-of-block code's last bit, or a stored block's last data bit: its
+    flip always changes the output), and every bit below it is read too. A lower read bit may
+    flip into another parse that still ends the stream (another match distance), so "still
+    ends" alone would call healthy streams damaged."""
+    before = zlib.decompressobj(-15)
+    before.decompress(raw[:-1])
+    whole = before.copy()
+    expected = whole.decompress(raw[-1:])
+    for bit in range(7, -1, -1):
+        trial = before.copy()
+        try:
+            same = trial.decompress(bytes([raw[-1] ^ 1 << bit])) == expected
+        except zlib.error:
+            return False
+        if not (same and trial.eof and not trial.unused_data):
+            return False
+        if raw[-1] >> bit & 1:
+            return True
+    return False
+
+
 def inflate_member(data: bytes, start: int, end: int, header: bytes) -> bytes:
     """One whole gzip member, ``data[start:end]``: its CRC-32 and size checked, its header
     ``header`` exactly, and its deflate stream's final padding bits zero (no CRC covers them)."""
@@ -616,18 +650,8 @@ def inflate_member(data: bytes, start: int, end: int, header: bytes) -> bytes:
         raise Damage(f"the gzip member at byte {start} is damaged ({exc})") from None
     if not inflater.eof or inflater.unused_data:
         raise Damage(f"the gzip member at byte {start} does not end where the index says")
-    raw = data[start + len(header):end - 8]
-    before = zlib.decompressobj(-15)
-    before.decompress(raw[:-1])
-    for bit in range(8):
-        if raw[-1] >> bit & 1:
-            trial = before.copy()
-            try:
-                trial.decompress(bytes([raw[-1] ^ 1 << bit]))
-            except zlib.error:
-                continue
-            if trial.eof:  # that bit was never read: padding, which must be zero
-                raise Damage(f"the gzip member at byte {start} ends in padding bits that are set")
+    if padding_set(data[start + len(header):end - 8]):
+        raise Damage(f"the gzip member at byte {start} ends in padding bits that are set")
     return out
 
 
@@ -742,7 +766,13 @@ def check_sqlite_store(path: Path) -> Report:
     return report
 
 
-def check_sqlite_session(fmt: FormatV1, db: sqlite3.Connection, gen: int, sid: str,
+class Query(Protocol):
+    """What the row stores' checks ask of a database: SQLite's connection, or ``PgQuery``."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+
+
+def check_sqlite_session(fmt: FormatV1, db: Query, gen: int, sid: str,
                          head: tuple[int, str], marks: tuple[int, int], report: Report) -> None:
     chain = Chain(fmt, sid, report)
     sealed, archived = marks
@@ -766,7 +796,7 @@ def check_sqlite_session(fmt: FormatV1, db: sqlite3.Connection, gen: int, sid: s
     chain.finish()
 
 
-def sqlite_lines(db: sqlite3.Connection, gen: int, archived: int,
+def sqlite_lines(db: Query, gen: int, archived: int,
                  chain: Chain) -> Iterator[tuple[int, bytes, str]]:
     """(seq, line, where) of every record: the archive chunks through ``archived``, then rows."""
     expected = 1
@@ -801,10 +831,83 @@ def sqlite_lines(db: sqlite3.Connection, gen: int, archived: int,
         yield seq, bytes(line), f"events row {seq}"
 
 
+# The PostgreSQL backend ----------------------------------------------------------------------
+# The same tables as SQLite's, in the store's schema (?schema=, default eventlog); the meta
+# table's ``version`` is the tables' version, and ``records`` the record format's.
+
+PG_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class PgQuery:
+    """SQLite's ``?`` parameters on a psycopg connection whose search_path is the store's schema."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = (), /) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), params)
+
+
+def split_postgres_url(url: str) -> tuple[str, str]:
+    """The server's URL without ``schema=``, and the schema (default ``eventlog``)."""
+    base, _, query = url.partition("?")
+    schema, kept = "eventlog", []
+    for part in query.split("&") if query else []:
+        key, _, value = part.partition("=")
+        if key == "schema":
+            schema = value
+        else:
+            kept.append(part)
+    if not PG_SCHEMA.fullmatch(schema):
+        raise Damage(f"{schema!r} is not a schema name eventlog uses")
+    return base + ("?" + "&".join(kept) if kept else ""), schema
+
+
+def check_postgres_store(url: str) -> Report:
+    try:
+        import psycopg  # only here: every other store needs nothing beyond the standard library
+    except ImportError:
+        raise Damage("reading a PostgreSQL store needs psycopg (pip install psycopg)") from None
+    server, schema = split_postgres_url(url)
+    report = Report("postgres")
+    try:
+        conn = psycopg.connect(server, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise Damage(f"can't connect to {server}: {str(exc).strip()}") from None
+    try:
+        # One read-only transaction: the whole store as of one moment, nothing written.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        try:
+            meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM eventlog_meta").fetchall())
+        except psycopg.Error as exc:
+            raise Damage(f"schema {schema}: not an eventlog PostgreSQL store ({str(exc).strip()})") from None
+        if meta.get("format") != "eventlog-postgres":
+            raise Damage(f"schema {schema}: eventlog_meta does not name the eventlog-postgres format")
+        if meta.get("version") != "1":
+            raise Damage(f"schema {schema}: tables of version {meta.get('version')!r}, this checker "
+                         "reads version 1")
+        version: object = meta.get("records", "1")
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
+        fmt = format_of(version, f"schema {schema}: eventlog_meta records")
+        report.version = fmt.version
+        db = PgQuery(conn)
+        sessions = conn.execute("SELECT gen, id, seq, h, sealed, archived FROM sessions ORDER BY id")
+        for gen, sid, seq, h, sealed, archived in sessions.fetchall():
+            check_sqlite_session(fmt, db, gen, sid, (seq, h), (sealed, archived), report)
+    finally:
+        conn.close()
+    return report
+
+
 # Running it ----------------------------------------------------------------------------------
 
 def check(location: str) -> Report:
-    """Check the store at ``location``: a directory, an SQLite file, or an sqlite:/// URL."""
+    """Check the store at ``location``: a directory, an SQLite file, an sqlite:/// URL, or a
+    postgresql:// (postgres://) URL."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return check_postgres_store(location)
     if location.startswith("sqlite:///"):
         return check_sqlite_store(Path(location[len("sqlite:///"):]))
     path = Path(location)
@@ -827,7 +930,8 @@ def render(report: Report) -> Iterable[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("store", help="a file store directory, an SQLite file, or sqlite:///path")
+    parser.add_argument("store", help="a file store directory, an SQLite file, sqlite:///path, or "
+                        "postgresql://user@host/db?schema=NAME")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:

@@ -26,14 +26,21 @@ and says so in its docstring.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..core._codec import FORMAT_VERSION, Head, Record, payload_chain, seal_one
-from ..core._errors import ConflictError, CorruptLogError, RedactionError, SessionNotFoundError
+from ..core._errors import (
+    ConflictError,
+    CorruptLogError,
+    EventLogError,
+    RedactionError,
+    SessionNotFoundError,
+)
 
 Lines = Iterator[tuple[str, int, bytes]]
 """``(source, line number, line)`` in log order; source and number only serve error messages."""
@@ -53,6 +60,28 @@ position after them; None when it can't (the guard then reads with ``scan``)."""
 Guard = Callable[[Head, "Since | None"], None]
 """Called with the head (and a ``Since`` or None) where ``build`` would be, under the lock;
 it raises to refuse the append. See ``Backend.append_one``."""
+
+
+SNAPSHOTS_KEPT = 3
+"""Every backend keeps a session's newest ``SNAPSHOTS_KEPT`` snapshots..."""
+
+SNAPSHOT_SPACING = 10_000
+"""... and the oldest of each span of ``SNAPSHOT_SPACING`` seqs (the snapshots whose
+``seq // SNAPSHOT_SPACING`` is the same), so that the state at any seq (a rewind's
+``to_seq``, a fork's ``at_seq``) is folded from a snapshot at most about that many events
+before it: a million-event session keeps about a hundred. A rewind to the middle of one
+folded half a million events when only the newest were kept."""
+
+
+def snapshot_seqs_dropped(seqs: Iterable[int]) -> list[int]:
+    """Of the seqs a session holds snapshots at, those to remove: all but the newest
+    ``SNAPSHOTS_KEPT`` and the oldest of each ``SNAPSHOT_SPACING``. The one statement of
+    the rule; backends that prune in their server's language (SQL, Lua) follow it, and the
+    conformance suite checks that every backend keeps the same."""
+    newest_first = sorted(seqs, reverse=True)
+    oldest_of_span = {seq // SNAPSHOT_SPACING: seq for seq in newest_first}  # the last wins
+    kept = set(newest_first[:SNAPSHOTS_KEPT]) | set(oldest_of_span.values())
+    return [seq for seq in newest_first if seq not in kept]
 
 
 class Appended(NamedTuple):
@@ -145,6 +174,41 @@ class Backend(ABC):
         """Store a new session whose first record is ``record``, atomically.
 
         Raise ``SessionExistsError`` if the id exists (and change nothing)."""
+
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        """Store a new session whose whole log is the records ``batches`` hand over (seq 1 on,
+        sealed and chained: a fork's copy), in one bulk write where the backend can; return
+        the position hint after the last record. Raise ``SessionExistsError`` if the id
+        exists, and store nothing if it or ``batches`` raises.
+
+        The backends here write it whole before anyone can see it. This default, for a
+        backend that can't, creates the session and appends a batch at a time, each only
+        at the head the one before left (someone else's append is a ``ConflictError``),
+        and on failure removes what it wrote, unless someone wrote after it."""
+        iterator = iter(batches)
+        first = next(iterator)
+        self.create(session_id, first[0], durable=durable)
+        head = Head(1, first[0].digest)
+        position = None
+        try:
+            for batch in itertools.chain([first[1:]], iterator):
+                if not batch:
+                    continue
+
+                def build(found: Head, batch: list[Record] = batch, at: Head = head) -> list[Record]:
+                    if found != at:
+                        raise ConflictError(session_id, at.seq, found.seq)
+                    return batch
+                position = self.append(session_id, build, durable=durable, rebuild=False).position
+                head = Head(batch[-1].seq, batch[-1].digest)
+        except BaseException:
+            try:
+                self.delete(session_id, if_head=head)
+            except EventLogError:
+                pass  # the error that stopped the copy is the one to raise
+            raise
+        return position
 
     @abstractmethod
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:

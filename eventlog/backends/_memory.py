@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..core._codec import Head, Record
 from ..core._errors import RedactionError, SessionExistsError, SessionNotFoundError, StoreNotFoundError
-from ._base import Appended, Build, Replacement
+from ._base import Appended, Build, Replacement, snapshot_seqs_dropped
 from ._rows import RowBackend, Rows
-
-SNAPSHOTS_KEPT = 3
 
 
 class _Session:
@@ -99,6 +97,19 @@ class MemoryBackend(RowBackend):
             data.sessions[session_id] = _Session(record)
             data.changed.notify_all()
 
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        records = [record for batch in batches for record in batch]  # before the lock
+        data = self._data
+        with data.changed:
+            if session_id in data.sessions:
+                raise SessionExistsError(session_id)
+            session = data.sessions[session_id] = _Session(records[0])
+            session.lines.extend(r.line for r in records[1:])
+            session.head = Head(records[-1].seq, records[-1].digest)
+            data.changed.notify_all()
+        return {}
+
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         data = self._data
         with data.changed:
@@ -156,7 +167,7 @@ class MemoryBackend(RowBackend):
         with self._data.changed:
             found = self._session(session_id).snapshots
             found[seq] = blob
-            for old in sorted(found)[:-SNAPSHOTS_KEPT]:
+            for old in snapshot_seqs_dropped(found):
                 del found[old]
 
     def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:

@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,16 @@ from ..core._errors import (
     StoreNotFoundError,
 )
 from ..core._validate import check_mode, check_seconds, shown
-from ._base import Appended, Archived, Build, Replacement, Sealed, poll_until
+from ._base import (
+    SNAPSHOT_SPACING,
+    SNAPSHOTS_KEPT,
+    Appended,
+    Archived,
+    Build,
+    Replacement,
+    Sealed,
+    poll_until,
+)
 from ._chunks import pack, rows_in
 from ._rows import RowBackend, Rows
 from ._sqlite_redaction import redact_rows
@@ -61,7 +70,6 @@ from ._sqlite_redaction import redact_rows
 FORMAT = "eventlog-sqlite"
 VERSION = str(FORMAT_VERSION)
 """The version new stores get; one in ``FORMAT_VERSIONS`` is read and written as it is."""
-SNAPSHOTS_KEPT = 3
 _IDLE_KEPT = 4
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _MAX_SEQ = (1 << 63) - 1
@@ -354,6 +362,22 @@ class SQLiteBackend(RowBackend):
                              (session_id, record.seq, record.digest)).lastrowid
             db.execute("INSERT INTO events VALUES (?, ?, ?)", (gen, record.seq, record.line))
 
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        # Read whole before the transaction: the source's reads then never hold the lock
+        # every writer of the database waits for.
+        records = [record for batch in batches for record in batch]
+        last = records[-1]
+        with self._write(f"creating session {session_id!r}", durable) as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                raise SessionExistsError(session_id)
+            gen = db.execute("INSERT INTO sessions (id, seq, h) VALUES (?, ?, ?)",
+                             (session_id, last.seq, last.digest)).lastrowid
+            db.executemany("INSERT INTO events VALUES (?, ?, ?)",
+                           [(gen, r.seq, r.line) for r in records])
+        self._notify()
+        return {}
+
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         with self._write(f"appending to session {session_id!r}", durable) as db:
             gen, head = self._head(db, session_id)
@@ -434,9 +458,11 @@ class SQLiteBackend(RowBackend):
         with self._write(f"saving a snapshot of {session_id!r}", durable) as db:
             gen, _head = self._head(db, session_id)
             db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (gen, seq, blob))
+            # _base.snapshot_seqs_dropped's rule: the newest, and the oldest of each span.
             db.execute("DELETE FROM snapshots WHERE session = ? AND seq NOT IN (SELECT seq FROM "
-                       "snapshots WHERE session = ? ORDER BY seq DESC LIMIT ?)",
-                       (gen, gen, SNAPSHOTS_KEPT))
+                       "snapshots WHERE session = ? ORDER BY seq DESC LIMIT ?) AND seq NOT IN "
+                       "(SELECT min(seq) FROM snapshots WHERE session = ? GROUP BY seq / ?)",
+                       (gen, gen, SNAPSHOTS_KEPT, gen, SNAPSHOT_SPACING))
 
     # The session catalog -------------------------------------------------------------
 

@@ -88,8 +88,12 @@ class Guard:
                                    f"(it answers to {', '.join(sorted(self.hosts))})")
                 await refusal.response()(scope, receive, send_with_headers)
                 return
+        routed = with_raw_session_id(scope)
+        if isinstance(routed, ApiError):
+            await routed.response()(scope, receive, send_with_headers)
+            return
         try:
-            await self.app(with_raw_session_id(scope), receive, send_with_headers)
+            await self.app(routed, receive, send_with_headers)
         except Exception:
             if started:
                 raise  # too late to answer differently; the server logs it and drops the connection

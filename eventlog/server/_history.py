@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from ._context import Context, event_json, session_json
 from ._http import JSONResponse, expect_object, invalid, read_json, require_token
+from ._paths import session_location
 
 FORK_FIELDS = frozenset({"new_session_id", "at_seq"})
 REWIND_FIELDS = frozenset({"to_seq", "reason", "expected_seq"})
@@ -40,7 +41,7 @@ class HistoryRoutes:
         at_seq = _optional_int(body, "at_seq")
         session = await self.ctx.run(lambda: self.log.fork(sid, new, at_seq=at_seq))
         return JSONResponse(session_json(session), status_code=201,
-                            headers={"Location": f"/api/sessions/{session.session_id}"})
+                            headers={"Location": session_location(session.session_id)})
 
     async def rewind(self, request: Request) -> Response:
         """``POST /api/sessions/{id}/rewind``: 201 with the rewind event."""

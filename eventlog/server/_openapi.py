@@ -410,7 +410,10 @@ def build_openapi(settings: Settings, version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "eventlog", "version": version,
-                 "description": f"Durable, append-only chat session logs over HTTP ({mode})."},
+                 "description": f"Durable, append-only chat session logs over HTTP ({mode}). "
+                                "Every /api/sessions/{session_id}/... route is also served as "
+                                "/api/session/...?session_id=..., for the ids . and .. that "
+                                "clients resolve as dot segments in a path."},
         "paths": _operations(settings),
         "components": {
             "schemas": SCHEMAS,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +26,7 @@ from ._http import (
     read_json,
     require_token,
 )
+from ._paths import session_location
 
 T = TypeVar("T")
 
@@ -126,7 +126,7 @@ class SessionRoutes:
 
         session, created = await self.ctx.run(create)
         size = await self.ctx.run(self._size, session.session_id)
-        headers = {"Location": f"/api/sessions/{quote(session.session_id, safe='')}"}
+        headers = {"Location": session_location(session.session_id)}
         return JSONResponse(session_json(session, size=size), status_code=201 if created else 200,
                             headers=headers)
 

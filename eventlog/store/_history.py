@@ -20,13 +20,24 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ..core._codec import Unparseable, encode_payload, genesis, link, parse
+from ..core._codec import (
+    ChainReader,
+    Head,
+    Record,
+    Unparseable,
+    encode_payload,
+    genesis,
+    link,
+    parse,
+    seal,
+)
 from ..core._errors import (
     InvalidEventError,
     SeqOutOfRangeError,
     SessionExistsError,
     SessionNotFoundError,
 )
+from ..core._rechain import rechain
 from ..core._records import ChatMessage, ChatSession, Event
 from ..core._validate import check_session_id, check_text
 from ._state import FORKED, MESSAGE, REWOUND, to_message
@@ -69,6 +80,10 @@ def rewind(log: EventLog, sid: str, to_seq: int, reason: str | None,
 
 def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
          durability: Durability | None) -> ChatSession:
+    """The source's records 1..``at``, their bodies as they are and chained again from the
+    new id's genesis (see ``core._rechain``), then the ``session.forked`` event: one bulk
+    write (``Backend.create_log``), all or nothing. The fork's state is the source's at
+    ``at`` (folded from the nearest snapshot), plus that event; it is saved as a snapshot."""
     sid = check_session_id(source)
     new = uuid.uuid4().hex if new_id is None else check_session_id(new_id)
     last = log.backend.last_seq(sid)
@@ -77,20 +92,40 @@ def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
     at = last if at_seq is None else _check_range(sid, "at_seq", at_seq, last)
     if new == sid or log.backend.exists(new):
         raise SessionExistsError(new)
+    state = log._folding.state(sid, upto=at)
+    ts = time.time()
+    written: list[Record] = []
 
-    def copied() -> Iterator[Event]:
-        chain, events, _ = log._scan_events(sid, 0)
-        for event in events:
-            if event.seq > at:
-                break
-            yield event
-        if chain.seq < at:
+    def batches() -> Iterator[list[Record]]:
+        scan = log.backend.scan(sid, 0, None)
+        reader = ChainReader(sid, scan.start, log.version)
+        chunks = scan.chunks if scan.chunks is not None else (
+            (source, lineno, [line]) for source, lineno, line in scan.lines)
+        head = genesis(new)
+        try:
+            for batch in rechain(reader, chunks, head, at):
+                head = Head(batch[-1].seq, batch[-1].digest)
+                yield batch
+        finally:
+            getattr(chunks, "close", lambda: None)()  # the files read past ``at``
+        if reader.head != state.head:
             raise SessionNotFoundError(sid)  # deleted (and maybe created again) meanwhile
-        yield Event(at + 1, FORKED, time.time(),
-                    {"parent": sid, "seq": at, "h": chain.digest if chain.seq == at else
-                     _digest_at(log, sid, at)})
+        data = {"parent": sid, "seq": at, "h": reader.digest}
+        written[:] = seal([encode_payload(FORKED, ts, data)], head, log.max_event_bytes,
+                          log.version)
+        yield written
 
-    return log._import(new, copied(), durability, 1000, False)
+    position = log.backend.create_log(new, batches(), durable=log._durable(durability))
+    record = written[0]
+    fold = state.copy()
+    fold.session_id = new
+    fold.apply(Event(record.seq, FORKED, ts, {"parent": sid, "seq": at}))
+    fold.head = Head(record.seq, record.digest)
+    log._windows.drop(new)
+    log._folding.save_snapshot(new, record.seq, fold.copy(), position)
+    log._folding.remember_fold(new, fold)
+    log._mark(new)
+    return fold.to_session()
 
 
 def _digest_at(log: EventLog, sid: str, seq: int) -> str:

@@ -31,6 +31,7 @@ from ..core._errors import InvalidEventError, RedactionError
 from ..core._records import Event
 from ..core._validate import check_text
 from . import _catalog
+from ._state import FORKED
 
 if TYPE_CHECKING:
     from ._log import EventLog
@@ -150,6 +151,10 @@ class RedactionAudit:
             inner = data["redacted"]
             self.tombstones[event.seq] = (inner["seq"], inner["reason"])
             self.unnamed.add(event.seq)
+        if event.type == FORKED:
+            # A fork copies the source's records up to its seq as they were: a tombstone of
+            # a redaction the source made after that seq is named by no event of the fork.
+            self.unnamed -= {seq for seq in self.unnamed if self.tombstones[seq][0] > event.seq - 1}
         if event.type != REDACTED:
             return
         seqs = data.get("seqs") if type(data) is dict else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..backends._base import Guard, Since
-from ..core._codec import Head, Record
+from ..core._codec import SUFFIX_LEN, Head, Record, link
 from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
 from ..core._records import ChatMessage, Event
 from ._state import MESSAGE, REWOUND, message_data, to_message
@@ -147,7 +147,8 @@ def window_at(log: EventLog, sid: str, head: Head, since: Since | None = None) -
         window = windows.table.get(sid)
         if window is not None and window.at[0] != head:
             if window.at[0].seq < head.seq <= window.at[0].seq + WINDOW:
-                window = (since is not None and _read_since(sid, window, head, since)) \
+                window = (since is not None and _read_since(sid, window, head, since,
+                                                            log.version)) \
                     or _read_on(log, sid, window, head)
             else:
                 window = None
@@ -161,7 +162,8 @@ def window_at(log: EventLog, sid: str, head: Head, since: Since | None = None) -
         return window
 
 
-def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | None:
+def _read_since(sid: str, window: Window, head: Head, since: Since,
+                version: int) -> Window | None:
     """``window`` moved on to ``head`` by the lines the backend's ``since`` hands over (read
     under its lock, from where the window's position says); None if it can't.
 
@@ -171,17 +173,21 @@ def _read_since(sid: str, window: Window, head: Head, since: Since) -> Window | 
     recomputed (checking the chain is ``verify``'s and every reader's job; a line that is
     not a plain record sends the check to the full read instead)."""
     start, where = window.at
-    if where is None:
-        return None
     try:
         got = since(where)
         if got is None:
             return None
         lines, position = got
-        seq, digest, found = start.seq, start.digest, []
+        seq, digest = start.seq, start.digest
+        found: list[dict[str, Any]] = []
         for line in lines:
             obj = _loads(line)
             if type(obj) is not dict or obj.get("seq") != seq + 1 or obj.get("type") == REWOUND:
+                return None
+            # The first line must link to the window's head: the lines continue this window's
+            # chain (not another life's at the same seq: a backend without positions, Redis,
+            # hands over lines after the head its writer sent, not after the window's).
+            if not found and link(digest, line[:-SUFFIX_LEN] + b"}", version) != obj.get("h"):
                 return None
             seq, digest = seq + 1, obj["h"]
             found.append(obj)

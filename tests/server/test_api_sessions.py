@@ -302,6 +302,52 @@ def test_every_valid_id_works_percent_encoded_in_paths(client: httpx.Client, odd
     assert [s["session_id"] for s in listed] == [sid]
 
 
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_ids_work_in_the_query_form(client: httpx.Client, dots: str) -> None:
+    """``.`` and ``..`` are dot segments: a browser resolves them (``%2E%2E`` too, per the URL
+    standard), so ``/api/sessions/../graph`` reached ``/api/graph`` and the viewer could not
+    open such a session. ``/api/session/{route}?session_id=`` is every route with the id in
+    the query, and it is where ``Location`` points for these two ids."""
+    created = _post(client, "/api/sessions", {"session_id": dots, "participants": ["A"]})
+    assert created.status_code == 201, created.text
+    where = f"/api/session?session_id={quote(dots, safe='')}"
+    assert created.headers["location"] == where
+    assert client.get(where).json()["session_id"] == dots
+    one = {"session_id": dots}
+    posted = client.post("/api/session/messages", params=one, json={"sender": "A", "content": "hi"},
+                         headers=AUTH)
+    assert posted.status_code == 201, posted.text
+    page = client.get("/api/session/messages", params={**one, "limit": 5}).json()
+    assert [m["content"] for m in page["messages"]] == ["hi"]
+    assert client.get("/api/session/graph", params=one).json()["pairs"][0]["sender"] == "A"
+    assert client.get("/api/session/events/2", params=one).json()["seq"] == 2
+    assert client.get("/api/session/verify", params=one).json()["ok"] is True
+    # The path form still serves a client that sends the segment as it is (httpx does).
+    encoded = "/api/sessions/" + "%2E" * len(dots)
+    assert client.get(encoded).json()["session_id"] == dots
+    # Every other id works in the query form too, spaces written as + or %20.
+    _post(client, "/api/sessions", {"session_id": "query form/1 2", "participants": ["A"]})
+    for raw in ("query+form%2F1+2", "query%20form/1%202"):
+        assert client.get(f"/api/session?session_id={raw}").json()["session_id"] == "query form/1 2"
+    _error(client.get("/api/session/messages"), 400, "bad_request")
+    _error(client.get("/api/session?session_id=a&session_id=b"), 400, "bad_request")
+    _error(client.get("/api/session?session_id="), 400, "bad_request")
+    _error(client.get("/api/session/nothing", params=one), 404, "not_found")
+    said = str(_error(client.get("/api/session?session_id=%FF"), 422, "invalid_input")["message"])
+    assert "not UTF-8" in said, said
+
+
+def test_a_fork_points_to_the_new_session_encoded(client: httpx.Client) -> None:
+    """The fork's ``Location`` was the new id unencoded: ``thread/2`` named no route, and an id
+    beyond Latin-1 could not be a header at all (a 500)."""
+    _post(client, "/api/sessions", {"session_id": "fork-src", "participants": ["A"]})
+    for new in ("fork/2", "fork-日本"):
+        forked = _post(client, "/api/sessions/fork-src/fork", {"new_session_id": new})
+        assert forked.status_code == 201, forked.text
+        assert forked.headers["location"] == "/api/sessions/" + quote(new, safe="")
+        assert client.get(forked.headers["location"]).json()["session_id"] == new
+
+
 def test_a_slash_in_an_id_is_one_segment_only_when_encoded(client: httpx.Client) -> None:
     _post(client, "/api/sessions", {"session_id": "thread"})
     _post(client, "/api/sessions", {"session_id": "thread/messages"})

@@ -305,6 +305,22 @@ def test_bidi_overrides_are_shown_not_applied(browser: Browser) -> None:
         assert all(b is not None for b in boxes)
         assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]  # type: ignore[index]
         assert w.page.locator("#participants li").all_inner_texts() == ["MalloryU+202E", "Bob", "Carol"]
+        # Text that cannot hold a mark element (an <option>, the graph's SVG labels, a link's
+        # text) goes through the same neutralising step: the From/To options showed it applied.
+        for select in ("#f-sender", "#f-recipient"):
+            option = w.page.locator(f"{select} option").filter(has_text="Mallory")
+            expect(option).to_have_text("MalloryU+202E")
+            assert option.get_attribute("value") == names[0]  # the filter still matches the name
+        w.page.select_option("#f-sender", names[0])
+        expect(w.page.locator("#events .msg")).to_have_count(1)
+        w.page.click("#graph-toggle")
+        expect(w.page.locator("#graph .node-label").first).to_be_visible()
+        labels = w.page.locator("#graph .node-label").all_text_contents()
+        assert "MalloryU+202E" in labels and not set(BIDI) & set("".join(labels)), labels
+        log.fork("bidi", "‮forked", at_seq=2)
+        log.fork("‮forked", "grandchild")
+        open_session(w.page, url, "grandchild")
+        expect(w.page.locator("#facts a.forked-from")).to_have_text("U+202Eforked #3")
         w.close()
 
 
@@ -631,6 +647,32 @@ def test_the_session_list_pages_through_every_session(browser: Browser) -> None:
         w.page.locator('#sessions a[data-sid="thread/12"]').click()
         expect(w.page.locator("#live")).to_have_attribute("data-state", "live", timeout=15_000)
         assert "thread%2F12" in w.page.url or "thread/12" in w.page.url
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_a_dot_id_opens_like_any_other(browser: Browser, dots: str) -> None:
+    """``.`` and ``..`` are dot segments: the page asked for /api/sessions/../transcript, which
+    the browser resolves (``%2E%2E`` too) to /api/transcript, and said "not found"."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session(dots, ["A", "B"])
+        log.add_message(ChatMessage(sender="A", recipient="B", content="dot content", session_id=dots))
+        w = Watch(browser)
+        open_session(w.page, url, dots)  # live: the stream's route was reached too
+        expect(w.page.locator("#events .msg .content")).to_have_text("dot content")
+        expect(w.page.locator("#facts")).to_contain_text("#2")
+        expect(w.page.locator("#facts")).to_contain_text("ok")  # its verify
+        expect(w.page.locator("#f-sender option")).to_have_count(3)  # its graph: anyone, A, B
+        log.add_message(ChatMessage(sender="B", content="live one", session_id=dots))
+        expect(w.page.locator("#events .msg")).to_have_count(2)
+        href = w.page.locator("#export-jsonl").get_attribute("href")
+        assert href is not None
+        export = w.page.request.get(url + href)
+        assert export.ok, export.text()
+        assert export.text().splitlines()[0] == f'{{"eventlog_export":1,"session_id":"{dots}"}}'
+        w.page.goto(url + "/")
+        w.page.locator(f'#sessions a[data-sid="{dots}"]').click()
+        expect(w.page.locator("#events .msg")).to_have_count(2)
+        w.close()
 
 
 def test_redacted_events_show_as_such(browser: Browser) -> None:

@@ -123,25 +123,38 @@ def _member_header(extra: bytes = b"") -> bytes:
 def _padding_set(raw: bytes, body: int) -> bool:
     """Whether the deflate stream of the member ``raw`` (starting at ``body``) ends in a
     padding bit that is set. The bits after the end-of-block code up to the byte boundary
-    are never read by inflate, so a flip there changes no byte of the content and no CRC:
-    only clearing each set bit of the last byte and seeing the member still inflate (to the
-    same content: its CRC-32 and size are checked) tells a padding bit. The inflater's state
-    before that byte is copied, so each try inflates one byte, not the member."""
+    are never read by inflate, so a flip there changes no byte of the content and no CRC.
+    Python's zlib does not say where the stream ended within its last byte, so each bit of
+    that byte is flipped, from the top (deflate fills a byte from its low bit up, so the
+    padding is the top bits): a padding bit leaves what that byte inflates to, and the end of
+    the stream, exactly as they were. The first bit from the top that changes either is the
+    last one inflate read, and every bit below it is read too, so the scan stops there. That
+    last read bit always changes something: it ends the end-of-block code (its sibling code is
+    another symbol, more output or none valid) or a stored block's last byte (other output).
+    A read bit lower down can be flipped into another parse that also ends the stream (a
+    match at another distance, say), which is why "inflate still ends" alone is not a test
+    for padding: it reported healthy archives as damaged. The inflater's state before that
+    byte is copied, so each try inflates one byte, not the member."""
     last = raw[-9]
     inflater = zlib.decompressobj(-15)
     try:
         inflater.decompress(raw[body:-9])
+        whole = inflater.copy()
+        expected = whole.decompress(bytes([last]))
     except zlib.error:
         return False  # damaged otherwise: inflating the member reports it
-    for bit in range(8):
+    if not whole.eof or whole.unused_data:
+        return False  # likewise
+    for bit in range(7, -1, -1):
+        trial = inflater.copy()
+        try:
+            same = trial.decompress(bytes([last ^ (1 << bit)])) == expected
+        except zlib.error:
+            return False
+        if not (same and trial.eof and not trial.unused_data):
+            return False  # the last bit inflate read: none above it is set
         if last >> bit & 1:
-            trial = inflater.copy()
-            try:
-                trial.decompress(bytes([last ^ (1 << bit)]))
-            except zlib.error:
-                continue
-            if trial.eof and not trial.unused_data:
-                return True
+            return True
     return False
 
 

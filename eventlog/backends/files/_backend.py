@@ -42,7 +42,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -212,6 +212,12 @@ class FileBackend(Backend):
     @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
         _writing.create(self._dirs, session_id, record, durable=durable)
+
+    @_translated
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        return _writing.create_log(self._dirs, session_id, batches, durable=durable,
+                                   limits=self._limits)
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         # ``build`` runs once, under the session's flock, so ``rebuild`` never matters here.

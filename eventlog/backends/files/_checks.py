@@ -10,6 +10,8 @@ import hashlib
 import mmap
 import os
 
+import orjson
+
 from ...core._codec import Head, genesis
 from ...core._errors import CorruptLogError
 from ...core._frames import TRAILER
@@ -37,6 +39,7 @@ def check(dirs: Dirs, session_id: str) -> list[str]:
                 continue
             try:
                 found = _check_segment(source, first, previous, i == len(listing) - 1)
+                found[:0] = _header_problems(source, session_id, dirs.record_version)
                 problems.extend(f"{where}: {problem}" for problem in found)
             except CorruptLogError as exc:
                 problems.append(str(exc))
@@ -70,6 +73,30 @@ def _check_segment(source: Source, first: int, previous: Head, newest: bool) -> 
         first_trailer = _first_trailer(source)
         if first_trailer is not None and first_trailer != last_start:
             problems.append(f"lines after its trailer (at byte {first_trailer}): no reader sees them")
+    return problems
+
+
+_HEADER_KEYS = ["eventlog", "session", "first_seq", "prev"]
+
+
+def _header_problems(source: Source, session_id: str, version: int) -> list[str]:
+    """What a header says beyond where the log starts (``_check_segment`` checks that): the
+    store's format version and this session, with the spec's members in the spec's order.
+    Readers need only ``first_seq`` and ``prev``, so a header naming another version or
+    session read back as if intact, and only this check sees it."""
+    try:
+        header = orjson.loads(source.pread(source.fd, 4096, 0).split(b"\n", 1)[0])
+    except orjson.JSONDecodeError:
+        return []  # no header at all: ``_check_segment`` says so
+    if not isinstance(header, dict) or list(header) != _HEADER_KEYS:
+        return ["header is not the format's (its members are not eventlog, session, "
+                "first_seq, prev)"]
+    problems = []
+    found = header["eventlog"]
+    if type(found) is not int or found != version:
+        problems.append(f"header names format version {found!r}, but the store is version {version}")
+    if header["session"] != session_id:
+        problems.append(f"header names session {header['session']!r}, not this one")
     return problems
 
 

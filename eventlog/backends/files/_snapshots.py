@@ -1,5 +1,5 @@
 """A session's snapshots: ``snap-<seq>.json`` files written atomically beside its segments,
-the newest ``SNAPSHOTS_KEPT`` kept. Each is self-checking (the store verifies it), so a
+those ``_base.snapshot_seqs_dropped`` spares kept. Each is self-checking (the store verifies it), so a
 reader only needs the newest first."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import os
 from collections.abc import Iterator
 
 from ...core._errors import EventLogError, SessionNotFoundError, StorageError
+from .._base import snapshot_seqs_dropped
 from ._dirs import Dirs
-
-SNAPSHOTS_KEPT = 3
 
 
 def snapshots(dirs: Dirs, session_id: str) -> Iterator[bytes]:
@@ -46,8 +45,8 @@ def save_snapshot(dirs: Dirs, session_id: str, seq: int, blob: bytes, *, durable
         raise SessionNotFoundError(session_id) from None
     except OSError as exc:
         raise StorageError(exc.errno, f"can't write snapshot of {session_id!r}: {exc}") from exc
-    for name in names[:-SNAPSHOTS_KEPT]:
+    for seq in snapshot_seqs_dropped(int(name[5:-5]) for name in names if name[5:-5].isdigit()):
         try:
-            os.unlink(directory / name)
+            os.unlink(directory / f"snap-{seq:016d}.json")
         except FileNotFoundError:
             pass

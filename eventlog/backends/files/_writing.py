@@ -13,10 +13,13 @@ import os
 import shutil
 import struct
 import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from ...core._codec import Head, Record, genesis
 from ...core._errors import SessionExistsError, StorageError
-from ._dirs import Dirs, fsync_dir, write_all
+from ._dirs import O_CLOEXEC, Dirs, fsync_dir, write_all
 from ._discovery import next_segment, sync
 from ._handle import LIFE_AT, SHARED_BYTES, Handle
 from ._names import ID_FILE, is_long
@@ -25,6 +28,36 @@ from ._segments import header_line, segment_name, trailer_line
 
 def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> None:
     """A session directory appears whole: built under a hidden name, then renamed."""
+    def fill(temp: Path) -> None:
+        segment = (header_line(session_id, genesis(session_id), dirs.record_version) + b"\n"
+                   + record.line + b"\n")
+        # The page is published from the start (generation 2, the first segment, its
+        # size, seq 1 and its digest), as the first append would publish it: so the
+        # head of a session nobody appended to is known without reading its log (the
+        # catalog relies on it: _catalog.py). Written before the directory appears.
+        _write_page(dirs, temp, 1, len(segment), Head(1, record.digest), durable)
+        dirs.write_new(temp / segment_name(1), segment, durable=durable)
+
+    _make(dirs, session_id, fill, durable)
+
+
+def create_log(dirs: Dirs, session_id: str, batches: Iterable[list[Record]], *, durable: bool,
+               limits: tuple[int, int]) -> dict[str, Any]:
+    """A session whose whole log is ``batches`` (a fork's copy), written as an appender
+    would have left it (segments sealed at ``limits``), its page published, and the
+    directory renamed into place at once; the position after the last record."""
+    position: dict[str, Any] = {}
+
+    def fill(temp: Path) -> None:
+        first, size, head = _write_segments(dirs, temp, session_id, batches, durable, limits)
+        _write_page(dirs, temp, first, size, head, durable)
+        position.update(segment=first, offset=size, seq=head.seq, h=head.digest)
+
+    _make(dirs, session_id, fill, durable)
+    return position
+
+
+def _make(dirs: Dirs, session_id: str, fill: Callable[[Path], None], durable: bool) -> None:
     final = dirs.dir(session_id)
     if final.exists():
         raise SessionExistsError(session_id)
@@ -34,16 +67,7 @@ def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> Non
         try:
             if is_long(final.name):  # the name can't say the id: the id file does
                 dirs.write_new(temp / ID_FILE, session_id.encode("utf-8"), durable=durable)
-            segment = (header_line(session_id, genesis(session_id), dirs.record_version) + b"\n"
-                       + record.line + b"\n")
-            # The page is published from the start (generation 2, the first segment, its
-            # size, seq 1 and its digest), as the first append would publish it: so the
-            # head of a session nobody appended to is known without reading its log (the
-            # catalog relies on it: _catalog.py). Written before the directory appears.
-            page = struct.pack("<QQQQ", 2, 1, len(segment), 1) + bytes.fromhex(record.digest)
-            dirs.write_new(temp / "lock", page + os.urandom(SHARED_BYTES - LIFE_AT),
-                           durable=durable)
-            dirs.write_new(temp / segment_name(1), segment, durable=durable)
+            fill(temp)
             if durable:
                 fsync_dir(temp)
             os.rename(temp, final)
@@ -56,6 +80,50 @@ def create(dirs: Dirs, session_id: str, record: Record, *, durable: bool) -> Non
         raise StorageError(exc.errno, f"can't create session {session_id!r}: {exc}") from exc
     if durable:
         fsync_dir(dirs.root)
+
+
+def _write_page(dirs: Dirs, temp: Path, first: int, size: int, head: Head, durable: bool) -> None:
+    page = struct.pack("<QQQQ", 2, first, size, head.seq) + bytes.fromhex(head.digest)
+    dirs.write_new(temp / "lock", page + os.urandom(SHARED_BYTES - LIFE_AT), durable=durable)
+
+
+def _write_segments(dirs: Dirs, temp: Path, session_id: str,
+                    batches: Iterable[list[Record]], durable: bool,
+                    limits: tuple[int, int]) -> tuple[int, int, Head]:
+    """The segments of ``batches`` in ``temp``: each sealed where an appender would have
+    sealed it (``head_for_append``); the active one's first seq and size, and the head."""
+    head = genesis(session_id)
+    first, size = 1, 0
+    fd = -1
+    try:
+        for batch in batches:
+            out: list[bytes] = []
+            for record in batch:
+                if fd < 0 or (head.seq >= first and (size >= limits[0]
+                                                     or head.seq - first + 1 >= limits[1])):
+                    if fd >= 0:
+                        out.append(trailer_line(head) + b"\n")
+                        write_all(fd, b"".join(out))
+                        out = []
+                        if durable:
+                            os.fsync(fd)
+                        os.close(fd)
+                    first = head.seq + 1
+                    fd = os.open(temp / segment_name(first),
+                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, dirs.mode)
+                    out.append(header_line(session_id, head, dirs.record_version) + b"\n")
+                    size = len(out[0])
+                line = record.line + b"\n"
+                out.append(line)
+                size += len(line)
+                head = Head(record.seq, record.digest)
+            write_all(fd, b"".join(out))
+        if durable:
+            os.fsync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return first, size, head
 
 
 def head_for_append(dirs: Dirs, session_id: str, handle: Handle, exact: bool, durable: bool,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -44,7 +44,16 @@ from ...core._errors import (
     StorageError,
 )
 from ...core._validate import check_seconds
-from .._base import Appended, Archived, Build, Guard, Replacement, Sealed
+from .._base import (
+    SNAPSHOT_SPACING,
+    SNAPSHOTS_KEPT,
+    Appended,
+    Archived,
+    Build,
+    Guard,
+    Replacement,
+    Sealed,
+)
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
 from . import _statements as sql
@@ -53,7 +62,6 @@ from ._pool import Conn, Connections
 from ._redaction import redact_rows
 from ._schema import DEFAULT_SCHEMA, check_schema_name, prepare, quoted
 
-SNAPSHOTS_KEPT = 3
 _MAX_SEQ = (1 << 63) - 1
 _ARCHIVE_BATCH = 4096  # records archived per transaction, so appenders wait little
 _CHUNKS_PER_READ = 8
@@ -156,6 +164,39 @@ class PostgresBackend(RowBackend):
 
         self._conns.write(f"creating session {session_id!r}", attempt(False), attempt(True),
                           unknown="the session may or may not have been created")
+
+    def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
+                   durable: bool) -> dict[str, Any] | None:
+        """One transaction: the session's row and first record (``CREATE``), the rest by one
+        binary ``COPY``, and the head; read whole first, so a retry
+        after a lost connection can send it again (the token tells a create of ours)."""
+        records = [record for batch in batches for record in batch]
+        first, last = records[0], records[-1]
+        params = {"id": session_id, "q": Int8(1), "h": first.digest, "l": first.line,
+                  "t": Int8(_token())}
+
+        def attempt(again: bool) -> Any:
+            def step(conn: Conn) -> None:
+                with conn.transaction():
+                    row = self._x(conn, "CREATE", params).fetchone()
+                    if row is None:
+                        found = self._x(conn, "CREATOR", (session_id,)).fetchone() if again else None
+                        if found is None or found[0] != params["t"]:
+                            raise SessionExistsError(session_id)
+                        return  # the lost attempt committed
+                    gen = row[0]
+                    with conn.cursor() as cursor, cursor.copy(self._sql["COPY_ROWS"]) as copy:
+                        copy.set_types(["int8", "int8", "bytea"])
+                        for record in records[1:]:
+                            copy.write_row((gen, record.seq, record.line))
+                    self._x(conn, "MOVE_HEAD", {
+                        "g": Int8(gen), "last": Int8(last.seq), "h": last.digest,
+                        "b": Int8(sum(len(r.line) + 1 for r in records[1:]))})
+            return step
+
+        self._conns.write(f"creating session {session_id!r}", attempt(False), attempt(True),
+                          unknown="the session may or may not have been created")
+        return {}
 
     def append_one(  # noqa: PLR0913 - Backend.append_one's parameters
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
@@ -292,7 +333,8 @@ class PostgresBackend(RowBackend):
 
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
         saved = self._run(f"saving a snapshot of {session_id!r}", "SAVE_SNAPSHOT",
-                          {"id": session_id, "q": Int8(seq), "b": blob, "k": Int8(SNAPSHOTS_KEPT)})
+                          {"id": session_id, "q": Int8(seq), "b": blob, "k": Int8(SNAPSHOTS_KEPT),
+                           "sp": Int8(SNAPSHOT_SPACING)})
         if not saved:
             raise SessionNotFoundError(session_id)
 

@@ -55,6 +55,9 @@ INSERT INTO {s}.events (session, seq, line, tok)
 SELECT %(g)s::bigint, q, l, CASE WHEN q = %(last)s::bigint THEN %(t)s::bigint END
 FROM unnest(%(q)s::bigint[], %(l)s::bytea[]) AS r(q, l)
 """
+# A new session's records after its first (``create_log``: a fork's copy), streamed in
+# PostgreSQL's binary copy format: no per-row statement, no text escaping of the lines.
+COPY_ROWS = "COPY {s}.events (session, seq, line) FROM STDIN (FORMAT BINARY)"
 MOVE_HEAD = """
 UPDATE {s}.sessions SET seq = %(last)s::bigint, h = %(h)s, bytes = bytes + %(b)s::bigint
 WHERE gen = %(g)s::bigint
@@ -130,8 +133,10 @@ SNAPSHOTS = """
 SELECT p.blob FROM {s}.sessions s LEFT JOIN {s}.snapshots p ON p.session = s.gen
 WHERE s.id = %s ORDER BY p.seq DESC
 """
-# %s id, seq, blob, kept: saves the snapshot and keeps the newest ``kept``; no row if the
-# session does not exist. FOR KEY SHARE: a delete waits, an append does not.
+# %s id, seq, blob, kept, spacing: saves the snapshot and keeps the newest ``kept`` and the
+# oldest of each ``spacing`` seqs (``_base.snapshot_seqs_dropped``); no row if the session
+# does not exist. FOR KEY SHARE: a delete waits, an append does not. The DELETE sees the
+# rows as they were before the INSERT: the new one is counted in by hand.
 SAVE_SNAPSHOT = """
 WITH s AS (
   SELECT gen FROM {s}.sessions WHERE id = %(id)s FOR KEY SHARE
@@ -142,6 +147,9 @@ WITH s AS (
   DELETE FROM {s}.snapshots WHERE session = (SELECT gen FROM s) AND seq <> %(q)s::bigint AND seq NOT IN (
     SELECT seq FROM {s}.snapshots WHERE session = (SELECT gen FROM s) AND seq <> %(q)s::bigint
     ORDER BY seq DESC LIMIT %(k)s::bigint - 1)
+  AND NOT (seq IN (SELECT min(seq) FROM {s}.snapshots WHERE session = (SELECT gen FROM s)
+                   AND seq <> %(q)s::bigint GROUP BY seq / %(sp)s::bigint)
+           AND NOT (%(q)s::bigint / %(sp)s::bigint = seq / %(sp)s::bigint AND %(q)s::bigint < seq))
 )
 SELECT gen FROM s
 """

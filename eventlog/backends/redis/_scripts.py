@@ -33,16 +33,67 @@ redis.call('HSET', KEYS[1], 'seq', 1, 'h', ARGV[3], 'g', ARGV[1], 'b', #ARGV[2] 
 return 1
 """
 
+# KEYS a new session's log copy; ARGV the seq before the lines, how long the copy is kept
+# (ms), lines... A fork's copy, a page per call (see _bulk). Returns 1 added (or added
+# already: this very call, sent again), 0 the copy does not end at that seq.
+FILL = """
+local base = tonumber(ARGV[1])
+local n = #ARGV - 2
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local at = last and tonumber(string.match(last[1], '%-(%d+)$')) or 0
+if at >= base + n and at > 0 then return 1 end
+if at ~= base then return 0 end
+for i = 1, n do
+  redis.call('XADD', KEYS[1], string.format('0-%d', base + i), 'r', ARGV[2 + i])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS head, log, snap, arch, tok, tok0, log:redacting, arch:redacting, the log's copy FILL
+# built; ARGV token, last seq, its digest, bytes of the lines, ttl ms. Makes the session of
+# the copy at once: 1 created, 0 the id exists, 2 the copy is not whole (it expired).
+CREATE_LOG = """
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then
+  if g == ARGV[1] then  -- our own create, sent again
+    redis.call('HINCRBY', KEYS[1], 'b', 0)
+    return 1
+  end
+  redis.call('DEL', KEYS[9])
+  return 0
+end
+local last = redis.call('XREVRANGE', KEYS[9], '+', '-', 'COUNT', 1)[1]
+if not last or last[1] ~= '0-' .. ARGV[2] or redis.call('XLEN', KEYS[9]) ~= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[9])
+  return 2
+end
+redis.call('DEL', unpack(KEYS, 1, 8))  -- leftovers of an expiring life
+redis.call('RENAME', KEYS[9], KEYS[2])
+redis.call('PERSIST', KEYS[2])
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'h', ARGV[3], 'g', ARGV[1], 'b', ARGV[4], 'sb', 0)
+""" + EXPIRE.format(ttl=5) + """
+return 1
+"""
+
 # KEYS head, log, snap, arch, tok, tok0; ARGV base seq, base digest, token, ttl ms, new
 # digest, the writer's retry window in ms, lines... Returns {0} appended, {3} appended
-# earlier (this very write, sent again), {1, seq, h} the head moved, {2} no such session,
-# {4, last id} head and log disagree.
+# earlier (this very write, sent again), {1, seq, h, lines...} the head moved, {2} no such
+# session, {4, last id} head and log disagree.
+#
+# A moved head comes with the lines after the writer's base up to it, when they are few
+# (CAUGHT_UP) and still in the log and the base is the log's: the writer's check for an id
+# already stored reads on from them, with no round trip of its own before it sends again
+# (under contention that read cost more than the retry itself: issue 16).
 #
 # The own-token check: a write sent again finds its token on the log entry at the seq its
 # last record got, or, once compaction moved that entry to the archive, in ``tok``/``tok0``,
 # where the archive script keeps the tokens of the entries it trims for as long as any
 # writer's retries may still come (``rw``, the longest retry window a writer declared).
-APPEND = """
+CAUGHT_UP = 64
+"""The most lines a moved head's answer carries (see APPEND)."""
+
+APPEND = ("""
 local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived')
 if not head[1] then return {2} end
 local base = tonumber(ARGV[1])
@@ -65,7 +116,25 @@ if tonumber(head[1]) ~= base or head[2] ~= ARGV[2] then
       return {3}
     end
   end
-  return {1, head[1], head[2]}
+  local moved = {1, head[1], head[2]}
+  local top = tonumber(head[1])
+  if top > base and top - base <= {caught} and base > (tonumber(head[4]) or 0) then
+    local found = redis.call('XRANGE', KEYS[2], string.format('0-%d', base), string.format('0-%d', top))
+    if #found == top - base + 1 and found[1][1] == string.format('0-%d', base) then
+      local lines = {}
+      for i = 1, #found do
+        local f = found[i][2]
+        for j = 1, #f - 1, 2 do
+          if f[j] == 'r' then lines[i] = f[j + 1] end
+        end
+      end
+      -- The base is the writer's only if its entry's line ends in the writer's base digest.
+      if lines[1] and string.sub(lines[1], -34, -3) == ARGV[2] then
+        for i = 2, #found do moved[#moved + 1] = lines[i] end
+      end
+    end
+  end
+  return moved
 end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
 if not last or last[1] ~= string.format('0-%d', base) then
@@ -84,7 +153,7 @@ if tonumber(ARGV[6]) > (tonumber(head[3]) or 0) then
 end
 """ + EXPIRE.format(ttl=4) + """
 return {0}
-"""
+""").replace("{caught}", str(CAUGHT_UP))
 
 # KEYS head, log, snap, arch, tok, tok0; ARGV if seq, if digest ('' for none). 1 deleted,
 # 0 none, 2 moved.
@@ -161,15 +230,23 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return 1
 """
 
-# KEYS head, snap; ARGV seq, blob, kept. 1 saved, 0 no such session.
+# KEYS head, snap; ARGV seq, blob, kept, spacing. 1 saved, 0 no such session. Keeps the
+# newest ``kept`` and the oldest of each ``spacing`` seqs (``_base.snapshot_seqs_dropped``).
 SNAPSHOT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local seqs = redis.call('HKEYS', KEYS[2])
 local kept = tonumber(ARGV[3])
+local spacing = tonumber(ARGV[4])
 if #seqs > kept then
   table.sort(seqs, function(a, b) return tonumber(a) > tonumber(b) end)
-  for i = kept + 1, #seqs do redis.call('HDEL', KEYS[2], seqs[i]) end
+  local oldest = {}
+  for i = 1, #seqs do oldest[math.floor(tonumber(seqs[i]) / spacing)] = seqs[i] end
+  for i = kept + 1, #seqs do
+    if oldest[math.floor(tonumber(seqs[i]) / spacing)] ~= seqs[i] then
+      redis.call('HDEL', KEYS[2], seqs[i])
+    end
+  end
 end
 local bytes = 0
 for _, seq in ipairs(redis.call('HKEYS', KEYS[2])) do

@@ -1,5 +1,7 @@
 // Talking to the server: JSON requests, and a live stream that reconnects by itself.
 
+import { withQuery } from "./util.js";
+
 export class ApiError extends Error {
   constructor(status, body) {
     super((body && body.message) || "HTTP " + status);
@@ -8,19 +10,8 @@ export class ApiError extends Error {
   }
 }
 
-export function query(params) {
-  const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params || {})) {
-    if (value === null || value === undefined || value === "" || value === false) continue;
-    if (Array.isArray(value)) value.forEach((v) => search.append(name, v));
-    else search.set(name, String(value));
-  }
-  const text = search.toString();
-  return text ? "?" + text : "";
-}
-
 export async function api(path, params, signal) {
-  const response = await fetch(path + query(params), { headers: { Accept: "application/json" }, signal });
+  const response = await fetch(withQuery(path, params), { headers: { Accept: "application/json" }, signal });
   if (!response.ok) {
     let body = null;
     try {
@@ -69,7 +60,7 @@ export class LiveStream {
     this.controller = controller;
     let retryAfter = null;
     try {
-      const response = await fetch(this.path + "?after_seq=" + this.lastSeq, {
+      const response = await fetch(withQuery(this.path, { after_seq: this.lastSeq }), {
         headers: { Accept: "text/event-stream" }, signal: controller.signal, cache: "no-store" });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));

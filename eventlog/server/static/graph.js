@@ -2,7 +2,7 @@
 // recipient pair with its message count, and the same pairs as a list of buttons. Picking a
 // pair (in either) filters the transcript to it.
 
-import { colourOf, el, plural, putText, textEl } from "./util.js";
+import { colourOf, el, plural, shownText, textEl } from "./util.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const EVERYONE = "\u0000everyone";  // no participant name can hold a NUL... as the key only
@@ -95,9 +95,7 @@ export function renderGraph(container, data, onPick) {
     const cls = name === EVERYONE ? "node everyone" : "node " + colourOf(name);
     picture.append(svg("circle", { cx: x, cy: y, r: 20 }, cls));
     const text = svg("text", { x, y: y + 36, "text-anchor": "middle" }, "node-label");
-    const shown = document.createElement("span");
-    putText(shown, short(label(name), 16));
-    text.textContent = shown.textContent;
+    text.textContent = shownText(short(label(name), 16));
     picture.append(text);
   }
   const list = el("ul", "pairs");

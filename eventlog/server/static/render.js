@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import {
-  bytes, clock, colourOf, el, fullDate, isoDate, plural, putText, sessionHash, sessionPath, textEl,
+  bytes, clock, colourOf, el, fullDate, isoDate, plural, putText, sessionHash, sessionUrl, shownText, textEl,
 } from "./util.js";
 
 const COLLAPSE_CHARS = 1500;     // longer content starts collapsed
@@ -28,7 +28,7 @@ function seqLink(ctx, seq) {
 
 async function fullEvent(ctx, event) {
   if (!event.clipped) return event;
-  return api(sessionPath(ctx.sid) + "/events/" + event.seq);
+  return api(sessionUrl(ctx.sid, "/events/" + event.seq));
 }
 
 function rawJson(event) {
@@ -66,7 +66,7 @@ function jsonDetails(label, value, load) {
       const shown = load ? await load() : value;
       putText(pre, JSON.stringify(shown, null, 2));
     } catch (error) {
-      pre.textContent = "Could not load: " + error.message;
+      pre.textContent = shownText("Could not load: " + error.message);
     }
   });
   return details;
@@ -94,7 +94,7 @@ function contentBlock(ctx, event, d) {
   more.addEventListener("click", async () => {
     if (block.classList.contains("collapsed") && event.clipped) {
       if (event.size > INLINE_MAX) {
-        window.open(sessionPath(ctx.sid) + "/events/" + event.seq, "_blank", "noopener");
+        window.open(sessionUrl(ctx.sid, "/events/" + event.seq), "_blank", "noopener");
         return;
       }
       more.textContent = "Loading\u2026";
@@ -105,7 +105,7 @@ function contentBlock(ctx, event, d) {
         event.clipped = false;
         event.data = whole.data;
       } catch (error) {
-        more.textContent = "Could not load: " + error.message;
+        more.textContent = shownText("Could not load: " + error.message);
         return;
       }
     }
@@ -141,7 +141,7 @@ function customNode(ctx, event) {
   const label = "data (" + bytes(event.size) + ")";
   if (event.clipped && event.size > INLINE_MAX) {
     const link = el("a", "raw-link", "Open the whole event as JSON (" + bytes(event.size) + ")");
-    link.href = sessionPath(ctx.sid) + "/events/" + event.seq;
+    link.href = sessionUrl(ctx.sid, "/events/" + event.seq);
     link.target = "_blank";
     link.rel = "noopener";
     item.append(textEl("p", "preview", event.preview, ctx.mark), link);

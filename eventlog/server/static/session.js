@@ -6,7 +6,8 @@ import { api, LiveStream } from "./api.js";
 import { renderGraph } from "./graph.js";
 import { emptyNote, Transcript } from "./transcript.js";
 import {
-  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionHash, sessionPath, textEl,
+  $, bytes, colourOf, debounce, el, fullDate, plural, putText, resetColours, sessionHash, sessionUrl, shownText,
+  textEl,
 } from "./util.js";
 
 const FACTS_MS = 3000;       // size re-read at most this often while events arrive
@@ -92,12 +93,12 @@ export class SessionView {
     $("f-type").replaceChildren(option("", "any type"));
     $("in-search").value = "";
     $("jump").value = "";
-    $("export-jsonl").href = sessionPath(id) + "/export?format=jsonl";
-    $("export-md").href = sessionPath(id) + "/export?format=markdown";
+    $("export-jsonl").href = sessionUrl(id, "/export", { format: "jsonl" });
+    $("export-md").href = sessionUrl(id, "/export", { format: "markdown" });
     this.setLive("connecting", "connecting");
     let summary;
     try {
-      summary = await api(sessionPath(id));
+      summary = await api(sessionUrl(id));
     } catch (error) {
       if (this.id !== id) return;
       $("facts").replaceChildren(el("div", null, error.message));
@@ -111,7 +112,7 @@ export class SessionView {
     this.renderHead();
     this.loadGraph();
     await this.start(seq ? { around_seq: seq } : null, seq);
-    api(sessionPath(id) + "/verify").then((report) => this.verified(id, report)).catch(() => {});
+    api(sessionUrl(id, "/verify")).then((report) => this.verified(id, report)).catch(() => {});
   }
 
   close() {
@@ -145,7 +146,7 @@ export class SessionView {
       transcript.scrollToEnd();
     }
     if (!this.stream) {
-      this.stream = new LiveStream(sessionPath(id) + "/stream", page.last_seq, {
+      this.stream = new LiveStream(sessionUrl(id, "/stream"), page.last_seq, {
         events: (events) => this.onEvents(events),
         state: (name, detail) => this.onState(name, detail),
         gone: (status) => this.onGone(status),
@@ -228,7 +229,7 @@ export class SessionView {
   // again, and mark the events it hides.
   refold() {
     const id = this.id;
-    api(sessionPath(id)).then((fresh) => {
+    api(sessionUrl(id)).then((fresh) => {
       if (this.id !== id || !this.summary) return;
       for (const name of ["message_count", "participants", "metadata", "rewinds"]) {
         this.summary[name] = fresh[name];
@@ -255,7 +256,7 @@ export class SessionView {
     if (this.dirty && now - this.lastFacts > FACTS_MS) {
       this.lastFacts = now;
       const id = this.id;
-      api(sessionPath(id)).then((fresh) => {
+      api(sessionUrl(id)).then((fresh) => {
         if (this.id !== id) return;
         this.summary.size_bytes = fresh.size_bytes;
         this.renderFacts();
@@ -266,7 +267,7 @@ export class SessionView {
       this.lastVerify = now;
       this.dirty = false;
       const id = this.id;
-      api(sessionPath(id) + "/verify").then((report) => this.verified(id, report)).catch(() => {});
+      api(sessionUrl(id, "/verify")).then((report) => this.verified(id, report)).catch(() => {});
     }
   }
 
@@ -301,8 +302,8 @@ export class SessionView {
   setLive(which, text, title) {
     const live = $("live");
     live.dataset.state = which;
-    live.textContent = text;
-    live.title = title || "";
+    live.textContent = shownText(text);
+    live.title = shownText(title);
   }
 
   transcriptChanged() {
@@ -388,7 +389,7 @@ export class SessionView {
     this.graphAt = Date.now();
     let data;
     try {
-      data = await api(sessionPath(id) + "/graph");
+      data = await api(sessionUrl(id, "/graph"));
     } catch (_) {
       return;
     }

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import {
-  $, ago, bytes, debounce, el, highlighter, plural, putText, sessionHash, sessionPath, textEl,
+  $, ago, bytes, debounce, el, highlighter, plural, putText, sessionHash, sessionUrl, shownText, textEl,
 } from "./util.js";
 
 const PAGE = 100;
@@ -78,7 +78,7 @@ export class SessionList {
       this.render();
       this.verifyAhead();
     } catch (error) {
-      $("list-status").textContent = "Cannot load sessions: " + error.message;
+      $("list-status").textContent = shownText("Cannot load sessions: " + error.message);
     }
   }
 
@@ -94,7 +94,7 @@ export class SessionList {
       this.next = page.next_cursor;
       this.render();
     } catch (error) {
-      $("list-status").textContent = "Cannot load more sessions: " + error.message;
+      $("list-status").textContent = shownText("Cannot load more sessions: " + error.message);
     } finally {
       this.loadingMore = false;
     }
@@ -174,7 +174,7 @@ export class SessionList {
     this.verifying = true;
     try {
       for (const s of todo) {
-        const report = await api(sessionPath(s.session_id) + "/verify").catch(() => null);
+        const report = await api(sessionUrl(s.session_id, "/verify")).catch(() => null);
         if (report) s.verify = report;
       }
     } finally {
@@ -216,7 +216,7 @@ export class SessionList {
         : search.next ? "No match yet (searched " + page.events_scanned + " events)" : "No match.";
       $("more-hits").hidden = !search.next;
     } catch (error) {
-      $("hits-status").textContent = "Search failed: " + error.message;
+      $("hits-status").textContent = shownText("Search failed: " + error.message);
     }
   }
 

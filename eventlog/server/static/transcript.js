@@ -9,7 +9,7 @@
 
 import { api } from "./api.js";
 import { eventNode, gapNode, hiddenBy, markRewound } from "./render.js";
-import { $, duration, el, highlighter, sessionPath } from "./util.js";
+import { $, duration, el, highlighter, sessionUrl } from "./util.js";
 
 const PAGE = 150;
 const CAP = 500;                   // events in the page at most
@@ -87,7 +87,7 @@ export class Transcript {
   }
 
   async fetchPage(extra) {
-    const page = await api(sessionPath(this.sid) + "/transcript", this.params(extra));
+    const page = await api(sessionUrl(this.sid, "/transcript"), this.params(extra));
     this.headSeq = Math.max(this.headSeq, page.last_seq);
     return page;
   }

@@ -11,15 +11,23 @@ const HIDDEN = /[\u202a-\u202e\u2066-\u2069\u0000-\u0008\u000b-\u001f\u007f-\u00
 
 export const $ = (id) => document.getElementById(id);
 
+function codeOf(ch) {
+  return "U+" + ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+}
+
+// `text` as a string with each hidden character written as its code ("U+202E"): the one
+// neutralising step for text set where no mark element can go (an <option>, an SVG <text>,
+// a title, anything `el` is given). putText shows the same codes, as marked elements.
+export function shownText(text) {
+  return (text === null || text === undefined ? "" : String(text)).replace(HIDDEN, codeOf);
+}
+
+// An element; its `text` (untrusted or not) is neutralised, so no caller can forget to.
 export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (text !== undefined && text !== null) node.textContent = shownText(text);
   return node;
-}
-
-function codeOf(ch) {
-  return "U+" + ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
 }
 
 function escapeRegExp(text) {
@@ -140,8 +148,28 @@ export function debounce(fn, ms) {
   };
 }
 
-export function sessionPath(id) {
-  return "/api/sessions/" + encodeURIComponent(id);
+// `url` with `params` added to its query; a null, undefined, "" or false value is left out,
+// an array repeats the name.
+export function withQuery(url, params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params || {})) {
+    if (value === null || value === undefined || value === "" || value === false) continue;
+    if (Array.isArray(value)) value.forEach((v) => search.append(name, v));
+    else search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text ? url + (url.includes("?") ? "&" : "?") + text : url;
+}
+
+// The URL of a session's route (`tail` is "", "/graph", "/events/12", ...). `.` and `..` are
+// dot segments, which the browser resolves in a path, "%2E%2E" too (the URL standard), so
+// /api/sessions/../graph would ask for /api/graph: those two ids go in the query form the
+// server serves for every route, /api/session/graph?session_id=..
+export function sessionUrl(id, tail, params) {
+  const url = id === "." || id === ".."
+    ? "/api/session" + (tail || "") + "?session_id=" + encodeURIComponent(id)
+    : "/api/sessions/" + encodeURIComponent(id) + (tail || "");
+  return withQuery(url, params);
 }
 
 export function sessionHash(id, seq) {
