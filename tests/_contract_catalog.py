@@ -227,6 +227,18 @@ class CatalogContract(ContractBase):
             with pytest.raises(InvalidInputError):
                 call()
 
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), {"deep": [-float("inf")]}])
+    def test_a_metadata_filter_that_is_not_json_is_refused_naming_its_key(
+            self, log: EventLog, value: object) -> None:
+        """No metadata can hold NaN or an infinity (JSON has none), so such a filter was
+        accepted and silently matched nothing (outside tester): it is bad input."""
+        _fill(log)
+        for call in (lambda: log.list_sessions(metadata={"team": "red", "score": value}),
+                     lambda: log.count_sessions(metadata={"score": value}),
+                     lambda: log.page_sessions(10, metadata={"score": value})):
+            with pytest.raises(InvalidInputError, match=r"metadata\['score'\]"):
+                call()
+
     def test_paging_with_random_filters_yields_the_filtered_ordered_list(self, log: EventLog) -> None:
         truth = _fill(log)
 

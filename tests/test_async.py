@@ -7,6 +7,7 @@ import asyncio
 import gc
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,36 @@ def test_calls_from_successive_event_loops(tmp_path: Path) -> None:
         asyncio.run(scenario())
     assert log.sync.get_session("s").last_seq == 61
     log.sync.close()
+
+
+def test_a_batch_ends_before_it_outgrows_the_young_generation() -> None:
+    def heavy() -> Iterator[eventlog.Event]:
+        for seq in range(1, 1001):  # each event's data: 21 containers the collector tracks
+            yield eventlog.Event(seq=seq, type="x.y", ts=0.0, data=[[k] for k in range(20)])
+
+    source = heavy()
+    rest: list[eventlog.Event] = []
+    with _async._CollectorPause():  # as in a worker: no collection resets the count midway
+        batch, ended = _async._take(source, 500)
+        while not ended:
+            more, ended = _async._take(source, 500)
+            rest += more
+    assert 0 < len(batch) < 500
+    assert len(batch) * 21 <= gc.get_threshold()[0]
+    assert [e.seq for e in batch + rest] == list(range(1, 1001))
+    light = (eventlog.Event(seq=seq, type="x.y", ts=0.0, data=seq) for seq in range(1, 1001))
+    assert len(_async._take(light, 100)[0]) == 100  # one tracked tuple each: the count decides
+
+
+def test_events_with_big_data_all_arrive_in_order(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("big")
+        await log.append_many("big", [("x.y", {"parts": [{"k": [n, k]} for k in range(30)]})
+                                      for n in range(700)])
+        seen = [e async for e in log.events("big")]
+        assert [e.seq for e in seen] == list(range(1, 702))
+        assert seen[-1].data["parts"][29] == {"k": [699, 29]}
+        await log.close()
+
+    asyncio.run(scenario())

@@ -159,6 +159,18 @@ def test_show_and_sessions_escape_bidirectional_overrides(capsys, store):
     assert safe("\u200f\u05d0 \u0627") == "\u200f\u05d0 \u0627"  # right-to-left text itself stays
 
 
+def test_a_literal_backslash_escape_is_not_taken_for_an_escaped_override(capsys, store):
+    r"""An id of the six characters ``\u202e`` was shown exactly like an escaped real override
+    (outside tester): a backslash is shown as ``\\``, so each shown escape means one thing."""
+    with eventlog.open(store) as log:
+        log.create_session("fake\\u202e", ["A"])
+        log.create_session("real\u202e", ["A"])
+    out = cli(capsys, "sessions", "--store", store)[1]
+    assert "fake\\\\u202e " in out and "real\\u202e " in out, out
+    assert safe("C:\\new\\x1b") == "C:\\\\new\\\\x1b"
+    assert safe("\\\x1b") == "\\\\\\x1b"  # a backslash, then a real ESC
+
+
 def test_tail_prints_the_last_n(capsys, store, team):
     code, out, _ = cli(capsys, "tail", "-n", "2", "team", "--store", store)
     assert code == 0
@@ -344,7 +356,7 @@ def test_export_unknown_session_writes_no_file(capsys, store, team, tmp_path):
     code, _, err = cli(capsys, "export", "nope", "-o", tmp_path / "x.jsonl", "--store", store)
     assert (code, err) == (1, "eventlog: session 'nope' does not exist\n")
     assert not (tmp_path / "x.jsonl").exists()
-    assert list(tmp_path.glob(".eventlog-export-*")) == []
+    assert list(tmp_path.glob(".*")) == []  # nor the temporary file it was written to
 
 
 def test_export_errors_name_the_path_given(capsys, store, team, tmp_path):

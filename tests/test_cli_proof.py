@@ -3,8 +3,13 @@ without Ed25519 signatures."""
 
 from __future__ import annotations
 
+import io
 import json
+import resource
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,9 @@ import pytest
 import eventlog
 from eventlog import ChatMessage
 from eventlog.cli._main import run
+
+from . import _procs
+from ._tmpfs import fill, tmpfs
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -103,3 +111,62 @@ def test_signed_checkpoints(store: str, tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = cli(capsys, "verify", "--checkpoint", str(tmp_path / "plain.json"),
                        "--public-key", f"{key}.pub", "--store", store)
     assert code == 1 and "not signed" in err
+
+
+def _file_size_limit() -> None:  # in the child: writes past 2,000 bytes fail (EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+@pytest.mark.parametrize("command", [["checkpoint"], ["export", "s0", "--format", "json"]])
+def test_output_that_fails_to_write_leaves_no_file(tmp_path: Path, command: list[str]) -> None:
+    """``-o FILE`` writes FILE whole or not at all: a write that fails part way (here the file
+    size limit) leaves neither FILE nor the temporary file beside it (checkpoint left
+    ``.FILE.<pid>.tmp``: outside tester's repro 04)."""
+    store = tmp_path / "store"
+    with eventlog.open(store) as log:
+        for i in range(60):
+            log.create_session(f"s{i}", ["A"])
+            log.append("s0", "note", {"text": "x" * 100})
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "eventlog", "--store", str(store), *command,
+                           "-o", str(out / "result.json")], env=_procs.worker_env(),
+                          capture_output=True, text=True, preexec_fn=_file_size_limit, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"can't write {out / 'result.json'}" in done.stderr, done.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_keygen_on_a_full_disk_leaves_nothing_and_can_run_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The private key was created in place, then written: a full disk left an empty key
+    file, and every later keygen refused it as an existing key."""
+    pytest.importorskip("cryptography", reason="needs eventlog[sign]")
+    with tmpfs(tmp_path / "disk", "size=16k") as disk:
+        fill(disk)
+        key = disk / "audit.key"
+        code, _, err = cli(capsys, "keygen", str(key))
+        assert code == 1 and "can't write the key pair" in err, err
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+        (disk / "filler").unlink()
+        code, _, err = cli(capsys, "keygen", str(key))
+        assert code == 0, err
+        assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_a_token_file_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A server's first start writes its token file; on a full disk it raises and leaves
+    no file, so the next start makes a whole one (an empty one was read as the token)."""
+    from eventlog.server._token import load_token
+
+    with tmpfs(tmp_path / "disk", "size=16k") as disk:
+        fill(disk)
+        path = disk / "token"
+        with pytest.raises(OSError):
+            load_token(str(path), out=io.StringIO())
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+        (disk / "filler").unlink()
+        token = load_token(str(path), out=io.StringIO())
+        assert path.read_text() == f"{token}\n" and len(token) >= 32

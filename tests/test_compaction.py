@@ -5,6 +5,10 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
+import resource
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,8 @@ import pytest
 
 import eventlog
 from eventlog import ChatMessage, CompactionReport, CorruptLogError, SessionNotFoundError
+
+from . import _procs
 
 SID = "s1"
 
@@ -352,3 +358,27 @@ def test_delete_waits_for_a_compactor_and_compact_all_skips_a_busy_session(tmp_p
         holder.join()
     log.delete_session(SID)
     assert not log.session_exists(SID)
+
+
+def _file_size_limit() -> None:  # in the child: no file may grow past 6,000 bytes (EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+
+def test_a_failed_seal_names_the_seal_not_an_append(tmp_path: Path) -> None:
+    """A compaction on a full disk (here: a file size limit the segment is already past, so
+    its trailer can't be written) said "write failed, nothing appended", the words of an
+    append that it never made (outside tester). The error names what failed."""
+    store = tmp_path / "store"
+    with eventlog.open(store) as log:
+        log.create_session("a", ["A"])
+        log.append_many("a", [("note", {"text": "x" * 500}) for _ in range(16)])
+    assert (store / "a" / "seg-0000000000000001.jsonl").stat().st_size > 6000
+    done = subprocess.run([sys.executable, "-m", "eventlog", "--store", str(store), "compact",
+                           "--all"], env=_procs.worker_env(), capture_output=True, text=True,
+                          preexec_fn=_file_size_limit, timeout=120)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in said, said
+    assert "sealing segment 1" in said and "appended" not in said, said
+    with eventlog.open(store) as log:
+        assert log.verify().ok  # the failed seal was undone

@@ -452,3 +452,54 @@ def test_a_log_cut_anywhere_reads_as_the_appends_that_were_whole(
         assert after.seq == last_seq + 1
         assert quarantined(root) == ([data[whole_bytes:cut]] if cut > whole_bytes else [])
         assert_reads(root, [*events[:last_seq], after])
+
+
+class TestMissingLockFile:
+    """A session directory whose ``lock`` was removed behind the store's back (the README: a
+    session's directory always holds its lock). Its records are all there, so it is a
+    damaged session, not a missing one: listed, found, readable, reported by verify, and no
+    writer touches it (outside tester's repro 03: it was listed but not found, verify said
+    ok, appends said it did not exist, create said it did, and delete never returned)."""
+
+    def _store(self, root: Path) -> list[Event]:
+        with eventlog.open(root) as log:
+            log.create_session("a", ["A"])
+            log.create_session("b", ["B"])
+            log.append("a", "t", {"x": 1})
+            events = list(log.events("a"))
+        (root / "a" / "lock").unlink()
+        return events
+
+    def test_it_is_one_damaged_session_everywhere(self, root: Path) -> None:
+        events = self._store(root)
+        with eventlog.open(root, create=False, lock_timeout=2) as log:
+            assert "a" in log.session_ids() and log.session_exists("a")
+            assert [s.session_id for s in log.list_sessions()] == ["a", "b"]
+            assert list(log.events("a")) == events  # nothing acknowledged is hidden
+            assert log.get_session("a").participants == ["A"]
+            for report in (log.verify(), log.verify("a")):
+                assert not report.ok
+                assert any("'a'" in p and "lock file is missing" in p for p in report.problems), \
+                    report.problems
+            for write in (lambda: log.append("a", "t", {"x": 2}),
+                          lambda: log.add_message(message("a", sender="A")),
+                          lambda: log.delete_session("a"),
+                          lambda: log.compact("a")):
+                with pytest.raises(CorruptLogError, match="lock file is missing"):
+                    write()
+            with pytest.raises(eventlog.SessionExistsError):
+                log.create_session("a", ["A"])
+            assert any("lock file is missing" in p for p in log.compact().problems)
+            log.append("b", "t", {"x": 2})  # the others are untouched
+        assert sorted(p.name for p in (root / "a").iterdir()) == ["seg-0000000000000001.jsonl"]
+
+    def test_a_recreated_lock_page_of_zeros_repairs_it(self, root: Path) -> None:
+        """The README's repair, with no process using the store: a page of zeros says
+        "nothing published, read the files"."""
+        events = self._store(root)
+        (root / "a" / "lock").write_bytes(bytes(64))
+        with eventlog.open(root, create=False) as log:
+            assert log.verify().ok
+            log.append("a", "t", {"x": 2})
+            assert list(log.events("a"))[:-1] == events
+            assert log.verify().ok

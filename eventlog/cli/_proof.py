@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..core._checkpoint import Checkpoint
 from ..core._errors import InvalidInputError
 from ._args import CliError, open_store, positive, session_id
+from ._output import output_file
 from ._terminal import print_json, safe
 
 
@@ -50,12 +50,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
         return 0
-    try:
-        temp = args.output.with_name(f".{args.output.name}.{os.getpid()}.tmp")
-        temp.write_text(text)
-        temp.replace(args.output)
-    except OSError as exc:
-        raise CliError(f"can't write {args.output}: {exc}") from None
+    with output_file(args.output) as out:
+        out.write(text.encode())
     what = f"session {safe(args.session)} at seq {checkpoint.seq}" if args.session else \
         f"{checkpoint.seq} session(s)"
     print(f"checkpoint of {what} written to {safe(str(args.output))}"

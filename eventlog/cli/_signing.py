@@ -4,12 +4,12 @@ passphrase, written 0600; the public key SubjectPublicKeyInfo."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..core._checkpoint import Checkpoint
+from ..core._newfile import write_new_file
 from ._args import CliError
 
 
@@ -36,11 +36,17 @@ def write_key_pair(path: Path) -> Path:
         if target.exists():
             raise CliError(f"{target} exists: keygen never overwrites a key")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(private_pem)
-        public.write_bytes(public_pem)
+        write_new_file(path, private_pem, 0o600)
+    except FileExistsError:
+        raise CliError(f"{path} exists: keygen never overwrites a key") from None
     except OSError as exc:
+        raise CliError(f"can't write the key pair: {exc}") from None
+    try:
+        write_new_file(public, public_pem, 0o644)
+    except OSError as exc:
+        path.unlink()  # ours, made just now: a pair or nothing, so that keygen can run again
+        if isinstance(exc, FileExistsError):
+            raise CliError(f"{public} exists: keygen never overwrites a key") from None
         raise CliError(f"can't write the key pair: {exc}") from None
     return public
 

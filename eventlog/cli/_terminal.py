@@ -19,8 +19,9 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # C0 and C1 control characters other than newline and tab: message content is written by
 # agents, and an escape sequence in it must not be able to drive the reader's terminal. And the
 # bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): with them
-# "\u202egpj.exe" reads as "exe.jpg", and one in a name reverses the rest of the line.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# "\u202egpj.exe" reads as "exe.jpg", and one in a name reverses the rest of the line. And the
+# backslash itself: else an id spelling the six characters of an escape looks like the real one.
+_CONTROL = re.compile("[\\\\\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def parse_duration(text: str) -> float:
@@ -74,12 +75,16 @@ def human_bytes(count: int) -> str:
 
 def safe(text: str) -> str:
     """``text`` with control and bidi-override characters shown as escapes (``\\x1b``,
-    ``\\u202e``), so it can neither drive a terminal nor reorder what is shown."""
+    ``\\u202e``), so it can neither drive a terminal nor reorder what is shown; and a
+    backslash as ``\\\\``, so text that spells an escape is never taken for one."""
     return _CONTROL.sub(_escape, text)
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

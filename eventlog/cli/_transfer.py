@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -20,7 +19,6 @@ import orjson
 from ..core._codec import FORMAT_VERSIONS, ChainReader, Head
 from ..core._errors import (
     CorruptLogError,
-    EventLogError,
     InvalidInputError,
     SessionExistsError,
     SessionNotFoundError,
@@ -31,6 +29,7 @@ from ..core._validate import loads_strict
 from ..store._log import EventLog
 from ._args import CliError, open_location, open_store, session_id, store_location, usage_error
 from ._export import EXPORT_FORMAT, EXPORTERS, HEADER_KEY
+from ._output import output_file
 from ._terminal import Progress, safe
 
 EVENT_KEYS = frozenset(("seq", "type", "ts", "data"))
@@ -46,40 +45,13 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
 
 
-@contextmanager
-def _output(path: str | None) -> Iterator[IO[bytes]]:
-    """Standard output, or a file that appears whole or not at all (written aside, then renamed)."""
-    if path is None:
-        sys.stdout.flush()
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    if os.path.isdir(path):
-        raise CliError(f"can't write {path}: it is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=".eventlog-export-")
-    except OSError as exc:
-        raise CliError(f"can't write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.replace(temp, path)
-    except BaseException as exc:
-        os.unlink(temp)
-        if isinstance(exc, OSError) and not isinstance(exc, EventLogError):
-            # The temporary file's name means nothing to the user: name the path given.
-            raise CliError(f"can't write {path}: {exc.strerror or exc}") from None
-        raise
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     with open_store(args) as log:
         events = log.events(args.session)
         first = next(events, None)  # before creating a file: an unknown session fails cleanly
         if first is None:
             raise CliError(f"session {args.session!r} holds no events to export")
-        with _output(args.output) as out:
+        with output_file(args.output) as out:
             EXPORTERS[args.format](args.session, _chain(first, events), out)
     return 0
 

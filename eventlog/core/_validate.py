@@ -262,3 +262,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise InvalidInputError(f"duplicate key {key!r}")
             seen.add(key)
     return found
+
+
+def check_key(key: object, version: int, what: str = "idempotency_key") -> None:
+    """An idempotency key, checked; refused by a store of format version 1, whose records
+    have exactly five members: the ``"k"`` member that holds a key is version 2's, and a
+    version 1 store must stay readable by the releases that wrote it (they take a record
+    with a sixth member for damage)."""
+    check_text(what, key)
+    if version == 1:
+        raise InvalidEventError(
+            f"{what}: this store is of record format version 1, which can't hold idempotency "
+            "keys (they are format version 2's); move it to version 2 with `eventlog copy`")

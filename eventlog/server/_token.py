@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..core._errors import InvalidInputError
+from ..core._newfile import write_new_file
 
 MIN_TOKEN = 16
 
@@ -40,11 +41,9 @@ def load_token(token_file: str | os.PathLike[str] | None = None, *, out: TextIO 
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_file(path, f"{token}\n".encode(), 0o600)
     except FileExistsError:  # another server made it meanwhile: use that one
         return _read(path)
-    with os.fdopen(fd, "w") as file:
-        file.write(token + "\n")
     print(f"eventlog: made a bearer token for writes, kept in {path} (mode 0600); "
           f"it is shown only this once:\n\n    {token}\n", file=out or sys.stderr, flush=True)
     return token

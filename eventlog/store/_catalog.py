@@ -44,7 +44,7 @@ from ..core._errors import (
     SessionNotFoundError,
 )
 from ..core._records import ChatSession
-from ..core._validate import check_timestamp, shown
+from ..core._validate import check_json, check_timestamp, shown
 from ._state import SessionState
 
 if TYPE_CHECKING:
@@ -123,10 +123,13 @@ def make_query(participant: object = None, metadata: object = None, prefix: obje
         for key, value in metadata.items():
             if type(key) is not str:
                 raise InvalidInputError(f"metadata keys must be str, not {shown(key)}")
+            # Checked as stored metadata is (no NaN, no infinity, no other types): orjson
+            # writes NaN as null, so such a filter matched nothing, or a null, silently.
             try:
-                pairs.append((key, _canonical(value)))
-            except TypeError as exc:
-                raise InvalidInputError(f"metadata[{key!r}] is not plain JSON ({exc})") from None
+                check_json(value, f"metadata[{key!r}]")
+            except InvalidInputError as exc:
+                raise InvalidInputError(str(exc)) from None
+            pairs.append((key, _canonical(value)))
         pairs.sort()
     if prefix is not None and type(prefix) is not str:
         raise InvalidInputError(f"prefix must be a str, not {shown(prefix)}")

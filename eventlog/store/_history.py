@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import orjson
+
 from ..core._codec import (
     ChainReader,
     Head,
@@ -39,7 +41,7 @@ from ..core._errors import (
 )
 from ..core._rechain import rechain
 from ..core._records import ChatMessage, ChatSession, Event
-from ..core._validate import check_session_id, check_text
+from ..core._validate import check_key, check_session_id, check_text
 from ._state import FORKED, MESSAGE, REWOUND, to_message
 
 if TYPE_CHECKING:
@@ -104,6 +106,8 @@ def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
         head = genesis(new)
         try:
             for batch in rechain(reader, chunks, head, at):
+                if log.version == 1:
+                    _refuse_keys(batch)
                 head = Head(batch[-1].seq, batch[-1].digest)
                 yield batch
         finally:
@@ -126,6 +130,18 @@ def fork(log: EventLog, source: str, new_id: str | None, at_seq: int | None,
     log._folding.remember_fold(new, fold)
     log._mark(new)
     return fold.to_session()
+
+
+def _refuse_keys(batch: list[Record]) -> None:
+    """A version 1 store written before keys were version 2's may hold keyed records; a
+    fork must not copy one, or the store would hold a record its own releases take for
+    damage (an import refuses them the same way). Only a line holding the bytes of a
+    member named k is decoded to tell whether the record (not its data) has one."""
+    for record in batch:
+        if b'"k":' in record.line:
+            key = orjson.loads(record.line).get("k")
+            if key is not None:
+                check_key(key, 1, f"event {record.seq}'s key")
 
 
 def _digest_at(log: EventLog, sid: str, seq: int) -> str:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ..core._codec import Head, encode_payload
 from ..core._errors import EventLogError, InvalidEventError, StorageError
 from ..core._records import ChatSession, Event
-from ._inputs import Durability, check_imported, check_key
+from ..core._validate import check_key
+from ._inputs import Durability, check_imported
 from ._redaction import check_imported as check_redactions
 from ._state import CREATED, REWOUND
 

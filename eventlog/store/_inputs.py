@@ -110,18 +110,6 @@ def _check_reserved(event: Event) -> None:
                                 "other session.* or message* types")
 
 
-def check_key(key: object, version: int, what: str = "idempotency_key") -> None:
-    """An idempotency key, checked; refused by a store of format version 1, whose records
-    have exactly five members: the ``"k"`` member that holds a key is version 2's, and a
-    version 1 store must stay readable by the releases that wrote it (they take a record
-    with a sixth member for damage)."""
-    check_text(what, key)
-    if version == 1:
-        raise InvalidEventError(
-            f"{what}: this store is of record format version 1, which can't hold idempotency "
-            "keys (they are format version 2's); move it to version 2 with `eventlog copy`")
-
-
 def message_session(message: object) -> str:
     if not isinstance(message, ChatMessage):
         raise InvalidEventError(f"expected a ChatMessage, not {type(message).__name__}")

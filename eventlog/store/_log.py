@@ -44,6 +44,7 @@ from ..core._records import (
 from ..core._validate import (
     check_event_type,
     check_json,
+    check_key,
     check_not_tombstone,
     check_session_id,
     check_text,
@@ -59,7 +60,6 @@ from ._inputs import (
     Durability,
     check_creation,
     check_durability,
-    check_key,
     check_seq,
     message_payload,
     message_session,

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from ..backends._base import Backend
 from ..core._codec import Head
-from ..core._errors import SessionNotFoundError
+from ..core._errors import CorruptLogError, SessionNotFoundError
 
 
 def recorded_before(backend: Backend, sid: str) -> tuple[Head | None, object]:
     """The recorded head and the session's life, taken before the log is read."""
     try:
         return backend.recorded_head(sid), backend.incarnation(sid)
-    except SessionNotFoundError:
+    except (SessionNotFoundError, CorruptLogError):  # gone, or nothing recorded to compare
         return None, None
 
 

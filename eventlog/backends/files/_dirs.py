@@ -76,7 +76,31 @@ class Dirs:
         return self.root / dir_name(session_id)
 
     def exists(self, session_id: str) -> bool:
-        return (self.dir(session_id) / "lock").exists()
+        # The directory, not its lock file: a session appears whole (its directory renamed
+        # into place with the lock inside) and leaves whole (renamed away before ``delete``
+        # unlinks the lock), so the two differ only when the lock was removed behind the
+        # store's back; that session is listed and its log reads, so it exists, damaged
+        # (``lock_missing``).
+        return os.path.isdir(self.dir(session_id))
+
+    def lock_missing(self, session_id: str) -> EventLogError:
+        """What to raise when the session's lock file can't be found: the session is gone,
+        or (its directory still there) damaged.
+
+        No writer recreates a missing lock, even under the directory lock (which keeps a
+        ``delete`` out): a process that opened the lock before it was removed still holds
+        its inode, and its fast append path takes the flock on that inode and checks the
+        page and the segment, never the name. A recreated lock would be a second lock, and
+        two writers would append to one segment at once. The page is also the only witness
+        of the head the store acknowledged (``_recorded``): a new, empty one would vouch
+        for a log that lost its end. So verify reports it and writes are refused until
+        someone who knows no process has the store open recreates it (see the README)."""
+        if not self.exists(session_id):
+            return SessionNotFoundError(session_id)
+        return CorruptLogError(
+            f"session {session_id!r}: its lock file is missing (its log reads, but nothing "
+            "writes to it until the lock is recreated: see the README's lock page)",
+            session_id=session_id, where="lock")
 
     def os_error(self, session_id: str, exc: OSError) -> EventLogError:
         """An OS error out of a session's files as an eventlog error: a file that vanished
@@ -111,11 +135,11 @@ class Dirs:
 
     def read_lock_file(self, session_id: str, read: Callable[[int], T]) -> T:
         """``read`` of the session's lock file, open read-only (its page, its inode): no
-        lock taken, nothing created; ``SessionNotFoundError`` when it is gone."""
+        lock taken, nothing created; ``lock_missing``'s error when it is gone."""
         try:
             fd = os.open(self.dir(session_id) / "lock", os.O_RDONLY | O_CLOEXEC)
         except FileNotFoundError:
-            raise SessionNotFoundError(session_id) from None
+            raise self.lock_missing(session_id) from None
         try:
             return read(fd)
         finally:
@@ -200,9 +224,23 @@ class Dirs:
                 os.stat("lock", dir_fd=fd)
                 return fd
             except FileNotFoundError:
-                # Deleted while we waited (``delete`` unlinks the lock file before it lets
-                # go): look again, the id may have been created anew.
+                # Deleted while we waited (``delete`` renames the directory away and unlinks
+                # its lock file before it lets go): look again, the id may have been created
+                # anew. Unless the directory is still the one at the session's name: then no
+                # delete moved it (it can't while we hold this lock), its lock was removed.
+                here = _same_dir(fd, self.dir(session_id))
                 unlock_dir(fd)
+                if here:
+                    raise self.lock_missing(session_id) from None
+
+
+def _same_dir(fd: int, path: Path) -> bool:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def unlock_dir(fd: int) -> None:

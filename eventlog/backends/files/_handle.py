@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core._codec import Head
-from ...core._errors import SessionNotFoundError, SessionPoisonedError, StorageError
+from ...core._errors import SessionPoisonedError, StorageError
 from ._dirs import O_CLOEXEC, Dirs
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import parse_header
@@ -299,7 +299,7 @@ class Handles:
         try:
             fd = os.open(path, os.O_RDWR | O_CLOEXEC)
         except FileNotFoundError:
-            raise SessionNotFoundError(session_id) from None
+            raise self.dirs.lock_missing(session_id) from None
         except OSError as exc:
             raise StorageError(exc.errno, f"can't open {path}: {exc}") from exc
         handle = Handle(fd)

@@ -71,7 +71,7 @@ def wait(dirs: Dirs, backend: Backend, session_id: str, after_seq: int,
     try:
         fd = os.open(dirs.dir(session_id) / "lock", os.O_RDONLY | O_CLOEXEC)
     except FileNotFoundError:
-        raise SessionNotFoundError(session_id) from None
+        raise dirs.lock_missing(session_id) from None
     try:
         life = life_of(fd)
         if incarnation is not None and life != incarnation:

@@ -161,7 +161,8 @@ def seal(dirs: Dirs, session_id: str, handle: Handle, durable: bool) -> Head:
     the first)."""
     with handle.transition():
         assert handle.head is not None
-        write_at_end(session_id, handle, trailer_line(handle.head) + b"\n")
+        write_at_end(session_id, handle, trailer_line(handle.head) + b"\n",
+                     failed=f"sealing segment {handle.seg_first}")
         if durable:
             os.fsync(handle.seg_fd)
         return next_segment(dirs, session_id, handle, handle.head, durable)
@@ -182,19 +183,24 @@ def write_records(session_id: str, handle: Handle, records: list[Record], durabl
     return sync_fd
 
 
-def write_at_end(session_id: str, handle: Handle, data: bytes, done: int = 0) -> None:
-    """Write ``data`` (of which ``done`` bytes already are) at the end of the segment."""
+def write_at_end(session_id: str, handle: Handle, data: bytes, done: int = 0, *,
+                 failed: str = "") -> None:
+    """Write ``data`` (of which ``done`` bytes already are) at the end of the segment;
+    ``failed`` names what the write was for, if not an append (see ``write_failed``)."""
     try:
         if done:
             write_all(handle.seg_fd, memoryview(data)[done:])
         else:
             write_all(handle.seg_fd, data)
     except OSError as exc:
-        raise write_failed(session_id, handle, exc) from exc
+        raise write_failed(session_id, handle, exc, failed) from exc
     handle.size += len(data)
 
 
-def write_failed(session_id: str, handle: Handle, exc: OSError) -> StorageError:
+def write_failed(session_id: str, handle: Handle, exc: OSError, failed: str = "") -> StorageError:
+    """The error of a write at the end of the segment, after undoing its part: an append's
+    ("nothing appended"), or ``failed``'s, the operation it was for (a seal, which a
+    compaction makes: "nothing appended" named an append nobody asked for)."""
     # Undo the part that made it, so the log ends at its last good record. If even
     # that fails, the cut bytes are a torn tail the next writer quarantines: a cut
     # batch never counts, because its last record is what completes it.
@@ -202,8 +208,8 @@ def write_failed(session_id: str, handle: Handle, exc: OSError) -> StorageError:
         os.ftruncate(handle.seg_fd, handle.size)
     except OSError:
         handle.forget()
-    return StorageError(exc.errno, f"session {session_id!r}: write failed, nothing appended: "
-                        f"{exc}")
+    what = f"write failed {failed}, left as it was" if failed else "write failed, nothing appended"
+    return StorageError(exc.errno, f"session {session_id!r}: {what}: {exc.strerror or exc}")
 
 
 def fsync_appended(session_id: str, handle: Handle, sync_fd: int) -> None:
