@@ -235,7 +235,8 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
                             s.message_count, s.participants, s.metadata,
                             None if s.forked_from is None else list(s.forked_from),
                             [list(r) for r in s.rewinds]]))
-        fresh.append((sid, state.head, encode_entry(state)))
+        if not state.unerased:  # see _state.ErasureProof
+            fresh.append((sid, state.head, encode_entry(state)))
     if fresh:
         save(log, fresh)
     return found
@@ -254,7 +255,7 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
         row for row in log.backend.catalog_read(next(iter(folded))) if row[0] in folded]
     for sid, blob in rows:
         state = folded.get(sid)
-        if state is None or blob is None:
+        if state is None or blob is None or state.unerased:
             continue
         try:
             entry, head = decode_entry(sid, blob)
@@ -301,7 +302,7 @@ def flush(log: EventLog) -> None:
     fresh = []
     for sid in sids:
         fold = log._folds.get(sid)
-        if fold is None:
+        if fold is None or fold.unerased:
             continue
         head = fold.head  # read before the copy: a newer fold is refused by the backend
         state = fold.copy()
