@@ -256,7 +256,7 @@ class EventLog:
         except BaseException:
             self._folds.pop(sid, None)
             raise
-        # Windows.advanced_one, inlined for its common case: the window stood at the head
+        # Windows.advanced for one event, inlined for its common case: the window stood at the head
         # this append was sealed after (see _retries.Window).
         window = self._windows.table.get(sid)
         if window is not None and window.at[0] == after:
