@@ -559,3 +559,4 @@ class FileBackend(Backend):
 
     def close(self) -> None:
         self._table.close()
+        self._catalog.close()

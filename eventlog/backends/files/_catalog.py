@@ -55,6 +55,7 @@ import heapq
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,6 +90,12 @@ Refold = Callable[[str], "tuple[Head, bytes, float, float] | None"]
 None (gone, or damaged); ``Backend.catalog_walk``'s."""
 
 
+def _close_boxed(box: list[int]) -> None:
+    if box[0] >= 0:
+        os.close(box[0])
+        box[0] = -1
+
+
 class FileCatalog:
     """One store's catalog file, with what this process has read of it and the marks this
     process has outstanding."""
@@ -99,7 +106,11 @@ class FileCatalog:
         self.directory = directory
         self.lock = threading.Lock()
         self.view: View | None = None
-        self.fd = -1
+        # The view's descriptor, in a box a finalizer holds: a store dropped without close()
+        # (the backend and this object refer to each other, so only the cyclic collector
+        # frees them) still lets go of it.
+        self._fd_box = [-1]
+        weakref.finalize(self, _close_boxed, self._fd_box)
         self.marked: dict[str, str] = {}  # session id -> this process's outstanding token
         self.pid = os.getpid()
         self.prefix = uuid.uuid4().hex[:12]
@@ -215,10 +226,22 @@ class FileCatalog:
 
     # Reading -----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Let go of the view's descriptor (the store is closing; a later read opens anew)."""
+        with self.lock:
+            self._forget_view()
+
+    @property
+    def fd(self) -> int:
+        return self._fd_box[0]
+
+    @fd.setter
+    def fd(self, fd: int) -> None:
+        self._fd_box[0] = fd
+
     def _forget_view(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        self.fd, self.view = -1, None
+        _close_boxed(self._fd_box)
+        self.view = None
 
     def _refresh(self) -> View | None:
         """Read what was appended since the last look (all of it for a new file). Call it
