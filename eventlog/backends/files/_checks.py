@@ -72,7 +72,9 @@ def _check_segment(source: Source, first: int, previous: Head, newest: bool) -> 
     if not newest and parse_trailer(last) is None:
         problems.append("not the newest segment, but not sealed")
     if source.archive is None:  # an archive's own check refuses lines after its trailer
-        first_trailer = _first_trailer(source)
+        # Only whole lines count: a torn tail (a trailer cut short by a full disk, say) is
+        # what readers skip and the next writer cuts away, not a line after the trailer.
+        first_trailer = _first_trailer(source, last_start + len(last) + 1)
         if first_trailer is not None and first_trailer != last_start:
             problems.append(f"lines after its trailer (at byte {first_trailer}): no reader sees them")
     return problems
@@ -102,16 +104,16 @@ def _header_problems(source: Source, session_id: str, version: int) -> list[str]
     return problems
 
 
-def _first_trailer(source: Source) -> int | None:
-    """Where the segment's first trailer line starts, or None. Readers stop at the first
-    trailer, so a line after it (a second trailer, records) is hidden from every read and
-    from the record checks: only this search sees it. A record line starts with
-    ``{"seq":``, and JSON escapes newlines inside strings, so the bytes below only ever
-    begin a trailer."""
+def _first_trailer(source: Source, end: int) -> int | None:
+    """Where the segment's first trailer line starts, among its whole lines (those before
+    byte ``end``), or None. Readers stop at the first trailer, so a line after it (a second
+    trailer, records) is hidden from every read and from the record checks: only this
+    search sees it. A record line starts with ``{"seq":``, and JSON escapes newlines inside
+    strings, so the bytes below only ever begin a trailer."""
     if source.size == 0:
         return None
     with mmap.mmap(source.fd, source.size, access=mmap.ACCESS_READ) as view:
-        found = view.find(_TRAILER_START)
+        found = view.find(_TRAILER_START, 0, min(end, source.size))
     return None if found < 0 else found + 1
 
 
