@@ -129,7 +129,7 @@ class DroppingProxy:
                         return
                     server.sendall(data)
                     if when == "after":
-                        server.recv(65536)  # the reply, which the client never gets
+                        _swallow_reply(client, server)
                         self._dropping()
                         return
         except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
@@ -143,3 +143,20 @@ class DroppingProxy:
     def close(self) -> None:
         self._closing = True
         self.listener.close()
+
+
+def _swallow_reply(client: socket.socket, server: socket.socket) -> None:
+    """Forward the client's bytes until the server answers, and swallow the answer, which
+    the client never gets. A pipelined request may come in more than one write (the
+    PostgreSQL client sends its Sync after the statements), and the server answers only
+    once it has the last of them."""
+    while True:
+        ready, _, _ = select.select([client, server], [], [], 10.0)
+        if not ready or server in ready:
+            if ready:
+                server.recv(65536)
+            return
+        data = client.recv(65536)
+        if not data:
+            return
+        server.sendall(data)
