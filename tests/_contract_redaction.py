@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import threading
 import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +143,67 @@ class RedactionContract(ContractBase):
             with pytest.raises(eventlog.InvalidEventError, match="redactions"):
                 log.import_events("forged", forged)
             assert not log.session_exists("forged")
+
+    # Another store handle (another process) whose fold predates the erasure ----------------
+
+    def _secret_session(self, log: EventLog, secret: str) -> tuple[str, int]:
+        sid = log.create_session(participants=["A"]).session_id
+        log.add_message(message(sid, "A", "hello"))
+        seq = log.add_message(message(sid, f"by-{secret}", "hi")).seq
+        assert seq is not None
+        return sid, seq
+
+    def test_a_fold_kept_from_before_a_redaction_never_brings_the_sender_back(self, url: str) -> None:
+        """Another handle (as another process) read the session before the redaction and kept
+        its fold; once more was appended, it folded on from that fold and saved a catalog
+        entry naming the erased sender (and listed it)."""
+        secret = f"SECRET-{uuid.uuid4().hex}"
+        with eventlog.open(url) as mine, eventlog.open(url) as other:
+            sid, seq = self._secret_session(mine, secret)
+            assert f"by-{secret}" in other.get_session(sid).participants
+            mine.redact(sid, [seq], reason="erasure request")
+            mine.add_message(message(sid, "A", "after"))  # the redactor's new entry is stale now
+            assert f"by-{secret}" not in other.list_sessions()[0].participants
+            assert f"by-{secret}" not in other.get_session(sid).participants
+            assert secret.encode() not in self.raw_contents(url, mine)
+        with eventlog.open(url) as log:
+            assert f"by-{secret}" not in log.list_sessions()[0].participants
+            assert secret.encode() not in self.raw_contents(url, log)
+
+    def test_a_fold_read_while_redacting_never_brings_the_sender_back(self, url: str) -> None:
+        """Another handle folded the session between the redaction event and the erasure, then
+        was held up before saving its catalog entry until the redaction had dropped and rebuilt
+        the session's entry: its entry, for the same head, named the erased sender."""
+        secret = f"SECRET-{uuid.uuid4().hex}"
+        with eventlog.open(url) as mine, eventlog.open(url) as other:
+            sid, seq = self._secret_session(mine, secret)
+            folded, release = threading.Event(), threading.Event()
+            saving = other.backend.catalog_write
+
+            def held_up(entries: Any, keys: Any = None) -> None:
+                folded.set()
+                assert release.wait(30)
+                saving(entries, keys)
+            other.backend.catalog_write = held_up  # type: ignore[method-assign]
+            listed: list[Any] = []
+            erase = mine.backend.redact
+
+            def redact(*args: Any, **kwargs: Any) -> None:
+                # The redaction event is stored; the data is not erased yet.
+                reader = threading.Thread(target=lambda: listed.append(other.list_sessions()))
+                reader.start()
+                folded.wait(30)
+                erase(*args, **kwargs)
+                readers.append(reader)
+            readers: list[threading.Thread] = []
+            mine.backend.redact = redact  # type: ignore[method-assign]
+            mine.redact(sid, [seq], reason="erasure request")
+            release.set()
+            for reader in readers:
+                reader.join(30)
+            other.backend.catalog_write = saving  # type: ignore[method-assign]
+            assert secret.encode() not in self.raw_contents(url, mine)
+            assert f"by-{secret}" not in mine.list_sessions()[0].participants
+        with eventlog.open(url) as log:
+            assert f"by-{secret}" not in log.list_sessions()[0].participants
+            assert f"by-{secret}" not in log.get_session(sid).participants

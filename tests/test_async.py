@@ -359,3 +359,25 @@ def test_events_with_big_data_all_arrive_in_order(tmp_path: Path) -> None:
         await log.close()
 
     asyncio.run(scenario())
+
+
+def test_a_call_no_thread_can_run_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter shutdown the executor takes no new work: the call fails as closed, and
+    the pool's count of running drainers stays true for the calls after."""
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store", workers=1)
+        await log.create_session("s")
+        while log._pool._draining:  # the thread that ran it has not yet seen the queue empty
+            await asyncio.sleep(0.01)
+        executor = log._pool._executor
+        real = executor.submit
+        monkeypatch.setattr(executor, "submit", lambda fn: (_ for _ in ()).throw(
+            RuntimeError("cannot schedule new futures after interpreter shutdown")))
+        with pytest.raises(eventlog.StoreClosedError):
+            await log.append("s", "x.y", "lost")
+        monkeypatch.setattr(executor, "submit", real)
+        assert (await log.append("s", "x.y", "kept")).seq == 2
+        assert [e.data for e in log.sync.events("s")][1:] == ["kept"]
+        await log.close()
+
+    asyncio.run(scenario())

@@ -508,6 +508,22 @@ def test_history_operations_are_in_the_format(tmp_path: Path, kind: str) -> None
     assert not report.problems and len(report.sessions) == 2
 
 
+def test_a_fork_made_before_its_source_redacted_checks(tmp_path: Path) -> None:
+    """A fork copies the source's records as they are, tombstones of a redaction the source
+    made after the fork's seq included: no event of the fork names them (checker and verify
+    both take them, and the fork's own segments, written in one go, as an appender's)."""
+    store = tmp_path / "store"
+    with eventlog.open(store, segment_max_events=40) as log:
+        log.create_session("s", ["A"])
+        log.add_messages([eventlog.ChatMessage(sender="A", content=f"m{i}", session_id="s")
+                          for i in range(100)])
+        log.redact("s", [5], reason="gone")
+        log.fork("s", "f", at_seq=90)
+        assert log.verify().ok
+    assert len(list((store / "f").glob("seg-*.jsonl"))) == 3
+    assert check(store).problems == []
+
+
 # PostgreSQL stores ------------------------------------------------------------------------------
 
 def pg_store(compact: bool, rounds: int = 30) -> Iterator[tuple[str, Any]]:

@@ -36,6 +36,7 @@ class Sizes:
     sessions: int = 10_000          # 7 sessions...
     session_messages: int = 10      # 7 ...of this many messages
     capped_sessions: int = 2_000    # 7 sessions of the capped columns
+    catalog_sessions: int = 100_000  # 7 sessions (of one message) the first page is read from
     sample_first: int = 200        # quadratic peers: appends timed at the start...
     sample_last: int = 10           # ...and at the end of the session, then extrapolated
     rewrite_per_proc: int = 100     # quadratic peers' messages per concurrent writer
@@ -49,6 +50,7 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(messages=400, durable=60, per_proc=150, durable_per_proc=20, replay=3_000, long=12_000,
                    capped_long=6_000, tail_small=200, tail_calls=15, sessions=60, capped_sessions=30,
+                   catalog_sessions=300,
                    sample_first=40, sample_last=10, rewrite_per_proc=20, fill_batch=2_000,
                    fork_events=2_000, rewind_events=12_000)
 

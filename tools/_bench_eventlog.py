@@ -59,6 +59,11 @@ class EventlogStore(Store):
             raise Unsupported("EventLog.page_sessions does not exist yet")
         return len(page(100, order="last_activity", descending=True).sessions)
 
+    def second_page_by_created(self) -> int:
+        """Issue 15: the second page of 100 by creation, oldest first (a cursor's walk)."""
+        first = self.log.page_sessions(100, order="created_at")
+        return len(self.log.page_sessions(100, first.next_cursor, order="created_at").sessions)
+
     def cleanup(self, days: float) -> int:
         cleanup = getattr(self.log, "cleanup_old_sessions", None)
         if cleanup is None:

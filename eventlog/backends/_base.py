@@ -423,16 +423,51 @@ class Backend(ABC):
         session's life and last seq; backends override it with something shared and cheaper."""
         return catalog_read_generic(self, prefix)
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
-        """Save each ``(id, head, entry)`` whose session's head is still ``head``; skip the rest."""
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
+        """Save each ``(id, head, entry)`` whose session's head is still ``head``; skip the
+        rest. ``keys``: each entry's ``(created_at, last_activity)``, for a backend that
+        orders them itself (``catalog_walk``)."""
         catalog_write_generic(self, entries)
 
     def catalog_reset(self) -> None:
         """Forget every catalog entry (``reindex`` builds them again)."""
         _catalog_cache(self).clear()
 
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        """The sessions in ``(order, id)`` order (``order`` is ``last_activity`` or
+        ``created_at``), from the key ``start`` on (inclusive; None: from the first), each
+        with its current entry (a session the backend can't vouch for is passed to
+        ``refold``, the store's fold of it, and shown with what that returns; left out if
+        None). Lazy: a page reads what it shows. None when the backend keeps no order (the
+        store sorts ``catalog_read``'s answer) or must be rebuilt first
+        (``catalog_rebuild``, when ``catalog_wants_rebuild``)."""
+        return None
+
+    def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
+        """Whether ``catalog_walk`` needs ``catalog_rebuild`` first; ``listed``: asked after
+        a listing of every session (that many), whether the catalog would have one built
+        from that listing now."""
+        return False
+
+    def catalog_rebuild(  # noqa: B027 - optional hook: only a backend with an ordered catalog builds one
+            self, entries: list[tuple[str, Head, bytes, tuple[float, float]]]) -> None:
+        """Build the ordered catalog from exactly these entries: every session of the store,
+        each just checked against its head (``(id, head, entry, (created_at, last_activity))``)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release handles. The store calls it once."""
+
+
+Refold = Callable[[str], "tuple[Head, bytes, float, float] | None"]
+"""The store's fold of one session for a catalog: its head, entry and ``(created_at,
+last_activity)``, or None (gone, or damaged and so left out)."""
+
+
+class CatalogUnusable(EventLogError):
+    """A backend's ordered catalog turned out damaged half-way through a walk; the store
+    lists from ``catalog_read`` instead (and the catalog is rebuilt). Never reaches users."""
 
 
 def _catalog_cache(backend: Backend) -> dict[str, tuple[object, bytes]]:

@@ -183,7 +183,8 @@ class MemoryBackend(RowBackend):
             for session in self._data.sessions.values():
                 session.catalog = None
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         with self._data.changed:
             for sid, head, blob in entries:
                 session = self._data.sessions.get(sid)

@@ -33,6 +33,7 @@ other row stores already lives in ``_rows`` and ``_chunks``.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import sqlite3
 import threading
@@ -59,6 +60,7 @@ from ._base import (
     Appended,
     Archived,
     Build,
+    Refold,
     Replacement,
     Sealed,
     poll_until,
@@ -113,6 +115,20 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS catalog (gen INTEGER PRIMARY KEY, seq INTEGER NOT NULL, entry BLOB NOT NULL);
 """
 _CATALOG = _SCHEMA.strip().rsplit(";", 2)[-2]
+# The catalog's keys, for its ordered walks (catalog_walk); added on open to stores made
+# before them (derived data: rows without keys are refolded as they are walked past).
+_CATALOG_KEYS = ["ALTER TABLE catalog ADD COLUMN created_at REAL",
+                 "ALTER TABLE catalog ADD COLUMN last_activity REAL",
+                 "CREATE INDEX IF NOT EXISTS catalog_by_created ON catalog (created_at)",
+                 "CREATE INDEX IF NOT EXISTS catalog_by_activity ON catalog (last_activity)"]
+_WALK_CHUNK = 256
+
+
+def _add_catalog_keys(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(catalog)")}
+    for statement in _CATALOG_KEYS:
+        if "ADD COLUMN" not in statement or statement.split()[-2] not in columns:
+            db.execute(statement)
 
 
 class _Connection(sqlite3.Connection):
@@ -333,6 +349,7 @@ class SQLiteBackend(RowBackend):
             meta = dict(db.execute("SELECT key, value FROM eventlog_meta").fetchall())
             # A store made before the catalog gets its table: derived data, so it may.
             db.execute(_CATALOG)
+            _add_catalog_keys(db)
             db.execute("COMMIT")
         if meta.get("format") != FORMAT:
             raise StorageError(f"{self.path} is not an eventlog SQLite store")
@@ -483,11 +500,73 @@ class SQLiteBackend(RowBackend):
         with self._write("dropping the session catalog", False) as db:
             db.execute("DELETE FROM catalog")
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         with self._write("saving session catalog entries", False) as db:
-            db.executemany("INSERT OR REPLACE INTO catalog SELECT gen, seq, ? FROM sessions "
+            db.executemany("INSERT OR REPLACE INTO catalog SELECT gen, seq, ?, ?, ? FROM sessions "
                            "WHERE id = ? AND seq = ? AND h = ?",
-                           [(blob, sid, head.seq, head.digest) for sid, head, blob in entries])
+                           [(blob, None if keys is None else keys[i][0],
+                             None if keys is None else keys[i][1], sid, head.seq, head.digest)
+                            for i, (sid, head, blob) in enumerate(entries)])
+
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        # The sessions whose entry is missing, stale or has no keys, placed by their folds
+        # (one scan of ``sessions`` in SQLite); the rest walked in pages along the order's
+        # index (EXPLAIN QUERY PLAN: SEARCH c USING INDEX catalog_by_activity).
+        if order not in ("last_activity", "created_at"):  # a column name, in the SQL below
+            return None
+        with self._db("reading the session catalog") as db:
+            unsure = [row[0] for row in db.execute(
+                "SELECT s.id FROM sessions s LEFT JOIN catalog c ON c.gen = s.gen AND c.seq = s.seq "
+                f"WHERE c.gen IS NULL OR c.{order} IS NULL")]
+        placed = []
+        for sid in unsure:
+            fold = refold(sid)
+            if fold is not None:
+                key = fold[2] if order == "created_at" else fold[3]
+                if start is None or (key <= start if descending else key >= start):
+                    placed.append((key, sid, fold[1]))
+        placed.sort(reverse=descending)
+        skip = set(unsure)
+        walked = (row for row in self._walk_pages(order, descending, start) if row[1] not in skip)
+        return self._walk_checked(heapq.merge(walked, placed, key=lambda r: (r[0], r[1]),
+                                              reverse=descending), refold)
+
+    def _walk_pages(self, order: str, descending: bool,
+                    start: float | None) -> Iterator[tuple[float, str, bytes | None]]:
+        direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
+        after: tuple[float, str] | None = None
+        while True:
+            bounds: list[float | str]
+            if after is None:
+                where, bounds = ("" if start is None else f"WHERE c.{order} {cmp}= ?",
+                                 [] if start is None else [start])
+            else:
+                where, bounds = f"WHERE (c.{order}, s.id) {cmp} (?, ?)", [after[0], after[1]]
+            with self._db("reading the session catalog") as db:
+                rows = db.execute(
+                    f"SELECT c.{order}, s.id, CASE WHEN c.seq = s.seq THEN c.entry END "
+                    f"FROM catalog c JOIN sessions s ON s.gen = c.gen {where} "
+                    f"ORDER BY c.{order} {direction}, s.id {direction} LIMIT {_WALK_CHUNK}",
+                    bounds).fetchall()
+            for key, sid, entry in rows:
+                if key is not None:
+                    yield key, sid, entry
+            if len(rows) < _WALK_CHUNK:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    @staticmethod
+    def _walk_checked(rows: Iterator[tuple[float, str, bytes | None]],
+                      refold: Refold) -> Iterator[tuple[str, bytes | None]]:
+        for _key, sid, entry in rows:
+            if entry is not None:
+                yield sid, entry
+                continue
+            fold = refold(sid)  # appended to since: shown where it stood (see the README)
+            if fold is not None:
+                yield sid, fold[1]
 
     # Reading ---------------------------------------------------------------------------
 

@@ -29,12 +29,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..backends._base import CatalogUnusable, Refold
 from ..core._codec import Head
 from ..core._errors import (
     CorruptLogError,
@@ -210,7 +211,7 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
     """``entries``, as rows."""
     flush(log)
     found: list[Row] = []
-    fresh: list[tuple[str, Head, bytes]] = []
+    fresh: list[Fresh] = []
     suspects = log._suspects
     for sid, blob in log.backend.catalog_read(prefix):
         if blob is not None and sid not in suspects:
@@ -235,10 +236,31 @@ def rows(log: EventLog, prefix: str, skip_damaged: bool = False) -> list[Row]:
                             s.message_count, s.participants, s.metadata,
                             None if s.forked_from is None else list(s.forked_from),
                             [list(r) for r in s.rewinds]]))
-        fresh.append((sid, state.head, encode_entry(state)))
+        if not state.unerased:  # see _state.ErasureProof
+            fresh.append(fresh_entry(sid, state))
     if fresh:
         save(log, fresh)
+    if not prefix and log.backend.catalog_wants_rebuild(listed=len(found)):
+        _rebuild_from(log, found)
     return found
+
+
+def _rebuild_from(log: EventLog, found: list[Row]) -> None:
+    """Every session, each just checked against its head: what an ordered catalog is built
+    from (a file store's base; see ``Backend.catalog_walk``)."""
+    try:
+        log.backend.catalog_rebuild([(sid, Head(row[0], row[1]), orjson.dumps(row),
+                                      (float(row[2]), float(row[3]))) for sid, row in found])
+    except (EventLogError, OSError):
+        pass  # derived data: the next listing tries again
+
+
+Fresh = tuple[str, Head, bytes, tuple[float, float]]
+
+
+def fresh_entry(sid: str, state: SessionState) -> Fresh:
+    """A session's entry to save, with its keys."""
+    return sid, state.head, encode_entry(state), (state.created_at, state.last_activity)
 
 
 def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> list[str]:
@@ -254,7 +276,7 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
         row for row in log.backend.catalog_read(next(iter(folded))) if row[0] in folded]
     for sid, blob in rows:
         state = folded.get(sid)
-        if state is None or blob is None:
+        if state is None or blob is None or state.unerased:
             continue
         try:
             entry, head = decode_entry(sid, blob)
@@ -264,7 +286,7 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
         if not same:
             problems.append(f"session {sid!r}: the catalog's entry does not match the log "
                             "(replaced by the log's fold)")
-            fresh.append((sid, state.head, encode_entry(state)))
+            fresh.append(fresh_entry(sid, state))
     if fresh:
         save(log, fresh)
     return problems
@@ -272,7 +294,10 @@ def compare(log: EventLog, folded: dict[str, SessionState], *, whole: bool) -> l
 
 def rebuild(log: EventLog) -> int:
     """Fold every session and save its entry (``reindex``); return how many."""
-    return len(entries(log, "", skip_damaged=True))
+    found = rows(log, "", skip_damaged=True)
+    if log.backend.catalog_wants_rebuild():
+        _rebuild_from(log, found)  # the index too, now rather than on the first ordered read
+    return len(found)
 
 
 def suspect(log: EventLog, sid: str, damaged: bool) -> None:
@@ -284,9 +309,10 @@ def suspect(log: EventLog, sid: str, damaged: bool) -> None:
         log._suspects.discard(sid)
 
 
-def save(log: EventLog, fresh: list[tuple[str, Head, bytes]]) -> None:
+def save(log: EventLog, fresh: list[Fresh]) -> None:
     try:
-        log.backend.catalog_write(fresh)
+        log.backend.catalog_write([(sid, head, blob) for sid, head, blob, _ in fresh],
+                                  [keys for _, _, _, keys in fresh])
     except (EventLogError, OSError):
         pass  # derived data: the next read folds these sessions again
 
@@ -301,13 +327,13 @@ def flush(log: EventLog) -> None:
     fresh = []
     for sid in sids:
         fold = log._folds.get(sid)
-        if fold is None:
+        if fold is None or fold.unerased:
             continue
         head = fold.head  # read before the copy: a newer fold is refused by the backend
         state = fold.copy()
         state.head = head
         try:
-            fresh.append((sid, head, encode_entry(state)))
+            fresh.append(fresh_entry(sid, state))
         except TypeError:
             continue
     if fresh:
@@ -340,11 +366,18 @@ def _row_match(query: Query) -> Callable[[Row], bool]:
     return match
 
 
-def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None) -> list[Row]:
-    """The rows of the sessions ``query`` lets through, in its order, past the key ``after``."""
+def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None,
+           limit: int | None = None, *, skip_damaged: bool = False) -> list[Row]:
+    """The rows of the sessions ``query`` lets through, in its order, past the key ``after``;
+    with ``limit``, at least the first ``limit + 1`` of them (so a page knows if more follow)."""
+    if query.order != "session_id" and (limit is not None or query.active_before is not None
+                                         or query.active_after is not None):
+        walked = _walked(log, query, after, limit, skip_damaged)
+        if walked is not None:
+            return walked
     key = _row_key(query)
     match = _row_match(query)
-    chosen = [r for r in rows(log, query.prefix) if match(r)]
+    chosen = [r for r in rows(log, query.prefix, skip_damaged) if match(r)]
     if after is not None:
         if query.descending:
             chosen = [r for r in chosen if key(r) < after]
@@ -355,14 +388,107 @@ def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None) ->
     return chosen
 
 
+def _start(query: Query, after: tuple[Any, ...] | None) -> float | None:
+    """The key an ordered walk starts from (inclusive): the cursor's, or a bound's on
+    ``last_activity``, whichever is further along."""
+    starts = [] if after is None else [float(after[0])]
+    if query.order == "last_activity":
+        bound = query.active_before if query.descending else query.active_after
+        if bound is not None:
+            starts.append(bound)
+    if not starts:
+        return None
+    return min(starts) if query.descending else max(starts)
+
+
+def _walked(log: EventLog, query: Query, after: tuple[Any, ...] | None, limit: int | None,
+            skip_damaged: bool) -> list[Row] | None:
+    """``select`` through the backend's ordered catalog, reading only as far as the page
+    (or the ``last_activity`` bound) goes; None if the backend keeps no order."""
+    flush(log)
+    backend = log.backend
+    fresh: list[Fresh] = []
+
+    def refold(sid: str) -> tuple[Head, bytes, float, float] | None:
+        try:
+            state = log._state(sid)
+        except SessionNotFoundError:
+            return None
+        except CorruptLogError:
+            if skip_damaged:
+                return None
+            raise
+        entry = fresh_entry(sid, state)
+        fresh.append(entry)
+        return entry[1], entry[2], entry[3][0], entry[3][1]
+
+    start = _start(query, after)
+    walk = backend.catalog_walk(query.order, query.descending, start, refold)
+    if walk is None and backend.catalog_wants_rebuild():
+        _rebuild_from(log, rows(log, "", skip_damaged=True))
+        walk = backend.catalog_walk(query.order, query.descending, start, refold)
+    if walk is None:
+        return None
+    try:
+        return _pulled(walk, query, after, limit, refold, log._suspects)
+    except CatalogUnusable:
+        return None
+    finally:
+        getattr(walk, "close", lambda: None)()
+        if fresh:
+            save(log, fresh)
+
+
+def _pulled(walk: Iterator[tuple[str, bytes | None]], query: Query,
+            after: tuple[Any, ...] | None, limit: int | None, refold: Refold,
+            suspects: set[str]) -> list[Row]:
+    """The rows a walk yields that ``query`` lets through past ``after``, up to ``limit + 1``
+    or the ``last_activity`` bound."""
+    key, match = _row_key(query), _row_match(query)
+    index = 3 if query.order == "last_activity" else 2
+    low = query.active_after if query.order == "last_activity" else None
+    high = query.active_before if query.order == "last_activity" else None
+    chosen: list[Row] = []
+    for sid, blob in walk:
+        if not sid.startswith(query.prefix):
+            continue
+        row = _decoded(sid, blob) if sid not in suspects else None
+        if row is None:  # a damaged entry, or a session verify found damaged: its fold
+            again = refold(sid)
+            if again is None:
+                continue
+            row = (sid, orjson.loads(again[1]))
+        if after is not None and not (key(row) < after if query.descending else key(row) > after):
+            continue
+        at = float(row[1][index])
+        if (query.descending and low is not None and at <= low) or (
+                not query.descending and high is not None and at >= high):
+            break  # past the bound: nothing further along can match
+        if match(row):
+            chosen.append(row)
+            if limit is not None and len(chosen) > limit:
+                break
+    return chosen
+
+
+def _decoded(sid: str, blob: bytes | None) -> Row | None:
+    if blob is None:
+        return None
+    try:
+        row = orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        return None
+    return (sid, row) if _valid(row) else None
+
+
 def list_sessions(log: EventLog, query: Query, limit: int | None) -> list[ChatSession]:
-    chosen = select(log, query)
+    chosen = select(log, query, None, limit)
     return [_session(r) for r in (chosen if limit is None else chosen[:limit])]
 
 
 def page_sessions(log: EventLog, query: Query, limit: int, cursor: object) -> SessionPage:
     after = None if cursor is None else decode_cursor(cursor, query)
-    chosen = select(log, query, after)
+    chosen = select(log, query, after, limit)
     page = chosen[:limit]
     more = len(chosen) > limit
     next_cursor = encode_cursor(query, _row_key(query)(page[-1])) if more else None
@@ -372,6 +498,13 @@ def page_sessions(log: EventLog, query: Query, limit: int, cursor: object) -> Se
 def count_sessions(log: EventLog, query: Query) -> int:
     match = _row_match(query)
     return sum(1 for r in rows(log, query.prefix) if match(r))
+
+
+def oldest(log: EventLog, cutoff: float) -> list[str]:
+    """The sessions last active before ``cutoff``, oldest first (cleanup's candidates):
+    through an ordered catalog, a walk that stops at the first younger one."""
+    query = Query(active_before=cutoff, order="last_activity")
+    return [sid for sid, _ in select(log, query, None, None, skip_damaged=True)]
 
 
 # Cursors --------------------------------------------------------------------------------

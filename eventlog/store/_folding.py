@@ -16,7 +16,14 @@ from ..core._codec import ChainReader, Head, genesis
 from ..core._errors import CorruptLogError, EventLogError
 from ..core._records import Event
 from ._reads import read
-from ._state import REWOUND, SessionState, decode_snapshot, encode_snapshot
+from ._state import (
+    REDACTED,
+    REWOUND,
+    ErasureProof,
+    SessionState,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 FOLDS_KEPT = 1024
 
@@ -47,31 +54,43 @@ class Folding:
         self.views.pop(sid, None)
 
     def remember_fold(self, sid: str, state: SessionState) -> None:
-        remember(self.folds, sid, state)
+        if not state.unerased:  # it would write snapshots and catalog entries: see ErasureProof
+            remember(self.folds, sid, state)
 
     def state(self, sid: str, upto: int | None = None) -> SessionState:
         """The session's state (as of seq ``upto``, or now): the newest valid snapshot plus
         the events after it."""
+        # A fold that applies a redaction it can't prove erased (see ``ErasureProof``) is
+        # folded again from before the first seq in doubt, where the erased events are read.
+        below: int | None = None
         if upto is None:
             view = self.views.get(sid)
             if view is not None:
                 # The fold this process last read, and where the log stood: read only what
                 # came after it (checked to continue from it; if not, start over).
                 try:
-                    return self._fold_from(sid, view[0].copy(), view[1], None)
+                    state = self._fold_from(sid, view[0].copy(), view[1], None)
+                    if not state.unerased:
+                        return state
+                    below = state.unerased
                 except CorruptLogError:
-                    self.views.pop(sid, None)
+                    pass
+                self.views.pop(sid, None)
         for blob in self.backend.snapshots(sid):
             try:
                 state, position = decode_snapshot(sid, blob)
             except CorruptLogError:
                 continue  # damaged: an older one, or a full replay, answers instead
-            if upto is not None and state.head.seq > upto:
+            if (upto is not None and state.head.seq > upto) or (
+                    below is not None and state.head.seq >= below):
                 continue
             try:
-                return self._fold_from(sid, state, position, upto)
+                state = self._fold_from(sid, state, position, upto)
             except CorruptLogError:
                 continue  # the log does not continue from this snapshot: don't trust it
+            if not state.unerased:
+                return state
+            below = state.unerased
         return self._fold_from(sid, SessionState(sid, genesis(sid)), None, upto)
 
     def rewound(self, sid: str, state: SessionState, event: Event) -> SessionState:
@@ -97,6 +116,7 @@ class Folding:
         # The digest before ``head``: a kept position carries it, so whoever trusts the
         # position later can re-check the newest record itself, not just where it ends.
         before = position.get("prev") if position is not None else None
+        proof = ErasureProof(after.seq)
         for event in read(chain, scan):
             if event.seq <= after.seq:
                 if event.seq == after.seq:
@@ -107,19 +127,18 @@ class Folding:
                 continue
             if upto is not None and event.seq > upto:
                 break
-            if event.type == REWOUND:
+            kind = event.type
+            if kind == REWOUND:
                 state = self.rewound(sid, state, event)
+            elif kind == REDACTED or (type(event.data) is dict and len(event.data) == 1):
+                proof.apply(state, event)  # a redaction, or maybe a tombstone
             else:
                 state.apply(event)
             before = head.digest if head is not None else None
             head = Head(event.seq, chain.digest)
         else:
-            if head is not None and head.seq and chain.torn_at is None and upto is None:
-                end = scan.position()
-                if end is not None and head.seq == chain.seq and before is not None:
-                    state.head = head
-                    remember(self.views, sid, (state.copy(), {
-                        **end, "seq": head.seq, "h": head.digest, "prev": before}))
+            if head is not None and upto is None and chain.torn_at is None:
+                self._keep_view(sid, state, head, before, chain.seq, scan.position())
         if head is None:
             raise chain.corrupt("the log is shorter than a snapshot of it", "snapshot", 0,
                                 after.seq)
@@ -127,6 +146,15 @@ class Folding:
             raise chain.corrupt("the log holds no events", "log", 0, 0)
         state.head = head
         return state
+
+    def _keep_view(self, sid: str, state: SessionState, head: Head, before: str | None,
+                   read_to: int, end: dict[str, Any] | None) -> None:
+        """Keep the fold a whole read reached, and where the log stood, for the next read."""
+        if head.seq and head.seq == read_to and end is not None and before is not None \
+                and not state.unerased:
+            state.head = head
+            remember(self.views, sid, (state.copy(), {
+                **end, "seq": head.seq, "h": head.digest, "prev": before}))
 
     def save_snapshot(self, sid: str, seq: int, state: SessionState | None,
                       position: dict[str, Any] | None) -> None:
@@ -137,10 +165,10 @@ class Folding:
         kept, so the next checkpoints of a steady writer cost no reading at all.
         """
         try:
-            if state is None or state.head.seq != seq:
+            if state is None or state.head.seq != seq or state.unerased:
                 state = self.state(sid, upto=seq)
-                if state.head.seq != seq:
-                    return
+                if state.head.seq != seq or state.unerased:
+                    return  # in doubt: it may still name what a redaction erased
                 self.remember_fold(sid, state.copy())
             self.backend.save_snapshot(sid, seq, encode_snapshot(state, position), durable=False)
         except (EventLogError, OSError):

@@ -74,7 +74,6 @@ def import_history(log: EventLog, sid: str, events: Iterable[Event],
 
 def _payload(event: Event, seq: int, version: int) -> bytes:
     if event.key is not None and version == 1:
-        # Forks too (a version 1 store written before keys were version 2's may hold
-        # some): a keyed record would make the store unreadable to its own releases.
+        # A keyed record would make the store unreadable to its own releases.
         check_key(event.key, 1, f"event {seq}'s key")
     return encode_payload(event.type, event.ts, event.data, event.key)

@@ -257,7 +257,7 @@ class EventLog:
         except BaseException:
             self._folds.pop(sid, None)
             raise
-        # Windows.advanced_one, inlined for its common case: the window stood at the head
+        # Windows.advanced for one event, inlined for its common case: the window stood at the head
         # this append was sealed after (see _retries.Window).
         window = self._windows.table.get(sid)
         if window is not None and window.at[0] == after:
@@ -675,13 +675,8 @@ class EventLog:
         A session appended to meanwhile is kept whole; damaged sessions are kept."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        def candidates(cutoff: float) -> list[str]:
-            old = [s for s, _ in _catalog.entries(self, "", skip_damaged=True)
-                   if s.last_activity < cutoff]
-            old.sort(key=lambda s: (s.last_activity, s.session_id))
-            return [s.session_id for s in old]
-
-        return cleanup_old_sessions(self._folding, days, archive_dir, dry_run, candidates)
+        return cleanup_old_sessions(self._folding, days, archive_dir, dry_run,
+                                    lambda cutoff: _catalog.oldest(self, cutoff))
 
     def checkpoint(self, session_id: str | None = None) -> Checkpoint:
         """A ``Checkpoint`` of the session's head, or (None) of every session's head in one

@@ -32,11 +32,11 @@ from ..core._records import Event
 from ..core._validate import check_text
 from . import _catalog
 from ._state import FORKED
+from ._state import REDACTED as REDACTED  # re-exported: the event's name lives with the fold
 
 if TYPE_CHECKING:
     from ._log import EventLog
 
-REDACTED = "session.redacted"
 MOST_SEQS = 100_000
 """Seqs one call may redact: the redaction event names them all."""
 
@@ -62,7 +62,8 @@ def redact(log: EventLog, sid: str, seqs: Iterable[int], reason: str) -> Event:
     # The catalog's entry of the session named the erased senders: a fresh one replaces it
     # (the backend's redact dropped the old one where entries pile up, as in a file store).
     state = log._state(sid)
-    _catalog.save(log, [(sid, state.head, _catalog.encode_entry(state))])
+    if not state.unerased:
+        _catalog.save(log, [_catalog.fresh_entry(sid, state)])
     return Event(record.seq, REDACTED, ts, data)
 
 

@@ -24,6 +24,7 @@ LEFT = "session.participant_left"
 MESSAGE = "message"
 FORKED = "session.forked"
 REWOUND = "session.rewound"
+REDACTED = "session.redacted"
 SNAPSHOT_FORMAT = 1
 
 
@@ -41,6 +42,12 @@ class SessionState:
     forked_from: tuple[str, int] | None = None
     rewinds: list[tuple[int, int]] = field(default_factory=list)
     """The rewinds in effect, ``(to_seq, seq)``, oldest first: each hides the events between."""
+    unerased: int = 0
+    """Not 0: this fold applied a redaction naming this seq (the smallest such) without
+    proof that it folded the erased events as tombstones: it may still hold what they said
+    (a sender), read before the erasure, or folded before the redaction. Such a fold
+    answers the call that made it, and is never kept or stored (no snapshot, no catalog
+    entry): see ``ErasureProof``."""
 
     def apply_message(self, ts: float, data: dict[str, Any]) -> None:
         """``apply`` of a ``message`` event, by its parts: the writer's fold calls it once per
@@ -80,6 +87,11 @@ class SessionState:
             self.participants.remove(data["participant"])
         elif kind == FORKED:
             self.forked_from = (data["parent"], data["seq"])
+        elif kind == REDACTED and type(data) is dict and type(data.get("seqs")) is list \
+                and data["seqs"]:
+            # In doubt until a read shows the erased events as tombstones (ErasureProof).
+            low = min(data["seqs"])
+            self.unerased = low if not self.unerased else min(self.unerased, low)
         # REWOUND never comes here: its state is an older fold (see _history.rewound).
         if event.ts > self.last_activity or event.seq == 1:
             self.last_activity = event.ts
@@ -106,10 +118,57 @@ class SessionState:
     def copy(self) -> SessionState:
         return SessionState(self.session_id, self.head, list(self.participants),
                             own_json(self.metadata), self.created_at, self.last_activity,
-                            self.message_count, self.forked_from, list(self.rewinds))
+                            self.message_count, self.forked_from, list(self.rewinds),
+                            self.unerased)
 
     def same_as(self, other: SessionState) -> bool:
         return self.to_session() == other.to_session() and self.head == other.head
+
+
+class ErasureProof:
+    """What a read that folds events (from seq ``start`` on) saw of redactions: a redaction
+    it reads is proven erased in its fold if it read every event the redaction names, after
+    ``start``, as a tombstone. Otherwise the fold may hold what they said: read before the
+    erasure (another process redacting meanwhile), or folded before the redaction (a fold
+    kept from earlier, a snapshot written from one); ``SessionState.unerased`` says so.
+    A fold that kept such a sender saved it in the catalog after the redaction had rebuilt
+    the session's entry (issue 18's erasure, broken by another process's fold)."""
+
+    __slots__ = ("start", "tombstones")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.tombstones: set[int] = set()
+
+    def saw(self, seq: int) -> None:
+        """Event ``seq`` was read as a tombstone (the caller tests the data: it is on the
+        replay's hot loop)."""
+        self.tombstones.add(seq)
+
+    def apply(self, state: SessionState, event: Event) -> None:
+        """``state.apply(event)``, minding tombstones and redactions (the fold's own loop
+        has this inlined)."""
+        if event.type == REDACTED:
+            before = state.unerased
+            state.apply(event)
+            self.redacted(state, event, before)
+        else:
+            state.apply(event)
+            if is_tombstone_data(event.data):
+                self.saw(event.seq)
+
+    def redacted(self, state: SessionState, event: Event, before: int) -> None:
+        """After ``state.apply(event)`` of a redaction event (``before``: the state's
+        ``unerased`` before it): restore it if this read proves the erasure."""
+        seqs = event.data.get("seqs") if type(event.data) is dict else None
+        if type(seqs) is list and all(type(seq) is int and seq > self.start and seq in
+                                      self.tombstones for seq in seqs):
+            state.unerased = before
+
+
+def is_tombstone_data(data: Any) -> bool:
+    """The cheap shape test of the fold's loops (``core._codec.tombstone_digest`` checks all)."""
+    return type(data) is dict and len(data) == 1 and "redacted" in data
 
 
 def own_json(value: Any) -> Any:

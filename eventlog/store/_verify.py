@@ -16,7 +16,7 @@ from ._folding import Folding
 from ._reads import scan_events
 from ._recorded import recorded_before, recorded_problems
 from ._redaction import RedactionAudit
-from ._state import FORKED, REWOUND, SessionState, decode_snapshot
+from ._state import FORKED, REWOUND, ErasureProof, SessionState, decode_snapshot
 
 
 def verify(folding: Folding, session_id: str | None,
@@ -71,12 +71,13 @@ def _verify_one(folding: Folding, sid: str, check_fork: Callable[[str, Event], l
     probe = HeadProbe(sid, head)
     try:
         chain, events, _ = scan_events(backend, sid, 0)
+        proof = ErasureProof(0)
         for event in events:
             if event.type == REWOUND:
                 # The state at to_seq: the fold kept at that seq if any, else a read.
                 state = folding.rewound(sid, state, event)
             else:
-                state.apply(event)
+                proof.apply(state, event)
                 if event.type == FORKED:
                     problems.extend(check_fork(sid, event))
             audit.see(event)

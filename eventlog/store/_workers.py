@@ -109,7 +109,13 @@ class WorkerPool:
             if start:
                 self._draining += 1
         if start:
-            self._executor.submit(self._drain)
+            try:
+                self._executor.submit(self._drain)
+            except RuntimeError as exc:  # the interpreter is shutting down: no new threads
+                with self._lock:
+                    self._draining -= 1
+                    job.state = WITHDRAWN
+                raise StoreClosedError(f"no worker thread to run the call: {exc}") from exc
 
     def _withdraw(self, job: Job[Any]) -> bool:
         """True if ``job`` had not begun: it never will."""

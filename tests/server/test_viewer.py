@@ -712,3 +712,39 @@ def test_redacted_events_show_as_such(browser: Browser) -> None:
         assert "4111" not in page and "Main St" not in page and "kept" in page
         assert "redacted #2, #3" in w.page.locator("#events .note").last.inner_text()
         w.close()
+
+
+def test_a_redaction_and_a_rewind_change_the_events_on_screen_live(browser: Browser) -> None:
+    """The events a redaction erases, already on screen, show as redacted as soon as the
+    redaction event arrives (they kept their content until a reload); a rewind greys out the
+    events it hides on screen at once, and both hold after a reload."""
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session("live", ["A"])
+        log.add_message(ChatMessage(sender="Mallory", content="my card is 4111", session_id="live"))
+        log.append("live", "tool.result", {"address": "1 Main St"})
+        log.add_message(ChatMessage(sender="A", content="kept", session_id="live"))
+        w = Watch(browser)
+        open_session(w.page, url, "live")
+        events = w.page.locator("#events .ev")
+        expect(events).to_have_count(4)
+        expect(w.page.locator("#events")).to_contain_text("4111")
+        expect(w.page.locator("#participants")).to_contain_text("Mallory")
+        log.redact("live", [2, 3], reason="erasure request")
+        expect(events).to_have_count(5)
+        redacted = w.page.locator("#events .redacted")
+        expect(redacted).to_have_count(2)
+        for text in redacted.all_inner_texts():
+            assert "Erased by the redaction at #5" in text and "erasure request" in text
+        expect(w.page.locator("#events")).not_to_contain_text("4111")
+        expect(w.page.locator("#events")).not_to_contain_text("Main St")
+        expect(w.page.locator("#participants")).not_to_contain_text("Mallory")
+        log.rewind("live", 3, reason="wrong turn")
+        rewound = w.page.locator("#events .ev.rewound")
+        expect(rewound).to_have_count(2)  # "kept" and the redaction event
+        expect(rewound.first).to_contain_text("kept")
+        w.page.reload()
+        expect(w.page.locator("#live")).to_have_attribute("data-state", "live")
+        expect(events).to_have_count(6)
+        expect(redacted).to_have_count(2)
+        expect(rewound).to_have_count(2)
+        w.close()

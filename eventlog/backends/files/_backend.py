@@ -73,6 +73,7 @@ from .._base import (
     Build,
     Guard,
     Lines,
+    Refold,
     Replacement,
     Scan,
     Sealed,
@@ -82,8 +83,8 @@ from .._base import (
 from . import _checks, _reading, _snapshots, _waiting, _writing
 from ._archive import DEFAULT_LEVEL
 from ._archiving import archive_sealed_segments
-from ._catalog import FileCatalog
-from ._dirs import Dirs, unlock_dir
+from ._catalog import FileCatalog, Version, read_page
+from ._dirs import O_CLOEXEC, Dirs, unlock_dir
 from ._discovery import sync
 from ._handle import Handles, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
@@ -170,7 +171,7 @@ class FileBackend(Backend):
         self.dir_mode = self._dirs.dir_mode
         self._table = Handles(self._dirs)
         self._handles = self._table.by_id  # read directly by append_one's common case
-        self._catalog = FileCatalog(self.root, self.mode)
+        self._catalog = FileCatalog(self.root, self.mode, self._dir_str)
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
@@ -212,6 +213,7 @@ class FileBackend(Backend):
 
     @_translated
     def create(self, session_id: str, record: Record, *, durable: bool) -> None:
+        self._catalog.mark(session_id, durable=durable)  # before the session exists: _catalog
         _writing.create(self._dirs, session_id, record, durable=durable)
 
     @_translated
@@ -227,6 +229,8 @@ class FileBackend(Backend):
             handle, exact = self._table.locked(session_id, appending=True)
             sync_fd = -1
             try:
+                if session_id not in self._catalog.marked:  # under the lock: see _catalog
+                    self._catalog.mark(session_id, durable=durable)
                 records = build(head_for_append(self._dirs, session_id, handle, exact, durable,
                                                 self._limits))
                 if not records:
@@ -282,6 +286,14 @@ class FileBackend(Backend):
                     handle.lock.release()
             if handle is None or not exact:
                 handle, exact = self._table.locked(session_id, appending=True)
+                # The slow path only: the first append of this process, or the first after
+                # its catalog mark was cleared (which left ``generation`` stale on purpose).
+                if session_id not in self._catalog.marked:
+                    try:
+                        self._catalog.mark(session_id, durable=durable)
+                    except BaseException:
+                        unlock(handle)
+                        raise
             sync_fd = -1
             try:
                 # head_for_append's tests, inlined for the common case: its call alone cost
@@ -373,6 +385,10 @@ class FileBackend(Backend):
                 unlock(handle)
         finally:
             unlock_dir(dir_fd)
+        try:
+            self._catalog.forget(session_id, deleted=True)
+        except OSError:
+            pass  # derived data: readers find the session gone by its page
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
@@ -382,8 +398,11 @@ class FileBackend(Backend):
 
     @_translated
     def redact(self, session_id: str, replacements: list[Replacement], *, durable: bool) -> None:
+        # Marked first (so ordered reads refold it) and its entry forgotten after: the
+        # entries named what the redaction erased.
+        self._catalog.mark(session_id, durable=durable)
         redact_segments(self, session_id, replacements, durable)
-        self._catalog.drop(session_id)
+        self._catalog.forget(session_id, deleted=False)
 
     @_translated
     def archive(self, session_id: str) -> Archived:
@@ -441,6 +460,13 @@ class FileBackend(Backend):
             raise StorageError(exc.errno, f"can't list the sessions in {self.root}: {exc}") from exc
         return found
 
+    def _dir_str(self, session_id: str) -> str:
+        """``Dirs.dir`` as a str, without pathlib where no legacy name can apply (the
+        catalog reads a lock page per session it shows: pathlib cost as much as the read)."""
+        if legacy_name(session_id) is None:
+            return f"{self.root}/{dir_name(session_id)}"
+        return str(self._dirs.dir(session_id))
+
     def _long_id(self, name: str) -> str | None:
         """The id in a long-named directory's ``id`` file, if it is the one for that name."""
         try:
@@ -456,12 +482,50 @@ class FileBackend(Backend):
         listed = sorted((sid, path) for sid, path in found.items() if sid.startswith(prefix))
         return self._catalog.read(listed, whole=not prefix)
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         try:
-            self._catalog.write([(sid, str(self._dirs.dir(sid)), head, blob)
-                                 for sid, head, blob in entries])
+            self._catalog.write([(sid, head, blob, None if keys is None else keys[i])
+                                 for i, (sid, head, blob) in enumerate(entries)], self._clear_mark)
         except OSError as exc:
             raise StorageError(exc.errno, f"can't save catalog entries in {self.root}: {exc}") from exc
+
+    def _clear_mark(self, session_id: str, version: Version, unmark: Callable[[], bool]) -> bool:
+        """``unmark`` under the session's lock if its page still shows ``version`` (the
+        catalog's invariant 2); without waiting: a busy session keeps its mark."""
+        try:
+            fd = os.open(str(self._dirs.dir(session_id) / "lock"), os.O_RDONLY | O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if read_page(str(self._dirs.dir(session_id))) != version:
+                return False
+            handle = self._handles.get(session_id)
+            if handle is not None:
+                # This process's next append takes the slow path, which marks again.
+                handle.generation = -1
+            return unmark()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # and its flock
+
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        try:
+            return self._catalog.walk(order, descending, start, refold)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't read the catalog in {self.root}: {exc}") from exc
+
+    def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
+        return self._catalog.wants_rebuild(listed)
+
+    def catalog_rebuild(self, entries: list[tuple[str, Head, bytes, tuple[float, float]]]) -> None:
+        try:
+            self._catalog.rebuild(entries)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"can't save the catalog in {self.root}: {exc}") from exc
 
     def catalog_reset(self) -> None:
         try:

@@ -394,7 +394,8 @@ class PostgresBackend(RowBackend):
         rows = self._run("reading the session catalog", "CATALOG_READ", (prefix,))
         return [(row[0], None if row[1] is None else bytes(row[1])) for row in rows]
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         text = self._sql["CATALOG_WRITE"]
 
         def save(conn: Conn) -> None:

@@ -508,7 +508,8 @@ class RedisBackend(RowBackend):
         self._run("dropping the session catalog", lambda: self._pipeline(
             False, [("hdel", (self.keys(sid)[0], "c")) for sid in ids]))
 
-    def catalog_write(self, entries: list[tuple[str, Head, bytes]]) -> None:
+    def catalog_write(self, entries: list[tuple[str, Head, bytes]],
+                      keys: list[tuple[float, float]] | None = None) -> None:
         def send() -> Any:
             if self.cluster:
                 # redis-py refuses scripts in a cluster pipeline: one call each (an entry

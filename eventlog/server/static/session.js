@@ -194,6 +194,7 @@ export class SessionView {
     if (!s) return;
     let people = false;
     let rewound = false;
+    const redactions = [];
     for (const event of events) {
       const d = event.data || {};
       s.last_seq = event.seq;
@@ -214,10 +215,17 @@ export class SessionView {
         people = true;
       } else if (event.type === "session.rewound") {
         rewound = true;
+      } else if (event.type === "session.redacted") {
+        redactions.push(event);
       }
     }
     this.transcript.live(events);
-    if (rewound) this.refold();
+    for (const event of redactions) {
+      const d = event.data || {};
+      this.transcript.redact(d.seqs || [], { reason: String(d.reason), seq: event.seq, sha256: "" });
+    }
+    // Both change the visible state (a redaction may erase a participant): the server folds it.
+    if (rewound || redactions.length) this.refold();
     this.dirty = true;
     this.headDirty = true;
     this.peopleDirty = this.peopleDirty || people;
@@ -225,8 +233,8 @@ export class SessionView {
       last_activity: s.last_activity, participants: s.participants.slice() });
   }
 
-  // A rewind came: the visible state is an older one, which only the server folds. Read it
-  // again, and mark the events it hides.
+  // A rewind or a redaction came: the visible state is an older one, or lost a sender, and
+  // only the server folds it. Read it again, and mark the events a rewind hides.
   refold() {
     const id = this.id;
     api(sessionUrl(id)).then((fresh) => {

@@ -61,6 +61,24 @@ export class Transcript {
     this.list.replaceChildren();
   }
 
+  // A redaction arrived: the events it erased show as redacted at once, on screen, waiting
+  // for the next frame, or kept aside (pages read later come from the server redacted).
+  // Their tombstone here holds what the redaction event says; its sha256 stays on the server.
+  redact(seqs, tomb) {
+    const wanted = new Set(seqs);
+    for (const e of [...this.pending, ...this.aside]) {
+      if (wanted.has(e.seq)) e.data = { redacted: tomb };
+    }
+    for (const item of this.items) {
+      if (!wanted.has(item.event.seq)) continue;
+      item.event = { ...item.event, data: { redacted: tomb } };
+      const old = item.nodes[item.nodes.length - 1];
+      const fresh = eventNode(this.ctx, item.event);
+      old.replaceWith(fresh);
+      item.nodes[item.nodes.length - 1] = fresh;
+    }
+  }
+
   // The session's rewinds changed (a rewind arrived): mark the events shown again.
   setRewinds(rewinds) {
     this.ctx.rewinds = rewinds || [];
