@@ -125,6 +125,10 @@ class DroppingProxy:
                         continue
                     when = self._take(data)
                     if when == "before":
+                        # The server's end first: a pipelined request's earlier statements
+                        # (PostgreSQL's row lock) may have gone ahead in an earlier write,
+                        # and their transaction must end before others work meanwhile.
+                        _close(server)
                         self._dropping()
                         return
                     server.sendall(data)
@@ -160,3 +164,11 @@ def _swallow_reply(client: socket.socket, server: socket.socket) -> None:
         if not data:
             return
         server.sendall(data)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
