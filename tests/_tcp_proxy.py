@@ -125,11 +125,15 @@ class DroppingProxy:
                         continue
                     when = self._take(data)
                     if when == "before":
+                        # The server's end first: a pipelined request's earlier statements
+                        # (PostgreSQL's row lock) may have gone ahead in an earlier write,
+                        # and their transaction must end before others work meanwhile.
+                        _close(server)
                         self._dropping()
                         return
                     server.sendall(data)
                     if when == "after":
-                        server.recv(65536)  # the reply, which the client never gets
+                        _swallow_reply(client, server)
                         self._dropping()
                         return
         except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
@@ -143,3 +147,28 @@ class DroppingProxy:
     def close(self) -> None:
         self._closing = True
         self.listener.close()
+
+
+def _swallow_reply(client: socket.socket, server: socket.socket) -> None:
+    """Forward the client's bytes until the server answers, and swallow the answer, which
+    the client never gets. A pipelined request may come in more than one write (the
+    PostgreSQL client sends its Sync after the statements), and the server answers only
+    once it has the last of them."""
+    while True:
+        ready, _, _ = select.select([client, server], [], [], 10.0)
+        if not ready or server in ready:
+            if ready:
+                server.recv(65536)
+            return
+        data = client.recv(65536)
+        if not data:
+            return
+        server.sendall(data)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -77,6 +77,7 @@ def steady(url: str, sid: str, worker: str, count: str, go: str, ack: str,
     ``StorageError`` (its fate unknown, or no server for a while) is reported as ``unsure``
     and the next one is tried, so the test knows which events may be stored at most once.
     ``kind`` ``message``: chat messages (content ``<worker>-<i>``), the guarded append;
+    ``keyed``: events with the idempotency key ``<worker>-<i>``, the other guarded append;
     ``stop``: a path whose existence ends the run early."""
     acks = Acks(ack)
     with eventlog.open(url) as log:
@@ -89,6 +90,9 @@ def steady(url: str, sid: str, worker: str, count: str, go: str, ack: str,
                 if kind == "message":
                     seq = log.add_message(eventlog.ChatMessage(
                         sender=worker, content=f"{worker}-{i}", session_id=sid)).seq
+                elif kind == "keyed":
+                    seq = log.append(sid, "stress.event", {"w": worker, "i": i},
+                                     idempotency_key=f"{worker}-{i}").seq
                 else:
                     seq = log.append(sid, "stress.event", {"w": worker, "i": i}).seq
             except eventlog.StorageError:

@@ -151,11 +151,13 @@ def test_a_server_process_ended_while_the_append_waits_for_the_lock(schemas: Any
 
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("compact", [False, True])
-def test_a_lost_request_or_reply_lands_once_with_others_between(schemas: Any, proxy: DroppingProxy,
-                                                                 when: str, compact: bool) -> None:
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_lost_request_or_reply_lands_once_with_others_between(
+        schemas: Any, proxy: DroppingProxy, when: str, compact: bool, keyed: bool) -> None:
     """The connection drops before the append reaches the server, or after it committed
     (its reply lost); meanwhile another writer appends, and maybe compacts the session so
-    that the append's record moves to the archive. The retry lands it, or finds it, once."""
+    that the append's record moves to the archive. The retry lands it, or finds it, once;
+    with an idempotency key too (the guarded append: its check and append one step)."""
     schema = schemas.fresh()
     direct = f"{pg.SERVER}?schema={schema}"
     other = eventlog.open(direct)
@@ -170,14 +172,56 @@ def test_a_lost_request_or_reply_lands_once_with_others_between(schemas: Any, pr
 
     with eventlog.open(f"{pg.server_url(port=proxy.port)}?schema={schema}") as log:
         proxy.arm(b"the-tag", when, on_drop=meanwhile)
-        event = log.append("s", "x", {"tag": "the-tag"})
+        log.append("s", "x", {"tag": "own"})  # the writer's own head, checked, before the others
+        event = log.append("s", "x", {"tag": "the-tag"}, idempotency_key="the-tag" if keyed else None)
         assert proxy.dropped == 1
     tags = _tags(other, "s")
     assert tags.count("the-tag") == 1
     assert tags[event.seq - 2] == "the-tag"
-    assert tags == ([None, "the-tag", "other-0", "other-1", "other-2"] if when == "after" else
-                    [None, "other-0", "other-1", "other-2", "the-tag"])
+    assert tags == ([None, "own", "the-tag", "other-0", "other-1", "other-2"] if when == "after" else
+                    [None, "own", "other-0", "other-1", "other-2", "the-tag"])
     other.close()
+
+
+def test_a_guarded_append_finds_what_other_writers_stored_after_its_checked_head(schemas: Any) -> None:
+    """The guarded append looks through the events after the head its writer checked: an
+    id or key another writer stored there is found (nothing written, the stored one
+    returned), and a rewind among them, a compaction past them or more of them than it
+    reads send the check back to the store, which sees what they change."""
+    url = schemas.url(flush=False)
+    with eventlog.open(url) as a, eventlog.open(url) as b:
+        a.create_session("s")
+
+        def message(mid: str, content: str = "same") -> ChatMessage:
+            return ChatMessage(sender="u", content=content, session_id="s", id=mid)
+
+        assert b.add_message(message("b0")).seq == 2  # b's window, at its own head
+        assert a.add_message(message("m1")).seq == 3
+        first = a.append("s", "x", {"tag": 1}, idempotency_key="k1")
+        assert b.add_message(message("m1")).seq == 3
+        assert b.append("s", "x", {"tag": 1}, idempotency_key="k1") == first
+        # A rewind to a seq before an earlier rewind's brings back what that one hid: m2,
+        # hidden at b's head, is visible again after a's second rewind (which b must not miss).
+        assert a.add_message(message("m2")).seq == 5
+        a.rewind("s", 4)
+        assert b.add_message(message("b1")).seq == 7
+        assert b.add_message(message("b1")).seq == 7  # b's window now at 7, m2 hidden there
+        a.rewind("s", 5)
+        assert b.add_message(message("m2")).seq == 5
+        # Compacted away after b's head (the message long enough to be worth compacting).
+        assert a.add_message(message("m3", "same" * 2000)).seq == 9
+        assert a.compact("s").segments_archived
+        assert b.add_message(message("m3", "same" * 2000)).seq == 9
+        # Past what the statement reads through.
+        assert a.add_message(message("m4")).seq == 10
+        for _ in range(300):
+            a.append("s", "pad")
+        assert b.add_message(message("m4")).seq == 10
+        assert b.add_message(message("m5")).seq == 311
+        ids = [m.id for m in a.get_messages("s")]
+        assert ids == ["b0", "m1", "m2", "m3", "m4", "m5"]
+        assert len(list(a.events("s"))) == 311
+        assert a.verify("s").ok
 
 
 def test_a_batch_whose_reply_is_lost_lands_once(schemas: Any, proxy: DroppingProxy) -> None:

@@ -62,6 +62,18 @@ Guard = Callable[[Head, "Since | None"], None]
 it raises to refuse the append. See ``Backend.append_one``."""
 
 
+class Unique(NamedTuple):
+    """What a guarded ``append_one`` must not duplicate, for a backend that can look for it
+    among its own records (PostgreSQL, in the statement that appends): the ``id`` of a
+    ``message`` event's data (``field`` ``"id"``) or an event's idempotency key (``"key"``).
+    Only visible events count (README, "Fork, rewind and retries"), so a rewind among the
+    events looked through leaves the answer to the guard, as does anything else the
+    backend can't read there."""
+
+    field: str
+    value: str
+
+
 SNAPSHOTS_KEPT = 3
 """Every backend keeps a session's newest ``SNAPSHOTS_KEPT`` snapshots..."""
 
@@ -224,7 +236,7 @@ class Backend(ABC):
     def append_one(  # noqa: PLR0913 - the append's parts, passed apart to spare a tuple per call
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
             durable: bool, guard: Guard | None = None, checked: Head | None = None,
-            ) -> tuple[Head, Head, dict[str, Any] | None]:
+            unique: Unique | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
         """Seal one encoded payload (see ``seal_one``) after the session's head and append it:
         the single-event append behind every ``add_message`` and ``append``.
 
@@ -242,7 +254,10 @@ class Backend(ABC):
         then nothing is written. ``checked``, if given, is a head at which the caller knows
         the guard passes: a backend may skip calling it when the head it builds on is that
         one (the store checks its window outside the lock, so a lone writer's appends never
-        call it)."""
+        call it). ``unique``, if given, says what the guard looks for: a backend that can't
+        run Python under its lock may look for it itself in the events after a head the
+        guard passed at (``checked``, or one it checked with the guard), and append if
+        none of them holds it (this default ignores it)."""
         after: list[Head] = []
         version = self.record_version
         # The data's hash (version 2) once, outside the lock, however often build runs.

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..backends._base import Backend, Guard
+from ..backends._base import Backend, Guard, Unique
 from ..core._checkpoint import Checkpoint
 from ..core._codec import (
     ChainReader,
@@ -241,7 +241,7 @@ class EventLog:
             self, sid: str, payload: bytes, kind: str, ts: float, data: Any,
             expected_seq: int | None, durability: Durability | None,
             guard: Guard | None = None, key: str | None = None,
-            checked: Head | None = None) -> Head:
+            checked: Head | None = None, unique: Unique | None = None) -> Head:
         """``_append_payloads`` for one event, kept flat: every ``add_message`` and ``append``
         comes this way, and each Python call here costs about as much as a syscall. Returns
         the new head."""
@@ -250,7 +250,8 @@ class EventLog:
         durable = self.durability == "fsync" if durability is None else self._durable(durability)
         try:
             head, after, position = self.backend.append_one(sid, payload, self.max_event_bytes,
-                                                            expected_seq, durable, guard, checked)
+                                                            expected_seq, durable, guard, checked,
+                                                            unique)
         except _retries.Stored:
             raise
         except BaseException:
@@ -313,11 +314,18 @@ class EventLog:
                                     expected_seq, durability)
             return Event(head.seq, type, ts, data)
         check_key(idempotency_key, self.version)
+        # A head at which the writer's window lacks the key, as add_message does for ids.
+        window = self._windows.table.get(sid)
+        checked = None
+        if window is not None:
+            checked = window.at[0]  # read before the keys
+            if idempotency_key in window.keys:
+                checked = None
         try:
             head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
                                     ts, None, expected_seq, durability,
                                     _retries.key_guard(self, sid, idempotency_key),
-                                    idempotency_key)
+                                    idempotency_key, checked, Unique("key", idempotency_key))
         except _retries.Stored as stored:
             return _retries.keyed_events(self, sid, stored.seqs[0], idempotency_key)[0]
         return keyed_event(head.seq, type, ts, data, idempotency_key)
@@ -377,7 +385,8 @@ class EventLog:
                 checked = None
         try:
             head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
-                                    _retries.message_guard(self, sid, mid), None, checked)
+                                    _retries.message_guard(self, sid, mid), None, checked,
+                                    Unique("id", mid))
         except _retries.Stored as stored:
             return _retries.stored_message(self, sid, message, stored.seqs[0])
         metadata = message.metadata

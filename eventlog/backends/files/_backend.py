@@ -77,6 +77,7 @@ from .._base import (
     Replacement,
     Scan,
     Sealed,
+    Unique,
     Watch,
 )
 from . import _checks, _reading, _snapshots, _waiting, _writing
@@ -251,7 +252,7 @@ class FileBackend(Backend):
     def append_one(  # noqa: C901, PLR0913 - one flat function on purpose: see below
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
             durable: bool, guard: Guard | None = None, checked: Head | None = None,
-            ) -> tuple[Head, Head, dict[str, Any] | None]:
+            unique: Unique | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
         # Every add_message comes this way, so the common case (an uncontended lock, nobody
         # else wrote since our last append, one whole write) is kept flat: each Python call
         # here costs about as much as a syscall. Sealing (``seal_one``) is inlined too, and

@@ -53,6 +53,7 @@ from .._base import (
     Guard,
     Replacement,
     Sealed,
+    Unique,
 )
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
@@ -68,6 +69,10 @@ _CHUNKS_PER_READ = 8
 _TOKENS_KEPT_MS = 10 * 60_000
 """How long compaction keeps the tokens of records it moved: far past any retry, with room
 for clocks that disagree (a token starts with its writer's clock, in ms)."""
+_GUARD_SPAN = 256
+"""Events after a guarded append's checked head that its statement reads through, under
+the session's lock, for the id or key it must not duplicate; past that, the store's check
+runs again (outside the lock) on the head the statement found."""
 _LEASE = 60.0  # seconds a follower's lease lasts; renewed when half is left
 _FOLLOW_SLICE = 1.0  # a follower checks that its session is still the same life this often
 
@@ -201,16 +206,10 @@ class PostgresBackend(RowBackend):
     def append_one(  # noqa: PLR0913 - Backend.append_one's parameters
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
             durable: bool, guard: Guard | None = None, checked: Head | None = None,
-            ) -> tuple[Head, Head, dict[str, Any] | None]:
-        # ``checked`` is not used: the guard runs before the append, on a remembered head
-        # that may be stale (see _append_guarded), and is always called.
+            unique: Unique | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
+        params = self._append_params(session_id, payload, max_bytes, expected_seq)
         if guard is not None:
-            return self._append_guarded(session_id, payload, max_bytes, expected_seq, durable, guard)
-        params = {"id": session_id, "p": payload,
-                  "cp": payload if self.record_version == 1 else chain_payload(payload),
-                  "t": Int8(_token()),
-                  "x": None if expected_seq is None else Int8(expected_seq), "m": Int8(max_bytes),
-                  "c": self._channel}
+            return self._append_guarded(session_id, params, guard, checked, unique)
 
         def first(conn: Conn) -> tuple[Any, ...] | None:
             return self._x(conn, "APPEND_ONE", params).fetchone()
@@ -240,45 +239,91 @@ class PostgresBackend(RowBackend):
                 raise too_large(size + 1, max_bytes)
             # The head moved between the two looks (the size depends on the seq): again.
 
-    def _append_guarded(self, session_id: str, payload: bytes, max_bytes: int,
-                        expected_seq: int | None, durable: bool,
-                        guard: Guard) -> tuple[Head, Head, dict[str, Any] | None]:
+    def _append_params(self, session_id: str, payload: bytes, max_bytes: int,
+                       expected_seq: int | None) -> dict[str, Any]:
+        return {"id": session_id, "p": payload,
+                "cp": payload if self.record_version == 1 else chain_payload(payload),
+                "t": Int8(_token()), "x": None if expected_seq is None else Int8(expected_seq),
+                "m": Int8(max_bytes), "c": self._channel}
+
+    def _append_guarded(self, session_id: str, params: dict[str, Any], guard: Guard,
+                        checked: Head | None, unique: Unique | None,
+                        ) -> tuple[Head, Head, dict[str, Any] | None]:
         """``append_one`` with the store's check for a message id or key already stored.
 
         The check is Python and may read the log (another connection), so it can't run
-        inside the statement nor while this call holds a pooled connection under the row's
-        lock (threads holding every connection would wait for a fifth). It runs first, on
-        the head this process last wrote (or a fresh read), and the append is then
-        conditional on that seq: if another writer got in first, nothing is written and the
-        check runs again on the new head. One round trip for a lone writer, as without it."""
-        head = self._written.get(session_id)
+        while this call holds a pooled connection under the row's lock (threads holding
+        every connection would wait for a fifth). It runs first, on a head (``_checked``),
+        and the server then appends in one step, one round trip: the row locked, the
+        events after that head looked through for ``unique`` (``GUARDED_APPEND``), the
+        record written, committed. A head that moved is no reason to give up, so a guarded
+        writer keeps its turn in the row's queue beside plain ones (a conditional append
+        lost to them every time: issue pgguard). Only if those events hold the id or key,
+        a rewind, or more than ``_GUARD_SPAN`` events, does the check run again, on the
+        head the server found, and the step again from there."""
+        head = self._checked(session_id, guard, checked)
+        params["f"], params["v"] = (None, None) if unique is None else unique
+        params["n"] = Int8(_GUARD_SPAN)
+        lock, statement = self._sql["LOCK_ROW"], self._sql["GUARDED_APPEND"]
+
+        def first(conn: Conn) -> tuple[Any, ...] | None:
+            # One pipeline, one sync: one implicit transaction, committed at the sync, and
+            # no Python between the lock and the commit. The second statement's snapshot is
+            # taken once the lock is held, so it sees the events of the writer it queued behind.
+            with conn.pipeline():
+                conn.execute(lock, (session_id,), prepare=True)
+                cursor = conn.execute(statement, params, prepare=True)
+            return cursor.fetchone()
+
+        def again(conn: Conn) -> tuple[Any, ...] | None:
+            with conn.transaction():
+                found = self._x(conn, "LOCK_HEAD", (session_id,)).fetchone()
+                if found is None:
+                    return None
+                mine = self._x(conn, "FIND_TOKEN", {"g": found[0], "t": params["t"]}).fetchone()
+                if mine is not None:  # the lost attempt committed: report it, write nothing
+                    return (mine[0] - 1, "", mine[0], mine[1], 0, True)
+                return self._x(conn, "GUARDED_APPEND", params).fetchone()
+
+        what = f"appending to session {session_id!r}"
         while True:
-            fresh = head is None or (expected_seq is not None and head.seq != expected_seq)
-            if fresh:
-                head = self.read_head(session_id)[1]
-            assert head is not None
+            params["bq"], params["bh"] = Int8(head.seq), head.digest
+            row = self._conns.write(what, first, again, unknown=_UNKNOWN_APPEND)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            found = Head(row[0], row[1])
+            if row[2] is not None:
+                done = Head(row[2], row[3])
+                if len(self._written) >= 1024:
+                    self._written.clear()
+                self._written[session_id] = done
+                # The head before is a hint for the store's fold; after a retry it is "".
+                return done, found, None
+            if params["x"] is not None and found.seq != params["x"]:
+                raise ConflictError(session_id, int(params["x"]), found.seq)
+            if row[5]:  # the events were clear: the line was too long at that seq
+                size = len(params["p"]) + len(str(found.seq + 1)) + 46
+                raise too_large(size + 1, int(params["m"]))
+            guard(found, None)  # raises if the id or key is stored (the events held it)
+            head = found
+
+    def _checked(self, session_id: str, guard: Guard, checked: Head | None) -> Head:
+        """A head the store's check passes at: ``checked`` (the store's own), or the head
+        after this process's last guarded append if newer, or the head as it is now."""
+        written = self._written.get(session_id)
+        if checked is not None and (written is None or written.seq - checked.seq <= _GUARD_SPAN // 4):
+            return checked
+        if written is not None:
             try:
-                guard(head, None)
+                guard(written, None)
+                return written
             except Exception:
-                # The remembered head may be stale (a rewind by another process changes what
-                # the check finds): only a refusal on the head as it is now counts.
-                if fresh:
-                    raise
-                head = None
-                continue
-            if expected_seq is not None and head.seq != expected_seq:
-                raise ConflictError(session_id, expected_seq, head.seq)
-            try:
-                done = self.append_one(session_id, payload, max_bytes, head.seq, durable)
-            except ConflictError:
-                if expected_seq is not None:
-                    raise
-                head = None
-                continue
-            if len(self._written) >= 1024:
-                self._written.clear()
-            self._written[session_id] = done[0]
-            return done
+                # The remembered head may be stale (a rewind by another process changes
+                # what the check finds): only a refusal on the head as it is now counts.
+                pass
+        head = self.read_head(session_id)[1]
+        guard(head, None)
+        return head
 
     def append(self, session_id: str, build: Build, *, durable: bool, rebuild: bool = True) -> Appended:
         token = Int8(_token())

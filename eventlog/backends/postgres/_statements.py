@@ -46,6 +46,55 @@ WITH u AS (
 SELECT seq - 1, ph, seq, h, (SELECT count(*) FROM n) FROM u
 """
 
+# A guarded append (``_backend._append_guarded``): APPEND_ONE's parameters, and %(bq)s/%(bh)s
+# the head the store's check passed at, %(f)s what the append must not duplicate (``id``: a
+# message's id, ``key``: an idempotency key, NULL: anything) and %(v)s its value, %(n)s how
+# many events after that head to look through. It runs after LOCK_ROW, in the same
+# transaction (a pipeline: one round trip, nothing between), so its snapshot holds every
+# event up to the head it locked (one statement's snapshot would predate the lock wait,
+# and miss the events of the writer it queued behind). It appends only if the head is the
+# checked one, or the events after it are all here (not compacted away), within %(n)s, and
+# none holds the id or key or is a rewind (which changes what is visible): then the check
+# at the checked head holds at this one. One row: the head it found (seq, h), the new
+# head (seq, h) and notified, or NULLs if nothing was written; whether the events were
+# clear. No row: no such session.
+GUARDED_APPEND = """
+WITH l AS (
+  SELECT gen, seq, h, archived FROM {s}.sessions WHERE id = %(id)s
+), c AS (
+  SELECT (l.seq = %(bq)s::bigint AND l.h = %(bh)s) OR (
+    %(f)s::text IS NOT NULL AND l.seq > %(bq)s::bigint AND l.seq - %(bq)s::bigint <= %(n)s::bigint
+    AND l.archived < %(bq)s::bigint
+    AND EXISTS (SELECT 1 FROM {s}.events WHERE session = l.gen AND seq = %(bq)s::bigint
+                AND substr(line, length(line) - 33, 32) = convert_to(%(bh)s, 'UTF8'))
+    AND NOT EXISTS (
+      SELECT 1 FROM {s}.events e, LATERAL (SELECT convert_from(e.line, 'UTF8')::json AS j) r
+      WHERE e.session = l.gen AND e.seq > %(bq)s::bigint AND (r.j->>'type' = 'session.rewound'
+        OR CASE %(f)s::text WHEN 'id' THEN r.j->>'type' = 'message' AND r.j->'data'->>'id' = %(v)s
+                            ELSE r.j->>'k' = %(v)s END))) AS clear
+  FROM l
+), u AS (
+  UPDATE {s}.sessions SET seq = seq + 1, ph = h,
+    h = left(encode(sha256(convert_to(h, 'UTF8') || convert_to('{"seq":' || (seq + 1) || ',', 'UTF8')
+                           || substr(%(cp)s::bytea, 2)), 'hex'), 32),
+    bytes = bytes + length(%(p)s::bytea) + length((seq + 1)::text) + 47
+  WHERE id = %(id)s AND (SELECT clear FROM c) AND (%(x)s::bigint IS NULL OR seq = %(x)s::bigint)
+    AND length(%(p)s::bytea) + length((seq + 1)::text) + 46 < %(m)s::bigint
+  RETURNING gen, seq, h, watched
+), i AS (
+  INSERT INTO {s}.events (session, seq, line, tok)
+  SELECT gen, seq, convert_to('{"seq":' || seq || ',', 'UTF8')
+         || substr(%(p)s::bytea, 2, length(%(p)s::bytea) - 2)
+         || convert_to(',"h":"' || h || '"}', 'UTF8'), %(t)s::bigint
+  FROM u
+), n AS (
+  SELECT pg_notify(%(c)s, gen || ' ' || seq) FROM u WHERE watched > now()
+)
+SELECT l.seq, l.h, u.seq, u.h, (SELECT count(*) FROM n), c.clear FROM l CROSS JOIN c LEFT JOIN u ON true
+"""
+# The session's row locked, nothing read: GUARDED_APPEND's first step.
+LOCK_ROW = "SELECT 1 FROM {s}.sessions WHERE id = %s FOR UPDATE"
+
 # The head, locked: the first step of a batch append, a seal, or a retry.
 LOCK_HEAD = "SELECT gen, seq, h, watched > now() FROM {s}.sessions WHERE id = %s FOR UPDATE"
 

@@ -92,6 +92,7 @@ from .._base import (
     Guard,
     Replacement,
     Sealed,
+    Unique,
 )
 from .._rows import RowBackend, Rows
 from . import _bulk, _cluster, _follow
@@ -344,7 +345,7 @@ class RedisBackend(RowBackend):
     def append_one(  # noqa: PLR0913 - Backend.append_one's parameters
             self, session_id: str, payload: bytes, max_bytes: int, expected_seq: int | None,
             durable: bool, guard: Guard | None = None, checked: Head | None = None,
-            ) -> tuple[Head, Head, dict[str, Any] | None]:
+            unique: Unique | None = None) -> tuple[Head, Head, dict[str, Any] | None]:
         """``Backend.append_one``, its guard handed the lines a moved head's answer carried
         (see ``_scripts.APPEND``): rebuilding on a moved head then reads nothing first."""
         after: list[Head] = []
