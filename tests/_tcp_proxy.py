@@ -113,7 +113,7 @@ class DroppingProxy:
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         try:
             while True:
-                ready, _, _ = select.select([client, server], [], [], 0.5)
+                ready = _readable([client, server], 0.5)
                 if self._closing:
                     return
                 for sock in ready:
@@ -136,7 +136,7 @@ class DroppingProxy:
                         _swallow_reply(client, server)
                         self._dropping()
                         return
-        except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
+        except (OSError, ValueError):  # ValueError: a socket cut() closed (its fileno is -1)
             return
         finally:
             with self._lock:
@@ -155,7 +155,7 @@ def _swallow_reply(client: socket.socket, server: socket.socket) -> None:
     PostgreSQL client sends its Sync after the statements), and the server answers only
     once it has the last of them."""
     while True:
-        ready, _, _ = select.select([client, server], [], [], 10.0)
+        ready = _readable([client, server], 10.0)
         if not ready or server in ready:
             if ready:
                 server.recv(65536)
@@ -164,6 +164,21 @@ def _swallow_reply(client: socket.socket, server: socket.socket) -> None:
         if not data:
             return
         server.sendall(data)
+
+
+def _readable(socks: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """The sockets with something to read (or closed), within ``timeout`` seconds. poll,
+    not select: select() can't watch a descriptor numbered 1,024 or more, and a long test
+    run's process can hold that many (the proxy then quietly closed every connection)."""
+    poller = select.poll()
+    by_fd = {}
+    for sock in socks:
+        fd = sock.fileno()
+        if fd < 0:
+            raise ValueError("a closed socket")
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        by_fd[fd] = sock
+    return [by_fd[fd] for fd, _ in poller.poll(timeout * 1000)]
 
 
 def _close(sock: socket.socket) -> None:
