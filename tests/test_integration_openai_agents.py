@@ -380,7 +380,8 @@ def test_four_processes_adding_then_popping_lose_nothing_and_never_pop_twice(sto
     start_together(procs)
     for proc in procs:  # every process has added everything it will add
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "added\n"
+        line = proc.stdout.readline()
+        assert line == "added\n", line + (proc.stderr.read() if proc.stderr else "")
 
     items = run(EventLogSession("busy", store).get_items())
     assert len(items) == workers * batches * 2
