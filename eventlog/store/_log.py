@@ -316,11 +316,7 @@ class EventLog:
         check_key(idempotency_key, self.version)
         # A head at which the writer's window lacks the key, as add_message does for ids.
         window = self._windows.table.get(sid)
-        checked = None
-        if window is not None:
-            checked = window.at[0]  # read before the keys
-            if idempotency_key in window.keys:
-                checked = None
+        checked = None if window is None else window.lacking(window.keys, idempotency_key)
         try:
             head = self._append_one(sid, encode_payload(type, ts, data, idempotency_key), type,
                                     ts, None, expected_seq, durability,
@@ -378,11 +374,7 @@ class EventLog:
         # A head at which the writer's window lacks this id (see _retries.Window): an append
         # that builds on it needs no guard call under the lock.
         window = self._windows.table.get(sid)
-        checked = None
-        if window is not None:
-            checked = window.at[0]  # read before the ids
-            if mid in window.ids:
-                checked = None
+        checked = None if window is None else window.lacking(window.ids, mid)
         try:
             head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
                                     _retries.message_guard(self, sid, mid), None, checked,

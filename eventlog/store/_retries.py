@@ -69,6 +69,12 @@ class Window:
         self.ids = ids
         self.keys = keys
 
+    def lacking(self, found: dict[str, int], member: str) -> Head | None:
+        """The window's head if ``member`` is not among ``found`` (its ids or keys) there:
+        an append that builds on that head needs no guard call under the lock."""
+        at = self.at[0]  # read before the members: a later head only adds to them
+        return None if member in found else at
+
     def take(self, event: Event) -> None:
         """One visible event after the window's head, in order."""
         if event.type == MESSAGE:
