@@ -210,11 +210,12 @@ class ReadContract(ContractBase):
             log.follow("nope")
         follower = log.follow(sid, after_seq=0, timeout=None)
         assert next(follower).seq == 1
-        _later(0.2, lambda: log.delete_session(sid))
+        thread = _later(0.2, lambda: log.delete_session(sid))
         start = time.monotonic()
         with pytest.raises(SessionNotFoundError):
             next(follower)  # while it waits for the next event
         assert time.monotonic() - start < 10
+        thread.join(10)
         sid2 = log.create_session().session_id
         follower = log.follow(sid2, timeout=None)
         log.delete_session(sid2)

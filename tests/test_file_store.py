@@ -205,11 +205,16 @@ class TestFollowLives:
                 log.create_session(sid)
                 log.append_many(sid, [("y", i) for i in range(5)])
 
+            thread = None
             if when == "between waits":
                 again()
             else:
-                _later(0.3, again)
+                thread = _later(0.3, again)
             assert isinstance(_next_within(follower, 5), eventlog.SessionNotFoundError)
+            if thread is not None:
+                # The follower wakes at the delete: ``again`` still has a create and an
+                # append to do, and the store must outlive them (CI saw StoreClosedError).
+                thread.join(10)
 
 
 class TestFork:

@@ -25,8 +25,8 @@ _TRAILER_START = b"\n" + TRAILER
 def check(dirs: Dirs, session_id: str) -> list[str]:
     problems: list[str] = []
     listing = sorted(dirs.listing(session_id).items())
-    if not (dirs.dir(session_id) / "lock").exists() and dirs.exists(session_id):
-        problems.append(str(dirs.lock_missing(session_id)))
+    if dirs.lockless(session_id):
+        problems.append(str(dirs.lock_damage(session_id)))
     previous = genesis(session_id)
     for i, (first, (plain, archived)) in enumerate(listing):
         names = ([segment_name(first)] if plain else []) + ([archive_name(first)] if archived else [])

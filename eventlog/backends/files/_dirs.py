@@ -85,7 +85,7 @@ class Dirs:
 
     def lock_missing(self, session_id: str) -> EventLogError:
         """What to raise when the session's lock file can't be found: the session is gone,
-        or (its directory still there) damaged.
+        or (its directory still there without one) damaged.
 
         No writer recreates a missing lock, even under the directory lock (which keeps a
         ``delete`` out): a process that opened the lock before it was removed still holds
@@ -95,12 +95,39 @@ class Dirs:
         of the head the store acknowledged (``_recorded``): a new, empty one would vouch
         for a log that lost its end. So verify reports it and writes are refused until
         someone who knows no process has the store open recreates it (see the README)."""
-        if not self.exists(session_id):
-            return SessionNotFoundError(session_id)
+        if self.lockless(session_id):
+            return self.lock_damage(session_id)
+        # Gone; or deleted and created anew since the caller looked (the new life has its
+        # lock): the session the caller was working on is gone either way.
+        return SessionNotFoundError(session_id)
+
+    @staticmethod
+    def lock_damage(session_id: str) -> CorruptLogError:
         return CorruptLogError(
             f"session {session_id!r}: its lock file is missing (its log reads, but nothing "
             "writes to it until the lock is recreated: see the README's lock page)",
             session_id=session_id, where="lock")
+
+    def lockless(self, session_id: str) -> bool:
+        """Whether the directory at the session's name holds no lock file: damage.
+
+        Asked of one directory, opened once: by path, "no lock" then "a directory" can be
+        two lives of the id (deleted between the two looks, then created anew), and a store
+        that verifies would be reported damaged. A directory is at the name with its lock
+        from its rename into place until ``delete`` renames it away, so one seen at the name
+        both before and after its lock was found missing lost the lock to someone else."""
+        path = self.dir(session_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            os.stat("lock", dir_fd=fd)
+            return False
+        except FileNotFoundError:
+            return _same_dir(fd, path)
+        finally:
+            os.close(fd)
 
     def os_error(self, session_id: str, exc: OSError) -> EventLogError:
         """An OS error out of a session's files as an eventlog error: a file that vanished
@@ -231,7 +258,7 @@ class Dirs:
                 here = _same_dir(fd, self.dir(session_id))
                 unlock_dir(fd)
                 if here:
-                    raise self.lock_missing(session_id) from None
+                    raise self.lock_damage(session_id) from None
 
 
 def _same_dir(fd: int, path: Path) -> bool:
