@@ -163,9 +163,14 @@ async def read_live_data(log: EventLog, session_id: str, *, item: str, cleared: 
     The list is made before the batches end: on a local store they keep the collector
     paused until then, and what is alive when it runs again (the data, not the events
     that carried it: they are dropped first) is what it promotes."""
+    alog = async_of(log)
+    if not alog.inline:
+        # In one worker call, with the collector paused for it: in batches, what the walk
+        # keeps would be alive at the loop's collections between them, and promoted.
+        return await alog.run(_live_data, log, session_id, item, cleared, retracted, limit)
     walk = _LiveWalk(session_id, item, cleared, retracted, limit)
     try:
-        async with aclosing(async_of(log).batches(_visible_backward, log, session_id)) as batches:
+        async with aclosing(alog.batches(_visible_backward, log, session_id, keep=True)) as batches:
             async for batch in batches:
                 if any(walk.step(event) for event in batch):
                     break
@@ -175,6 +180,12 @@ async def read_live_data(log: EventLog, session_id: str, *, item: str, cleared: 
             return data
     except SessionNotFoundError:
         return []
+
+
+def _live_data(log: EventLog, session_id: str, item: str, cleared: str, retracted: str | None,
+               limit: int | None) -> list[Any]:
+    live = read_live(log, session_id, item=item, cleared=cleared, retracted=retracted, limit=limit)
+    return [event.data for event in live.items]
 
 
 class _LiveWalk:

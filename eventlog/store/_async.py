@@ -367,12 +367,18 @@ class AsyncEventLog:
             for event in batch:
                 yield event
 
-    async def batches(self, open_source: Callable[..., Iterator[T]],
-                      *args: Any) -> AsyncGenerator[list[T], None]:
+    async def batches(self, open_source: Callable[..., Iterator[T]], *args: Any,
+                      keep: bool = False) -> AsyncGenerator[list[T], None]:
         """The items of the iterator ``open_source(*args)`` returns (a blocking read of the
         store), a list at a time, never empty: read on the loop's thread in slices of at
         most ``INLINE_SLICE`` on a local store, else ``BATCH`` per worker call. The source is
-        closed when the caller stops early (break out, or ``aclose()``)."""
+        closed when the caller stops early (break out, or ``aclose()``).
+
+        On a local store the collector is paused while a batch is read and used (until the
+        caller asks for the next), so what the caller drops dies young; ``keep``: the caller
+        keeps what it reads (a list it returns): paused from the first batch to the end
+        instead, for at most ``READ_PAUSE``, so what it keeps is not promoted a batch at a
+        time (each promotion brings a full collection of the whole heap nearer)."""
         inline = self.inline
         if not inline:
             source = await self.run(open_source, *args)
@@ -392,9 +398,6 @@ class AsyncEventLog:
         await pacer.turn()
         if self._pool.closed:
             raise StoreClosedError("the store is closed")
-        # The collector stays paused while the read goes on (for at most READ_PAUSE): what
-        # the caller keeps of it (get_items' 4,000 items) would otherwise be promoted a
-        # batch at a time, and each full collection that sets off walks the whole heap.
         source = open_source(*args)
         paused = _collector_pause.hold(READ_PAUSE)
         try:
@@ -404,7 +407,12 @@ class AsyncEventLog:
                 if batch:
                     yield batch
                 if not ended:
+                    if not keep:  # the caller is done with the batch: what it dropped is gone
+                        batch = []
+                        paused.release()
                     await pacer.turn()
+                    if not keep:
+                        paused = _collector_pause.hold(READ_PAUSE)
         finally:
             try:
                 close = getattr(source, "close", None)
