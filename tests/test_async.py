@@ -503,3 +503,31 @@ def test_a_store_closing_refuses_inline_calls(tmp_path: Path) -> None:
         await closing
 
     asyncio.run(scenario())
+
+
+def test_an_inline_read_never_leaves_the_collector_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch is read with the collector paused until the caller asks for the next; a caller
+    that stops asking (without closing the iterator) gets it back after READ_PAUSE."""
+    monkeypatch.setattr(_async, "READ_PAUSE", 0.05)
+    monkeypatch.setattr(_async, "INLINE_BATCH", 10)
+
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        await log.append_many("s", [("x.y", n) for n in range(50)])
+        reader = log.events("s")
+        assert (await reader.__anext__()).seq == 1
+        assert not gc.isenabled()  # paused while the caller uses the batch
+        await asyncio.sleep(0.2)
+        assert gc.isenabled()
+        assert [e.seq async for e in reader] == list(range(2, 52))
+        assert gc.isenabled()
+        async for _ in log.events_reversed("s"):
+            break
+        await asyncio.sleep(0.01)  # the abandoned iterator is closed by the loop
+        assert gc.isenabled()
+        await log.close()
+
+    asyncio.run(scenario())
+    assert gc.isenabled()

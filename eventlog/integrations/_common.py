@@ -29,7 +29,7 @@ from ..core._errors import (
 )
 from ..core._records import Event
 from ..core._validate import check_session_id
-from ..store._async import AsyncEventLog
+from ..store._async import AsyncEventLog, collector_paused
 from ..store._log import EventLog
 from ..store._open import open as open_store
 from ..store._tail import SessionTail
@@ -170,13 +170,14 @@ async def read_live_data(log: EventLog, session_id: str, *, item: str, cleared: 
         return await alog.run(_live_data, log, session_id, item, cleared, retracted, limit)
     walk = _LiveWalk(session_id, item, cleared, retracted, limit)
     try:
-        async with aclosing(alog.batches(_visible_backward, log, session_id, keep=True)) as batches:
-            async for batch in batches:
-                if any(walk.step(event) for event in batch):
-                    break
-            found = walk.found
-            data = [event.data for event in reversed(found)]
-            found.clear()
+        with collector_paused():
+            async with aclosing(alog.batches(_visible_backward, log, session_id, keep=True)) as batches:
+                async for batch in batches:
+                    if any(walk.step(event) for event in batch):
+                        break
+            batch = []  # the events are gone before the collector runs again: only the data is left
+            data = [event.data for event in reversed(walk.found)]
+            walk.found.clear()
             return data
     except SessionNotFoundError:
         return []

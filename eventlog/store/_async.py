@@ -34,6 +34,7 @@ no read sets off a full one. Collection resumes as soon as no call is running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import threading
@@ -117,10 +118,22 @@ class _CollectorPause:
         return held
 
 
+@contextlib.contextmanager
+def collector_paused(longest: float = READ_PAUSE) -> Iterator[None]:
+    """Automatic garbage collection paused for the block (a coroutine's, across its awaits),
+    and at most ``longest`` seconds: for a read whose caller keeps what it reads (see
+    ``AsyncEventLog.batches``). Drop what you do not return before the block ends."""
+    held = _collector_pause.hold(longest)
+    try:
+        yield
+    finally:
+        held.release()
+
+
 class _Held:
     __slots__ = ("_pause", "timer")
 
-    def __init__(self, pause: _CollectorPause) -> None:
+    def __init__(self, pause: _CollectorPause | None) -> None:
         self._pause: _CollectorPause | None = pause
         self.timer: asyncio.TimerHandle | None = None
 
@@ -376,9 +389,9 @@ class AsyncEventLog:
 
         On a local store the collector is paused while a batch is read and used (until the
         caller asks for the next), so what the caller drops dies young; ``keep``: the caller
-        keeps what it reads (a list it returns): paused from the first batch to the end
-        instead, for at most ``READ_PAUSE``, so what it keeps is not promoted a batch at a
-        time (each promotion brings a full collection of the whole heap nearer)."""
+        keeps what it reads (a list it returns) and holds ``collector_paused()`` around the
+        whole read instead, so what it keeps is not promoted a batch at a time (each
+        promotion brings a full collection of the whole heap nearer)."""
         inline = self.inline
         if not inline:
             source = await self.run(open_source, *args)
@@ -399,7 +412,7 @@ class AsyncEventLog:
         if self._pool.closed:
             raise StoreClosedError("the store is closed")
         source = open_source(*args)
-        paused = _collector_pause.hold(READ_PAUSE)
+        paused = _Held(None) if keep else _collector_pause.hold(READ_PAUSE)
         try:
             ended = False
             while not ended:
@@ -407,13 +420,13 @@ class AsyncEventLog:
                 if batch:
                     yield batch
                 if not ended:
-                    if not keep:  # the caller is done with the batch: what it dropped is gone
-                        batch = []
-                        paused.release()
+                    batch = []
+                    paused.release()  # the caller is done with the batch: what it dropped is gone
                     await pacer.turn()
                     if not keep:
                         paused = _collector_pause.hold(READ_PAUSE)
         finally:
+            batch = []  # not alive when the collector runs again
             try:
                 close = getattr(source, "close", None)
                 if close is not None:
