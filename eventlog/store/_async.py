@@ -28,7 +28,9 @@ reading thread, holding the GIL: 56-75 ms (up to 300 on a loaded machine) with t
 stopped. So each worker call runs with automatic collection paused (process-wide, counted, so
 overlapping calls keep it paused until the last ends, for at most ``MAX_PAUSE``): what a
 read builds and hands over dies young, collected by the next young-generation pass, and
-no read sets off a full one. Collection resumes as soon as no call is running.
+no read sets off a full one. Collection resumes as soon as no call is running. A read on
+the loop's thread pauses it the same way, a batch at a time, or for the whole read where its
+caller keeps what it reads (``AsyncEventLog.batches``, ``collector_paused``).
 """
 
 from __future__ import annotations
@@ -119,11 +121,11 @@ class _CollectorPause:
 
 
 @contextlib.contextmanager
-def collector_paused(longest: float = READ_PAUSE) -> Iterator[None]:
+def collector_paused(longest: float | None = None) -> Iterator[None]:
     """Automatic garbage collection paused for the block (a coroutine's, across its awaits),
-    and at most ``longest`` seconds: for a read whose caller keeps what it reads (see
-    ``AsyncEventLog.batches``). Drop what you do not return before the block ends."""
-    held = _collector_pause.hold(longest)
+    and at most ``longest`` seconds (None: ``READ_PAUSE``): for a read whose caller keeps what
+    it reads (see ``AsyncEventLog.batches``). Drop what you do not return before the block ends."""
+    held = _collector_pause.hold(READ_PAUSE if longest is None else longest)
     try:
         yield
     finally:
