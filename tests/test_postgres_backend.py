@@ -370,3 +370,43 @@ def test_copy_file_to_postgresql_to_sqlite_to_file_is_byte_for_byte(schemas: Any
                      (f"sqlite:///{tmp_path / 'mid.db'}", back)):
         assert run(["copy", str(src), str(dst)]) == 0, (src, dst)
     assert _record_lines(back) == _record_lines(source) and len(_record_lines(source)) == 38
+
+
+def _load_v1(schemas: Any) -> str:
+    """A fresh schema holding ``fixtures/pg-v1.sql``: a store written by the eventlog of
+    schema version 1 (see ``fixtures/make_pg_v1.py``)."""
+    schema = schemas.fresh()
+    text = (Path(__file__).parent / "fixtures" / "pg-v1.sql").read_text(encoding="utf-8")
+    with schemas.conn.transaction():
+        schemas.conn.execute(text.replace("@SCHEMA@", schema))
+    return str(schema)
+
+
+def test_a_version_1_store_is_migrated_on_open_and_works(schemas: Any) -> None:
+    """A store made by the code of schema version 1 opens (migrated, in one transaction),
+    reads, verifies, lists and appends, guarded appends included; without create=True it
+    is refused, untouched."""
+    schema = _load_v1(schemas)
+    url = f"{pg.SERVER}?schema={schema}"
+    version = f'SELECT value FROM "{schema}".eventlog_meta WHERE key = %s'
+    with pytest.raises(eventlog.StoreNotFoundError, match="needs migrating"):
+        eventlog.open(url, create=False)
+    assert schemas.conn.execute(version, ("version",)).fetchone() == ("1",)
+    with eventlog.open(url) as log:
+        from eventlog.backends.postgres._schema import VERSION
+        assert schemas.conn.execute(version, ("version",)).fetchone() == (str(VERSION),)
+        assert log.session_ids() == ["alpha", "beta", "compacted", "user:42"]
+        for sid in log.session_ids():
+            assert log.verify(sid).ok
+            assert [m.id for m in log.get_messages(sid)] == [f"{sid}-{i}" for i in range(6)]
+        assert [s.session_id for s in log.list_sessions()] == ["alpha", "beta", "compacted", "user:42"]
+        # The ids and keys stored by the old code still guard appends.
+        with pytest.raises(eventlog.DuplicateMessageError, match="stored at seq 5"):
+            log.add_message(ChatMessage(sender="Ann", content="again", session_id="beta", id="beta-3"))
+        before = log.get_session("beta").last_seq
+        assert log.append("beta", "note.added", {"i": 9}, idempotency_key="key-beta").seq == 8
+        assert log.add_message(ChatMessage(sender="Ann", content="new", session_id="beta",
+                                           id="beta-new")).seq == before + 1
+        assert log.verify("beta").ok and log.verify("compacted").ok
+    with eventlog.open(url, create=False) as log:
+        assert log.get_messages("beta")[-1].id == "beta-new"

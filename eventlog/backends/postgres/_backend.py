@@ -254,7 +254,8 @@ class PostgresBackend(RowBackend):
         The check is Python and may read the log (another connection), so it can't run
         while this call holds a pooled connection under the row's lock (threads holding
         every connection would wait for a fifth). It runs first, on a head (``_checked``),
-        and the server then appends in one step, one round trip: the row locked, the
+        and the server then appends in one call of its function ``append_guarded``, one
+        round trip: the row locked, the
         events after that head looked through for ``unique`` (``GUARDED_APPEND``), the
         record written, committed. A head that moved is no reason to give up, so a guarded
         writer keeps its turn in the row's queue beside plain ones (a conditional append
@@ -264,16 +265,11 @@ class PostgresBackend(RowBackend):
         head = self._checked(session_id, guard, checked)
         params["f"], params["v"] = (None, None) if unique is None else unique
         params["n"] = Int8(_GUARD_SPAN)
-        lock, statement = self._sql["LOCK_ROW"], self._sql["GUARDED_APPEND"]
 
         def first(conn: Conn) -> tuple[Any, ...] | None:
-            # One pipeline, one sync: one implicit transaction, committed at the sync, and
-            # no Python between the lock and the commit. The second statement's snapshot is
-            # taken once the lock is held, so it sees the events of the writer it queued behind.
-            with conn.pipeline():
-                conn.execute(lock, (session_id,), prepare=True)
-                cursor = conn.execute(statement, params, prepare=True)
-            return cursor.fetchone()
+            # One call, its own transaction: the function locks the row, then appends in a
+            # statement whose snapshot sees the events of the writer it queued behind.
+            return self._x(conn, "CALL_GUARDED", params).fetchone()
 
         def again(conn: Conn) -> tuple[Any, ...] | None:
             with conn.transaction():

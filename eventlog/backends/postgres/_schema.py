@@ -18,6 +18,7 @@ Every table lives in the store's own schema (``?schema=NAME``, default ``eventlo
                                            a retry may still look for them
     catalog(gen, seq, entry)               the session catalog's entry of a session life, valid
                                            while its head is at ``seq``
+    append_guarded(...)                    a function (version 2): the guarded append, one call
 
 Making them is one transaction under an advisory lock, so processes opening a new store
 at once make it once; a later version of the tables is one more step in ``MIGRATIONS``.
@@ -32,13 +33,29 @@ import psycopg
 
 from ...core._codec import FORMAT_VERSION, FORMAT_VERSIONS
 from ...core._errors import InvalidInputError, StorageError, StoreNotFoundError
+from ._statements import GUARDED_APPEND, GUARDED_PARAMETERS
 
 FORMAT = "eventlog-postgres"
-VERSION = 1
+VERSION = 2
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
                      "catalog"))
+
+def _function() -> str:
+    body = re.sub(r"%\((\w+)\)s", lambda m: "p_" + m.group(1), GUARDED_APPEND)
+    arguments = ", ".join(f"p_{name} {kind}" for name, kind in GUARDED_PARAMETERS)
+    # FOR NO KEY UPDATE: the lock the UPDATE takes (a snapshot's FOR KEY SHARE does not wait).
+    return f"""CREATE OR REPLACE FUNCTION {{s}}.append_guarded({arguments})
+RETURNS TABLE (o_seq bigint, o_h text, o_new_seq bigint, o_new_h text, o_notified bigint,
+               o_clear boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  PERFORM 1 FROM {{s}}.sessions WHERE id = p_id FOR NO KEY UPDATE;
+  RETURN QUERY {body};
+END
+$fn$"""
+
 
 # One list of statements per version: a store at version n gets MIGRATIONS[n:] in order.
 # ``{s}`` is the quoted schema.
@@ -90,6 +107,15 @@ MIGRATIONS: list[list[str]] = [[
     # The session catalog's entry of each session (derived data, see store/_catalog.py):
     # used only while its seq is the session's head.
     "CREATE TABLE {s}.catalog (gen bigint PRIMARY KEY, seq bigint NOT NULL, entry bytea NOT NULL)",
+], [
+    # Version 2: the guarded append as one call (``_statements.CALL_GUARDED``). It locks the
+    # session's row, then runs GUARDED_APPEND as a statement of its own, whose snapshot is
+    # taken once the lock is held (each statement of a VOLATILE function takes one), so it
+    # sees the events of the writer it queued behind. Version 1 sent the two statements as
+    # one pipeline: the same round trip, but psycopg's pipeline mode cost the client and
+    # the server more than the statement itself (see the README's figures). A later change
+    # of GUARDED_APPEND needs a migration that replaces the function.
+    _function(),
 ]]
 assert len(MIGRATIONS) == VERSION
 

@@ -49,10 +49,11 @@ SELECT seq - 1, ph, seq, h, (SELECT count(*) FROM n) FROM u
 # A guarded append (``_backend._append_guarded``): APPEND_ONE's parameters, and %(bq)s/%(bh)s
 # the head the store's check passed at, %(f)s what the append must not duplicate (``id``: a
 # message's id, ``key``: an idempotency key, NULL: anything) and %(v)s its value, %(n)s how
-# many events after that head to look through. It runs after LOCK_ROW, in the same
-# transaction (a pipeline: one round trip, nothing between), so its snapshot holds every
-# event up to the head it locked (one statement's snapshot would predate the lock wait,
-# and miss the events of the writer it queued behind). It appends only if the head is the
+# many events after that head to look through. It runs once the session's row is locked,
+# as a statement of its own in that transaction (in the function ``append_guarded``, or
+# after LOCK_HEAD on a retry), so its snapshot holds every event up to the head it locked
+# (one statement's snapshot would predate the lock wait, and miss the events of the writer
+# it queued behind). It appends only if the head is the
 # checked one, or the events after it are all here (not compacted away), within %(n)s, and
 # none holds the id or key or is a rewind (which changes what is visible): then the check
 # at the checked head holds at this one. One row: the head it found (seq, h), the new
@@ -92,8 +93,13 @@ WITH l AS (
 )
 SELECT l.seq, l.h, u.seq, u.h, (SELECT count(*) FROM n), c.clear FROM l CROSS JOIN c LEFT JOIN u ON true
 """
-# The session's row locked, nothing read: GUARDED_APPEND's first step.
-LOCK_ROW = "SELECT 1 FROM {s}.sessions WHERE id = %s FOR UPDATE"
+# GUARDED_APPEND's parameters, as the function that runs it (schema version 2) takes them.
+GUARDED_PARAMETERS = (("id", "text"), ("p", "bytea"), ("cp", "bytea"), ("t", "bigint"),
+                      ("x", "bigint"), ("m", "bigint"), ("c", "text"), ("bq", "bigint"),
+                      ("bh", "text"), ("f", "text"), ("v", "text"), ("n", "bigint"))
+# The guarded append in one call: the function locks the row, then runs GUARDED_APPEND.
+CALL_GUARDED = ("SELECT * FROM {s}.append_guarded("
+                + ", ".join(f"%({name})s" for name, _kind in GUARDED_PARAMETERS) + ")")
 
 # The head, locked: the first step of a batch append, a seal, or a retry.
 LOCK_HEAD = "SELECT gen, seq, h, watched > now() FROM {s}.sessions WHERE id = %s FOR UPDATE"
