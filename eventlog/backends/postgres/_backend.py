@@ -51,12 +51,14 @@ from .._base import (
     Archived,
     Build,
     Guard,
+    Refold,
     Replacement,
     Sealed,
     Unique,
 )
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
+from . import _catalog
 from . import _statements as sql
 from ._listen import Listener
 from ._pool import Conn, Connections
@@ -384,7 +386,7 @@ class PostgresBackend(RowBackend):
 
     # Reading --------------------------------------------------------------------------------
 
-    # The session catalog (store/_catalog.py): a table beside the sessions, as on SQLite.
+    # The session catalog (store/_catalog.py): tables beside the sessions (see ``_catalog``).
 
     def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
         rows = self._run("reading the session catalog", "CATALOG_READ", (prefix,))
@@ -392,18 +394,22 @@ class PostgresBackend(RowBackend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]],
                       keys: list[tuple[float, float]] | None = None) -> None:
-        text = self._sql["CATALOG_WRITE"]
-
-        def save(conn: Conn) -> None:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(text, [{"e": blob, "id": sid, "q": Int8(head.seq), "h": head.digest}
-                                       for sid, head, blob in entries])
-
-        self._conns.run("saving session catalog entries", save)
+        _catalog.write(self, entries, keys)
 
     def catalog_reset(self) -> None:
-        self._conns.run("dropping the session catalog",
-                        lambda conn: conn.execute(self._sql["CATALOG_RESET"]))
+        _catalog.reset(self)
+
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        return _catalog.walk(self, order, descending, start, refold)
+
+    def statement(self, name: str) -> str:
+        """A statement of ``_statements`` bound to this store's schema."""
+        return self._sql[name]
+
+    @property
+    def connections(self) -> Connections:
+        return self._conns
 
     def read_head(self, session_id: str) -> tuple[Any, Head]:
         rows = self._run(f"reading session {session_id!r}", "HEAD", (session_id,))

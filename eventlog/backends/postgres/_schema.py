@@ -16,9 +16,12 @@ Every table lives in the store's own schema (``?schema=NAME``, default ``eventlo
     snapshots(session, seq, blob)
     tokens(session, tok, seq, h)           tokens of records compaction moved lately, kept while
                                            a retry may still look for them
-    catalog(gen, seq, entry)               the session catalog's entry of a session life, valid
-                                           while its head is at ``seq``
-    append_guarded(...)                    a function (version 2): the guarded append, one call
+    catalog(gen, seq, entry, id,           the session catalog's entry of a session life, valid
+            created_at, last_activity)     while its head is at ``seq``; its keys (version 3),
+                                           indexed with the id for ordered walks
+    touched(gen)                           (version 3) sessions whose head moved since their
+                                           catalog entry was saved (see ``_catalog``)
+    append_guarded(...)                    (version 2) the guarded append as one call
 
 Making them is one transaction under an advisory lock, so processes opening a new store
 at once make it once; a later version of the tables is one more step in ``MIGRATIONS``.
@@ -36,11 +39,11 @@ from ...core._errors import InvalidInputError, StorageError, StoreNotFoundError
 from ._statements import GUARDED_APPEND, GUARDED_PARAMETERS
 
 FORMAT = "eventlog-postgres"
-VERSION = 2
+VERSION = 3
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
-                     "catalog"))
+                     "catalog", "touched"))
 
 def _function() -> str:
     body = re.sub(r"%\((\w+)\)s", lambda m: "p_" + m.group(1), GUARDED_APPEND)
@@ -115,6 +118,18 @@ MIGRATIONS: list[list[str]] = [[
     # one pipeline: the same round trip, but psycopg's pipeline mode cost the client and
     # the server more than the statement itself (see the README's figures). A later change
     # of GUARDED_APPEND needs a migration that replaces the function.
+    _function(),
+], [
+    # Version 3: the catalog's keys, indexed for ordered walks (``_catalog``), and the marks
+    # of sessions whose entries may be stale, set by every statement that moves a head
+    # (the function again: its statement sets one). Every session starts marked: entries
+    # made before have no keys.
+    'ALTER TABLE {s}.catalog ADD COLUMN id text COLLATE "C", ADD COLUMN created_at float8, '
+    "ADD COLUMN last_activity float8",
+    "CREATE INDEX catalog_by_activity ON {s}.catalog (last_activity, id)",
+    "CREATE INDEX catalog_by_created ON {s}.catalog (created_at, id)",
+    "CREATE TABLE {s}.touched (gen bigint PRIMARY KEY)",
+    "INSERT INTO {s}.touched SELECT gen FROM {s}.sessions",
     _function(),
 ]]
 assert len(MIGRATIONS) == VERSION
