@@ -466,3 +466,19 @@ def test_a_session_appended_to_elsewhere_takes_its_place_before_any_entry_is_sav
         assert [s.session_id for s in reader.list_sessions(order="last_activity")] == [
             "s2", "s3", "s4", "s0", "s1"]
     assert schemas.conn.execute(marked).fetchone() == (0,)
+
+
+def test_opening_makes_one_connection_and_the_first_read_uses_it(schemas: Any) -> None:
+    """The store is checked on the pool's first connection, which then serves the first
+    read: a fresh handle's first get_session waits for no connection (two were made
+    before, the second by that read: most of its cold time)."""
+    name = f"eventlog_open_{os.getpid()}_{time.monotonic_ns()}"
+    url = f"{schemas.url(flush=False)}&application_name={name}"
+    ours = "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = %s"
+    with eventlog.open(url) as log:
+        log.create_session("s")
+    with eventlog.open(url) as log:
+        after_open = schemas.conn.execute(ours, (name,)).fetchall()
+        log.get_session("s")
+        assert schemas.conn.execute(ours, (name,)).fetchall() == after_open
+        assert len(after_open) == 1  # not two: the open waited for the pool's first

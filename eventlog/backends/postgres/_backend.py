@@ -137,13 +137,15 @@ class PostgresBackend(RowBackend):
         self._leases_refused = False
         # The head after this process's last guarded append, per session (``_append_guarded``).
         self._written: dict[str, Head] = {}
-        # On a connection of its own, so that a server refusing us says why, at once.
         try:
-            with self._conns.connect() as conn:
+            with self._conns.opening() as conn:
                 self.record_version = prepare(conn, self.schema, self.where, create=create,
                                               adopt=adopt)
-        except psycopg.Error as exc:
-            raise StorageError(f"{self.where}: opening: {str(exc).strip()}") from exc
+        except BaseException as exc:
+            self._conns.abandon()
+            if isinstance(exc, psycopg.Error):
+                raise StorageError(f"{self.where}: opening: {str(exc).strip()}") from exc
+            raise
 
     def _run(self, what: str, statement: str, params: Any = None, *, binary: bool = False
              ) -> list[tuple[Any, ...]]:
