@@ -200,6 +200,22 @@ class FileCatalog:
                 if view is not None:
                     self._compact(view, None, drop=session_id)
 
+    def forget_many(self, deleted: list[tuple[str, bytes | None]]) -> None:
+        """These sessions were deleted (each id with the life it had, when known): their
+        entries of that life no longer hold, and this process's marks of them are cleared;
+        one append for them all. The life keeps a line written after the id was created
+        anew (a batch is written after its deletes) from hiding the new session's entry."""
+        lines = []
+        with self.lock:
+            for sid, life in deleted:
+                token = self.marked.pop(sid, None)
+                row: list[object] = ["f", sid, [] if token is None else [token]]
+                if life is not None:
+                    row.append(life.hex())
+                lines.append(orjson.dumps(row) + b"\n")
+        if lines:
+            self._append(b"\n" + b"".join(lines))
+
     def wants_rebuild(self, listed: int | None) -> bool:
         """Whether the file has no base (missing, damaged, or a journal only); after a
         listing of every session (``listed`` of them), only if its journal is also long for
