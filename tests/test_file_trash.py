@@ -16,6 +16,7 @@ from pathlib import Path
 
 import eventlog
 from eventlog import ChatMessage
+from eventlog.backends.files._backend import FileBackend
 
 DAY = 86400.0
 
@@ -25,6 +26,11 @@ def _aged(log: eventlog.EventLog, sid: str, days: float, messages: int = 3) -> N
     log.create_session(sid, participants=["a"], created_at=then)
     log.add_messages([ChatMessage(sender="a", content=f"m{i}", session_id=sid, timestamp=then + i)
                       for i in range(messages)])
+
+
+def _files(log: eventlog.EventLog) -> FileBackend:
+    assert isinstance(log.backend, FileBackend)
+    return log.backend
 
 
 def _trash(root: Path) -> list[str]:
@@ -50,7 +56,7 @@ def test_cleanup_returns_with_the_sessions_gone_and_frees_their_space_after(tmp_
     # The id is free at once, whatever the trash still holds.
     log.create_session("old0", participants=["b"])
     assert log.get_session("old0").message_count == 0
-    log.backend.empty_trash()
+    _files(log).empty_trash()
     assert not (tmp_path / ".trash").exists()
     assert sorted(_session_dirs(tmp_path)) == ["old0", "young"]  # old0 created again
     assert log.verify().ok
@@ -80,7 +86,7 @@ def test_a_trash_left_by_a_crash_is_emptied_when_the_store_is_next_opened(tmp_pa
     assert (tmp_path / ".trash" / "0123abcd" / "lock").exists()
     again = eventlog.open(tmp_path)
     assert again.backend.session_ids() == ["kept"]
-    again.backend._trash.wait()  # the thread the open started
+    _files(again)._trash.wait()  # the thread the open started
     assert not (tmp_path / ".trash").exists()
     again.create_session("gone", participants=["x"])
     assert again.get_session("gone").message_count == 0
@@ -96,11 +102,11 @@ def test_the_emptier_leaves_what_a_deleter_is_still_moving(tmp_path: Path) -> No
     fd = os.open(tmp_path / ".trash" / "feed" / "lock", os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # as the deleter holds it until it unlinks the lock
-        log.backend.empty_trash()
+        _files(log).empty_trash()
         assert os.listdir(tmp_path / ".trash") == ["feed"]
     finally:
         os.close(fd)
-    log.backend.empty_trash()
+    _files(log).empty_trash()
     assert not (tmp_path / ".trash").exists()
     log.close()
 
@@ -147,7 +153,7 @@ def test_sigkill_during_a_cleanup_leaves_each_session_whole_or_gone(tmp_path: Pa
     assert again.cleanup_old_sessions(30) == sorted(set(left) - {"young"})
     again.create_session(old[0], participants=["new"])
     assert again.get_session(old[0]).participants == ["new"]
-    again.backend.empty_trash()
+    _files(again).empty_trash()
     assert not (tmp_path / ".trash").exists()
     assert sorted(_session_dirs(tmp_path)) == [old[0], "young"]
     again.close()

@@ -245,6 +245,9 @@ class FileBackend(Backend):
     @_translated
     def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
                    durable: bool) -> dict[str, Any] | None:
+        # Marked as ``create`` does: a listing trusts the entry of an unmarked session
+        # (an entry of an earlier life of this id, whose forgetting failed, included).
+        self._catalog.mark(session_id, durable=durable)
         return _writing.create_log(self._dirs, session_id, batches, durable=durable,
                                    limits=self._limits)
 
