@@ -175,6 +175,7 @@ class FileBackend(Backend):
     """JSONL files under ``root``. Safe across threads, processes and ``fork()``."""
 
     poll_interval = 0.02
+    inline_appends = True  # a non-durable append is a write(2) to the page cache, under its flock
 
     def __init__(  # noqa: PLR0913 - keyword-only options, each named as eventlog.open takes it
             self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
