@@ -73,6 +73,10 @@ _DATA_LEN = len(_DATA)
 _TOMB = b'{"redacted":{'
 _TOMB_LEN = len(_TOMB)
 _TOMB_KEYS = ("reason", "seq", "sha256")
+DATA_MEMBER = _DATA
+"""What precedes a record's (or a payload's) data: the first such bytes are the member's."""
+TOMB_START = _TOMB
+"""How a tombstone's bytes start (see ``tombstone_digest``)."""
 _HEX = frozenset("0123456789abcdef")
 
 
