@@ -6,6 +6,7 @@ test_cli_processes.py.
 
 from __future__ import annotations
 
+import errno
 import io
 import re
 import sys
@@ -442,6 +443,28 @@ def test_compact_all_goes_on_past_a_damaged_session(capsys, store, team, compact
     assert problem.startswith("problem: ") and "'team'" in problem
     assert summary.startswith("compacted 1 session(s): ") and summary.endswith(
         "1 session(s) left as they were")
+
+
+def test_compact_all_goes_on_past_a_storage_error(capsys, store, team, compact_tiny, monkeypatch):
+    from eventlog.backends.files._backend import FileBackend
+    with eventlog.open(store) as log:
+        log.create_session("fine")
+    real_archive = FileBackend.archive
+
+    def archive(self, session_id):
+        if session_id == "team":
+            raise eventlog.StorageError(errno.EIO, "Input/output error")
+        return real_archive(self, session_id)
+
+    monkeypatch.setattr(FileBackend, "archive", archive)
+    code, out, _ = cli(capsys, "compact", "--all", "--store", store)
+    assert code == 1
+    problem, summary = out.splitlines()
+    assert problem.startswith("problem: session 'team': ") and "Input/output error" in problem
+    assert summary.startswith("compacted 1 session(s): ") and summary.endswith(
+        "1 session(s) left as they were")
+    code, out, err = cli(capsys, "compact", "team", "--store", store)
+    assert code == 1 and "Input/output error" in err
 
 
 def test_cleanup_dry_run_then_for_real(capsys, store, team):

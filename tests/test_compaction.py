@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
 import os
@@ -153,6 +154,35 @@ def test_compacting_all_reports_a_damaged_session_and_goes_on(tmp_path: Path) ->
     with pytest.raises(CorruptLogError):
         log.compact("bad")
     assert log.verify("good").ok
+
+
+def test_compacting_all_goes_on_past_a_storage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or EIO under one session is reported and the rest are compacted (it
+    used to stop there); the session that failed is left whole."""
+    log = open_log(tmp_path)
+    for sid in ("a", "b", "c"):
+        fill(log, sid, count=60)
+    before = {sid: list(log.events(sid)) for sid in ("a", "b", "c")}
+    backend = log.backend
+    real_archive = backend.archive
+
+    def archive(session_id: str) -> Any:
+        if session_id == "b":
+            raise eventlog.StorageError(errno.ENOSPC, "No space left on device")
+        return real_archive(session_id)
+
+    monkeypatch.setattr(backend, "archive", archive)
+    report = log.compact()
+    assert report.sessions == 2 and not report.ok
+    assert len(report.problems) == 1 and "'b'" in report.problems[0] and "No space" in report.problems[0]
+    assert list((tmp_path / "a").glob("seg-*.jsonl.gz")) and list((tmp_path / "c").glob("seg-*.jsonl.gz"))
+    with pytest.raises(eventlog.StorageError):
+        log.compact("b")
+    monkeypatch.undo()
+    assert {sid: list(log.events(sid)) for sid in ("a", "b", "c")} == before
+    assert log.verify().ok
+    assert log.compact("b").segments_archived >= 1
 
 
 def test_a_stale_appender_never_recreates_an_archived_segment(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from ..core._errors import CleanupError, CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ..core._errors import CleanupError, CorruptLogError, LockTimeoutError, SessionNotFoundError, StorageError
 from ..store._log import EventLog
 from ._args import CliError, open_store, store_location, usage_error
 from ._proof import read_checkpoint
@@ -74,6 +74,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
                     continue  # deleted since it was listed
                 except (CorruptLogError, LockTimeoutError) as exc:
                     problems.append(str(exc))  # damaged, or busy: left as it is
+                    continue
+                except StorageError as exc:
+                    if args.sessions:
+                        raise
+                    problems.append(f"session {sid!r}: {exc}")  # its files failed: left whole
                     continue
                 done += 1
                 archived += report.segments_archived

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..backends._base import Sealed
-from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError
+from ..core._errors import CorruptLogError, LockTimeoutError, SessionNotFoundError, StorageError
 from ..core._records import CompactionReport
 from ._folding import Folding
 from ._lives import another_life, life_of
@@ -21,8 +21,9 @@ COMPACT_MIN_BYTES = 4096
 
 
 def compact(log: Folding, session_id: str | None) -> CompactionReport:
-    """Compact one session (errors raise) or every session (damaged or busy ones are
-    reported in ``problems`` and left as they are; sessions deleted meanwhile are skipped).
+    """Compact one session (errors raise) or every session (damaged or busy ones, and
+    those whose files raised a storage error, are reported in ``problems`` and left as they
+    are; sessions deleted meanwhile are skipped).
     A session deleted and created again while it was compacted is deleted, not damaged:
     ``SessionNotFoundError`` for one, skipped among all (see ``_lives``)."""
     started = time.perf_counter()
@@ -62,6 +63,14 @@ def compact(log: Folding, session_id: str | None) -> CompactionReport:
             if session_id is not None:
                 raise
             problems.append(str(exc))
+            continue
+        except StorageError as exc:
+            # One session's files failed (a full disk, EIO): compaction leaves it whole (the
+            # fault tests prove every step), and the others may still be compacted, freeing
+            # space. Reported, as cleanup reports what it could not remove.
+            if session_id is not None:
+                raise
+            problems.append(f"session {sid!r}: {exc}")
             continue
         sessions += 1
         archived += done.segments

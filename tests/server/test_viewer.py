@@ -324,6 +324,26 @@ def test_bidi_overrides_are_shown_not_applied(browser: Browser) -> None:
         w.close()
 
 
+def test_the_graph_shortens_names_between_characters_not_inside_them(browser: Browser) -> None:
+    """A long name is cut to 15 characters and an ellipsis: characters as a reader counts them,
+    so an emoji (two UTF-16 units, or several joined) is kept whole or dropped whole."""
+    fox, family = "\U0001F98A", "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+    names = {fox * 20: fox * 15 + "\u2026", family * 17: family * 15 + "\u2026",
+             "a" + fox * 16: "a" + fox * 14 + "\u2026", "Bob": "Bob"}
+    with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]
+        log.create_session("emoji", list(names))
+        for sender in names:
+            log.add_message(ChatMessage(sender=sender, recipient="Bob" if sender != "Bob" else fox * 20,
+                                        session_id="emoji", content="hi"))
+        w = Watch(browser)
+        open_session(w.page, url, "emoji")
+        w.page.click("#graph-toggle")
+        expect(w.page.locator("#graph .node-label").first).to_be_visible()
+        labels = w.page.locator("#graph .node-label").all_text_contents()
+        assert sorted(labels) == sorted(names.values()), labels
+        w.close()
+
+
 def test_nothing_overflows_a_phone(browser: Browser) -> None:
     """Defect 4: 12 participants widened a 375 px page to 1,481 px."""
     with eventlog.open("memory://") as log, running(memory_app(log)) as url:  # type: ignore[arg-type]

@@ -14,8 +14,14 @@ function svg(tag, attrs, className) {
   return node;
 }
 
+// Counted and cut in grapheme clusters, not UTF-16 units: a cut by .slice() could split a
+// surrogate pair (leaving a lone half that shows as a replacement box) or a joined emoji.
+const GRAPHEMES = typeof Intl !== "undefined" && Intl.Segmenter
+  ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
+
 function short(name, most) {
-  return name.length > most ? name.slice(0, most - 1) + "\u2026" : name;
+  const parts = GRAPHEMES ? Array.from(GRAPHEMES.segment(name), (s) => s.segment) : Array.from(name);
+  return parts.length > most ? parts.slice(0, most - 1).join("") + "\u2026" : name;
 }
 
 function label(name) {
