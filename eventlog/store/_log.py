@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from ..backends._base import Backend, Guard, Unique
@@ -382,7 +383,7 @@ class EventLog:
                 checked = None
         try:
             head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
-                                    _retries.message_guard(self, sid, mid), None, checked,
+                                    partial(_retries.check_message, self, sid, mid), None, checked,
                                     new_event(Unique, ("id", mid)))
         except _retries.Stored as stored:
             return _retries.stored_message(self, sid, message, stored.seqs[0])
