@@ -104,7 +104,6 @@ written in that version (see ``Backend.record_version``)."""
 # Builds a NamedTuple (Head) without the Python-level call of its __new__.
 _new_tuple = tuple.__new__
 _sha256 = hashlib.sha256
-_DATA_LEN = len(DATA_MEMBER)
 _TOMB_LEN = len(TOMB_START)
 
 _P = ParamSpec("_P")
@@ -269,11 +268,12 @@ class FileBackend(Backend):
             # an add_message): the data runs from the first ``,"data":`` to the payload's
             # last byte but one (see payload_chain). A tombstone's digest is the one it
             # states: payload_chain tells it apart.
-            start = payload.find(DATA_MEMBER) + _DATA_LEN
-            if payload[start:start + _TOMB_LEN] == TOMB_START:
+            # (partition, not find and slices: find parses its arguments.)
+            before, _, rest = payload.partition(DATA_MEMBER)
+            if rest[:_TOMB_LEN] == TOMB_START:
                 chain = payload_chain(payload)
             else:
-                chain = b'%s"%s"}' % (payload[1:start], _sha256(payload[start:-1]).hexdigest().encode())
+                chain = b'%s,"data":"%s"}' % (before[1:], _sha256(rest[:-1]).hexdigest().encode())
         else:
             chain = payload_chain(payload)
         try:
