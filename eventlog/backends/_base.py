@@ -336,6 +336,18 @@ class Backend(ABC):
         """Remove a session whole; with ``if_head``, only if its head is still that
         (checked under the same exclusion as appends). Return whether it was removed."""
 
+    def delete_deferred(self, session_id: str, *, if_head: Head) -> bool | None:
+        """``delete(if_head=...)`` for a batch (retention), of a session the caller has not
+        read: only if the backend checks, under the session's lock, that the log is sound
+        and its head is exactly ``if_head`` (True: gone from the store; False: its head is
+        another). None: the backend can't check that cheaply, nothing was done, and the
+        caller reads the log itself. What a delete owes the catalog and the freeing of its
+        space may wait for ``settle_deletes``, which the caller runs after the batch."""
+        return None
+
+    def settle_deletes(self) -> None:  # noqa: B027 - optional hook: most backends delete at once
+        """Finish the ``delete_deferred`` calls made so far (see there)."""
+
     @abstractmethod
     def snapshots(self, session_id: str) -> Iterator[bytes]:
         """Stored snapshots, newest first."""
