@@ -694,3 +694,20 @@ def test_the_order_follows_appends_of_another_process_before_it_saves_its_entrie
         assert raw.zscore(catalog.activity, "s0") > 1002.0
         other.append("s0", "x.y", 2)
         assert raw.smembers(catalog.dirty) == {b"s0"}  # saved since: the next append marks again
+
+
+def test_a_walk_goes_on_by_score_when_the_last_member_read_moved(
+        log: EventLog, raw: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventlog.backends.redis import _catalog
+    from eventlog.core._codec import Head
+    monkeypatch.setattr(_catalog, "_CHUNK", 3)
+    ids = [f"s{i:02d}" for i in range(10)]
+    for sid in ids:
+        log.create_session(sid, created_at=1000.0)  # one long tie
+    catalog = backend(log).catalog
+    walk = catalog._walk(catalog.created, False, None,
+                         lambda sid: (Head(1, ""), sid.encode(), 0.0, 0.0), set())
+    first = [next(walk)[1] for _ in range(3)]
+    raw.zadd(catalog.created, {first[-1]: 5000.0})  # the last member read moves away
+    rest = [sid for _score, sid, _entry in walk]
+    assert first + rest == [*ids, first[-1]]  # the others once each; the moved one where it went

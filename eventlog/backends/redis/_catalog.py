@@ -71,6 +71,22 @@ if ARGV[1] == '1' and redis.call('DECR', KEYS[3]) == 0 then redis.call('DEL', KE
 return 1
 """
 
+# KEYS the sorted set; ARGV descending ('1'/'0'), count, last score, last member. The
+# members after that one in the set's order, flat with their scores, found by its rank (so a
+# long run of equal scores is not read again from its start); nil if the member moved or is
+# gone (the walk then reads on by score).
+NEXT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[4])
+if not score or tonumber(score) ~= tonumber(ARGV[3]) then return false end
+local n = tonumber(ARGV[2])
+if ARGV[1] == '1' then
+  local rank = redis.call('ZREVRANK', KEYS[1], ARGV[4])
+  return redis.call('ZREVRANGE', KEYS[1], rank + 1, rank + n, 'WITHSCORES')
+end
+local rank = redis.call('ZRANK', KEYS[1], ARGV[4])
+return redis.call('ZRANGE', KEYS[1], rank + 1, rank + n, 'WITHSCORES')
+"""
+
 
 class Catalog:
     """The catalog hooks of one ``RedisBackend``."""
@@ -81,6 +97,7 @@ class Catalog:
         self.created, self.activity, self.pending = tag + "created", tag + "activity", tag + "pending"
         self.dirty = tag + "dirty"
         self._place = backend.client.register_script(PLACE)
+        self._next = backend.client.register_script(NEXT)
 
     # Keeping the sorted sets close to the sessions --------------------------------------------
 
@@ -256,19 +273,29 @@ class Catalog:
         backend = self.backend
         what = "reading the session catalog"
         client = backend.client
-        # Keyset pages: from the last (score, id) seen, inclusive of its score (ties), so the
-        # ids already seen at that score are skipped here, not by an offset that a change
-        # elsewhere in the set would shift.
-        low = "-inf" if start is None else repr(start)
-        high = "+inf" if start is None else repr(start)
+        # Keyset reads: on from the last (score, id) read, by its rank while it is still
+        # there (NEXT); else from its score, inclusive (ties), the ids already read at that
+        # score skipped here, not by an offset that a change elsewhere in the set would shift.
         seen_at: set[str] = set()
         last_score: float | None = None
+        last_id = ""
         while True:
-            num = _CHUNK + len(seen_at)  # the ids seen at the last score come first again
-            call = (partial(client.zrevrangebyscore, key, high, "-inf") if descending
-                    else partial(client.zrangebyscore, key, low, "+inf"))
-            page: list[Any] = backend._run(
-                what, partial(call, start=0, num=num, withscores=True))
+            flat = None
+            if last_score is not None:
+                flat = backend._run(what, partial(
+                    self._next, keys=[key],
+                    args=[1 if descending else 0, _CHUNK, repr(last_score), last_id]))
+            page: list[Any]
+            if flat is not None:
+                num = _CHUNK
+                page = list(zip(flat[::2], flat[1::2], strict=True))
+            else:
+                num = _CHUNK + len(seen_at)  # the ids read at the last score come first again
+                bound = start if last_score is None else last_score
+                edge = ("+inf" if descending else "-inf") if bound is None else repr(bound)
+                call = (partial(client.zrevrangebyscore, key, edge, "-inf") if descending
+                        else partial(client.zrangebyscore, key, edge, "+inf"))
+                page = backend._run(what, partial(call, start=0, num=num, withscores=True))
             rows = [(sid, score) for sid, score in ((_text(m), float(v)) for m, v in page)
                     if not (score == last_score and sid in seen_at)]
             fresh = [(sid, score) for sid, score in rows if sid not in skip]
@@ -290,11 +317,11 @@ class Catalog:
                 self.deleted(what, gone, counted=False)
             if len(page) < num or not rows:
                 return
-            for sid, score in rows:  # the skipped count as seen, for the next read's ties
+            for sid, score in rows:  # the skipped count as read, for the next read's ties
                 if score != last_score:
                     last_score, seen_at = score, set()
                 seen_at.add(sid)
-            low = high = repr(last_score)
+            last_id = rows[-1][0]
 
 
 def _text(value: Any) -> str:
