@@ -78,7 +78,7 @@ def test_keys_share_one_hash_tag_and_entry_ids_are_0_seq(log: EventLog, raw: Any
     catalog = f"{prefix}{{{prefix}catalog}}:"  # the catalog's order: one slot of its own
     assert keys == sorted([f"{prefix}format", f"{prefix}sessions", f"{prefix}{{s1}}:head",
                            f"{prefix}{{s1}}:log", catalog + "activity", catalog + "created",
-                           catalog + "dirty"])  # s1 appended to since its entry was saved
+                           catalog + "dirty", catalog + "ids"])  # s1 appended to since its entry was saved
     entries = raw.xrange(f"{prefix}{{s1}}:log")
     assert [e[0] for e in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
     head = raw.hgetall(f"{prefix}{{s1}}:head")
@@ -694,3 +694,45 @@ def test_the_order_follows_appends_of_another_process_before_it_saves_its_entrie
         assert raw.zscore(catalog.activity, "s0") > 1002.0
         other.append("s0", "x.y", 2)
         assert raw.smembers(catalog.dirty) == {b"s0"}  # saved since: the next append marks again
+
+
+def test_a_walk_goes_on_by_score_when_the_last_member_read_moved(
+        log: EventLog, raw: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventlog.backends.redis import _catalog
+    from eventlog.core._codec import Head
+    monkeypatch.setattr(_catalog, "_CHUNK", 3)
+    ids = [f"s{i:02d}" for i in range(10)]
+    for sid in ids:
+        log.create_session(sid, created_at=1000.0)  # one long tie
+    catalog = backend(log).catalog
+    walk = catalog._walk(catalog.created, False, None,
+                         lambda sid: (Head(1, ""), sid.encode(), 0.0, 0.0), set())
+    first = [next(walk)[1] for _ in range(3)]
+    raw.zadd(catalog.created, {first[-1]: 5000.0})  # the last member read moves away
+    rest = [sid for _score, sid, _entry in walk]
+    assert first + rest == [*ids, first[-1]]  # the others once each; the moved one where it went
+
+
+def test_pages_by_id_walk_the_ids_sorted_set_within_the_prefix(
+        log: EventLog, raw: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventlog.backends.redis import _catalog
+    monkeypatch.setattr(_catalog, "_CHUNK", 2)
+    ids = ["a", "a\u00e9", "ab", "a\U0001f600", "b", "b/1", "ba", "c"]  # code point order, not UTF-16's
+    for sid in ids:
+        log.create_session(sid)
+    assert raw.zcard(backend(log).catalog.ids) == len(ids)
+    for limit in (1, 3, 20):
+        assert _order(log, limit) == sorted(ids)
+        assert _order(log, limit, descending=True) == sorted(ids, reverse=True)
+        assert _order(log, limit, prefix="a") == sorted(s for s in ids if s.startswith("a"))
+        assert _order(log, limit, prefix="b", descending=True) == ["ba", "b/1", "b"]
+    reads: list[list[str]] = []
+    real = _catalog.Catalog._entries
+
+    def entries(self: Any, what: str, found: list[str]) -> Any:
+        reads.append(found)
+        return real(self, what, found)
+
+    monkeypatch.setattr(_catalog.Catalog, "_entries", entries)
+    assert [s.session_id for s in log.page_sessions(2, prefix="b").sessions] == ["b", "b/1"]
+    assert reads == [["b", "b/1"], ["ba"]]  # the page and the one after it that says more follow

@@ -495,6 +495,16 @@ class Backend(ABC):
         (``catalog_rebuild``, when ``catalog_wants_rebuild``)."""
         return None
 
+    walks_ids = False
+    """Whether ``catalog_walk_ids`` walks (else the store never asks it)."""
+
+    def catalog_walk_ids(self, descending: bool, after: str | None, prefix: str,
+                         refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        """``catalog_walk`` by id: the sessions whose id starts with ``prefix``, past the id
+        ``after`` (None: from the first). None when the backend keeps no such order (the
+        store then pages ``catalog_read``'s answer)."""
+        return None
+
     def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
         """Whether ``catalog_walk`` needs ``catalog_rebuild`` first; ``listed``: asked after
         a listing of every session (that many), whether the catalog would have one built

@@ -370,8 +370,8 @@ def select(log: EventLog, query: Query, after: tuple[Any, ...] | None = None,
            limit: int | None = None, *, skip_damaged: bool = False) -> list[Row]:
     """The rows of the sessions ``query`` lets through, in its order, past the key ``after``;
     with ``limit``, at least the first ``limit + 1`` of them (so a page knows if more follow)."""
-    if query.order != "session_id" and (limit is not None or query.active_before is not None
-                                         or query.active_after is not None):
+    if limit is not None or (query.order != "session_id" and (query.active_before is not None
+                                                              or query.active_after is not None)):
         walked = _walked(log, query, after, limit, skip_damaged)
         if walked is not None:
             return walked
@@ -405,8 +405,10 @@ def _walked(log: EventLog, query: Query, after: tuple[Any, ...] | None, limit: i
             skip_damaged: bool) -> list[Row] | None:
     """``select`` through the backend's ordered catalog, reading only as far as the page
     (or the ``last_activity`` bound) goes; None if the backend keeps no order."""
-    flush(log)
     backend = log.backend
+    if query.order == "session_id" and not backend.walks_ids:
+        return None
+    flush(log)
     fresh: list[Fresh] = []
 
     def refold(sid: str) -> tuple[Head, bytes, float, float] | None:
@@ -422,11 +424,16 @@ def _walked(log: EventLog, query: Query, after: tuple[Any, ...] | None, limit: i
         fresh.append(entry)
         return entry[1], entry[2], entry[3][0], entry[3][1]
 
-    start = _start(query, after)
-    walk = backend.catalog_walk(query.order, query.descending, start, refold)
+    def walked() -> Iterator[tuple[str, bytes | None]] | None:
+        if query.order == "session_id":
+            return backend.catalog_walk_ids(query.descending, None if after is None else str(after[0]),
+                                            query.prefix, refold)
+        return backend.catalog_walk(query.order, query.descending, _start(query, after), refold)
+
+    walk = walked()
     if walk is None and backend.catalog_wants_rebuild():
         _rebuild_from(log, rows(log, "", skip_damaged=True))
-        walk = backend.catalog_walk(query.order, query.descending, start, refold)
+        walk = walked()
     if walk is None:
         return None
     try:

@@ -510,6 +510,12 @@ class RedisBackend(RowBackend):
                      refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
         return self.catalog.walk(order, descending, start, refold)
 
+    walks_ids = True
+
+    def catalog_walk_ids(self, descending: bool, after: str | None, prefix: str,
+                         refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        return self.catalog.walk_ids(descending, after, prefix, refold)
+
     def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
         return self.catalog.wants_rebuild(listed)
 

@@ -7,6 +7,7 @@ members are session ids::
 
     <prefix>{<prefix>catalog}:created    score created_at
     <prefix>{<prefix>catalog}:activity   score last_activity
+    <prefix>{<prefix>catalog}:ids        score 0 (so ordered by id, for pages by id)
     <prefix>{<prefix>catalog}:pending    string: creates and deletes between their step on
                                          the session and their step on the sorted sets
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 _CHUNK = 200  # members a walk reads per round trip (a first page of 100 takes one)
 _BUILD_CHUNK = 5000  # members per ZADD while rebuilding
 
-# KEYS created, activity, pending, dirty; ARGV done (1: DECR pending, gone at 0), then
+# KEYS created, activity, pending, dirty, ids; ARGV done (1: DECR pending, gone at 0), then
 # (score created, score activity, id) triples to place (no longer dirty), or ("-", "-", id)
 # to remove.
 PLACE = """
@@ -61,14 +62,32 @@ for i = 2, #ARGV - 2, 3 do
   if ARGV[i] == '-' then
     redis.call('ZREM', KEYS[1], ARGV[i + 2])
     redis.call('ZREM', KEYS[2], ARGV[i + 2])
+    redis.call('ZREM', KEYS[5], ARGV[i + 2])
   else
     redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 2])
     redis.call('ZADD', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+    redis.call('ZADD', KEYS[5], 0, ARGV[i + 2])
   end
   redis.call('SREM', KEYS[4], ARGV[i + 2])
 end
 if ARGV[1] == '1' and redis.call('DECR', KEYS[3]) == 0 then redis.call('DEL', KEYS[3]) end
 return 1
+"""
+
+# KEYS the sorted set; ARGV descending ('1'/'0'), count, last score, last member. The
+# members after that one in the set's order, flat with their scores, found by its rank (so a
+# long run of equal scores is not read again from its start); nil if the member moved or is
+# gone (the walk then reads on by score).
+NEXT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[4])
+if not score or tonumber(score) ~= tonumber(ARGV[3]) then return false end
+local n = tonumber(ARGV[2])
+if ARGV[1] == '1' then
+  local rank = redis.call('ZREVRANK', KEYS[1], ARGV[4])
+  return redis.call('ZREVRANGE', KEYS[1], rank + 1, rank + n, 'WITHSCORES')
+end
+local rank = redis.call('ZRANK', KEYS[1], ARGV[4])
+return redis.call('ZRANGE', KEYS[1], rank + 1, rank + n, 'WITHSCORES')
 """
 
 
@@ -79,8 +98,9 @@ class Catalog:
         self.backend = backend
         tag = f"{backend.prefix}{{{backend.prefix}catalog}}:"
         self.created, self.activity, self.pending = tag + "created", tag + "activity", tag + "pending"
-        self.dirty = tag + "dirty"
+        self.dirty, self.ids = tag + "dirty", tag + "ids"
         self._place = backend.client.register_script(PLACE)
+        self._next = backend.client.register_script(NEXT)
 
     # Keeping the sorted sets close to the sessions --------------------------------------------
 
@@ -107,7 +127,7 @@ class Catalog:
                      lambda: backend.client.sadd(self.dirty, session_id))
 
     def _send(self, what: str, args: list[Any]) -> None:
-        keys = [self.created, self.activity, self.pending, self.dirty]
+        keys = [self.created, self.activity, self.pending, self.dirty, self.ids]
         self.backend._run(what, lambda: self._place(keys=keys, args=args))
 
     # The hooks ----------------------------------------------------------------------------------
@@ -154,7 +174,7 @@ class Catalog:
             False, [("hdel", (backend.keys(sid)[0], "c")) for sid in ids]))
         backend._run("dropping the session catalog",
                      lambda: backend.client.delete(self.created, self.activity, self.pending,
-                                                   self.dirty))
+                                                   self.dirty, self.ids))
 
     def write(self, entries: list[tuple[str, Head, bytes]],
               keys: list[tuple[float, float]] | None) -> None:
@@ -200,10 +220,10 @@ class Catalog:
         what = "reading the session catalog"
         counted = backend._run(what, lambda: backend._pipeline(False, [
             ("scard", (backend._registry,)), ("zcard", (self.created,)),
-            ("zcard", (self.activity,)), ("get", (self.pending,))]))
-        registered, created, active, pending = counted
+            ("zcard", (self.activity,)), ("zcard", (self.ids,)), ("get", (self.pending,))]))
+        registered, created, active, ids, pending = counted
         expected = registered if listed is None else listed
-        return not (created == active == expected and int(pending or 0) == 0)
+        return not (created == active == ids == expected and int(pending or 0) == 0)
 
     def rebuild(self, entries: list[tuple[str, Head, bytes, tuple[float, float]]]) -> None:
         """The sorted sets from exactly these sessions: built aside, then renamed over."""
@@ -211,21 +231,25 @@ class Catalog:
         what = "rebuilding the session catalog's order"
         client = backend.client
         token = os.urandom(6).hex()
-        aside = [self.created + ":building:" + token, self.activity + ":building:" + token]
+        aside = [self.created + ":building:" + token, self.activity + ":building:" + token,
+                 self.ids + ":building:" + token]
         try:
             for start in range(0, len(entries), _BUILD_CHUNK):
                 part = entries[start:start + _BUILD_CHUNK]
                 backend._run(what, lambda part=part: backend._pipeline(False, [  # type: ignore[misc]
                     ("zadd", (aside[0], {sid: keys[0] for sid, _h, _b, keys in part})),
                     ("zadd", (aside[1], {sid: keys[1] for sid, _h, _b, keys in part})),
-                    ("pexpire", (aside[0], 600_000)), ("pexpire", (aside[1], 600_000))]))
+                    ("zadd", (aside[2], {sid: 0 for sid, _h, _b, _k in part})),
+                    *(("pexpire", (name, 600_000)) for name in aside)]))
             if entries:
                 backend._run(what, lambda: backend.transaction(what, [
                     ("rename", (aside[0], self.created)), ("rename", (aside[1], self.activity)),
-                    ("persist", (self.created,)), ("persist", (self.activity,)),
+                    ("rename", (aside[2], self.ids)), ("persist", (self.created,)),
+                    ("persist", (self.activity,)), ("persist", (self.ids,)),
                     ("delete", (self.pending,))]))
             else:
-                backend._run(what, lambda: client.delete(self.created, self.activity, self.pending))
+                backend._run(what, lambda: client.delete(self.created, self.activity, self.ids,
+                                                         self.pending))
         finally:
             backend._run(what, lambda: client.delete(*aside))
 
@@ -251,24 +275,82 @@ class Catalog:
         merged = heapq.merge(walked, placed, key=lambda r: (r[0], r[1]), reverse=descending)
         return ((sid, entry) for _key, sid, entry in merged)
 
+    def walk_ids(self, descending: bool, after: str | None, prefix: str,
+                 refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        if self.wants_rebuild():
+            return None
+        return self._walk_ids(descending, after, prefix, refold)
+
+    def _walk_ids(self, descending: bool, after: str | None, prefix: str,
+                  refold: Refold) -> Iterator[tuple[str, bytes | None]]:
+        """Along ``ids`` (all scores 0, so ordered by id bytes, which for UTF-8 is code point
+        order), within the prefix's range (no id continues a prefix with the byte 0xff)."""
+        backend = self.backend
+        what = "reading the session catalog"
+        client = backend.client
+        first = b"[" + prefix.encode() if prefix else b"-"
+        last = b"(" + prefix.encode() + b"\xff" if prefix else b"+"
+        if after is not None:
+            if descending and after.encode() < prefix.encode() + b"\xff":
+                last = b"(" + after.encode()
+            elif not descending and after.encode() >= prefix.encode():
+                first = b"(" + after.encode()
+        while True:
+            page: list[Any] = backend._run(what, (
+                partial(client.zrevrangebylex, self.ids, last, first, start=0, num=_CHUNK)
+                if descending else
+                partial(client.zrangebylex, self.ids, first, last, start=0, num=_CHUNK)))
+            ids = [_text(m) for m in page]
+            gone = []
+            for sid, entry in zip(ids, self._entries(what, ids), strict=True):
+                if entry is False:
+                    gone.append(sid)
+                    continue
+                if entry is None:
+                    fold = refold(sid)  # appended to since its entry was saved
+                    if fold is None:
+                        continue
+                    entry = fold[1]
+                assert isinstance(entry, bytes)
+                yield sid, entry
+            if gone:
+                backend._unregister(what, gone)
+                self.deleted(what, gone, counted=False)
+            if len(page) < _CHUNK:
+                return
+            if descending:
+                last = b"(" + ids[-1].encode()
+            else:
+                first = b"(" + ids[-1].encode()
+
     def _walk(self, key: str, descending: bool, start: float | None, refold: Refold,
               skip: set[str]) -> Iterator[tuple[float, str, bytes]]:
         backend = self.backend
         what = "reading the session catalog"
         client = backend.client
-        # Keyset pages: from the last (score, id) seen, inclusive of its score (ties), so the
-        # ids already seen at that score are skipped here, not by an offset that a change
-        # elsewhere in the set would shift.
-        low = "-inf" if start is None else repr(start)
-        high = "+inf" if start is None else repr(start)
+        # Keyset reads: on from the last (score, id) read, by its rank while it is still
+        # there (NEXT); else from its score, inclusive (ties), the ids already read at that
+        # score skipped here, not by an offset that a change elsewhere in the set would shift.
         seen_at: set[str] = set()
         last_score: float | None = None
+        last_id = ""
         while True:
-            num = _CHUNK + len(seen_at)  # the ids seen at the last score come first again
-            call = (partial(client.zrevrangebyscore, key, high, "-inf") if descending
-                    else partial(client.zrangebyscore, key, low, "+inf"))
-            page: list[Any] = backend._run(
-                what, partial(call, start=0, num=num, withscores=True))
+            flat = None
+            if last_score is not None:
+                flat = backend._run(what, partial(
+                    self._next, keys=[key],
+                    args=[1 if descending else 0, _CHUNK, repr(last_score), last_id]))
+            page: list[Any]
+            if flat is not None:
+                num = _CHUNK
+                page = list(zip(flat[::2], flat[1::2], strict=True))
+            else:
+                num = _CHUNK + len(seen_at)  # the ids read at the last score come first again
+                bound = start if last_score is None else last_score
+                edge = ("+inf" if descending else "-inf") if bound is None else repr(bound)
+                call = (partial(client.zrevrangebyscore, key, edge, "-inf") if descending
+                        else partial(client.zrangebyscore, key, edge, "+inf"))
+                page = backend._run(what, partial(call, start=0, num=num, withscores=True))
             rows = [(sid, score) for sid, score in ((_text(m), float(v)) for m, v in page)
                     if not (score == last_score and sid in seen_at)]
             fresh = [(sid, score) for sid, score in rows if sid not in skip]
@@ -290,11 +372,11 @@ class Catalog:
                 self.deleted(what, gone, counted=False)
             if len(page) < num or not rows:
                 return
-            for sid, score in rows:  # the skipped count as seen, for the next read's ties
+            for sid, score in rows:  # the skipped count as read, for the next read's ties
                 if score != last_score:
                     last_score, seen_at = score, set()
                 seen_at.add(sid)
-            low = high = repr(last_score)
+            last_id = rows[-1][0]
 
 
 def _text(value: Any) -> str:
