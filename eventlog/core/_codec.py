@@ -73,6 +73,10 @@ _DATA_LEN = len(_DATA)
 _TOMB = b'{"redacted":{'
 _TOMB_LEN = len(_TOMB)
 _TOMB_KEYS = ("reason", "seq", "sha256")
+DATA_MEMBER = _DATA
+"""What precedes a record's (or a payload's) data: the first such bytes are the member's."""
+TOMB_START = _TOMB
+"""How a tombstone's bytes start (see ``tombstone_digest``)."""
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -334,9 +338,11 @@ class ChainReader:
             prev = self.digest.encode()
             whole = self.torn_at is None  # after a torn line, each readable one is an error
             for index, line in enumerate(lines):
-                # The line's end is checked whole, ``"}`` too: a run's objects are known to
-                # be its lines' only where each line ends its object (see _decoded_runs).
-                if whole and line[-SUFFIX_LEN:-DIGEST_HEX - 2] == suffix_open and line[-2:] == b'"}':
+                # The line's end is checked whole, ``"}`` too, in the one comparison of its
+                # last SUFFIX_LEN bytes with the digest's: a run's objects are known to be its
+                # lines' only where each line ends its object (see _decoded_runs), and a line
+                # not so ended (or not a record) fails that test, or an earlier one here.
+                if whole:
                     try:
                         obj = loads(line) if objs is None else objs[index]
                         if type(obj) is dict and len(obj) == 5:
@@ -348,15 +354,17 @@ class ChainReader:
                                     # ``,"data":`` is the member's (see data_span). A tombstone
                                     # (or no data member) does not match here and goes the
                                     # careful way, _read_line, which tells them apart.
-                                    start = line.find(data_key) + 8
-                                    digest = sha(b'%s%s"%s"}' % (
-                                        prev, line[:start],
-                                        sha(line[start:-SUFFIX_LEN]).hexdigest().encode(),
+                                    # (partition, not find and two slices: find parses its
+                                    # arguments; 1k fewer instructions per record.)
+                                    before, _, after = line.partition(data_key)
+                                    digest = sha(b'%s%s,"data":"%s"}' % (
+                                        prev, before,
+                                        sha(after[:-SUFFIX_LEN]).hexdigest().encode(),
                                     )).hexdigest()[:DIGEST_HEX]
                                 else:
                                     digest = sha(prev + line[:-SUFFIX_LEN] + b"}").hexdigest()[:DIGEST_HEX]
-                                prev = line[-DIGEST_HEX - 2:-2]
-                                if digest.encode() == prev:
+                                prev = digest.encode()
+                                if line[-SUFFIX_LEN:] == b'%s%s"}' % (suffix_open, prev):
                                     seq = self.seq = fields[0]
                                     self.digest = digest
                                     yield build(Event, fields)

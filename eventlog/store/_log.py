@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from ..backends._base import Backend, Guard, Unique
@@ -373,12 +374,17 @@ class EventLog:
         mid = data["id"]
         # A head at which the writer's window lacks this id (see _retries.Window): an append
         # that builds on it needs no guard call under the lock.
+        # (Window.lacking, inlined: its call cost as much as the test.)
         window = self._windows.table.get(sid)
-        checked = None if window is None else window.lacking(window.ids, mid)
+        checked = None
+        if window is not None:
+            checked = window.at[0]  # read before the ids: a later head only adds to them
+            if mid in window.ids:
+                checked = None
         try:
             head = self._append_one(sid, payload, MESSAGE, ts, data, expected_seq, durability,
-                                    _retries.message_guard(self, sid, mid), None, checked,
-                                    Unique("id", mid))
+                                    partial(_retries.check_message, self, sid, mid), None, checked,
+                                    new_event(Unique, ("id", mid)))
         except _retries.Stored as stored:
             return _retries.stored_message(self, sid, message, stored.seqs[0])
         metadata = message.metadata

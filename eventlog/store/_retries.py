@@ -14,7 +14,6 @@ stored events back (outside the lock) and compares or returns them.
 
 from __future__ import annotations
 
-import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -281,14 +280,11 @@ def _rebuild(log: EventLog, sid: str, head: Head) -> Window:
     return Window(head, dict(reversed(ids.items())), dict(reversed(keys.items())), None)
 
 
-def message_guard(log: EventLog, sid: str, message_id: str) -> Guard:
-    # A partial, not a closure: built for every add_message, and most never call it (see
-    # add_message's checked head); a partial costs a third of a closure's cells and function.
-    return functools.partial(_check_message, log, sid, message_id)
-
-
-def _check_message(log: EventLog, sid: str, message_id: str, head: Head,
-                   since: Since | None) -> None:
+def check_message(log: EventLog, sid: str, message_id: str, head: Head,
+                  since: Since | None) -> None:
+    """The guard of an append of the message ``message_id``: ``add_message`` binds its first
+    three arguments with a ``functools.partial``, not a closure (built for every message, and
+    most never call it: see its checked head; a partial costs a third of a closure)."""
     seq = window_at(log, sid, head, since).ids.get(message_id)
     if seq is not None:
         raise Stored([seq])
