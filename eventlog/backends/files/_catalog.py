@@ -18,15 +18,11 @@ The file ``<root>/.catalog`` is an optional **base** followed by a **journal**:
 Invariants (what every reader and writer relies on):
 
 1. **Derived, never trusted over the logs.** An entry names the head it was made for (the
-   session's life, last seq and head digest). An ordered read uses it only if the session's
-   lock page says, right now, that the head is exactly that one (published: an even,
-   non-zero generation); otherwise the store folds the session from its log. A listing of
-   sessions by id checks the pages of the sessions with a mark outstanding only (invariant
-   2: the others were not written to since their entries), and lists only the sessions
-   whose directories it found. So a missing, stale, damaged or foreign catalog costs time,
-   never a wrong answer about a head the page vouches for; what only a page check would
-   catch is a write by a process that leaves no marks (an earlier release: ``eventlog
-   reindex`` after it).
+   session's life, last seq and head digest). A reader uses it only if the session's lock
+   page says, right now, that the head is exactly that one (published: an even, non-zero
+   generation); otherwise the store folds the session from its log. So a missing, stale,
+   damaged or foreign catalog costs time, never a wrong answer about a head the page
+   vouches for.
 2. **Marks say where to look.** A process writes a mark for a session before it first
    creates (``create``, ``create_log``), appends to or redacts it (and again after each time
    its mark was cleared), under the session's lock, and clears its own mark only with an
@@ -305,14 +301,10 @@ class FileCatalog:
             except (Damaged, OSError):
                 view.base = None  # damaged: its entries are not used (the sessions are refolded)
                 view.everything = {}
-            # Invariant 2: only a session with a mark outstanding may have been written to
-            # since its entry; the others' entries hold, and their pages are not read (one
-            # read of the file for a listing of every session, not one per session).
-            unsure = view.outstanding()
             for sid, directory in sessions:
                 kept = view.newest(sid)
-                found.append((sid, None if kept is None or kept[0] is None or (
-                    sid in unsure and read_page(directory) != kept[0]) else kept[1]))
+                found.append((sid, None if kept is None or read_page(directory) != kept[0]
+                              else kept[1]))
             if whole and view.base is not None and view.lines > COMPACT_AT:
                 self._compact(view, None, {sid for sid, _ in sessions})
         return found

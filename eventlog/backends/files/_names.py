@@ -43,6 +43,7 @@ _DEVICES = frozenset(["con", "prn", "aux", "nul"] + [f"com{i}" for i in range(1,
                      + [f"lpt{i}" for i in range(1, 10)])
 _ESCAPE_RE = re.compile(r"(?:[a-z0-9_-]|%[0-9a-f]{2})*")
 _ESCAPED_RE = re.compile(r"[^a-z0-9_-]+")
+_KEPT_ESCAPED_RE = re.compile(r"%(?:6[1-9a-f]|7[0-9a]|3[0-9]|5f|2d)")  # a-z, 0-9, _, -
 
 
 def is_plain(session_id: str) -> bool:
@@ -115,11 +116,17 @@ def id_of(name: str) -> str | None:
 
 
 def _unescape(body: str) -> str | None:
-    # ``body`` matched _ESCAPE_RE: kept characters, and %xx escapes of two hex digits.
+    # ``body`` matched _ESCAPE_RE: kept characters, and %xx escapes of two hex digits. Only
+    # the one spelling of an id is its name (``dir_name(sid) == "~" + body``, tested here
+    # without escaping the id again: a listing of many sessions does this for each): no
+    # escape of a kept character, whole UTF-8, and an id that is not plain (a plain id's
+    # name is itself). Its length needs no test: a name past MAX_NAME is a long one.
+    if _KEPT_ESCAPED_RE.search(body):
+        return None
     first, *rest = body.split("%")
     try:
         sid = (first.encode() + b"".join(bytes.fromhex(part[:2]) + part[2:].encode()
                                          for part in rest)).decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return sid if dir_name(sid) == "~" + body else None  # only the one spelling of an id
+    return None if is_plain(sid) else sid

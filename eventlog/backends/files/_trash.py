@@ -53,6 +53,7 @@ class Trash:
 
     def __init__(self, root: Path, dir_mode: int) -> None:
         self.path = root / TRASH_DIR
+        self._text = f"{self.path}/"
         self.dir_mode = dir_mode
         self._made = False
         self._reset()
@@ -70,12 +71,12 @@ class Trash:
             _close_all(self._keepers)
             self._reset()
 
-    def place(self) -> Path:
+    def place(self) -> str:
         """A new name in the trash (which is made the first time)."""
         if not self._made:
             self.path.mkdir(mode=self.dir_mode, exist_ok=True)
             self._made = True
-        return self.path / os.urandom(16).hex()
+        return self._text + os.urandom(16).hex()
 
     def tidy(self) -> None:
         """Remove the trash directory if it is empty (a store holds none but while a delete
