@@ -7,6 +7,9 @@ import asyncio
 import fcntl
 import gc
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -509,27 +512,50 @@ def test_a_store_closing_refuses_inline_calls(tmp_path: Path) -> None:
 
 def test_an_inline_read_never_leaves_the_collector_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch is read with the collector paused until the caller asks for the next; a caller
-    that stops asking (without closing the iterator) gets it back after READ_PAUSE."""
-    monkeypatch.setattr(_async, "READ_PAUSE", 0.05)
+    """The collector is paused while a slice is read, never while the caller's own code
+    runs (outside tester: a body without an await ran with it off and grew by 622 MiB)."""
     monkeypatch.setattr(_async, "INLINE_BATCH", 10)
 
     async def scenario() -> None:
         log = eventlog.open_async(tmp_path / "store")
         await log.create_session("s")
         await log.append_many("s", [("x.y", n) for n in range(50)])
+        seen = []
+        async for event in log.events("s"):
+            assert gc.isenabled()  # in the caller's body
+            seen.append(event.seq)
+        assert seen == list(range(1, 52))
         reader = log.events("s")
         assert (await reader.__anext__()).seq == 1
-        assert not gc.isenabled()  # paused while the caller uses the batch
-        await asyncio.sleep(0.2)
-        assert gc.isenabled()
-        assert [e.seq async for e in reader] == list(range(2, 52))
-        assert gc.isenabled()
+        assert gc.isenabled()  # a caller holding a batch
         async for _ in log.events_reversed("s"):
             break
-        await asyncio.sleep(0.01)  # the abandoned iterator is closed by the loop
         assert gc.isenabled()
         await log.close()
 
     asyncio.run(scenario())
     assert gc.isenabled()
+
+
+def test_a_pause_ends_even_when_its_loop_is_closed_under_it(tmp_path: Path) -> None:
+    """get_items' whole-read pause outlived its loop (closed with the read unfinished, without
+    shutdown_asyncgens, as run_until_complete users do): the collector stayed off for good.
+    In a child process: the collector's state is process-wide."""
+    script = textwrap.dedent("""
+        import asyncio, gc, time
+        from eventlog.store import _async
+        _async.READ_PAUSE = 0.2
+        async def main():
+            with _async.collector_paused():
+                assert not gc.isenabled()
+                await asyncio.Event().wait()  # never set: the loop is closed under it
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(main())
+        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.close()
+        keep = task  # nothing finalizes it
+        time.sleep(0.6)
+        print("enabled" if gc.isenabled() else "disabled")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "enabled", done.stdout + done.stderr

@@ -171,7 +171,7 @@ async def read_live_data(log: EventLog, session_id: str, *, item: str, cleared: 
     walk = _LiveWalk(session_id, item, cleared, retracted, limit)
     try:
         with collector_paused():
-            async with aclosing(alog.batches(_visible_backward, log, session_id, keep=True)) as batches:
+            async with aclosing(alog.batches(_visible_backward, log, session_id)) as batches:
                 async for batch in batches:
                     if any(walk.step(event) for event in batch):
                         break

@@ -29,8 +29,9 @@ stopped. So each worker call runs with automatic collection paused (process-wide
 overlapping calls keep it paused until the last ends, for at most ``MAX_PAUSE``): what a
 read builds and hands over dies young, collected by the next young-generation pass, and
 no read sets off a full one. Collection resumes as soon as no call is running. A read on
-the loop's thread pauses it the same way, a batch at a time, or for the whole read where its
-caller keeps what it reads (``AsyncEventLog.batches``, ``collector_paused``).
+the loop's thread pauses it while it reads a slice, never while the caller's code runs, and
+for a whole read only where eventlog's own code keeps what it reads (``collector_paused``,
+ended by a watchdog thread after ``READ_PAUSE`` whatever the loop does).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import heapq
 import os
 import threading
 import time
@@ -111,44 +113,82 @@ class _CollectorPause:
                 gc.enable()
 
     def hold(self, longest: float) -> _Held:
-        """The pause, held across awaits (an inline read) until ``release()``, and at most
-        ``longest`` seconds (a timer on the running loop: a reader its caller stopped
-        iterating without closing it must not keep the collector off)."""
+        """The pause, held across awaits (``collector_paused``) until ``release()``, and at
+        most ``longest`` seconds: the watchdog thread ends it then, whatever the loop does
+        (a timer on the loop never fired once the loop was closed with the read unfinished,
+        and the collector stayed off for good)."""
         self.__enter__()
         held = _Held(self)
-        held.timer = asyncio.get_running_loop().call_later(longest, held.release)
+        _watchdog.watch(held, time.monotonic() + longest)
         return held
+
+
+class _Held:
+    """One held pause; ``release`` is idempotent and may come from any thread."""
+
+    __slots__ = ("_lock", "_pause")
+
+    def __init__(self, pause: _CollectorPause) -> None:
+        self._lock = threading.Lock()
+        self._pause: _CollectorPause | None = pause
+
+    def release(self) -> None:
+        with self._lock:
+            pause, self._pause = self._pause, None
+        if pause is not None:
+            pause.__exit__()
+
+
+class _Watchdog:
+    """A daemon thread that releases each held pause at its deadline (started on first use)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, _Held]] = []
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, held: _Held, deadline: float) -> None:
+        with self._cond:
+            self._count += 1
+            # Held strongly: a pause whose holder was dropped must still end.
+            heapq.heappush(self._due, (deadline, self._count, held))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="eventlog-gc-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due:
+                    self._cond.wait()
+                deadline, _, held = self._due[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._due)
+            held.release()
+
+
+_collector_pause = _CollectorPause()
+_watchdog = _Watchdog()
 
 
 @contextlib.contextmanager
 def collector_paused(longest: float | None = None) -> Iterator[None]:
     """Automatic garbage collection paused for the block (a coroutine's, across its awaits),
     and at most ``longest`` seconds (None: ``READ_PAUSE``): for a read whose caller keeps what
-    it reads (see ``AsyncEventLog.batches``). Drop what you do not return before the block ends."""
+    it reads (see ``AsyncEventLog.batches``). Drop what you do not return before the block
+    ends. Only for eventlog's own code: other tasks run while it awaits, so the pause's
+    length is bounded by the watchdog, never by them."""
     held = _collector_pause.hold(READ_PAUSE if longest is None else longest)
     try:
         yield
     finally:
         held.release()
-
-
-class _Held:
-    __slots__ = ("_pause", "timer")
-
-    def __init__(self, pause: _CollectorPause | None) -> None:
-        self._pause: _CollectorPause | None = pause
-        self.timer: asyncio.TimerHandle | None = None
-
-    def release(self) -> None:
-        if self._pause is not None:
-            self._pause.__exit__()
-            self._pause = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-_collector_pause = _CollectorPause()
 
 
 class _Pacer:
@@ -382,18 +422,17 @@ class AsyncEventLog:
             for event in batch:
                 yield event
 
-    async def batches(self, open_source: Callable[..., Iterator[T]], *args: Any,
-                      keep: bool = False) -> AsyncGenerator[list[T], None]:
+    async def batches(self, open_source: Callable[..., Iterator[T]], *args: Any
+                      ) -> AsyncGenerator[list[T], None]:
         """The items of the iterator ``open_source(*args)`` returns (a blocking read of the
         store), a list at a time, never empty: read on the loop's thread in slices of at
         most ``INLINE_SLICE`` on a local store, else ``BATCH`` per worker call. The source is
         closed when the caller stops early (break out, or ``aclose()``).
 
-        On a local store the collector is paused while a batch is read and used (until the
-        caller asks for the next), so what the caller drops dies young; ``keep``: the caller
-        keeps what it reads (a list it returns) and holds ``collector_paused()`` around the
-        whole read instead, so what it keeps is not promoted a batch at a time (each
-        promotion brings a full collection of the whole heap nearer)."""
+        On a local store the collector is paused while a slice is read, never while the
+        caller has it. A caller of eventlog's own that keeps what it reads (a list it
+        returns) holds ``collector_paused()`` around the whole read, so what it keeps is not
+        promoted a batch at a time (each promotion brings a full collection nearer)."""
         inline = self.inline
         if not inline:
             source = await self.run(open_source, *args)
@@ -414,27 +453,24 @@ class AsyncEventLog:
         if self._pool.closed:
             raise StoreClosedError("the store is closed")
         source = open_source(*args)
-        paused = _Held(None) if keep else _collector_pause.hold(READ_PAUSE)
         try:
             ended = False
             while not ended:
-                batch, ended = _take(source, INLINE_BATCH, until=pacer.deadline(), budget=False)
+                # Paused while the slice is read, never across the yield: the caller's own
+                # code runs there, for as long as it likes, and must not run with the
+                # collector off (a body without an await grew by 622 MiB of cyclic garbage).
+                with _collector_pause:
+                    batch, ended = _take(source, INLINE_BATCH, until=pacer.deadline(), budget=False)
                 if batch:
                     yield batch
                 if not ended:
                     batch = []
-                    paused.release()  # the caller is done with the batch: what it dropped is gone
                     await pacer.turn()
-                    if not keep:
-                        paused = _collector_pause.hold(READ_PAUSE)
         finally:
-            batch = []  # not alive when the collector runs again
-            try:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
-            finally:
-                paused.release()
+            batch = []
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     async def follow(self, session_id: str, after_seq: int | None = None,
                      timeout: float | None = None) -> AsyncIterator[Event]:
