@@ -257,3 +257,51 @@ def test_lines_handed_to_the_id_check_must_continue_its_window(tmp_path: Path) -
         head, lines = after_two(log)
         assert _retries._read_since(SID, window, head, lambda _where: (lines, None), log.version) is window
         assert window.ids[mine.id] == 3
+
+
+@pytest.mark.parametrize("after", ["gone", "created again"])
+def test_an_empty_read_of_a_life_that_ended_under_it_is_gone_not_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str) -> None:
+    """The fold read no event at all because the session was deleted between the backend's
+    steps (Redis pages under churn raised "the log holds no events" on a healthy store).
+    Every life holds its create event, so the session it read is gone."""
+    from eventlog.backends._base import Scan
+    from eventlog.core._codec import genesis
+    root = tmp_path / "store"
+    with eventlog.open(root) as log:
+        log.create_session(SID, ["A"])
+        log.append(SID, "x", 1)
+    with eventlog.open(root) as log:
+        backend = log.backend
+
+        def emptied(session_id: str, after_seq: int, position: Any) -> Scan:
+            # What the read met: the old life's log already gone.
+            with eventlog.open(root) as other:
+                other.delete_session(session_id)
+                if after == "created again":
+                    other.create_session(session_id, ["B"])
+            return Scan(genesis(session_id), iter(()))
+
+        monkeypatch.setattr(backend, "scan", emptied)
+        monkeypatch.setattr(backend, "snapshots", lambda session_id: [])
+        with pytest.raises(eventlog.SessionNotFoundError):
+            log.get_session(SID)
+        monkeypatch.undo()
+        assert log.verify().ok
+        if after == "created again":
+            assert log.get_session(SID).participants == ["B"]
+
+
+def test_an_empty_log_of_a_session_still_there_is_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventlog.backends._base import Scan
+    from eventlog.core._codec import genesis
+    root = tmp_path / "store"
+    with eventlog.open(root) as log:
+        log.create_session(SID, ["A"])
+        backend = log.backend
+        monkeypatch.setattr(backend, "scan", lambda sid, after_seq, position: Scan(genesis(sid), iter(())))
+        monkeypatch.setattr(backend, "last_seq", lambda sid: 0)  # the log is empty, as read
+        monkeypatch.setattr(backend, "snapshots", lambda session_id: [])
+        with pytest.raises(eventlog.CorruptLogError, match="holds no events"):
+            log.get_session(SID)
