@@ -4,7 +4,9 @@ cancellation, and the collector pause that keeps the loop's pauses short."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,12 @@ from eventlog.store import _async, _workers
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return {"files": str(tmp_path / "store"), "sqlite": f"sqlite:///{tmp_path / 's.db'}",
             "memory": "memory://"}[request.param]
+
+
+@pytest.fixture(params=["files", "memory"])
+def local_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The stores whose short calls run on the loop's thread."""
+    return {"files": str(tmp_path / "store"), "memory": "memory://"}[request.param]
 
 
 def test_the_store_methods_as_coroutines(url: str) -> None:
@@ -112,7 +120,7 @@ def test_follow_yields_what_other_writers_append_and_ends_when_idle(url: str) ->
 
 def test_a_cancelled_write_lands_before_the_cancellation_is_raised(tmp_path: Path) -> None:
     async def scenario() -> None:
-        log = eventlog.open_async(tmp_path / "store")
+        log = eventlog.open_async(tmp_path / "store", inline=False)  # every call in a worker
         await log.create_session("s")
         gate = threading.Event()
         real = log.sync.append
@@ -148,8 +156,11 @@ def test_errors_are_the_stores_own() -> None:
                 await log.append("a\x00b", "x.y")
             with pytest.raises(eventlog.SessionNotFoundError):
                 [e async for e in log.events("missing")]
+            with pytest.raises(eventlog.InvalidSessionIdError):
+                [e async for e in log.events_reversed("")]
 
     asyncio.run(scenario())
+    assert gc.isenabled()  # no failed read left the collector paused
 
 
 def test_the_collector_is_paused_during_calls_and_restored_after() -> None:
@@ -213,7 +224,7 @@ def test_one_calls_error_fails_it_alone_and_a_batch_is_handed_over_at_once(
     monkeypatch.setattr(_workers.WorkerPool, "_hand_over", counting)
 
     async def scenario() -> None:
-        log = eventlog.open_async(tmp_path / "store", workers=1)
+        log = eventlog.open_async(tmp_path / "store", workers=1, inline=False)
         await log.create_session("s")
         gate = threading.Event()
         _gated(log, gate)
@@ -247,7 +258,7 @@ def test_one_calls_error_fails_it_alone_and_a_batch_is_handed_over_at_once(
 def test_a_cancelled_call_that_has_not_begun_never_runs_and_one_that_has_lands_first(
         tmp_path: Path) -> None:
     async def scenario() -> None:
-        log = eventlog.open_async(tmp_path / "store", workers=1)
+        log = eventlog.open_async(tmp_path / "store", workers=1, inline=False)
         await log.create_session("s")
         gate = threading.Event()
         _gated(log, gate)
@@ -285,7 +296,7 @@ def test_a_cancelled_writes_error_is_not_left_unretrieved(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: logged.append(context))
-        log = eventlog.open_async(tmp_path / "store", workers=1)
+        log = eventlog.open_async(tmp_path / "store", workers=1, inline=False)
         await log.create_session("s")
         gate = threading.Event()
         _gated(log, gate)
@@ -365,7 +376,7 @@ def test_a_call_no_thread_can_run_fails_alone(tmp_path: Path, monkeypatch: pytes
     """At interpreter shutdown the executor takes no new work: the call fails as closed, and
     the pool's count of running drainers stays true for the calls after."""
     async def scenario() -> None:
-        log = eventlog.open_async(tmp_path / "store", workers=1)
+        log = eventlog.open_async(tmp_path / "store", workers=1, inline=False)
         await log.create_session("s")
         while log._pool._draining:  # the thread that ran it has not yet seen the queue empty
             await asyncio.sleep(0.01)
@@ -379,5 +390,116 @@ def test_a_call_no_thread_can_run_fails_alone(tmp_path: Path, monkeypatch: pytes
         assert (await log.append("s", "x.y", "kept")).seq == 2
         assert [e.data for e in log.sync.events("s")][1:] == ["kept"]
         await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_append_whose_session_lock_is_held_elsewhere_waits_off_the_loop(tmp_path: Path) -> None:
+    """On a file store a non-durable append runs on the loop's thread only if its session's
+    lock is free; held by another process (here: another open of the lock file, which
+    flock treats alike), the append waits in a worker while the loop goes on."""
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        assert log.inline
+        await log.create_session("s")
+        await log.append("s", "x.y", "first")  # the handle is open and its head known
+        fd = os.open(tmp_path / "store" / "s" / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            task = asyncio.create_task(log.append("s", "x.y", "waited"))
+            ran = 0
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+                ran += 1  # the loop runs this task while the append waits
+            assert ran == 5 and not task.done()
+        finally:
+            os.close(fd)  # and the flock with it
+        assert (await task).seq == 3
+        assert [e.data for e in log.sync.events("s")][1:] == ["first", "waited"]
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_inline_append_that_waits_in_line_never_runs(
+        local_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_async, "INLINE_SLICE", 0.0)  # one inline call per turn of the loop
+
+    async def scenario() -> None:
+        log = eventlog.open_async(local_url)
+        await log.create_session("s")
+        first = asyncio.create_task(log.append("s", "x.y", "first"))
+        waiting = asyncio.create_task(log.append("s", "x.y", "never"))
+        after = asyncio.create_task(log.append("s", "x.y", "after"))
+        await asyncio.sleep(0)  # all three have begun: the first ran, the others wait in line
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (await first).seq == 2 and (await after).seq == 3
+        assert [e.data for e in log.sync.events("s")][1:] == ["first", "after"]
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_appending_task_lets_the_others_run(local_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_async, "INLINE_SLICE", 0.0)
+
+    async def scenario() -> None:
+        log = eventlog.open_async(local_url)
+        await log.create_session("s")
+        seen_at: list[int] = []
+
+        async def appender() -> None:
+            for n in range(200):
+                await log.append("s", "x.y", n)
+
+        async def other() -> None:
+            seen_at.append(log.sync.backend.last_seq("s"))
+
+        await asyncio.gather(appender(), other())
+        assert seen_at[0] < 201  # it ran before the appender was done
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_durable_appends_and_remote_stores_use_the_workers(tmp_path: Path) -> None:
+    threads: list[int] = []
+
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        real = log.sync.append
+
+        def append(*args: object, **kwargs: object) -> eventlog.Event:
+            threads.append(threading.get_ident())
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        log.sync.append = append  # type: ignore[method-assign]
+        await log.append("s", "x.y", 1)
+        await log.append("s", "x.y", 2, durability="fsync")
+        assert threads[0] == threading.get_ident() != threads[1]
+        await log.close()
+
+    asyncio.run(scenario())
+    with pytest.raises(eventlog.InvalidInputError, match="local store"):
+        eventlog.open_async(f"sqlite:///{tmp_path / 's.db'}", inline=True)
+    with pytest.raises(eventlog.InvalidInputError, match="inline"):
+        eventlog.open_async("memory://", inline="yes")
+    assert not eventlog.open_async(f"sqlite:///{tmp_path / 's.db'}").inline
+
+
+def test_a_store_closing_refuses_inline_calls(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        closing = asyncio.create_task(log.close())
+        await asyncio.sleep(0)  # close() has begun: the pool takes no more calls
+        with pytest.raises(eventlog.StoreClosedError):
+            await log.append("s", "x.y")
+        with pytest.raises(eventlog.StoreClosedError):
+            [e async for e in log.events("s")]
+        await closing
 
     asyncio.run(scenario())

@@ -370,3 +370,115 @@ def test_copy_file_to_postgresql_to_sqlite_to_file_is_byte_for_byte(schemas: Any
                      (f"sqlite:///{tmp_path / 'mid.db'}", back)):
         assert run(["copy", str(src), str(dst)]) == 0, (src, dst)
     assert _record_lines(back) == _record_lines(source) and len(_record_lines(source)) == 38
+
+
+def _load_v1(schemas: Any) -> str:
+    """A fresh schema holding ``fixtures/pg-v1.sql``: a store written by the eventlog of
+    schema version 1 (see ``fixtures/make_pg_v1.py``)."""
+    schema = schemas.fresh()
+    text = (Path(__file__).parent / "fixtures" / "pg-v1.sql").read_text(encoding="utf-8")
+    with schemas.conn.transaction():
+        schemas.conn.execute(text.replace("@SCHEMA@", schema))
+    return str(schema)
+
+
+def test_a_version_1_store_is_migrated_on_open_and_works(schemas: Any) -> None:
+    """A store made by the code of schema version 1 opens (migrated, in one transaction),
+    reads, verifies, lists and appends, guarded appends included; without create=True it
+    is refused, untouched."""
+    schema = _load_v1(schemas)
+    url = f"{pg.SERVER}?schema={schema}"
+    version = f'SELECT value FROM "{schema}".eventlog_meta WHERE key = %s'
+    with pytest.raises(eventlog.StoreNotFoundError, match="needs migrating"):
+        eventlog.open(url, create=False)
+    assert schemas.conn.execute(version, ("version",)).fetchone() == ("1",)
+    with eventlog.open(url) as log:
+        from eventlog.backends.postgres._schema import VERSION
+        assert schemas.conn.execute(version, ("version",)).fetchone() == (str(VERSION),)
+        assert log.session_ids() == ["alpha", "beta", "compacted", "user:42"]
+        for sid in log.session_ids():
+            assert log.verify(sid).ok
+            assert [m.id for m in log.get_messages(sid)] == [f"{sid}-{i}" for i in range(6)]
+        assert [s.session_id for s in log.list_sessions()] == ["alpha", "beta", "compacted", "user:42"]
+        # The ids and keys stored by the old code still guard appends.
+        with pytest.raises(eventlog.DuplicateMessageError, match="stored at seq 5"):
+            log.add_message(ChatMessage(sender="Ann", content="again", session_id="beta", id="beta-3"))
+        before = log.get_session("beta").last_seq
+        assert log.append("beta", "note.added", {"i": 9}, idempotency_key="key-beta").seq == 8
+        assert log.add_message(ChatMessage(sender="Ann", content="new", session_id="beta",
+                                           id="beta-new")).seq == before + 1
+        assert log.verify("beta").ok and log.verify("compacted").ok
+        page = log.page_sessions(3, order="last_activity", descending=True)
+        assert [s.session_id for s in page.sessions] == ["beta", "compacted", "user:42"]
+        assert [s.session_id for s in log.page_sessions(3, page.next_cursor, order="last_activity",
+                                                        descending=True).sessions] == ["alpha"]
+    with eventlog.open(url, create=False) as log:
+        assert log.get_messages("beta")[-1].id == "beta-new"
+
+
+def test_a_page_by_activity_or_creation_reads_the_index(schemas: Any) -> None:
+    """Over many sessions, every page of an ordered walk (the first, from a bound, after a
+    cursor; either way round) is an index scan of the catalog's keys, not a scan and sort
+    of every session: EXPLAIN says so, on tables of 20,000 sessions."""
+    from eventlog.backends.postgres._catalog import page_statement
+
+    url = schemas.url(flush=False)
+    with eventlog.open(url) as log:
+        backend = log.backend
+        s = backend.quoted_schema  # type: ignore[attr-defined]
+        conn = schemas.conn
+        conn.execute(f"INSERT INTO {s}.sessions (id, seq, h, ctok) SELECT 's' || n, 1, 'h', 0 "
+                     "FROM generate_series(1, 20000) AS n")
+        conn.execute(f"INSERT INTO {s}.catalog SELECT gen, 1, '\\x00', id, gen * 1.5, gen * 2.5 "
+                     f"FROM {s}.sessions")
+        conn.execute(f"ANALYZE {s}.sessions")
+        conn.execute(f"ANALYZE {s}.catalog")
+        for order in ("last_activity", "created_at"):
+            for descending in (False, True):
+                for where in (None, "start", "after"):
+                    text = page_statement(backend, order, descending, where)  # type: ignore[arg-type]
+                    plan = "\n".join(r[0] for r in conn.execute(
+                        f"EXPLAIN {text}", {"k": 100.0, "i": "s7", "n": 256}))
+                    index = "catalog_by_activity" if order == "last_activity" else "catalog_by_created"
+                    assert f"Index Scan{' Backward' if descending else ''} using {index}" in plan, plan
+                    assert "Sort" not in plan, plan
+
+
+def test_a_session_appended_to_elsewhere_takes_its_place_before_any_entry_is_saved(
+        schemas: Any) -> None:
+    """Every statement that moves a head marks the session, so a page by last_activity
+    places it by its fold while its writer (here, still open: it saves entries at close)
+    has saved none; an entry saved at its head clears the mark."""
+    url = schemas.url(flush=False)
+    schema = url.split("schema=")[1].split("&")[0]
+    marked = f'SELECT count(*) FROM "{schema}".touched'
+    with eventlog.open(url) as log:
+        for k in range(5):
+            log.create_session(f"s{k}", created_at=100.0 + k)
+            log.add_message(ChatMessage(sender="a", content="x", session_id=f"s{k}", timestamp=200.0 + k))
+    assert schemas.conn.execute(marked).fetchone() == (0,)
+    with eventlog.open(url) as writer, eventlog.open(url) as reader:
+        writer.add_message(ChatMessage(sender="a", content="y", session_id="s0", timestamp=300.0))
+        writer.append_many("s1", [("x.y", {"i": 1})])
+        assert schemas.conn.execute(marked).fetchone() == (2,)
+        page = reader.page_sessions(2, order="last_activity", descending=True)
+        assert [s.session_id for s in page.sessions] == ["s1", "s0"]  # s1's event is of now
+        assert [s.session_id for s in reader.list_sessions(order="last_activity")] == [
+            "s2", "s3", "s4", "s0", "s1"]
+    assert schemas.conn.execute(marked).fetchone() == (0,)
+
+
+def test_opening_makes_one_connection_and_the_first_read_uses_it(schemas: Any) -> None:
+    """The store is checked on the pool's first connection, which then serves the first
+    read: a fresh handle's first get_session waits for no connection (two were made
+    before, the second by that read: most of its cold time)."""
+    name = f"eventlog_open_{os.getpid()}_{time.monotonic_ns()}"
+    url = f"{schemas.url(flush=False)}&application_name={name}"
+    ours = "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = %s"
+    with eventlog.open(url) as log:
+        log.create_session("s")
+    with eventlog.open(url) as log:
+        after_open = schemas.conn.execute(ours, (name,)).fetchall()
+        log.get_session("s")
+        assert schemas.conn.execute(ours, (name,)).fetchall() == after_open
+        assert len(after_open) == 1  # not two: the open waited for the pool's first

@@ -58,4 +58,6 @@ class TestRedisStore(StoreContract):
                 found.append(client.get(key))
             elif kind == b"set":
                 found += list(client.smembers(key))
+            elif kind == b"zset":
+                found += list(client.zrange(key, 0, -1))
         return b"\n".join(found)

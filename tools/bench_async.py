@@ -20,8 +20,10 @@ is the loop's worst pause (the target: under 20 ms). Scenarios, each on a fresh 
 installed), as an app has them: a full garbage collection walks every object they made.
 ``--freeze`` calls ``gc.freeze()`` after the imports, as the README advises.
 ``--switch-interval 0.001`` sets how long a thread keeps the GIL while another waits
-(5 ms by default; an app's choice, not the library's). ``--no-gc-pause`` runs the worker
-calls with the collector left on, to show what the pause buys. Each scenario reports the
+(5 ms by default; an app's choice, not the library's). ``--no-inline`` runs every call
+in a worker thread (the design before short calls ran on the loop's thread), for an A/B
+in one build. ``--no-gc-pause`` runs the worker calls with the collector left on, to show
+what the pause buys. Each scenario reports the
 worst pause, the 99th percentile, garbage collections by generation (count, worst) and the
 wall time. On Linux it also reports the worst pause less the time the loop's thread sat in
 the kernel's run queue during it (``/proc/.../schedstat``): on a shared machine much of a
@@ -139,7 +141,7 @@ async def busy(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def appends(root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    log = eventlog.open_async(args.store or root / "appends", workers=args.workers)
+    log = eventlog.open_async(args.store or root / "appends", workers=args.workers, inline=args.inline)
     sessions = [f"bench-async-{os.getpid()}-{n}" for n in range(args.sessions)]
     for sid in sessions:
         log.sync.create_session(sid)
@@ -161,7 +163,7 @@ async def appends(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def read_long(root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    log = eventlog.open_async(root / "long")
+    log = eventlog.open_async(root / "long", inline=args.inline)
     log.sync.create_session("long")
     for start in range(0, args.long, 5000):
         log.sync.append_many("long", [("bench.event", {"n": n, "text": "x" * 200})
@@ -180,9 +182,11 @@ async def read_long(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def get_items(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from eventlog.integrations import _common
     from eventlog.integrations.openai_agents import EventLogSession
 
     session = EventLogSession("big", str(root / "items"))
+    _common._async_logs[session.log] = eventlog.AsyncEventLog(session.log, inline=args.inline)
     await session.add_items([{"role": "user", "content": f"message {n} " + "x" * 100}
                              for n in range(4000)])
 
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appends", type=int, default=20, help="events each session appends")
     parser.add_argument("--long", type=int, default=100_000, help="events in the long session")
     parser.add_argument("--workers", type=int, default=_async.WORKERS, help="worker threads per store")
+    parser.add_argument("--inline", action=argparse.BooleanOptionalAction, default=None,
+                        help="short calls on the loop's thread (default: where the store is local); "
+                        "--no-inline sends every call to a worker thread, as before")
     parser.add_argument("--no-gc-pause", action="store_true",
                         help="leave the collector on during worker calls")
     parser.add_argument("--heap", action="store_true", help="import the frameworks first")

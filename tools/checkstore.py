@@ -884,9 +884,11 @@ def check_postgres_store(url: str) -> Report:
             raise Damage(f"schema {schema}: not an eventlog PostgreSQL store ({str(exc).strip()})") from None
         if meta.get("format") != "eventlog-postgres":
             raise Damage(f"schema {schema}: eventlog_meta does not name the eventlog-postgres format")
-        if meta.get("version") != "1":
+        # Versions 2 and 3 added a function, the catalog's keys and its marks: nothing the
+        # checker reads.
+        if meta.get("version") not in ("1", "2", "3"):
             raise Damage(f"schema {schema}: tables of version {meta.get('version')!r}, this checker "
-                         "reads version 1")
+                         "reads versions 1 to 3")
         version: object = meta.get("records", "1")
         if isinstance(version, str) and version.isdigit():
             version = int(version)

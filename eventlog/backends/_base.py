@@ -27,9 +27,11 @@ and says so in its docstring.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -163,6 +165,37 @@ class Watch(Protocol):
     def close(self) -> None: ...
 
 
+class WouldBlock(Exception):
+    """An append run ``nonblocking`` found its session's lock taken, before it wrote anything:
+    run it again where it may wait (``AsyncEventLog`` hands it to a worker thread). Not an
+    ``EventLogError``: it never leaves the store."""
+
+
+_nonblocking = threading.local()
+
+
+@contextmanager
+def nonblocking() -> Iterator[None]:
+    """Within the block, in this thread, the next session lock an append takes is tried
+    once: if another thread or process holds it, ``WouldBlock``. Once, because the first
+    lock an append takes comes before anything it writes, and any lock after it (a
+    catalog's, a snapshot's) comes after a write, where giving up would lose track of it.
+    For a backend whose ``inline_appends`` is True."""
+    _nonblocking.on = True
+    try:
+        yield
+    finally:
+        _nonblocking.on = False
+
+
+def take_nonblocking() -> bool:
+    """True (once) if the caller is the first lock taken in a ``nonblocking`` block."""
+    if getattr(_nonblocking, "on", False):
+        _nonblocking.on = False
+        return True
+    return False
+
+
 class Backend(ABC):
     """Storage hooks. Every method takes an already validated session id.
 
@@ -175,6 +208,11 @@ class Backend(ABC):
     """The record format of this store (see ``core._codec``): what the store seals records
     in and checks them by. A backend that finds a store written in an older version sets
     its instance's to that version and keeps writing it; new stores get ``FORMAT_VERSION``."""
+
+    inline_appends = False
+    """Whether a non-durable append may run on an event loop's thread: it never waits for
+    anything but its session's lock (no server, no fsync, no retry sleeps), and within
+    ``nonblocking`` it raises ``WouldBlock`` rather than wait for that lock."""
 
     exclusive_build = True
     """Whether ``append`` calls ``build`` exactly once per append, while no other writer of
@@ -297,6 +335,18 @@ class Backend(ABC):
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
         """Remove a session whole; with ``if_head``, only if its head is still that
         (checked under the same exclusion as appends). Return whether it was removed."""
+
+    def delete_deferred(self, session_id: str, *, if_head: Head) -> bool | None:
+        """``delete(if_head=...)`` for a batch (retention), of a session the caller has not
+        read: only if the backend checks, under the session's lock, that the log is sound
+        and its head is exactly ``if_head`` (True: gone from the store; False: its head is
+        another). None: the backend can't check that cheaply, nothing was done, and the
+        caller reads the log itself. What a delete owes the catalog and the freeing of its
+        space may wait for ``settle_deletes``, which the caller runs after the batch."""
+        return None
+
+    def settle_deletes(self) -> None:  # noqa: B027 - optional hook: most backends delete at once
+        """Finish the ``delete_deferred`` calls made so far (see there)."""
 
     @abstractmethod
     def snapshots(self, session_id: str) -> Iterator[bytes]:

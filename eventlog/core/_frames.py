@@ -11,9 +11,11 @@ the record format's layer rather than in the file backend.
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
-from ._codec import Head
+from ._codec import DIGEST_HEX, SUFFIX_LEN, Head, genesis, payload_chain
 
 HEADER = b'{"eventlog":'
 TRAILER = b'{"sealed":'
@@ -58,3 +60,38 @@ def parse_trailer(line: bytes) -> Head | None:
         return Head(int(obj["sealed"]), str(obj["h"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def chain_reaches(session_id: str, runs: list[bytes], head: Head, version: int) -> bool:
+    """Whether these runs (a session's segment files, whole and in order) hold a log whose
+    records chain from the session's genesis to exactly ``head``, each digest checked, with
+    nothing after it. False for anything else: another head, damage, a torn tail, a shape
+    this quick check does not know; the caller then reads the log the thorough way (where
+    a torn tail is not damage). Checks what a replay would, without making events:
+    retention's test that a session it removes is not damaged."""
+    seq, prev = 0, genesis(session_id).digest.encode()
+    spaced = False
+    for data in runs:
+        lines = data.split(b"\n")
+        if lines.pop() != b"":
+            return False  # no newline at its end: a torn tail
+        for number, raw in enumerate(lines):
+            if not raw.startswith(b'{"seq":'):
+                found = (parse_header(raw) if number == 0 else
+                         parse_trailer(raw) if number == len(lines) - 1 else None)
+                if spaced or found is None or found != (seq, prev.decode()):
+                    return False
+                continue
+            line = raw.rstrip(b" ")
+            spaced = len(line) != len(raw)  # a batch's member: its last must follow
+            prefix = b'{"seq":%d,' % (seq + 1)
+            if (not line.startswith(prefix) or line[-SUFFIX_LEN:-DIGEST_HEX - 2] != b',"h":"'
+                    or line[-2:] != b'"}'):
+                return False
+            payload = b"{" + line[len(prefix):-SUFFIX_LEN] + b"}"
+            chain = payload[1:] if version == 1 else payload_chain(payload)
+            digest = hashlib.sha256(prev + prefix + chain).hexdigest()[:DIGEST_HEX].encode()
+            if digest != line[-DIGEST_HEX - 2:-2]:
+                return False
+            seq, prev = seq + 1, digest
+    return not spaced and seq == head.seq and prev.decode() == head.digest

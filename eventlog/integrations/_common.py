@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -144,32 +144,85 @@ def read_live(log: EventLog, session_id: str, *, item: str, cleared: str,
     earlier releases wrote) hides every event between its ``to_seq`` and itself, as the
     store's own reads do. Other event types are ignored.
     """
-    if limit is not None and limit < 1:
-        raise InvalidInputError(f"limit must be None or at least 1, not {limit!r}")
-    found: list[Event] = []
-    hidden: set[int] = set()
-    head = 0
+    walk = _LiveWalk(session_id, item, cleared, retracted, limit)
     try:
-        # The store's own verified backward reader (each event vouched for by the digest of
-        # the one before it). It is private to the core, and this package is part of eventlog.
         for event in _visible_backward(log, session_id):
-            if head == 0:
-                head = event.seq
-            if event.type == item:
-                if event.seq in hidden:
-                    hidden.discard(event.seq)
-                    continue
-                found.append(event)
-                if limit is not None and len(found) >= limit:
-                    break
-            elif event.type == cleared:
+            if walk.step(event):
                 break
-            elif retracted is not None and event.type == retracted:
-                hidden.add(_retracted_seq(session_id, event))
     except SessionNotFoundError:
         return LiveItems([], 0)
-    found.reverse()
-    return LiveItems(found, head)
+    return walk.result()
+
+
+async def read_live_data(log: EventLog, session_id: str, *, item: str, cleared: str,
+                         retracted: str | None = None, limit: int | None = None) -> list[Any]:
+    """The data of the events ``read_live`` finds, for a coroutine: the walk is read in
+    batches (``AsyncEventLog.batches``), so a long one never holds the event loop (or, on a
+    remote store, the GIL) for long.
+
+    The list is made before the batches end: on a local store they keep the collector
+    paused until then, and what is alive when it runs again (the data, not the events
+    that carried it: they are dropped first) is what it promotes."""
+    alog = async_of(log)
+    if not alog.inline:
+        # In one worker call, with the collector paused for it: in batches, what the walk
+        # keeps would be alive at the loop's collections between them, and promoted.
+        return await alog.run(_live_data, log, session_id, item, cleared, retracted, limit)
+    walk = _LiveWalk(session_id, item, cleared, retracted, limit)
+    try:
+        async with aclosing(alog.batches(_visible_backward, log, session_id, keep=True)) as batches:
+            async for batch in batches:
+                if any(walk.step(event) for event in batch):
+                    break
+            found = walk.found
+            data = [event.data for event in reversed(found)]
+            found.clear()
+            return data
+    except SessionNotFoundError:
+        return []
+
+
+def _live_data(log: EventLog, session_id: str, item: str, cleared: str, retracted: str | None,
+               limit: int | None) -> list[Any]:
+    live = read_live(log, session_id, item=item, cleared=cleared, retracted=retracted, limit=limit)
+    return [event.data for event in live.items]
+
+
+class _LiveWalk:
+    """``read_live``'s walk, an event at a time (newest first)."""
+
+    def __init__(self, session_id: str, item: str, cleared: str, retracted: str | None,
+                 limit: int | None) -> None:
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be None or at least 1, not {limit!r}")
+        self.session_id = session_id
+        self.item = item
+        self.cleared = cleared
+        self.retracted = retracted
+        self.limit = limit
+        self.found: list[Event] = []
+        self.hidden: set[int] = set()
+        self.head = 0
+
+    def step(self, event: Event) -> bool:
+        """Take the next older event; True once the walk is done."""
+        if self.head == 0:
+            self.head = event.seq
+        kind = event.type
+        if kind == self.item:
+            if event.seq in self.hidden:
+                self.hidden.discard(event.seq)
+                return False
+            self.found.append(event)
+            return self.limit is not None and len(self.found) >= self.limit
+        if kind == self.cleared:
+            return True
+        if self.retracted is not None and kind == self.retracted:
+            self.hidden.add(_retracted_seq(self.session_id, event))
+        return False
+
+    def result(self) -> LiveItems:
+        return LiveItems(self.found[::-1], self.head)
 
 
 REWOUND = "session.rewound"

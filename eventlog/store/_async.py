@@ -1,12 +1,23 @@
 """``AsyncEventLog``: the store's methods as coroutines, for asyncio programs.
 
-Every call runs in one of the store's own worker threads (``_workers``: a queue drained by
-the threads, results handed back to the loop a batch at a time), so the event loop never
-waits for the disk, a lock or a server. Writes are never abandoned half-way: a cancelled
-write that has not begun never runs; one that has begun finishes in its thread, and the
-cancellation is raised once it has (a write that landed after the caller moved on would
-reorder its history). ``events``, ``events_reversed`` and
-``follow`` are async iterators that read in batches.
+A call that may wait (for a server, an fsync, a lock another process holds) runs in one of
+the store's own worker threads (``_workers``: a queue drained by the threads, results
+handed back to the loop a batch at a time), so the event loop never waits for it. Writes
+are never abandoned half-way: a cancelled write that has not begun never runs; one that
+has begun finishes in its thread, and the cancellation is raised once it has (a write that
+landed after the caller moved on would reorder its history). ``events``,
+``events_reversed`` and ``follow`` are async iterators that read in batches.
+
+On a local store (files, memory: ``Backend.inline_appends``) the calls that cannot wait
+long run on the loop's own thread instead: a non-durable append (a ``write`` into the page
+cache, tens of microseconds) whose session lock is free, and the async iterators' reads,
+in slices of at most ``INLINE_SLICE``. A worker thread running Python holds the GIL for up
+to the interpreter's switch interval (5 ms) each time the loop wants it back, and on a
+busy machine for as long as the kernel leaves that thread off a CPU while holding it: the
+``busy`` control of ``tools/bench_async.py`` (a plain thread, no eventlog) stopped the
+loop 26-60 ms. No second thread, no handoff: the loop's pauses are the slices themselves.
+An append whose lock is taken gives up before writing anything (``WouldBlock``) and goes
+to a worker; so does every durable one.
 
 The loop's worst pause is what an asyncio program feels. Measured with
 ``tools/bench_async.py``: the long pauses were the garbage collector, not the reads. A
@@ -27,10 +38,13 @@ import gc
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+import weakref
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..core._errors import InvalidInputError
+from ..backends._base import WouldBlock, nonblocking
+from ..core._errors import InvalidInputError, StoreClosedError
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
 from ._inputs import Durability
 from ._log import EventLog
@@ -44,11 +58,18 @@ WORKERS = 2
 with 1,000 sessions appending at once, 4 workers made the loop's 99th-percentile pause
 56 ms against 5 ms with 1 or 2 (``tools/bench_async.py``). More help a store whose calls
 wait on a server (Redis) rather than compute."""
+INLINE_BATCH = 1000
+"""Most events an inline slice reads (it ends sooner at ``INLINE_SLICE``)."""
 BATCH = 100
 """Most events an async iterator reads per worker call; fewer once the call has made half a
 young generation's worth of tracked objects (see ``_take``). A worker holds the GIL while it
 reads a batch: 100 rather than 500 took the loop's 99th-percentile pause (less its CPU
 waits) from 13-28 ms to 7-10 on a loaded machine, for 2% more instructions per event read."""
+INLINE_SLICE = 0.002
+"""Longest an async iterator reads on the loop's thread (a local store: see the module doc)
+before it lets the loop run other tasks."""
+READ_PAUSE = 0.5
+"""Longest the collector stays paused for one inline read (see ``batches``)."""
 MAX_PAUSE = 0.1
 """Longest the collector stays paused while reads keep overlapping (see ``_CollectorPause``)."""
 FOLLOW_POLL = 0.25
@@ -86,8 +107,102 @@ class _CollectorPause:
             if self._running == 0 and self._was_enabled:
                 gc.enable()
 
+    def hold(self, longest: float) -> _Held:
+        """The pause, held across awaits (an inline read) until ``release()``, and at most
+        ``longest`` seconds (a timer on the running loop: a reader its caller stopped
+        iterating without closing it must not keep the collector off)."""
+        self.__enter__()
+        held = _Held(self)
+        held.timer = asyncio.get_running_loop().call_later(longest, held.release)
+        return held
+
+
+class _Held:
+    __slots__ = ("_pause", "timer")
+
+    def __init__(self, pause: _CollectorPause) -> None:
+        self._pause: _CollectorPause | None = pause
+        self.timer: asyncio.TimerHandle | None = None
+
+    def release(self) -> None:
+        if self._pause is not None:
+            self._pause.__exit__()
+            self._pause = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
 
 _collector_pause = _CollectorPause()
+
+
+class _Pacer:
+    """How much inline work (see the module doc) one event loop does before it runs anything
+    else: a slice of at most ``INLINE_SLICE`` seconds per turn of the loop.
+
+    asyncio runs every task that is ready in one turn, so 1,000 tasks each appending inline
+    made one turn 1,000 appends long (a second on the loaded machine, the ticker of
+    ``tools/bench_async.py`` stopped for all of it). Here the first inline call of a turn
+    opens a slice; calls made once it is spent wait in line, and the next turn (``_breathe``,
+    run after the loop has looked at its timers and sockets) lets about a slice's worth of
+    them go, by the calls' measured cost. A woken caller that finds the slice spent after
+    all goes back to the head of the line: the order is the order of the calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.started: float | None = None  # when this turn's slice began; None: no slice yet
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.cost = 0.0001  # a call's duration, averaged (seconds)
+
+    def room(self) -> bool:
+        started = self.started
+        if started is None:
+            self.started = time.perf_counter()
+            self.loop.call_soon(self._breathe)
+            return True
+        return time.perf_counter() - started < INLINE_SLICE
+
+    async def turn(self) -> None:
+        """Return when the caller may do a little inline work (a call, or a read until
+        ``deadline()``); cancelled while waiting, it never does."""
+        if not self.waiters and self.room():
+            return
+        waiter = self.loop.create_future()
+        self.waiters.append(waiter)
+        while True:
+            await waiter
+            if self.room():
+                return
+            waiter = self.loop.create_future()
+            self.waiters.appendleft(waiter)
+
+    def deadline(self) -> float:
+        return (self.started or time.perf_counter()) + INLINE_SLICE
+
+    def ran(self, seconds: float) -> None:
+        self.cost += (seconds - self.cost) / 16
+
+    def _breathe(self) -> None:
+        self.started = None
+        waiters = self.waiters
+        wake = max(1, int(INLINE_SLICE / max(self.cost, 1e-6)))
+        while waiters and wake:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled caller's place is skipped
+                waiter.set_result(None)
+                wake -= 1
+
+
+_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pacer] = weakref.WeakKeyDictionary()
+
+
+def _pacer() -> _Pacer:
+    """The running loop's pacer (one per loop, whatever the stores)."""
+    loop = asyncio.get_running_loop()
+    pacer = _pacers.get(loop)
+    if pacer is None:
+        pacer = _pacers[loop] = _Pacer(loop)
+    return pacer
 
 
 class AsyncEventLog:
@@ -95,12 +210,20 @@ class AsyncEventLog:
     and ``events_reversed`` as async iterators). Get one with ``eventlog.open_async``, or
     wrap a store you opened: ``AsyncEventLog(log)`` (closing it closes the store)."""
 
-    def __init__(self, log: EventLog, *, workers: int = WORKERS) -> None:
+    def __init__(self, log: EventLog, *, workers: int = WORKERS, inline: bool | None = None) -> None:
         if not isinstance(log, EventLog):
             raise InvalidInputError(f"AsyncEventLog wraps an EventLog, not {type(log).__name__}")
         if type(workers) is not int or workers < 1:
             raise InvalidInputError(f"workers must be a positive int, not {workers!r}")
+        if inline is not None and type(inline) is not bool:
+            raise InvalidInputError(f"inline must be True, False or None, not {inline!r}")
         self.sync = log
+        self.inline = log.backend.inline_appends if inline is None else inline
+        """Whether short calls run on the loop's thread (see the module doc); False sends
+        every call to a worker thread. Only a local store can be True."""
+        if self.inline and not log.backend.inline_appends:
+            raise InvalidInputError(f"inline=True needs a local store (files, memory), not "
+                                    f"{type(log.backend).__name__}")
         self._pool = WorkerPool(workers, "eventlog-async", _collector_pause)
 
     # Running calls ---------------------------------------------------------------------
@@ -114,6 +237,27 @@ class AsyncEventLog:
         """Run a blocking write in a worker thread; if cancelled, it is withdrawn if it has
         not begun, else waited for, and the cancellation raised once it has ended."""
         return await self._pool.call(func, args, kwargs, write=True)
+
+    async def _append(self, durability: Durability | None, func: Callable[..., T], /, *args: Any,
+                      **kwargs: Any) -> T:
+        """A write that appends: on the loop's thread if it cannot wait long (see the module
+        doc), else in a worker."""
+        if self.inline and not self.sync._durable(durability):
+            # In line behind the other inline calls if this turn's slice is spent (so one
+            # task appending in a loop lets the others run); cancelled there, it never runs.
+            pacer = _pacer()
+            await pacer.turn()
+            if self._pool.closed:
+                raise StoreClosedError("the store is closed")
+            began = time.perf_counter()
+            try:
+                with nonblocking():
+                    return func(*args, **kwargs)
+            except WouldBlock:
+                pass  # its session's lock is taken: nothing was written; wait in a worker
+            finally:
+                pacer.ran(time.perf_counter() - began)
+        return await self.run_write(func, *args, **kwargs)
 
     # Lifecycle -------------------------------------------------------------------------
 
@@ -142,24 +286,24 @@ class AsyncEventLog:
 
     async def add_message(self, message: ChatMessage, *, expected_seq: int | None = None,
                           durability: Durability | None = None) -> ChatMessage:
-        return await self.run_write(self.sync.add_message, message, expected_seq=expected_seq,
-                                    durability=durability)
+        return await self._append(durability, self.sync.add_message, message,
+                                  expected_seq=expected_seq, durability=durability)
 
     async def add_messages(self, messages: Sequence[ChatMessage], *, expected_seq: int | None = None,
                            durability: Durability | None = None) -> list[ChatMessage]:
-        return await self.run_write(self.sync.add_messages, list(messages), expected_seq=expected_seq,
-                                    durability=durability)
+        return await self._append(durability, self.sync.add_messages, list(messages),
+                                  expected_seq=expected_seq, durability=durability)
 
     async def append(self, session_id: str, type: str, data: Any = None, *,
                      expected_seq: int | None = None, durability: Durability | None = None) -> Event:
-        return await self.run_write(self.sync.append, session_id, type, data,
-                                    expected_seq=expected_seq, durability=durability)
+        return await self._append(durability, self.sync.append, session_id, type, data,
+                                  expected_seq=expected_seq, durability=durability)
 
     async def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
                           expected_seq: int | None = None,
                           durability: Durability | None = None) -> list[Event]:
-        return await self.run_write(self.sync.append_many, session_id, list(events),
-                                    expected_seq=expected_seq, durability=durability)
+        return await self._append(durability, self.sync.append_many, session_id, list(events),
+                                  expected_seq=expected_seq, durability=durability)
 
     async def add_participant(self, session_id: str, participant: str, *,
                               expected_seq: int | None = None) -> Event:
@@ -212,29 +356,70 @@ class AsyncEventLog:
         return await self.run(self.sync.verify, session_id)
 
     async def events(self, session_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
-        """Every event after ``after_seq``, in order, read ``BATCH`` at a time."""
-        source = await self.run(self.sync.events, session_id, after_seq)
-        async for event in self._drain(source):
-            yield event
+        """Every event after ``after_seq``, in order, read a batch at a time."""
+        async for batch in self.batches(self.sync.events, session_id, after_seq):
+            for event in batch:
+                yield event
 
     async def events_reversed(self, session_id: str) -> AsyncIterator[Event]:
         """The events from the newest back; stop whenever you have enough."""
-        source = await self.run(self.sync.events_reversed, session_id)
-        async for event in self._drain(source):
-            yield event
+        async for batch in self.batches(self.sync.events_reversed, session_id):
+            for event in batch:
+                yield event
 
-    async def _drain(self, source: Iterator[Event]) -> AsyncIterator[Event]:
+    async def batches(self, open_source: Callable[..., Iterator[T]], *args: Any,
+                      keep: bool = False) -> AsyncGenerator[list[T], None]:
+        """The items of the iterator ``open_source(*args)`` returns (a blocking read of the
+        store), a list at a time, never empty: read on the loop's thread in slices of at
+        most ``INLINE_SLICE`` on a local store, else ``BATCH`` per worker call. The source is
+        closed when the caller stops early (break out, or ``aclose()``).
+
+        On a local store the collector is paused while a batch is read and used (until the
+        caller asks for the next), so what the caller drops dies young; ``keep``: the caller
+        keeps what it reads (a list it returns): paused from the first batch to the end
+        instead, for at most ``READ_PAUSE``, so what it keeps is not promoted a batch at a
+        time (each promotion brings a full collection of the whole heap nearer)."""
+        inline = self.inline
+        if not inline:
+            source = await self.run(open_source, *args)
+            try:
+                ended = False
+                while not ended:
+                    batch, ended = await self.run(_take, source, BATCH)
+                    if batch:
+                        yield batch
+            finally:
+                # A generator left open holds files: close it in a worker (it may block).
+                close = getattr(source, "close", None)
+                if close is not None:
+                    await self.run(close)
+            return
+        pacer = _pacer()
+        await pacer.turn()
+        if self._pool.closed:
+            raise StoreClosedError("the store is closed")
+        source = open_source(*args)
+        paused = _collector_pause.hold(READ_PAUSE)
         try:
             ended = False
             while not ended:
-                batch, ended = await self.run(_take, source, BATCH)
-                for event in batch:
-                    yield event
+                batch, ended = _take(source, INLINE_BATCH, until=pacer.deadline(), budget=False)
+                if batch:
+                    yield batch
+                if not ended:
+                    if not keep:  # the caller is done with the batch: what it dropped is gone
+                        batch = []
+                        paused.release()
+                    await pacer.turn()
+                    if not keep:
+                        paused = _collector_pause.hold(READ_PAUSE)
         finally:
-            # A generator left open holds files: close it in a worker (it may block).
-            close = getattr(source, "close", None)
-            if close is not None:
-                await self.run(close)
+            try:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                paused.release()
 
     async def follow(self, session_id: str, after_seq: int | None = None,
                      timeout: float | None = None) -> AsyncIterator[Event]:
@@ -250,7 +435,13 @@ class AsyncEventLog:
         while True:
             # What is there now, without waiting; then a wait of its own, so events are
             # handed over as soon as they are read, not after the wait.
-            batch, _ = await self.run(_take, log._follow(sid, seq, 0, life), BATCH, close=True)
+            if self.inline:
+                pacer = _pacer()
+                await pacer.turn()
+                batch, _ = _take(log._follow(sid, seq, 0, life), INLINE_BATCH, close=True,
+                                 until=pacer.deadline())
+            else:
+                batch, _ = await self.run(_take, log._follow(sid, seq, 0, life), BATCH, close=True)
             for event in batch:
                 yield event
                 seq = event.seq
@@ -264,9 +455,12 @@ class AsyncEventLog:
             await self.run(log.backend.wait, sid, seq, wait, incarnation=life)
 
 
-def _take(source: Iterator[Event], count: int, close: bool = False) -> tuple[list[Event], bool]:
-    """Up to ``count`` events of ``source``, and whether ``source`` has ended; ``close``:
-    close the generator after.
+def _take(source: Iterator[T], count: int, close: bool = False,
+          until: float | None = None, budget: bool = True) -> tuple[list[T], bool]:
+    """Up to ``count`` items of ``source``, and whether ``source`` has ended; ``close``:
+    close the generator after; ``until``: stop at that ``time.perf_counter()`` too;
+    ``budget``: stop at the young-generation budget below (not needed while the collector
+    stays paused until the batch has been used).
 
     The batch also ends once reading it has made half a young generation's worth of tracked
     objects (``gc.get_count``): a batch still alive when a young collection runs (in the
@@ -277,12 +471,14 @@ def _take(source: Iterator[Event], count: int, close: bool = False) -> tuple[lis
     full; 100 at a time, 1 young and none else. Counting objects rather than events keeps
     that true of events with big nested data."""
     threshold = gc.get_threshold()[0]
-    budget = gc.get_count()[0] + threshold // 2 if threshold else None
-    batch: list[Event] = []
+    most = gc.get_count()[0] + threshold // 2 if threshold and budget else None
+    batch: list[T] = []
+    clock = time.perf_counter
     try:
         for event in source:
             batch.append(event)
-            if len(batch) >= count or (budget is not None and gc.get_count()[0] >= budget):
+            if len(batch) >= count or (most is not None and gc.get_count()[0] >= most) or (
+                    until is not None and clock() >= until):
                 return batch, False
         return batch, True
     finally:
@@ -291,7 +487,9 @@ def _take(source: Iterator[Event], count: int, close: bool = False) -> tuple[lis
 
 
 def open_async(url: str | os.PathLike[str], **options: Any) -> AsyncEventLog:
-    """``eventlog.open(url, **options)``, as an ``AsyncEventLog``. ``workers`` (4) sets its
-    number of worker threads."""
+    """``eventlog.open(url, **options)``, as an ``AsyncEventLog``. ``workers`` (2) sets its
+    number of worker threads; ``inline`` (None: True for a local store) whether short calls
+    run on the loop's thread (see ``AsyncEventLog.inline``)."""
     workers = options.pop("workers", WORKERS)
-    return AsyncEventLog(open_store(url, **options), workers=workers)
+    inline = options.pop("inline", None)
+    return AsyncEventLog(open_store(url, **options), workers=workers, inline=inline)

@@ -500,11 +500,14 @@ def count_sessions(log: EventLog, query: Query) -> int:
     return sum(1 for r in rows(log, query.prefix) if match(r))
 
 
-def oldest(log: EventLog, cutoff: float) -> list[str]:
-    """The sessions last active before ``cutoff``, oldest first (cleanup's candidates):
-    through an ordered catalog, a walk that stops at the first younger one."""
+def oldest(log: EventLog, cutoff: float) -> list[tuple[str, Head, float]]:
+    """The sessions last active before ``cutoff``, oldest first, each with the head its
+    ``last_activity`` was read at (cleanup's candidates): through an ordered catalog, a
+    walk that stops at the first younger one. Each head is one the backend vouched for
+    when it was read (the entry's), or the session was folded from its log just now."""
     query = Query(active_before=cutoff, order="last_activity")
-    return [sid for sid, _ in select(log, query, None, None, skip_damaged=True)]
+    return [(sid, Head(row[0], row[1]), float(row[3]))
+            for sid, row in select(log, query, None, None, skip_damaged=True)]
 
 
 # Cursors --------------------------------------------------------------------------------

@@ -5,6 +5,12 @@ ages by its own clock. A session is removed with ``Backend.delete(if_head=...)``
 anything was appended after its age was judged, the delete is refused and the session
 stays whole, so retention never removes half of an active session.
 
+The candidates come from the session catalog with the head each one's age was read at.
+Without ``archive_dir`` the backend may remove them without a fold
+(``Backend.delete_deferred``: it checks the log's digest chain up to that head under the
+session's lock, so a damaged log stays); otherwise, or when it can't, each session is
+folded from its log first.
+
 ``archive_dir`` keeps each removed session's history as one JSONL file in the format
 of a sealed segment (header, records with their digests, trailer), written and synced
 *before* the session is deleted: a crash in between leaves a copy too many, never one
@@ -42,10 +48,11 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLike[str] | None,
                          dry_run: bool,
-                         candidates: Callable[[float], list[str]] | None = None) -> list[str]:
+                         candidates: Callable[[float], list[tuple[str, Head, float]]] | None = None,
+                         ) -> list[str]:
     """Remove (or, with ``dry_run``, name) the sessions last active before ``days`` ago.
-    ``candidates(cutoff)``: the ids that may be old, oldest first (the session catalog's
-    answer); every session when None."""
+    ``candidates(cutoff)``: the sessions that are old, oldest first, each with the head its
+    age was read at (the session catalog's answer); every session, each folded, when None."""
     if type(days) not in (int, float) or not finite(days) or days < 0:
         raise InvalidInputError(f"days must be a non-negative number, not {shown(days)}")
     if type(dry_run) is not bool:
@@ -54,30 +61,65 @@ def cleanup_old_sessions(log: Folding, days: float, archive_dir: str | os.PathLi
     cutoff = time.time() - days * DAY
     removed: list[str] = []
     failed: dict[str, EventLogError] = {}
-    # The catalog (when the caller has one) names the candidates, oldest activity first, so
-    # the work is the sessions removed; each is folded from its log again before it goes:
-    # the catalog is derived data, and never the reason a session is deleted.
-    for sid in (log.backend.session_ids() if candidates is None else candidates(cutoff)):
-        try:
-            life = life_of(log.backend, sid)
-            state = log.state(sid)
-        except SessionNotFoundError:
-            continue
-        except CorruptLogError:
-            continue  # never destroy a log that can't be read: verify() reports it
-        if state.last_activity >= cutoff:
-            continue
-        if dry_run:
-            removed.append(sid)
-            continue
-        outcome = _remove_one(log, sid, state.head, target, life)
-        if isinstance(outcome, EventLogError):
-            failed[sid] = outcome
-        elif outcome:
-            removed.append(sid)
+    found: list[tuple[str, Head | None, float]] = (
+        [(sid, None, 0.0) for sid in log.backend.session_ids()] if candidates is None
+        else list(candidates(cutoff)))
+    try:
+        for sid, head, last in found:
+            outcome: bool | EventLogError | None
+            if head is None or target is not None:
+                outcome = _fold_and_remove(log, sid, cutoff, target, dry_run)
+            elif not last < cutoff:
+                continue
+            elif dry_run:
+                outcome = True
+            else:
+                outcome = _remove_as_listed(log, sid, head)
+                if outcome is None:  # the backend can't vouch for the log cheaply: fold it
+                    outcome = _fold_and_remove(log, sid, cutoff, None, False)
+            if isinstance(outcome, EventLogError):
+                failed[sid] = outcome
+            elif outcome:
+                removed.append(sid)
+    finally:
+        log.backend.settle_deletes()
     if failed:
         raise CleanupError(sorted(removed), failed)
     return sorted(removed)
+
+
+def _remove_as_listed(log: Folding, sid: str, head: Head) -> bool | EventLogError | None:
+    """Remove a session the catalog listed as old at ``head`` (which the backend vouched for
+    when it was read), folding nothing: the backend checks under the session's lock that
+    the log is sound and ends at exactly that head, so a damaged session stays and one
+    written to since is kept whole; and the catalog's entry for that head is the log's fold
+    at it (``_catalog``'s invariants). None: the backend can't check (nothing was done)."""
+    try:
+        return log.backend.delete_deferred(sid, if_head=head)
+    except (SessionNotFoundError, LockTimeoutError):
+        return False  # someone else removed it meanwhile, or holds it: the next run decides
+    except CorruptLogError:
+        return False  # never destroy a log that can't be read: verify() reports it
+    except StorageError as exc:
+        return exc
+
+
+def _fold_and_remove(log: Folding, sid: str, cutoff: float, target: Path | None,
+                     dry_run: bool) -> bool | EventLogError:
+    """Fold the session from its log, and remove it (archived first, into ``target``) if
+    it is old."""
+    try:
+        life = life_of(log.backend, sid)
+        state = log.state(sid)
+    except SessionNotFoundError:
+        return False
+    except CorruptLogError:
+        return False  # never destroy a log that can't be read: verify() reports it
+    if state.last_activity >= cutoff:
+        return False
+    if dry_run:
+        return True
+    return _remove_one(log, sid, state.head, target, life)
 
 
 def _remove_one(log: Folding, sid: str, head: Head, target: Path | None,

@@ -82,6 +82,10 @@ class WorkerPool:
         # hand-over to it is scheduled.
         self._finished: dict[asyncio.AbstractEventLoop, list[tuple[Job[Any], bool, Any]]] = {}
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
                    *, write: bool) -> T:
         """Run ``func(*args, **kwargs)`` in a worker; see the module doc for cancellation."""

@@ -40,8 +40,6 @@ import fcntl
 import functools
 import hashlib
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -67,6 +65,7 @@ from ...core._errors import (
     StorageError,
     StoreNotFoundError,
 )
+from ...core._frames import chain_reaches
 from ...core._validate import check_mode, check_seconds
 from .._base import (
     Appended,
@@ -92,6 +91,7 @@ from ._handle import Handles, unlock
 from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._recorded import recorded_head
 from ._redaction import redact_segments
+from ._trash import Trash, remove_entry
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
@@ -127,24 +127,46 @@ def _translated(method: Callable[Concatenate[FileBackend, str, _P], _R]
     return hook
 
 
-def _move_away(directory: Path, trash: Path, session_id: str) -> bool:
-    """``delete``'s two steps, under the session's locks: rename the directory out of the
-    store, then unlink its lock file (which tells waiting writers that the session is gone).
-    A delete that raises changed nothing: if the unlink fails, the directory goes back. Only
-    if that fails too is the session gone all the same (True: it is no longer in the store)."""
+def _move_away(directory: Path, trash: Path, session_id: str,
+               keep: Callable[[int], None] | None, dir_mode: int) -> bool:
+    """``delete``'s two steps, under the session's locks: rename the directory into the
+    trash (out of the store), then unlink its lock file (which tells waiting writers that
+    the session is gone). A delete that raises changed nothing: if the unlink fails, the
+    directory goes back. Only if that fails too is the session gone all the same (True: it
+    is no longer in the store). ``keep``: given a descriptor of the lock file, so that
+    closing the session's handle frees nothing now (``_trash``, invariant 4)."""
     try:
-        os.rename(directory, trash)
+        try:
+            os.rename(directory, trash)
+        except FileNotFoundError:
+            # The trash itself, removed when it was emptied (by any process): make it again.
+            trash.parent.mkdir(mode=dir_mode, exist_ok=True)
+            os.rename(directory, trash)
     except OSError as exc:
         raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    keeper = -1
+    if keep is not None:
+        try:
+            keeper = os.open(trash / "lock", os.O_RDONLY | O_CLOEXEC)
+        except OSError:
+            keeper = -1  # then the handle's close frees the lock file's block: only slower
     try:
         os.unlink(trash / "lock")
     except OSError as exc:
+        if keeper >= 0:
+            os.close(keeper)
         try:
             os.rename(trash, directory)
         except OSError:
             return True
         raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
+    if keep is not None and keeper >= 0:
+        keep(keeper)
     return True
+
+
+class _Unsure(Exception):
+    """A deferred delete's quick check could not vouch for the log: nothing was done."""
 
 
 def _holds_anything(directory: Path) -> bool:
@@ -156,6 +178,7 @@ class FileBackend(Backend):
     """JSONL files under ``root``. Safe across threads, processes and ``fork()``."""
 
     poll_interval = 0.02
+    inline_appends = True  # a non-durable append is a write(2) to the page cache, under its flock
 
     def __init__(  # noqa: PLR0913 - keyword-only options, each named as eventlog.open takes it
             self, root: str | os.PathLike[str], *, mode: int = 0o600, lock_timeout: float = 10.0,
@@ -175,6 +198,8 @@ class FileBackend(Backend):
         self._table = Handles(self._dirs)
         self._handles = self._table.by_id  # read directly by append_one's common case
         self._catalog = FileCatalog(self.root, self.mode, self._dir_str)
+        self._trash = Trash(self.root, self.dir_mode)
+        self._deferred: list[tuple[str, bytes | None]] = []  # deleted, not yet forgotten
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True, mode=self.dir_mode)
@@ -186,6 +211,8 @@ class FileBackend(Backend):
             if isinstance(exc, EventLogError):
                 raise
             raise StorageError(exc.errno, f"can't open store at {self.root}: {exc}") from exc
+        if self._trash.waiting():  # left by a crash, or by a process that exited first
+            self._trash.empty_later()
 
     def _check_format(self, create: bool, adopt: bool) -> None:
         marker = self.root / FORMAT_FILE
@@ -222,6 +249,9 @@ class FileBackend(Backend):
     @_translated
     def create_log(self, session_id: str, batches: Iterable[list[Record]], *,
                    durable: bool) -> dict[str, Any] | None:
+        # Marked as ``create`` does: a listing trusts the entry of an unmarked session
+        # (an entry of an earlier life of this id, whose forgetting failed, included).
+        self._catalog.mark(session_id, durable=durable)
         return _writing.create_log(self._dirs, session_id, batches, durable=durable,
                                    limits=self._limits)
 
@@ -384,30 +414,96 @@ class FileBackend(Backend):
 
     @_translated
     def delete(self, session_id: str, *, if_head: Head | None = None) -> bool:
+        moved = self._take_away(session_id, if_head, defer=False)
+        if moved is None:
+            return False
+        try:
+            self._catalog.forget_many([moved[1]])
+        except OSError:
+            pass  # derived data: readers find the session gone by its page
+        remove_entry(moved[0])  # its space, now (what is left is the trash's: see _trash)
+        self._trash.tidy()
+        return True
+
+    @_translated
+    def delete_deferred(self, session_id: str, *, if_head: Head) -> bool | None:
+        # Gone from the store at once (one rename); its catalog line and its space wait for
+        # settle_deletes (one append for the batch; the trash emptied by a thread). Only a
+        # log whose every record checks out up to ``if_head``, with nothing after it, goes
+        # this way; None for any other (the caller reads it the thorough way).
+        try:
+            moved = self._take_away(session_id, if_head, defer=True)
+        except _Unsure:
+            return None
+        if moved is None:
+            return False
+        self._deferred.append(moved[1])
+        return True
+
+    def _log_is(self, session_id: str, head: Head) -> bool:
+        """Whether the session's log, read whole, chains to exactly ``head`` (plain
+        segments only: an archived one is left to the thorough way). Under its lock."""
+        directory = self._dir_str(session_id)
+        runs = []
+        for _first, name in self._dirs.segments(session_id):
+            if not name.endswith(".jsonl"):
+                return False
+            fd = os.open(f"{directory}/{name}", os.O_RDONLY | O_CLOEXEC)
+            try:
+                size = os.fstat(fd).st_size
+                data = os.pread(fd, size, 0)
+            finally:
+                os.close(fd)
+            if len(data) != size:
+                return False
+            runs.append(data)
+        return bool(runs) and chain_reaches(session_id, runs, head, self.record_version)
+
+    def settle_deletes(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        try:
+            if deferred:
+                self._catalog.forget_many(deferred)
+        except OSError:
+            pass  # derived data: readers find the sessions gone by their pages
+        finally:
+            self._trash.empty_later()
+
+    def _take_away(self, session_id: str, if_head: Head | None, *,
+                   defer: bool) -> tuple[Path, tuple[str, bytes | None]] | None:
+        """Move the session into the trash if its head is ``if_head`` (any, if None): where
+        it went, and its id and life (what the catalog forgets); None if it stays."""
         # The directory lock first (the order ``archive`` uses too), so a session is
         # never moved away under a compactor writing into it.
         dirs = self._dirs
         dir_fd = dirs.lock_dir(session_id)
-        trash = self.root / f".deleted-{uuid.uuid4().hex}"
         try:
+            trash = self._trash.place()
             handle, _ = self._table.locked(session_id)
             removed = False
             try:
-                if if_head is not None and sync(dirs, session_id, handle, False) != if_head:
-                    return False
-                removed = _move_away(dirs.dir(session_id), trash, session_id)
+                if defer and if_head is not None and not self._log_is(session_id, if_head):
+                    raise _Unsure
+                if not defer and if_head is not None and sync(dirs, session_id, handle,
+                                                              False) != if_head:
+                    return None
+                life = None if handle.mapped is None else bytes(handle.mapped[48:64])
+                removed = _move_away(dirs.dir(session_id), trash, session_id,
+                                     self._trash.keep if defer else None, self.dir_mode)
             finally:
                 if removed:
                     self._table.drop(session_id, handle)  # still under the thread lock: see drop
                 unlock(handle)
         finally:
             unlock_dir(dir_fd)
-        try:
-            self._catalog.forget(session_id, deleted=True)
-        except OSError:
-            pass  # derived data: readers find the session gone by its page
-        shutil.rmtree(trash, ignore_errors=True)
-        return True
+        return trash, (session_id, life)
+
+    def empty_trash(self, *, wait: bool = True) -> None:
+        """Free the space of the sessions deleted by ``delete_deferred`` (in a thread of this
+        process; ``wait``: until it is done)."""
+        self._trash.empty_later()
+        if wait:
+            self._trash.wait()
 
     @_translated
     def save_snapshot(self, session_id: str, seq: int, blob: bytes, *, durable: bool) -> None:
@@ -576,5 +672,7 @@ class FileBackend(Backend):
         return _checks.check(self._dirs, session_id)
 
     def close(self) -> None:
+        if self._deferred:
+            self.settle_deletes()
         self._table.close()
         self._catalog.close()

@@ -18,21 +18,25 @@ The file ``<root>/.catalog`` is an optional **base** followed by a **journal**:
 Invariants (what every reader and writer relies on):
 
 1. **Derived, never trusted over the logs.** An entry names the head it was made for (the
-   session's life, last seq and head digest). A reader uses it only if the session's lock
-   page says, right now, that the head is exactly that one (published: an even, non-zero
-   generation); otherwise the store folds the session from its log. So a missing, stale,
-   damaged or foreign catalog costs time, never a wrong answer about a head the page
-   vouches for.
+   session's life, last seq and head digest). An ordered read uses it only if the session's
+   lock page says, right now, that the head is exactly that one (published: an even,
+   non-zero generation); otherwise the store folds the session from its log. A listing of
+   sessions by id checks the pages of the sessions with a mark outstanding only (invariant
+   2: the others were not written to since their entries), and lists only the sessions
+   whose directories it found. So a missing, stale, damaged or foreign catalog costs time,
+   never a wrong answer about a head the page vouches for; what only a page check would
+   catch is a write by a process that leaves no marks (an earlier release: ``eventlog
+   reindex`` after it).
 2. **Marks say where to look.** A process writes a mark for a session before it first
-   creates or appends to it (and again after each time its mark was cleared), under the
-   session's lock, and clears its own mark only with an entry for the head the lock page
-   shows while it holds that lock again. So a session that is in the index and has no
-   outstanding mark has the entry the index holds (checked by invariant 1 all the same),
-   and an ordered read only checks the pages of the marked sessions, not of every session:
-   a writer killed after its mark leaves the mark (the session is checked and refolded),
-   never a stale entry that nobody checks. The mark is in the file before the write it
-   announces; only a store written without marks (another release) needs a rebuild, which
-   a file without a base gets on the first ordered read.
+   creates (``create``, ``create_log``), appends to or redacts it (and again after each time
+   its mark was cleared), under the session's lock, and clears its own mark only with an
+   entry for the head the lock page shows while it holds that lock again. So a session that
+   is in the index and has no outstanding mark has the entry the index holds (checked by
+   invariant 1 all the same), and an ordered read only checks the pages of the marked
+   sessions, not of every session: a writer killed after its mark leaves the mark (the
+   session is checked and refolded), never a stale entry that nobody checks. The mark is in
+   the file before the write it announces; only a store written without marks (another
+   release) needs a rebuild, which a file without a base gets on the first ordered read.
 3. **One file, replaced whole.** Writers append under a shared ``flock`` of the file and
    check, once they hold it, that the path still names the file they opened (else they
    open it again); a compaction holds it exclusively, reads the journal to its end, writes
@@ -200,6 +204,22 @@ class FileCatalog:
                 if view is not None:
                     self._compact(view, None, drop=session_id)
 
+    def forget_many(self, deleted: list[tuple[str, bytes | None]]) -> None:
+        """These sessions were deleted (each id with the life it had, when known): their
+        entries of that life no longer hold, and this process's marks of them are cleared;
+        one append for them all. The life keeps a line written after the id was created
+        anew (a batch is written after its deletes) from hiding the new session's entry."""
+        lines = []
+        with self.lock:
+            for sid, life in deleted:
+                token = self.marked.pop(sid, None)
+                row: list[object] = ["f", sid, [] if token is None else [token]]
+                if life is not None:
+                    row.append(life.hex())
+                lines.append(orjson.dumps(row) + b"\n")
+        if lines:
+            self._append(b"\n" + b"".join(lines))
+
     def wants_rebuild(self, listed: int | None) -> bool:
         """Whether the file has no base (missing, damaged, or a journal only); after a
         listing of every session (``listed`` of them), only if its journal is also long for
@@ -285,10 +305,14 @@ class FileCatalog:
             except (Damaged, OSError):
                 view.base = None  # damaged: its entries are not used (the sessions are refolded)
                 view.everything = {}
+            # Invariant 2: only a session with a mark outstanding may have been written to
+            # since its entry; the others' entries hold, and their pages are not read (one
+            # read of the file for a listing of every session, not one per session).
+            unsure = view.outstanding()
             for sid, directory in sessions:
                 kept = view.newest(sid)
-                found.append((sid, None if kept is None or read_page(directory) != kept[0]
-                              else kept[1]))
+                found.append((sid, None if kept is None or kept[0] is None or (
+                    sid in unsure and read_page(directory) != kept[0]) else kept[1]))
             if whole and view.base is not None and view.lines > COMPACT_AT:
                 self._compact(view, None, {sid for sid, _ in sessions})
         return found

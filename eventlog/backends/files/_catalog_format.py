@@ -185,7 +185,12 @@ class View:
             elif tag == "m":
                 self.marks.setdefault(sid, set()).add(row[2])
             elif tag == "f":
-                self.entries[sid] = None
+                # ["f", id, [tokens], life]: only an entry of that life (or none) is forgotten;
+                # one of a newer life (the id created anew before the line was written) stays.
+                kept = self.entries.get(sid)
+                if not (len(row) > 3 and kept is not None and kept[0] is not None
+                        and kept[0][0].hex() != row[3]):
+                    self.entries[sid] = None
                 self.cleared.update(row[2])
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
             return  # torn, or run into by the next writer: skipped (its session refolded)

@@ -17,6 +17,7 @@ seal whose trailer may or may not have been written) can't outlive the failure.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import resource
@@ -29,6 +30,7 @@ from typing import Any
 
 from ...core._codec import Head
 from ...core._errors import SessionPoisonedError, StorageError
+from .._base import WouldBlock, take_nonblocking
 from ._dirs import O_CLOEXEC, Dirs
 from ._lock import acquire_flock, acquire_thread_lock, release_flock
 from ._segments import parse_header
@@ -360,19 +362,11 @@ class Handles:
         cached head is known exact; the caller must ``unlock``. Anyone but an appender
         (who republishes when done) leaves the shared generation odd: "look again"."""
         timeout = self.dirs.lock_timeout
+        tried = take_nonblocking()  # see _base.nonblocking: nothing is written yet
         while True:
             handle = self.get(session_id)
-            acquire_thread_lock(handle.lock, timeout, f"session {session_id!r}")
-            if handle.lock_fd < 0:
-                # Another thread closed this handle (a delete, an eviction, or it found it
-                # stale) while we waited for its thread lock: look again.
-                handle.lock.release()
+            if not _lock_handle(handle, session_id, timeout, tried):
                 continue
-            try:
-                acquire_flock(handle.lock_fd, timeout, f"session {session_id!r}")
-            except BaseException:
-                handle.lock.release()
-                raise
             shared = handle.shared
             try:
                 adopted = appending and handle.adopt()  # it reads the segment: I/O may fail
@@ -396,6 +390,32 @@ class Handles:
                 return handle, False
             self.drop(session_id, handle)
             unlock(handle)
+
+
+def _lock_handle(handle: Handle, session_id: str, timeout: float, tried: bool) -> bool:
+    """Take ``handle``'s thread lock and flock (``tried``: each tried once, else
+    ``WouldBlock``); False if another thread closed the handle meanwhile (look again)."""
+    if not tried:
+        acquire_thread_lock(handle.lock, timeout, f"session {session_id!r}")
+    elif not handle.lock.acquire(False):
+        raise WouldBlock(session_id)
+    if handle.lock_fd < 0:
+        # Another thread closed this handle (a delete, an eviction, or it found it
+        # stale) while we waited for its thread lock: look again.
+        handle.lock.release()
+        return False
+    try:
+        if not tried:
+            acquire_flock(handle.lock_fd, timeout, f"session {session_id!r}")
+        else:
+            try:
+                fcntl.flock(handle.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WouldBlock(session_id) from None
+    except BaseException:
+        handle.lock.release()
+        raise
+    return True
 
 
 def unlock(handle: Handle) -> None:

@@ -39,10 +39,10 @@ MAX_NAME = 255
 CUT = 200
 ID_FILE = "id"
 _PLAIN_RE = re.compile(r"[a-z0-9_-](?:[a-z0-9._-]*[a-z0-9_-])?")
-_KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 _DEVICES = frozenset(["con", "prn", "aux", "nul"] + [f"com{i}" for i in range(1, 10)]
                      + [f"lpt{i}" for i in range(1, 10)])
 _ESCAPE_RE = re.compile(r"(?:[a-z0-9_-]|%[0-9a-f]{2})*")
+_ESCAPED_RE = re.compile(r"[^a-z0-9_-]+")
 
 
 def is_plain(session_id: str) -> bool:
@@ -66,14 +66,14 @@ def file_name(session_id: str, most: int) -> str:
     return name if len(name) <= most else _shortened(session_id, _escaped(session_id), most)
 
 
+def _escape_one(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02x}" for byte in match.group().encode("utf-8"))
+
+
 def _escaped(session_id: str) -> str:
-    parts = ["~"]
-    for char in session_id:
-        if char in _KEPT:
-            parts.append(char)
-        else:
-            parts.extend(f"%{byte:02x}" for byte in char.encode("utf-8"))
-    return "".join(parts)
+    # Every character outside ``a-z 0-9 _ -`` as its UTF-8 bytes in %xx (a regex: a listing of
+    # many sessions checks each name's spelling with this).
+    return "~" + _ESCAPED_RE.sub(_escape_one, session_id)
 
 
 def _shortened(session_id: str, name: str, most: int) -> str:
@@ -115,17 +115,11 @@ def id_of(name: str) -> str | None:
 
 
 def _unescape(body: str) -> str | None:
-    out = bytearray()
-    i = 0
-    while i < len(body):
-        if body[i] == "%":
-            out.append(int(body[i + 1:i + 3], 16))
-            i += 3
-        else:
-            out.append(ord(body[i]))
-            i += 1
+    # ``body`` matched _ESCAPE_RE: kept characters, and %xx escapes of two hex digits.
+    first, *rest = body.split("%")
     try:
-        sid = out.decode("utf-8")
+        sid = (first.encode() + b"".join(bytes.fromhex(part[:2]) + part[2:].encode()
+                                         for part in rest)).decode("utf-8")
     except UnicodeDecodeError:
         return None
     return sid if dir_name(sid) == "~" + body else None  # only the one spelling of an id

@@ -51,12 +51,14 @@ from .._base import (
     Archived,
     Build,
     Guard,
+    Refold,
     Replacement,
     Sealed,
     Unique,
 )
 from .._chunks import pack, rows_in
 from .._rows import RowBackend, Rows
+from . import _catalog
 from . import _statements as sql
 from ._listen import Listener
 from ._pool import Conn, Connections
@@ -135,13 +137,15 @@ class PostgresBackend(RowBackend):
         self._leases_refused = False
         # The head after this process's last guarded append, per session (``_append_guarded``).
         self._written: dict[str, Head] = {}
-        # On a connection of its own, so that a server refusing us says why, at once.
         try:
-            with self._conns.connect() as conn:
+            with self._conns.opening() as conn:
                 self.record_version = prepare(conn, self.schema, self.where, create=create,
                                               adopt=adopt)
-        except psycopg.Error as exc:
-            raise StorageError(f"{self.where}: opening: {str(exc).strip()}") from exc
+        except BaseException as exc:
+            self._conns.abandon()
+            if isinstance(exc, psycopg.Error):
+                raise StorageError(f"{self.where}: opening: {str(exc).strip()}") from exc
+            raise
 
     def _run(self, what: str, statement: str, params: Any = None, *, binary: bool = False
              ) -> list[tuple[Any, ...]]:
@@ -254,7 +258,8 @@ class PostgresBackend(RowBackend):
         The check is Python and may read the log (another connection), so it can't run
         while this call holds a pooled connection under the row's lock (threads holding
         every connection would wait for a fifth). It runs first, on a head (``_checked``),
-        and the server then appends in one step, one round trip: the row locked, the
+        and the server then appends in one call of its function ``append_guarded``, one
+        round trip: the row locked, the
         events after that head looked through for ``unique`` (``GUARDED_APPEND``), the
         record written, committed. A head that moved is no reason to give up, so a guarded
         writer keeps its turn in the row's queue beside plain ones (a conditional append
@@ -264,16 +269,11 @@ class PostgresBackend(RowBackend):
         head = self._checked(session_id, guard, checked)
         params["f"], params["v"] = (None, None) if unique is None else unique
         params["n"] = Int8(_GUARD_SPAN)
-        lock, statement = self._sql["LOCK_ROW"], self._sql["GUARDED_APPEND"]
 
         def first(conn: Conn) -> tuple[Any, ...] | None:
-            # One pipeline, one sync: one implicit transaction, committed at the sync, and
-            # no Python between the lock and the commit. The second statement's snapshot is
-            # taken once the lock is held, so it sees the events of the writer it queued behind.
-            with conn.pipeline():
-                conn.execute(lock, (session_id,), prepare=True)
-                cursor = conn.execute(statement, params, prepare=True)
-            return cursor.fetchone()
+            # One call, its own transaction: the function locks the row, then appends in a
+            # statement whose snapshot sees the events of the writer it queued behind.
+            return self._x(conn, "CALL_GUARDED", params).fetchone()
 
         def again(conn: Conn) -> tuple[Any, ...] | None:
             with conn.transaction():
@@ -388,7 +388,7 @@ class PostgresBackend(RowBackend):
 
     # Reading --------------------------------------------------------------------------------
 
-    # The session catalog (store/_catalog.py): a table beside the sessions, as on SQLite.
+    # The session catalog (store/_catalog.py): tables beside the sessions (see ``_catalog``).
 
     def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
         rows = self._run("reading the session catalog", "CATALOG_READ", (prefix,))
@@ -396,18 +396,22 @@ class PostgresBackend(RowBackend):
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]],
                       keys: list[tuple[float, float]] | None = None) -> None:
-        text = self._sql["CATALOG_WRITE"]
-
-        def save(conn: Conn) -> None:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(text, [{"e": blob, "id": sid, "q": Int8(head.seq), "h": head.digest}
-                                       for sid, head, blob in entries])
-
-        self._conns.run("saving session catalog entries", save)
+        _catalog.write(self, entries, keys)
 
     def catalog_reset(self) -> None:
-        self._conns.run("dropping the session catalog",
-                        lambda conn: conn.execute(self._sql["CATALOG_RESET"]))
+        _catalog.reset(self)
+
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        return _catalog.walk(self, order, descending, start, refold)
+
+    def statement(self, name: str) -> str:
+        """A statement of ``_statements`` bound to this store's schema."""
+        return self._sql[name]
+
+    @property
+    def connections(self) -> Connections:
+        return self._conns
 
     def read_head(self, session_id: str) -> tuple[Any, Head]:
         rows = self._run(f"reading session {session_id!r}", "HEAD", (session_id,))

@@ -132,6 +132,31 @@ class Connections:
             self._pool = None
             threading.Thread(target=pool.close, kwargs={"timeout": 0}, daemon=True).start()
 
+    @contextlib.contextmanager
+    def opening(self) -> Iterator[Conn]:
+        """The connection a store is opened on: the pool's first, which then serves the
+        calls after it (an open and its first read made two connections before: the
+        better part of a cold read's time, issue 16), or, if the pool has none within its
+        wait, one of its own, so that a server refusing us says why at once."""
+        pool = self._current()
+        try:
+            # Waiting for its first connection (not asking for one, which would start a second).
+            pool.wait(timeout=max(0.05, self.retry_for / 4))
+        except psycopg_pool.PoolTimeout:  # wait() closed the pool: the next call opens one
+            self._pool = None
+            with self.connect() as conn:
+                yield conn
+            return
+        with self.connection() as conn:
+            yield conn
+
+    def abandon(self) -> None:
+        """Close the pool without waiting for a connection attempt in progress (opening
+        failed: the server may be away)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and os.getpid() == self._pid:
+            threading.Thread(target=pool.close, kwargs={"timeout": 0}, daemon=True).start()
+
     def close(self) -> None:
         if os.getpid() == self._pid and self._pool is not None:
             self._pool.close()

@@ -16,8 +16,12 @@ Every table lives in the store's own schema (``?schema=NAME``, default ``eventlo
     snapshots(session, seq, blob)
     tokens(session, tok, seq, h)           tokens of records compaction moved lately, kept while
                                            a retry may still look for them
-    catalog(gen, seq, entry)               the session catalog's entry of a session life, valid
-                                           while its head is at ``seq``
+    catalog(gen, seq, entry, id,           the session catalog's entry of a session life, valid
+            created_at, last_activity)     while its head is at ``seq``; its keys (version 3),
+                                           indexed with the id for ordered walks
+    touched(gen)                           (version 3) sessions whose head moved since their
+                                           catalog entry was saved (see ``_catalog``)
+    append_guarded(...)                    (version 2) the guarded append as one call
 
 Making them is one transaction under an advisory lock, so processes opening a new store
 at once make it once; a later version of the tables is one more step in ``MIGRATIONS``.
@@ -32,13 +36,29 @@ import psycopg
 
 from ...core._codec import FORMAT_VERSION, FORMAT_VERSIONS
 from ...core._errors import InvalidInputError, StorageError, StoreNotFoundError
+from ._statements import GUARDED_APPEND, GUARDED_PARAMETERS
 
 FORMAT = "eventlog-postgres"
-VERSION = 1
+VERSION = 3
 DEFAULT_SCHEMA = "eventlog"
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLES = frozenset(("eventlog_meta", "sessions", "events", "archive", "snapshots", "tokens",
-                     "catalog"))
+                     "catalog", "touched"))
+
+def _function() -> str:
+    body = re.sub(r"%\((\w+)\)s", lambda m: "p_" + m.group(1), GUARDED_APPEND)
+    arguments = ", ".join(f"p_{name} {kind}" for name, kind in GUARDED_PARAMETERS)
+    # FOR NO KEY UPDATE: the lock the UPDATE takes (a snapshot's FOR KEY SHARE does not wait).
+    return f"""CREATE OR REPLACE FUNCTION {{s}}.append_guarded({arguments})
+RETURNS TABLE (o_seq bigint, o_h text, o_new_seq bigint, o_new_h text, o_notified bigint,
+               o_clear boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  PERFORM 1 FROM {{s}}.sessions WHERE id = p_id FOR NO KEY UPDATE;
+  RETURN QUERY {body};
+END
+$fn$"""
+
 
 # One list of statements per version: a store at version n gets MIGRATIONS[n:] in order.
 # ``{s}`` is the quoted schema.
@@ -90,6 +110,27 @@ MIGRATIONS: list[list[str]] = [[
     # The session catalog's entry of each session (derived data, see store/_catalog.py):
     # used only while its seq is the session's head.
     "CREATE TABLE {s}.catalog (gen bigint PRIMARY KEY, seq bigint NOT NULL, entry bytea NOT NULL)",
+], [
+    # Version 2: the guarded append as one call (``_statements.CALL_GUARDED``). It locks the
+    # session's row, then runs GUARDED_APPEND as a statement of its own, whose snapshot is
+    # taken once the lock is held (each statement of a VOLATILE function takes one), so it
+    # sees the events of the writer it queued behind. Version 1 sent the two statements as
+    # one pipeline: the same round trip, but psycopg's pipeline mode cost the client and
+    # the server more than the statement itself (see the README's figures). A later change
+    # of GUARDED_APPEND needs a migration that replaces the function.
+    _function(),
+], [
+    # Version 3: the catalog's keys, indexed for ordered walks (``_catalog``), and the marks
+    # of sessions whose entries may be stale, set by every statement that moves a head
+    # (the function again: its statement sets one). Every session starts marked: entries
+    # made before have no keys.
+    'ALTER TABLE {s}.catalog ADD COLUMN id text COLLATE "C", ADD COLUMN created_at float8, '
+    "ADD COLUMN last_activity float8",
+    "CREATE INDEX catalog_by_activity ON {s}.catalog (last_activity, id)",
+    "CREATE INDEX catalog_by_created ON {s}.catalog (created_at, id)",
+    "CREATE TABLE {s}.touched (gen bigint PRIMARY KEY)",
+    "INSERT INTO {s}.touched SELECT gen FROM {s}.sessions",
+    _function(),
 ]]
 assert len(MIGRATIONS) == VERSION
 

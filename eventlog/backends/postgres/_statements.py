@@ -34,6 +34,8 @@ WITH u AS (
   WHERE id = %(id)s AND (%(x)s::bigint IS NULL OR seq = %(x)s::bigint)
     AND length(%(p)s::bytea) + length((seq + 1)::text) + 46 < %(m)s::bigint
   RETURNING gen, seq, h, ph, watched
+), k AS (
+  INSERT INTO {s}.touched SELECT gen FROM u ON CONFLICT DO NOTHING
 ), i AS (
   INSERT INTO {s}.events (session, seq, line, tok)
   SELECT gen, seq, convert_to('{"seq":' || seq || ',', 'UTF8')
@@ -49,10 +51,11 @@ SELECT seq - 1, ph, seq, h, (SELECT count(*) FROM n) FROM u
 # A guarded append (``_backend._append_guarded``): APPEND_ONE's parameters, and %(bq)s/%(bh)s
 # the head the store's check passed at, %(f)s what the append must not duplicate (``id``: a
 # message's id, ``key``: an idempotency key, NULL: anything) and %(v)s its value, %(n)s how
-# many events after that head to look through. It runs after LOCK_ROW, in the same
-# transaction (a pipeline: one round trip, nothing between), so its snapshot holds every
-# event up to the head it locked (one statement's snapshot would predate the lock wait,
-# and miss the events of the writer it queued behind). It appends only if the head is the
+# many events after that head to look through. It runs once the session's row is locked,
+# as a statement of its own in that transaction (in the function ``append_guarded``, or
+# after LOCK_HEAD on a retry), so its snapshot holds every event up to the head it locked
+# (one statement's snapshot would predate the lock wait, and miss the events of the writer
+# it queued behind). It appends only if the head is the
 # checked one, or the events after it are all here (not compacted away), within %(n)s, and
 # none holds the id or key or is a rewind (which changes what is visible): then the check
 # at the checked head holds at this one. One row: the head it found (seq, h), the new
@@ -81,6 +84,8 @@ WITH l AS (
   WHERE id = %(id)s AND (SELECT clear FROM c) AND (%(x)s::bigint IS NULL OR seq = %(x)s::bigint)
     AND length(%(p)s::bytea) + length((seq + 1)::text) + 46 < %(m)s::bigint
   RETURNING gen, seq, h, watched
+), k AS (
+  INSERT INTO {s}.touched SELECT gen FROM u ON CONFLICT DO NOTHING
 ), i AS (
   INSERT INTO {s}.events (session, seq, line, tok)
   SELECT gen, seq, convert_to('{"seq":' || seq || ',', 'UTF8')
@@ -92,8 +97,13 @@ WITH l AS (
 )
 SELECT l.seq, l.h, u.seq, u.h, (SELECT count(*) FROM n), c.clear FROM l CROSS JOIN c LEFT JOIN u ON true
 """
-# The session's row locked, nothing read: GUARDED_APPEND's first step.
-LOCK_ROW = "SELECT 1 FROM {s}.sessions WHERE id = %s FOR UPDATE"
+# GUARDED_APPEND's parameters, as the function that runs it (schema version 2) takes them.
+GUARDED_PARAMETERS = (("id", "text"), ("p", "bytea"), ("cp", "bytea"), ("t", "bigint"),
+                      ("x", "bigint"), ("m", "bigint"), ("c", "text"), ("bq", "bigint"),
+                      ("bh", "text"), ("f", "text"), ("v", "text"), ("n", "bigint"))
+# The guarded append in one call: the function locks the row, then runs GUARDED_APPEND.
+CALL_GUARDED = ("SELECT * FROM {s}.append_guarded("
+                + ", ".join(f"%({name})s" for name, _kind in GUARDED_PARAMETERS) + ")")
 
 # The head, locked: the first step of a batch append, a seal, or a retry.
 LOCK_HEAD = "SELECT gen, seq, h, watched > now() FROM {s}.sessions WHERE id = %s FOR UPDATE"
@@ -108,8 +118,11 @@ FROM unnest(%(q)s::bigint[], %(l)s::bytea[]) AS r(q, l)
 # PostgreSQL's binary copy format: no per-row statement, no text escaping of the lines.
 COPY_ROWS = "COPY {s}.events (session, seq, line) FROM STDIN (FORMAT BINARY)"
 MOVE_HEAD = """
-UPDATE {s}.sessions SET seq = %(last)s::bigint, h = %(h)s, bytes = bytes + %(b)s::bigint
-WHERE gen = %(g)s::bigint
+WITH u AS (
+  UPDATE {s}.sessions SET seq = %(last)s::bigint, h = %(h)s, bytes = bytes + %(b)s::bigint
+  WHERE gen = %(g)s::bigint RETURNING gen
+)
+INSERT INTO {s}.touched SELECT gen FROM u ON CONFLICT DO NOTHING
 """
 NOTIFY = "SELECT pg_notify(%s, %s)"
 
@@ -130,6 +143,8 @@ WITH s AS (
 ), e AS (
   INSERT INTO {s}.events (session, seq, line, tok)
   SELECT gen, %(q)s::bigint, %(l)s::bytea, %(t)s::bigint FROM s
+), k AS (
+  INSERT INTO {s}.touched SELECT gen FROM s ON CONFLICT DO NOTHING
 )
 SELECT gen FROM s
 """
@@ -153,6 +168,8 @@ WITH t AS (
   DELETE FROM {s}.tokens WHERE session IN (SELECT gen FROM d)
 ), g AS (
   DELETE FROM {s}.catalog WHERE gen IN (SELECT gen FROM d)
+), m AS (
+  DELETE FROM {s}.touched WHERE gen IN (SELECT gen FROM d)
 ), n AS (
   SELECT pg_notify(%(c)s, d.gen || ' 0') FROM d, t WHERE t.watched > now()
 )
@@ -239,18 +256,43 @@ WHERE gen = %(g)s::bigint RETURNING seq
 """
 
 
-def bind(statement: str, schema: str) -> str:
-    return statement.replace("{s}", schema)
-
-# The session catalog: each session by id with the entry made for its current head, if any.
+# The session catalog (``_catalog``): each session by id with the entry made for its
+# current head, if any.
 CATALOG_READ = """
 SELECT s.id, c.entry FROM {s}.sessions s LEFT JOIN {s}.catalog c ON c.gen = s.gen AND c.seq = s.seq
 WHERE starts_with(s.id, %s) ORDER BY s.id COLLATE "C"
 """
-# Saved only while the session's head is the one the entry was made for.
+# Saved only while the session's head is the one the entry was made for: the row's share
+# lock holds appends off until the commit (one holding the row: skipped, its entry would
+# be stale), so the mark this takes away can't hide an append (see ``_catalog``).
 CATALOG_WRITE = """
-INSERT INTO {s}.catalog SELECT gen, seq, %(e)s FROM {s}.sessions
-WHERE id = %(id)s AND seq = %(q)s::bigint AND h = %(h)s
-ON CONFLICT (gen) DO UPDATE SET seq = EXCLUDED.seq, entry = EXCLUDED.entry
+WITH s AS (
+  SELECT gen, seq FROM {s}.sessions WHERE id = %(id)s AND seq = %(q)s::bigint AND h = %(h)s
+  FOR SHARE SKIP LOCKED
+), w AS (
+  INSERT INTO {s}.catalog (gen, seq, entry, id, created_at, last_activity)
+  SELECT gen, seq, %(e)s, %(id)s, %(c)s::float8, %(a)s::float8 FROM s
+  ON CONFLICT (gen) DO UPDATE SET seq = EXCLUDED.seq, entry = EXCLUDED.entry, id = EXCLUDED.id,
+    created_at = EXCLUDED.created_at, last_activity = EXCLUDED.last_activity
+), d AS (
+  DELETE FROM {s}.touched WHERE gen IN (SELECT gen FROM s) AND %(a)s::float8 IS NOT NULL
+)
+SELECT count(*) FROM s
 """
-CATALOG_RESET = "DELETE FROM {s}.catalog"
+CATALOG_RESET = """
+WITH d AS (DELETE FROM {s}.catalog)
+INSERT INTO {s}.touched SELECT gen FROM {s}.sessions ON CONFLICT DO NOTHING
+"""
+# The sessions whose entry may be missing or stale: placed by their folds, not the index.
+CATALOG_TOUCHED = "SELECT s.id FROM {s}.touched t JOIN {s}.sessions s ON s.gen = t.gen"
+# A page of the ordered walk (``{o}``: the key's column, ``{d}``: ASC or DESC, ``{w}``: where
+# it starts), along the index on (key, id).
+CATALOG_PAGE = """
+SELECT c.{o}, c.id, CASE WHEN c.seq = s.seq THEN c.entry END
+FROM {s}.catalog c JOIN {s}.sessions s ON s.gen = c.gen
+WHERE c.{o} IS NOT NULL {w} ORDER BY c.{o} {d}, c.id {d} LIMIT %(n)s::bigint
+"""
+
+
+def bind(statement: str, schema: str) -> str:
+    return statement.replace("{s}", schema)

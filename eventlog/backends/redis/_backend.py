@@ -22,7 +22,9 @@ on Redis Cluster they live in one slot and every script (``_redis_scripts``) tou
                            marker is a store of version 1 (from before the marker)
 
 The head hash also holds ``c``: the session catalog's entry (``<seq>:<entry>``, derived
-data, used only while ``seq`` is the head's; see ``store/_catalog``).
+data, used only while ``seq`` is the head's; see ``store/_catalog``). The catalog's order
+is in the store's sorted sets ``<prefix>{<prefix>catalog}:created`` and ``:activity``
+(see ``_catalog``).
 
 Entry ids are ``0-<seq>``, so Redis itself refuses a duplicate or a regression.
 
@@ -57,7 +59,7 @@ the cold tier's file store (``archive=``), which must then exist.
 Over 500 lines (issue 14): the one class that answers every hook of the ``Backend`` contract
 for Redis (the scripts are in ``_scripts``, the archive tiers in ``_archive``, the cluster's
 connections in ``_cluster``, following in ``_follow``); what is left is a call or two per hook
-with its retries. The catalog hooks are the next to move out.
+with its retries. The catalog hooks are in ``_catalog``.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ from .._base import (
     Archived,
     Build,
     Guard,
+    Refold,
     Replacement,
     Sealed,
     Unique,
@@ -98,6 +101,7 @@ from .._rows import RowBackend, Rows
 from . import _bulk, _cluster, _follow
 from . import _scripts as scripts
 from ._archive import FileArchive, StreamArchive
+from ._catalog import Catalog
 from ._redaction import redact_redis
 
 T = TypeVar("T")
@@ -198,6 +202,7 @@ class RedisBackend(RowBackend):
         self._redact_copy = client.register_script(scripts.REDACT_COPY)
         self._fill = client.register_script(scripts.FILL)
         self._create_log = client.register_script(scripts.CREATE_LOG)
+        self.catalog = Catalog(self)
         # Opening writes nothing to Redis, so ``create`` only reaches the cold tier's file
         # store; a key prefix with no keys is an empty store (Redis can't tell it from none).
         self.cold: StreamArchive | FileArchive = (StreamArchive(self) if archive is None
@@ -324,13 +329,16 @@ class RedisBackend(RowBackend):
         # Registered before it exists, so a crash in between leaves only a stale id (listing
         # skips ids without a head), and again after, in case a delete of an earlier life
         # unregistered it meanwhile (see _unregister).
+        self.catalog.before_change(what)
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
         created = self._run(what, lambda: self._write(
             self._create, self.keys(session_id), [token, record.line, record.digest, self.ttl_ms],
             bool))
         if not created:
+            self.catalog.deleted(what, [], counted=True)
             raise SessionExistsError(session_id)
         self._run(what, lambda: self.client.sadd(self._registry, session_id))
+        self.catalog.created_one(what, session_id, record)
         self._remember(session_id, Head(record.seq, record.digest))
         if durable:
             self._sync(what, session_id)
@@ -428,6 +436,8 @@ class RedisBackend(RowBackend):
         status = int(reply[0])
         if status in (0, 3):
             self._remember(session_id, Head(records[-1].seq, records[-1].digest))
+            if status == 3 or int(reply[1]):  # (3: our first send may have marked it)
+                self.catalog.touched(session_id)
             return None
         if status == 2:
             self._heads.pop(session_id, None)
@@ -452,13 +462,17 @@ class RedisBackend(RowBackend):
             sent += 1
             return self._delete(keys=self.keys(session_id), args=args)
 
+        self.catalog.before_change(what)
         status = int(self._run(what, send))
         if status == 2:
+            self.catalog.deleted(what, [], counted=True)
             return False
         self._heads.pop(session_id, None)
         if status == 0 and sent == 1:  # sent more than once: the first may have deleted it
+            self.catalog.deleted(what, [], counted=True)
             raise SessionNotFoundError(session_id)
         self._unregister(what, [session_id])
+        self.catalog.deleted(what, [session_id], counted=True)
         self.cold.delete(session_id)
         return True
 
@@ -483,46 +497,24 @@ class RedisBackend(RowBackend):
             self._sync(what, session_id)
 
     def catalog_read(self, prefix: str) -> list[tuple[str, bytes | None]]:
-        what = "reading the session catalog"
-        ids = sorted(sid for sid in (_text(m) for m in self._run(
-            what, lambda: self.client.smembers(self._registry))) if sid.startswith(prefix))
-        if not ids:
-            return []
-        # One round trip for every head: its seq and the entry kept beside it.
-        heads = self._run(what, lambda: self._pipeline(
-            False, [("hmget", (self.keys(sid)[0], ["seq", "c"])) for sid in ids]))
-        found: list[tuple[str, bytes | None]] = []
-        gone = []
-        for sid, (seq, entry) in zip(ids, heads, strict=True):
-            if seq is None:
-                gone.append(sid)  # expired (ttl), deleted, or half created by a process that died
-                continue
-            made_for, _, blob = (entry or b"").partition(b":")
-            found.append((sid, blob if entry is not None and made_for == seq else None))
-        if gone:  # tidy the registry, as session_ids does
-            self._unregister(what, gone)
-        return found
+        return self.catalog.read(prefix)
 
     def catalog_reset(self) -> None:
-        ids = self.session_ids()
-        self._run("dropping the session catalog", lambda: self._pipeline(
-            False, [("hdel", (self.keys(sid)[0], "c")) for sid in ids]))
+        self.catalog.reset()
 
     def catalog_write(self, entries: list[tuple[str, Head, bytes]],
                       keys: list[tuple[float, float]] | None = None) -> None:
-        def send() -> Any:
-            if self.cluster:
-                # redis-py refuses scripts in a cluster pipeline: one call each (an entry
-                # is derived data, written now and then, never on the append path).
-                return [self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob])
-                        for sid, head, blob in entries]
-            pipe = self.client.pipeline(transaction=False)
-            for sid, head, blob in entries:
-                self._catalog(keys=[self.keys(sid)[0]], args=[head.seq, head.digest, blob],
-                              client=pipe)
-            return pipe.execute()
+        self.catalog.write(entries, keys)
 
-        self._run("saving session catalog entries", send)
+    def catalog_walk(self, order: str, descending: bool, start: float | None,
+                     refold: Refold) -> Iterator[tuple[str, bytes | None]] | None:
+        return self.catalog.walk(order, descending, start, refold)
+
+    def catalog_wants_rebuild(self, *, listed: int | None = None) -> bool:
+        return self.catalog.wants_rebuild(listed)
+
+    def catalog_rebuild(self, entries: list[tuple[str, Head, bytes, tuple[float, float]]]) -> None:
+        self.catalog.rebuild(entries)
 
     # Reading --------------------------------------------------------------------------------
 

@@ -77,7 +77,9 @@ return 1
 """
 
 # KEYS head, log, snap, arch, tok, tok0; ARGV base seq, base digest, token, ttl ms, new
-# digest, the writer's retry window in ms, lines... Returns {0} appended, {3} appended
+# digest, the writer's retry window in ms, lines... Returns {0, mark} appended (mark 1: the
+# first append since the session's catalog entry was saved, field cd: the writer adds the
+# session to the catalog's ``dirty`` set, see ``_catalog``), {3} appended
 # earlier (this very write, sent again), {1, seq, h, lines...} the head moved, {2} no such
 # session, {4, last id} head and log disagree.
 #
@@ -94,7 +96,7 @@ CAUGHT_UP = 64
 """The most lines a moved head's answer carries (see APPEND)."""
 
 APPEND = ("""
-local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived')
+local head = redis.call('HMGET', KEYS[1], 'seq', 'h', 'rw', 'archived', 'cd')
 if not head[1] then return {2} end
 local base = tonumber(ARGV[1])
 local n = #ARGV - 6
@@ -151,8 +153,13 @@ redis.call('HINCRBY', KEYS[1], 'b', string.format('%d', bytes + #ARGV[6 + n]))
 if tonumber(ARGV[6]) > (tonumber(head[3]) or 0) then
   redis.call('HSET', KEYS[1], 'rw', ARGV[6])
 end
+local mark = 0
+if not head[5] then  -- the first append since the catalog's entry was saved
+  redis.call('HSET', KEYS[1], 'cd', 1)
+  mark = 1
+end
 """ + EXPIRE.format(ttl=4) + """
-return {0}
+return {0, mark}
 """).replace("{caught}", str(CAUGHT_UP))
 
 # KEYS head, log, snap, arch, tok, tok0; ARGV if seq, if digest ('' for none). 1 deleted,
@@ -264,6 +271,7 @@ CATALOG = """
 local found = redis.call('HMGET', KEYS[1], 'seq', 'h')
 if found[1] ~= ARGV[1] or found[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'c', ARGV[1] .. ':' .. ARGV[3])
+redis.call('HDEL', KEYS[1], 'cd')  -- the next append marks the session again
 return 1
 """
 
