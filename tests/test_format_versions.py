@@ -24,6 +24,7 @@ from eventlog.core._codec import (
     chain_body,
     encode_payload,
     genesis,
+    line_links,
     link,
     payload_chain,
     seal,
@@ -241,6 +242,24 @@ def test_sealing_finds_the_data_without_parsing(data: object, key: str | None, s
 _TOMBSTONE = st.builds(lambda reason, seq: {"redacted": {"reason": reason, "seq": seq,
                                                          "sha256": "ab" * 32}},
                       st.text(max_size=4), st.integers(1, 9))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_JSON | _TOMBSTONE, key=st.none() | st.text(max_size=6) | _TRICKY,
+       version=st.sampled_from([1, 2]), flip=st.integers(0, 10**6))
+def test_line_links_agrees_with_link(data: object, key: str | None, version: int, flip: int) -> None:
+    """``line_links`` (its quick way first) says yes exactly for the line ``link`` chains, and
+    no once a byte of it changes."""
+    payload = encode_payload("note", 1.5, data, key)
+    prev = genesis("s").digest
+    line = seal_one(payload, Head(6, prev), 1 << 30, version).line
+    assert line_links(prev, line, version)
+    assert not line_links(genesis("t").digest, line, version)
+    at = flip % len(line)
+    damaged = line[:at] + bytes([line[at] ^ 1]) + line[at + 1:]
+    assert line_links(prev, damaged, version) == (
+        link(prev, damaged[:-40] + b"}", version) == damaged[-34:-2].decode("ascii", "replace")
+        and damaged[-40:-34] == b',"h":"')
 
 
 def test_the_file_backends_append_chains_as_seal_one_does(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..backends._base import Guard, Since
-from ..core._codec import SUFFIX_LEN, Head, Record, link
+from ..core._codec import DIGEST_HEX, Head, Record, line_links
 from ..core._errors import ConflictError, DuplicateMessageError, EventLogError
 from ..core._records import ChatMessage, Event
 from ._state import MESSAGE, REWOUND, message_data, to_message
@@ -192,7 +192,8 @@ def _read_since(sid: str, window: Window, head: Head, since: Since,
             # The first line must link to the window's head: the lines continue this window's
             # chain (not another life's at the same seq: a backend without positions, Redis,
             # hands over lines after the head its writer sent, not after the window's).
-            if not found and link(digest, line[:-SUFFIX_LEN] + b"}", version) != obj.get("h"):
+            if not found and (obj.get("h") != line[-DIGEST_HEX - 2:-2].decode("ascii", "replace")
+                              or not line_links(digest, line, version)):
                 return None
             seq, digest = seq + 1, obj["h"]
             found.append(obj)
