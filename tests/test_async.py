@@ -559,3 +559,39 @@ def test_a_pause_ends_even_when_its_loop_is_closed_under_it(tmp_path: Path) -> N
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "enabled", done.stdout + done.stderr
+
+
+def test_every_coroutine_takes_the_parameters_of_its_store_method() -> None:
+    """"The store's methods as coroutines": the same names, kinds and defaults (outside
+    tester: the async append and append_many had no idempotency_key)."""
+    import inspect
+    mismatched: list[tuple[str, object, object]] = []
+    for name, method in inspect.getmembers(eventlog.EventLog, inspect.isfunction):
+        if name.startswith("_") or name in ("close",):
+            continue
+        mine = getattr(eventlog.AsyncEventLog, name, None)
+        if mine is None:
+            mismatched.append((name, "missing", None))
+            continue
+        if not (inspect.iscoroutinefunction(mine) or inspect.isasyncgenfunction(mine)):
+            mismatched.append((name, "not a coroutine or an async iterator", None))
+            continue
+        want = [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+        got = [(p.name, p.kind, p.default) for p in inspect.signature(mine).parameters.values()]
+        if want != got:
+            mismatched.append((name, want, got))
+    assert mismatched == []
+
+
+def test_keyed_appends_from_a_coroutine_store_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = eventlog.open_async(tmp_path / "store")
+        await log.create_session("s")
+        first = await log.append("s", "x.y", 1, idempotency_key="k1")
+        assert await log.append("s", "x.y", 1, idempotency_key="k1") == first
+        batch = await log.append_many("s", [("x.y", 2), ("x.y", 3)], idempotency_key="k2")
+        assert await log.append_many("s", [("x.y", 2), ("x.y", 3)], idempotency_key="k2") == batch
+        assert [e.seq async for e in log.events("s")] == [1, 2, 3, 4]
+        await log.close()
+
+    asyncio.run(scenario())

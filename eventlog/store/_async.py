@@ -49,11 +49,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from typing import Any, TypeVar
 
 from ..backends._base import WouldBlock, nonblocking
+from ..core._checkpoint import Checkpoint
 from ..core._errors import InvalidInputError, StoreClosedError
 from ..core._records import ChatMessage, ChatSession, CompactionReport, Event, VerifyReport
+from ._catalog import SessionPage
 from ._inputs import Durability
 from ._log import EventLog
 from ._open import open as open_store
+from ._search import SearchPage
 from ._workers import WorkerPool
 
 T = TypeVar("T")
@@ -350,15 +353,18 @@ class AsyncEventLog:
                                   expected_seq=expected_seq, durability=durability)
 
     async def append(self, session_id: str, type: str, data: Any = None, *,
-                     expected_seq: int | None = None, durability: Durability | None = None) -> Event:
+                     expected_seq: int | None = None, durability: Durability | None = None,
+                     idempotency_key: str | None = None) -> Event:
         return await self._append(durability, self.sync.append, session_id, type, data,
-                                  expected_seq=expected_seq, durability=durability)
+                                  expected_seq=expected_seq, durability=durability,
+                                  idempotency_key=idempotency_key)
 
     async def append_many(self, session_id: str, events: Iterable[tuple[str, Any]], *,
-                          expected_seq: int | None = None,
-                          durability: Durability | None = None) -> list[Event]:
+                          expected_seq: int | None = None, durability: Durability | None = None,
+                          idempotency_key: str | None = None) -> list[Event]:
         return await self._append(durability, self.sync.append_many, session_id, list(events),
-                                  expected_seq=expected_seq, durability=durability)
+                                  expected_seq=expected_seq, durability=durability,
+                                  idempotency_key=idempotency_key)
 
     async def add_participant(self, session_id: str, participant: str, *,
                               expected_seq: int | None = None) -> Event:
@@ -395,8 +401,61 @@ class AsyncEventLog:
                            after_seq: int | None = None) -> list[ChatMessage]:
         return await self.run(self.sync.get_messages, session_id, limit, before_seq, after_seq)
 
-    async def list_sessions(self) -> list[ChatSession]:
-        return await self.run(self.sync.list_sessions)
+    async def list_sessions(  # noqa: PLR0913 - EventLog.list_sessions' filters
+            self, *, participant: str | None = None, metadata: dict[str, Any] | None = None,
+            prefix: str | None = None, active_after: float | None = None,
+            active_before: float | None = None, order: str = "session_id",
+            descending: bool = False, limit: int | None = None) -> list[ChatSession]:
+        return await self.run(self.sync.list_sessions, participant=participant, metadata=metadata,
+                              prefix=prefix, active_after=active_after,
+                              active_before=active_before, order=order, descending=descending,
+                              limit=limit)
+
+    async def page_sessions(  # noqa: PLR0913 - EventLog.page_sessions' filters
+            self, limit: int = 100, cursor: str | None = None, *, participant: str | None = None,
+            metadata: dict[str, Any] | None = None, prefix: str | None = None,
+            active_after: float | None = None, active_before: float | None = None,
+            order: str = "session_id", descending: bool = False) -> SessionPage:
+        return await self.run(self.sync.page_sessions, limit, cursor, participant=participant,
+                              metadata=metadata, prefix=prefix, active_after=active_after,
+                              active_before=active_before, order=order, descending=descending)
+
+    async def count_sessions(
+            self, *, participant: str | None = None, metadata: dict[str, Any] | None = None,
+            prefix: str | None = None, active_after: float | None = None,
+            active_before: float | None = None) -> int:
+        return await self.run(self.sync.count_sessions, participant=participant, metadata=metadata,
+                              prefix=prefix, active_after=active_after, active_before=active_before)
+
+    async def search(  # noqa: PLR0913 - EventLog.search's filters
+            self, query: str = "", *, session_id: str | None = None, sender: str | None = None,
+            recipient: str | None = None, to_everyone: bool = False,
+            types: Sequence[str] | None = None, after_seq: int | None = None,
+            before_seq: int | None = None, descending: bool = False, limit: int = 100,
+            cursor: str | None = None, scan_limit: int | None = None) -> SearchPage:
+        return await self.run(self.sync.search, query, session_id=session_id, sender=sender,
+                              recipient=recipient, to_everyone=to_everyone, types=types,
+                              after_seq=after_seq, before_seq=before_seq, descending=descending,
+                              limit=limit, cursor=cursor, scan_limit=scan_limit)
+
+    async def checkpoint(self, session_id: str | None = None) -> Checkpoint:
+        return await self.run(self.sync.checkpoint, session_id)
+
+    async def reindex(self) -> int:
+        return await self.run_write(self.sync.reindex)
+
+    async def fork(self, session_id: str, new_session_id: str | None = None, *,
+                   at_seq: int | None = None, durability: Durability | None = None) -> ChatSession:
+        return await self.run_write(self.sync.fork, session_id, new_session_id, at_seq=at_seq,
+                                    durability=durability)
+
+    async def rewind(self, session_id: str, to_seq: int, *, reason: str | None = None,
+                     expected_seq: int | None = None) -> Event:
+        return await self.run_write(self.sync.rewind, session_id, to_seq, reason=reason,
+                                    expected_seq=expected_seq)
+
+    async def redact(self, session_id: str, seqs: Iterable[int], *, reason: str) -> Event:
+        return await self.run_write(self.sync.redact, session_id, list(seqs), reason=reason)
 
     async def session_ids(self) -> list[str]:
         return await self.run(self.sync.session_ids)
@@ -407,8 +466,9 @@ class AsyncEventLog:
     async def size(self, session_id: str) -> int:
         return await self.run(self.sync.size, session_id)
 
-    async def verify(self, session_id: str | None = None) -> VerifyReport:
-        return await self.run(self.sync.verify, session_id)
+    async def verify(self, session_id: str | None = None, *,
+                     checkpoint: Checkpoint | None = None) -> VerifyReport:
+        return await self.run(self.sync.verify, session_id, checkpoint=checkpoint)
 
     async def events(self, session_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Every event after ``after_seq``, in order, read a batch at a time."""
