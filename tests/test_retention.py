@@ -158,3 +158,27 @@ def test_session_persistence_cleanup(tmp_path: Path) -> None:
     assert p.cleanup_old_sessions() == []
     assert [s.session_id for s in p.list_sessions()] == [keep.session_id]
     p.close()
+
+
+def test_the_readmes_restore_recipe_restores_every_id_cleanup_archived(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's recipe, run on what cleanup wrote (outside tester: it took the id from the
+    file name, and restored 1 of 7 ids: escaped names gave an empty id)."""
+    from .test_readme import README, python_blocks
+    [recipe] = [code for _, code, _ in python_blocks(README.read_text())
+                if "chatlogs-archive" in code and "import_events" in code]
+    ids = ["team", "user:42", "Team", "thread/123", "é", "a~b", "x" * 255]
+    old = time.time() - 100 * 86400
+    monkeypatch.chdir(tmp_path)
+    with eventlog.open("chatlogs") as log:
+        for sid in ids:
+            log.create_session(sid, ["A"], created_at=old)
+            log.add_message(ChatMessage(sender="A", content=f"about {sid}", session_id=sid,
+                                        timestamp=old + 1))
+        before = {sid: list(log.events(sid)) for sid in ids}
+        assert sorted(log.cleanup_old_sessions(30, archive_dir="chatlogs-archive")) == sorted(ids)
+        assert log.session_ids() == []
+    exec(compile(recipe, "README recipe", "exec"), {})
+    with eventlog.open("chatlogs") as log:
+        assert {sid: list(log.events(sid)) for sid in ids} == before
+        assert log.verify().ok
