@@ -84,10 +84,14 @@ class RowBackend(Backend):
     def _chunks(self, session_id: str, generation: Any, first: int) -> Chunks:
         source = self.source
         for rows in self._pages(session_id, generation, first):
+            # Lines are bytes; a value someone rewrote as text (SQLite's replace() returns
+            # TEXT) is handed over as its bytes, for the chain to judge (the replay loop
+            # takes bytes only).
+            lines = [line if type(line) is bytes else _as_bytes(line) for _seq, line in rows]
             if rows[-1][0] - rows[0][0] == len(rows) - 1:  # gapless, so line numbers are seqs
-                yield source, rows[0][0], [line for _seq, line in rows]
+                yield source, rows[0][0], lines
             else:
-                for seq, line in rows:
+                for (seq, _line), line in zip(rows, lines, strict=True):
                     yield source, seq, [line]
 
     def scan_back(self, session_id: str) -> Lines:
@@ -124,3 +128,11 @@ class RowBackend(Backend):
             return [f"session {session_id!r}: stored head (seq {head.seq}) does not match "
                     f"the last record (seq {seq})"]
         return []
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode()
