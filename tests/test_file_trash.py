@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import eventlog
 from eventlog import ChatMessage
 from eventlog.backends.files._backend import FileBackend
@@ -157,3 +159,41 @@ def test_sigkill_during_a_cleanup_leaves_each_session_whole_or_gone(tmp_path: Pa
     assert not (tmp_path / ".trash").exists()
     assert sorted(_session_dirs(tmp_path)) == [old[0], "young"]
     again.close()
+
+
+def test_a_delete_survives_the_trash_removed_and_made_again_under_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's tidy removes .trash at any moment: between its mkdir seeing it exist
+    and looking again (Path.mkdir's exist_ok then raised FileExistsError: a soak run saw
+    StorageError [Errno 17] on .trash), and between the mkdir and the rename."""
+    root = tmp_path / "store"
+    with eventlog.open(root) as log:
+        for sid in ("a", "b"):
+            log.create_session(sid)
+        real_rename, real_mkdir = os.rename, os.mkdir
+        trash = root / ".trash"
+        raced: list[str] = []
+
+        def rename(src: object, dst: object) -> None:
+            if ".trash" in str(dst) and "rename" not in raced:
+                raced.append("rename")
+                if trash.is_dir():
+                    os.rmdir(trash)  # another process's tidy, just before our rename
+            real_rename(src, dst)  # type: ignore[arg-type]
+
+        def mkdir(path: object, mode: int = 0o777) -> None:
+            if "mkdir" not in raced and str(path) == str(trash):
+                raced.append("mkdir")
+                real_mkdir(path, mode)  # type: ignore[arg-type]
+                os.rmdir(path)  # type: ignore[arg-type]  # made and tidied by others
+                raise FileExistsError(17, "File exists", str(path))
+            real_mkdir(path, mode)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        log.delete_session("a")
+        monkeypatch.undo()
+        assert raced == ["rename", "mkdir"]
+        assert log.session_ids() == ["b"]
+        log.create_session("a")
+        assert log.verify().ok

@@ -93,7 +93,7 @@ from ._names import ID_FILE, dir_name, id_of, is_long, legacy_name
 from ._recorded import recorded_head
 from ._redaction import redact_segments
 from ._segments import SEGMENT_RE
-from ._trash import Trash, remove_entry
+from ._trash import Trash, remove_entry, rename_into
 from ._writing import fsync_appended, head_for_append, write_at_end, write_failed, write_records
 
 # Hidden: "eventlog.json" is a valid session id, and the marker took its directory name
@@ -138,12 +138,8 @@ def _move_away(directory: Path, trash: Path, session_id: str,
     is no longer in the store). ``keep``: given a descriptor of the lock file, so that
     closing the session's handle frees nothing now (``_trash``, invariant 4)."""
     try:
-        try:
-            os.rename(directory, trash)
-        except FileNotFoundError:
-            # The trash itself, removed when it was emptied (by any process): make it again.
-            trash.parent.mkdir(mode=dir_mode, exist_ok=True)
-            os.rename(directory, trash)
+        # (The trash itself may have been removed when it was emptied, by any process.)
+        rename_into(directory, trash, trash.parent, dir_mode)
     except OSError as exc:
         raise StorageError(exc.errno, f"can't delete session {session_id!r}: {exc}") from exc
     keeper = -1
@@ -480,11 +476,7 @@ class FileBackend(Backend):
             if not self._log_is(session_id, head, dir_fd):
                 raise _Unsure
             trash = str(self._trash.place())
-            try:
-                os.rename(path, trash)
-            except FileNotFoundError:
-                self._trash.path.mkdir(mode=self.dir_mode, exist_ok=True)
-                os.rename(path, trash)
+            rename_into(path, trash, self._trash.path, self.dir_mode)
             try:
                 os.unlink(trash + "/lock")
             except OSError:

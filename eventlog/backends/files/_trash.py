@@ -55,7 +55,6 @@ class Trash:
         self.path = root / TRASH_DIR
         self._text = f"{self.path}/"
         self.dir_mode = dir_mode
-        self._made = False
         self._reset()
         weakref.finalize(self, _close_all, self._keepers)
 
@@ -72,10 +71,7 @@ class Trash:
             self._reset()
 
     def place(self) -> str:
-        """A new name in the trash (which is made the first time)."""
-        if not self._made:
-            self.path.mkdir(mode=self.dir_mode, exist_ok=True)
-            self._made = True
+        """A new name in the trash (made by ``rename_into`` when it is missing)."""
         return self._text + os.urandom(16).hex()
 
     def tidy(self) -> None:
@@ -85,7 +81,6 @@ class Trash:
             os.rmdir(self.path)
         except OSError:
             pass  # not empty (another delete, or something to free later), or gone already
-        self._made = False
 
     def keep(self, fd: int) -> None:
         """Close ``fd`` when the trash is next emptied (invariant 4)."""
@@ -184,3 +179,22 @@ def remove_entry(entry: Path) -> bool:
     except OSError:
         return False
     return not os.path.lexists(entry)
+
+
+def rename_into(source: str | Path, target: str | Path, trash: Path, dir_mode: int) -> None:
+    """``os.rename(source, target)``, ``target`` a name in ``trash``, which another
+    process's ``tidy`` may remove at any moment: make it again and retry. (Path.mkdir's
+    exist_ok raised FileExistsError when the directory it found existing was removed before
+    it looked again: a soak run saw it.) FileNotFoundError if ``source`` is gone."""
+    for _ in range(1000):
+        try:
+            os.rename(source, target)
+            return
+        except FileNotFoundError:
+            if not os.path.lexists(source):
+                raise
+        try:
+            os.mkdir(trash, dir_mode)
+        except FileExistsError:
+            pass  # made by another process (and maybe removed again: the loop will see)
+    os.rename(source, target)  # a thousand tidies in a row: give up with its error
