@@ -12,7 +12,9 @@ from typing import Any
 from ._context import Settings
 from ._http import SEQ_MAX
 
-SESSION_ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+# Any text of 1 to 255 characters without a control character (Unicode category Cc), as
+# the store takes it (issue 15); the legacy pattern here refused ids the store keeps.
+SESSION_ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 EVENT_TYPE_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._:/-]{0,127}$"
 RESERVED_TYPE_PATTERN = "^(session\\.|message)"
 STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml",
@@ -56,7 +58,7 @@ _JSON_OBJECT = {"type": "object"}
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": {"type": "string"}, "message": {"type": "string"}}, ("error", "message"),
                   closed=False),
-    "SessionId": {"type": "string", "pattern": SESSION_ID_PATTERN},
+    "SessionId": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": SESSION_ID_PATTERN},
     "EventType": {"type": "string", "allOf": [{"pattern": EVENT_TYPE_PATTERN},
                                               {"not": {"pattern": RESERVED_TYPE_PATTERN}}]},
     "VerifyStatus": _obj({"ok": {"type": "boolean"}, "events_checked": _INT,
