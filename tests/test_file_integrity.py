@@ -5,6 +5,7 @@ store recorded in its lock page (item 8)."""
 from __future__ import annotations
 
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -33,32 +34,55 @@ def compacted_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return archived
 
 
+def inflated(archive: bytes) -> list[bytes]:
+    """Every gzip member's content, in order (the index member's is empty)."""
+    members = []
+    while archive:
+        d = zlib.decompressobj(31)
+        members.append(d.decompress(archive))
+        if not d.eof:
+            raise zlib.error("truncated member")
+        archive = d.unused_data
+    return members
+
+
 @pytest.mark.slow  # 26,000 verifies: a minute
-def test_every_single_bit_flip_in_an_archive_is_reported(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_single_bit_flip_that_changes_the_archive_is_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every flip is reported unless it changes nothing that inflates: a back-reference
+    flipped into another that copies the same bytes (repetitive text; seen in about one run
+    in five: CI's run on Dec 3 met one), which no check of the content can see."""
     root = tmp_path / "store"
     archived = compacted_store(root, monkeypatch)
     pristine = archived.read_bytes()
+    content = inflated(pristine)
     with eventlog.open(root) as log:
         assert log.verify().ok
     assert len(pristine) < 4000, len(pristine)
-    missed, checker_missed = [], []
+    missed: list[tuple[int, int]] = []
+    checker_missed: list[tuple[int, int]] = []
+    unchanged: list[tuple[int, int]] = []
     with eventlog.open(root) as log:
         for at in range(len(pristine)):
             for bit in range(8):
                 damaged = bytearray(pristine)
                 damaged[at] ^= 1 << bit
                 archived.write_bytes(damaged)
+                try:
+                    same = inflated(bytes(damaged)) == content
+                except zlib.error:
+                    same = False
                 if log.verify(SID).ok:
-                    missed.append((at, bit))
-                if (at * 8 + bit) % 5 == 0 and not check(root).problems:  # the spec's checker
-                    checker_missed.append((at, bit))
+                    (unchanged if same else missed).append((at, bit))
+                if (at * 8 + bit) % 5 == 0 and not check(root).problems and not same:
+                    checker_missed.append((at, bit))  # the spec's checker
     archived.write_bytes(pristine)
     print(f"\n{len(pristine) * 8} single-bit flips in a {len(pristine)}-byte archive: "
           f"{len(missed)} unreported by verify, {len(checker_missed)} of a fifth of them by "
-          "tools/checkstore.py")
+          f"tools/checkstore.py; {len(unchanged)} changed no byte of any member's content")
     assert missed == []
     assert checker_missed == []
+    assert len(unchanged) < 20, unchanged  # rare: a flip almost always changes the parse
 
 
 def compacted_chat(root: Path, contents: list[str], sid: str = SID) -> eventlog.VerifyReport:
